@@ -1,0 +1,169 @@
+//! The command line: `serve` (default), `demo` and `export` (CONTRACT section 1).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::config::{RawEnv, Settings};
+use crate::daftra::DaftraClient;
+use crate::export::csv::CsvSink;
+use crate::export::xlsx::XlsxSink;
+use crate::export::{self, ExportQuery, Format, Rows, Source};
+use crate::metrics::Metrics;
+use crate::startup::{shutdown_on_signals, Application};
+use crate::store::Store;
+
+/// Bridge from Daftra work orders to spreadsheets by URL, RabbitMQ change events and
+/// Prometheus metrics. Configured by environment variables (see .env.example).
+#[derive(Parser, Debug)]
+#[command(name = "daftra-bridge", version)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum FormatArg {
+    Csv,
+    Xlsx,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum SourceArg {
+    Live,
+    Snapshot,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// HTTP server + poller + publisher, configured from the environment (the default).
+    Serve,
+    /// The same against a built-in simulated Daftra tenant whose work orders change over time.
+    Demo(crate::demo::DemoArgs),
+    /// One-shot export to a file or standard output.
+    Export {
+        /// The resource: work_orders.
+        resource: String,
+        #[arg(long, value_enum, default_value = "csv")]
+        format: FormatArg,
+        /// Output file; standard output when absent (CSV only).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Read Daftra now (default) or the poller's snapshot in DATABASE_URL.
+        #[arg(long, value_enum, default_value = "live")]
+        source: SourceArg,
+        /// Columns in output order, comma-separated.
+        #[arg(long)]
+        fields: Option<String>,
+        /// Statuses, as numbers or names: 1,2 or open,closed.
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        client_id: Option<String>,
+        #[arg(long)]
+        staff_id: Option<String>,
+        /// A column, or -column for descending.
+        #[arg(long)]
+        sort: Option<String>,
+        /// Start the CSV with a UTF-8 byte order mark.
+        #[arg(long)]
+        bom: bool,
+        /// Any other export parameter as name=value, e.g. created_from=2026-01-01 (repeatable).
+        #[arg(long = "filter", value_name = "NAME=VALUE")]
+        filters: Vec<String>,
+    },
+}
+
+/// Runs the parsed command line.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve().await,
+        Command::Demo(args) => crate::demo::run(args).await,
+        Command::Export { resource, format, output, source, fields, status, client_id, staff_id, sort, bom, filters } => {
+            let mut pairs: Vec<(String, String)> = [("fields", fields), ("status", status), ("client_id", client_id), ("staff_id", staff_id), ("sort", sort)]
+                .into_iter()
+                .filter_map(|(k, v)| v.map(|v| (k.to_string(), v)))
+                .collect();
+            if bom {
+                pairs.push(("bom".into(), "true".into()));
+            }
+            for f in filters {
+                let (k, v) = f.split_once('=').with_context(|| format!("--filter {f:?}: expected NAME=VALUE"))?;
+                pairs.push((k.to_string(), v.to_string()));
+            }
+            let format = match format {
+                FormatArg::Csv => Format::Csv,
+                FormatArg::Xlsx => Format::Xlsx,
+            };
+            let source = match source {
+                SourceArg::Live => Source::Live,
+                SourceArg::Snapshot => Source::Snapshot,
+            };
+            export_command(&resource, format, output, source, pairs).await
+        }
+    }
+}
+
+fn settings() -> anyhow::Result<Settings> {
+    let raw = RawEnv::from_env()?;
+    Ok(Settings::from_raw(&raw, None)?)
+}
+
+async fn serve() -> anyhow::Result<()> {
+    let settings = settings()?;
+    crate::telemetry::init(settings.log_format);
+    tracing::info!(daftra = %settings.daftra.base_url, bind = %settings.bind_addr, exchange = %settings.amqp_exchange,
+        database = %settings.database_path.display(), "Starting daftra-bridge");
+    let app = Application::build(settings)?;
+    app.run_until_stopped(shutdown_on_signals()).await
+}
+
+async fn export_command(resource: &str, format: Format, output: Option<PathBuf>, source: Source, pairs: Vec<(String, String)>) -> anyhow::Result<()> {
+    let resource = crate::resource::by_name(resource).with_context(|| format!("no resource named {resource:?}; try work_orders"))?;
+    let q = ExportQuery::parse(resource, &pairs).map_err(|e| anyhow::anyhow!("--{}: {}", e.field.replace('_', "-"), e.message))?;
+    if format == Format::Xlsx && output.is_none() {
+        anyhow::bail!("--output is required for XLSX");
+    }
+    let raw = RawEnv::from_env()?;
+    let rows = match source {
+        Source::Snapshot => {
+            let path = match raw.database_url.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+                Some(url) => crate::config::parse_database_url(url).with_context(|| format!("DATABASE_URL={url:?} is not sqlite://path"))?,
+                None => PathBuf::from("data/daftra-bridge.sqlite3"),
+            };
+            Rows::Snapshot(Store::open(&path)?)
+        }
+        Source::Live => {
+            let settings = Settings::from_raw(&raw, None)?;
+            let client = Arc::new(DaftraClient::new(settings.daftra, Metrics::new()));
+            Rows::Live { first: None, rest: export::live_pages(client, resource, Metrics::new()) }
+        }
+    };
+    let n = tokio::task::spawn_blocking(move || -> anyhow::Result<u64> {
+        match (format, output) {
+            (Format::Csv, Some(path)) => {
+                let file = std::io::BufWriter::new(std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?);
+                Ok(export::write_rows(rows, &q, &mut CsvSink::new(file, q.bom)?)?)
+            }
+            (Format::Csv, None) => {
+                let out = std::io::BufWriter::new(std::io::stdout().lock());
+                let n = export::write_rows(rows, &q, &mut CsvSink::new(out, q.bom)?)?;
+                std::io::stdout().flush()?;
+                Ok(n)
+            }
+            (Format::Xlsx, Some(path)) => {
+                let mut sink = XlsxSink::new(&path, q.resource.name);
+                let n = export::write_rows(rows, &q, &mut sink)?;
+                sink.save(q.columns.len())?;
+                Ok(n)
+            }
+            (Format::Xlsx, None) => unreachable!("checked above"),
+        }
+    })
+    .await??;
+    eprintln!("Exported {n} rows");
+    Ok(())
+}

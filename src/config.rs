@@ -1,0 +1,402 @@
+//! Typed settings read from the environment (CONTRACT section 2), validated at start-up.
+//!
+//! Every variable is read through `envy` as text, then checked here so that a bad value stops
+//! start-up with one line naming the variable, the value given and what is expected.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// A value that must never be printed: `Debug` and `Display` show `***`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    /// The secret itself, for the one place that must send it (a header, a form, a connection).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// How the bridge authenticates to Daftra.
+#[derive(Clone, Debug)]
+pub enum DaftraAuth {
+    /// `apikey` header (documented by Daftra as deprecated, still working).
+    ApiKey(Secret),
+    /// OAuth 2 password grant at `{base}/v2/oauth/token`.
+    OAuth {
+        client_id: String,
+        client_secret: Secret,
+        username: String,
+        password: Secret,
+    },
+}
+
+/// Settings of the Daftra client.
+#[derive(Clone, Debug)]
+pub struct DaftraSettings {
+    /// Site root, without trailing slash; v1 paths live under `/api2`.
+    pub base_url: String,
+    pub auth: DaftraAuth,
+    /// `limit` of each list request, 1..=1000 rows.
+    pub page_size: u32,
+    /// Page requests in flight at once, 1..=64.
+    pub concurrency: usize,
+    /// Timeout of one request.
+    pub timeout: Duration,
+    /// Retries of one request on 429, 5xx, timeouts and connection errors.
+    pub max_retries: u32,
+    /// Upper bound of one backoff sleep.
+    pub max_backoff: Duration,
+}
+
+/// Output format of the logs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// All settings of `daftra-bridge serve`.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub daftra: DaftraSettings,
+    /// Time between the start of two polls.
+    pub poll_interval: Duration,
+    /// Overall deadline of one poll; past it the poll fails and changes nothing.
+    pub poll_deadline: Duration,
+    /// Emit `created` for every record on the very first poll.
+    pub poll_emit_initial: bool,
+    /// SQLite file of the snapshot and the outbox.
+    pub database_path: PathBuf,
+    /// RabbitMQ URL; holds a password, so it is a secret.
+    pub amqp_url: Secret,
+    pub amqp_exchange: String,
+    /// Deadline of one publisher confirm.
+    pub confirm_timeout: Duration,
+    pub bind_addr: SocketAddr,
+    pub export_token: Option<Secret>,
+    /// XLSX files built at once; further requests wait.
+    pub max_xlsx_builds: usize,
+    /// Time allowed on SIGTERM to finish HTTP requests and drain the outbox.
+    pub shutdown_deadline: Duration,
+    pub log_format: LogFormat,
+}
+
+/// A variable that could not be used: its name, the value given and what is expected.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration error: {name}={shown:?} is invalid: expected {expected}")]
+pub struct ConfigError {
+    pub name: &'static str,
+    /// The value given, or `***` for secrets.
+    pub shown: String,
+    pub expected: String,
+}
+
+/// The raw environment, every variable as optional text (envy maps `FOO_BAR` to `foo_bar`).
+#[derive(Debug, Default, Deserialize)]
+pub struct RawEnv {
+    pub daftra_base_url: Option<String>,
+    pub daftra_subdomain: Option<String>,
+    pub daftra_api_key: Option<String>,
+    pub daftra_client_id: Option<String>,
+    pub daftra_client_secret: Option<String>,
+    pub daftra_username: Option<String>,
+    pub daftra_password: Option<String>,
+    pub daftra_page_size: Option<String>,
+    pub daftra_concurrency: Option<String>,
+    pub daftra_timeout_secs: Option<String>,
+    pub daftra_max_retries: Option<String>,
+    pub daftra_max_backoff_secs: Option<String>,
+    pub poll_interval_secs: Option<String>,
+    pub poll_deadline_secs: Option<String>,
+    pub poll_emit_initial: Option<String>,
+    pub database_url: Option<String>,
+    pub amqp_url: Option<String>,
+    pub amqp_exchange: Option<String>,
+    pub publish_confirm_timeout_secs: Option<String>,
+    pub bind_addr: Option<String>,
+    pub export_token: Option<String>,
+    pub export_max_xlsx_builds: Option<String>,
+    pub shutdown_deadline_secs: Option<String>,
+    pub log_format: Option<String>,
+}
+
+impl RawEnv {
+    /// Reads the process environment (after `.env`, which `main` loads).
+    pub fn from_env() -> Result<Self, ConfigError> {
+        envy::from_env::<RawEnv>().map_err(|e| ConfigError {
+            name: "environment",
+            shown: String::new(),
+            expected: e.to_string(),
+        })
+    }
+}
+
+fn non_empty(v: &Option<String>) -> Option<&str> {
+    v.as_deref().map(str::trim).filter(|s| !s.is_empty())
+}
+
+fn err(name: &'static str, value: &str, expected: impl Into<String>) -> ConfigError {
+    ConfigError {
+        name,
+        shown: value.to_string(),
+        expected: expected.into(),
+    }
+}
+
+fn int_in<T>(name: &'static str, v: &Option<String>, default: T, lo: T, hi: T) -> Result<T, ConfigError>
+where
+    T: std::str::FromStr + PartialOrd + Copy + fmt::Display,
+{
+    match non_empty(v) {
+        None => Ok(default),
+        Some(s) => match s.parse::<T>() {
+            Ok(n) if n >= lo && n <= hi => Ok(n),
+            _ => Err(err(name, s, format!("a whole number from {lo} to {hi}"))),
+        },
+    }
+}
+
+fn secs(name: &'static str, v: &Option<String>, default: u64, lo: u64, hi: u64) -> Result<Duration, ConfigError> {
+    int_in(name, v, default, lo, hi).map(Duration::from_secs)
+}
+
+/// Parses a boolean in the spellings `true/false/1/0/yes/no/on/off`, any case.
+pub fn parse_bool(s: &str) -> Option<bool> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "y" | "on" => Some(true),
+        "false" | "0" | "no" | "n" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+fn boolean(name: &'static str, v: &Option<String>, default: bool) -> Result<bool, ConfigError> {
+    match non_empty(v) {
+        None => Ok(default),
+        Some(s) => parse_bool(s).ok_or_else(|| err(name, s, "true/false/1/0/yes/no")),
+    }
+}
+
+fn secret(name: &'static str, v: &Option<String>) -> Option<Secret> {
+    let _ = name;
+    non_empty(v).map(Secret::new)
+}
+
+/// Parses `sqlite://relative/path` or `sqlite:///absolute/path` into a file path.
+pub fn parse_database_url(s: &str) -> Option<PathBuf> {
+    let rest = s.strip_prefix("sqlite://")?;
+    (!rest.is_empty()).then(|| PathBuf::from(rest))
+}
+
+/// Resolves the Daftra site root from `DAFTRA_BASE_URL` or `DAFTRA_SUBDOMAIN`.
+pub fn resolve_base_url(raw: &RawEnv) -> Result<Option<String>, ConfigError> {
+    if let Some(url) = non_empty(&raw.daftra_base_url) {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(err("DAFTRA_BASE_URL", url, "an http:// or https:// URL"));
+        }
+        return Ok(Some(url.trim_end_matches('/').to_string()));
+    }
+    if let Some(sub) = non_empty(&raw.daftra_subdomain) {
+        if !sub.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+            return Err(err("DAFTRA_SUBDOMAIN", sub, "letters, digits and '-' only"));
+        }
+        return Ok(Some(format!("https://{sub}.daftra.com")));
+    }
+    Ok(None)
+}
+
+fn resolve_auth(raw: &RawEnv) -> Result<DaftraAuth, ConfigError> {
+    let oauth = [
+        ("DAFTRA_CLIENT_ID", &raw.daftra_client_id),
+        ("DAFTRA_CLIENT_SECRET", &raw.daftra_client_secret),
+        ("DAFTRA_USERNAME", &raw.daftra_username),
+        ("DAFTRA_PASSWORD", &raw.daftra_password),
+    ];
+    let given: Vec<_> = oauth.iter().filter(|(_, v)| non_empty(v).is_some()).collect();
+    if let Some(key) = secret("DAFTRA_API_KEY", &raw.daftra_api_key) {
+        return Ok(DaftraAuth::ApiKey(key));
+    }
+    if given.len() == oauth.len() {
+        return Ok(DaftraAuth::OAuth {
+            client_id: non_empty(&raw.daftra_client_id).unwrap_or_default().to_string(),
+            client_secret: secret("DAFTRA_CLIENT_SECRET", &raw.daftra_client_secret).expect("checked"),
+            username: non_empty(&raw.daftra_username).unwrap_or_default().to_string(),
+            password: secret("DAFTRA_PASSWORD", &raw.daftra_password).expect("checked"),
+        });
+    }
+    let missing = oauth
+        .iter()
+        .find(|(_, v)| non_empty(v).is_none())
+        .map(|(n, _)| *n)
+        .unwrap_or("DAFTRA_API_KEY");
+    let name = if given.is_empty() { "DAFTRA_API_KEY" } else { missing };
+    Err(err(
+        name,
+        "",
+        "DAFTRA_API_KEY, or all four of DAFTRA_CLIENT_ID, DAFTRA_CLIENT_SECRET, DAFTRA_USERNAME and DAFTRA_PASSWORD",
+    ))
+}
+
+impl Settings {
+    /// Validates the raw environment. `base_url_override` replaces the Daftra settings' site root
+    /// and auth check (the demo points at its in-process simulator).
+    pub fn from_raw(raw: &RawEnv, base_url_override: Option<(String, DaftraAuth)>) -> Result<Self, ConfigError> {
+        let (base_url, auth) = match base_url_override {
+            Some(pair) => pair,
+            None => {
+                let base = resolve_base_url(raw)?.ok_or_else(|| {
+                    err("DAFTRA_SUBDOMAIN", "", "a subdomain (required unless DAFTRA_BASE_URL is set)")
+                })?;
+                (base, resolve_auth(raw)?)
+            }
+        };
+        let daftra = DaftraSettings {
+            base_url,
+            auth,
+            page_size: int_in("DAFTRA_PAGE_SIZE", &raw.daftra_page_size, 1000, 1, 1000)?,
+            concurrency: int_in("DAFTRA_CONCURRENCY", &raw.daftra_concurrency, 4, 1, 64)?,
+            timeout: secs("DAFTRA_TIMEOUT_SECS", &raw.daftra_timeout_secs, 30, 1, 3600)?,
+            max_retries: int_in("DAFTRA_MAX_RETRIES", &raw.daftra_max_retries, 5, 0, 100)?,
+            max_backoff: secs("DAFTRA_MAX_BACKOFF_SECS", &raw.daftra_max_backoff_secs, 30, 1, 3600)?,
+        };
+        let database_path = match non_empty(&raw.database_url) {
+            None => PathBuf::from("data/daftra-bridge.sqlite3"),
+            Some(s) => parse_database_url(s).ok_or_else(|| {
+                err("DATABASE_URL", s, "sqlite://relative/path or sqlite:///absolute/path")
+            })?,
+        };
+        let amqp_url = non_empty(&raw.amqp_url).unwrap_or("amqp://guest:guest@127.0.0.1:5672/%2f");
+        if !(amqp_url.starts_with("amqp://") || amqp_url.starts_with("amqps://")) {
+            return Err(err("AMQP_URL", &redact_url(amqp_url), "an amqp:// or amqps:// URL"));
+        }
+        let amqp_exchange = non_empty(&raw.amqp_exchange).unwrap_or("daftra.events").to_string();
+        let bind = non_empty(&raw.bind_addr).unwrap_or("0.0.0.0:8080");
+        let bind_addr = bind
+            .parse::<SocketAddr>()
+            .map_err(|_| err("BIND_ADDR", bind, "host:port, for example 0.0.0.0:8080"))?;
+        let log_format = match non_empty(&raw.log_format).map(str::to_ascii_lowercase).as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => return Err(err("LOG_FORMAT", other, "text or json")),
+        };
+        Ok(Settings {
+            daftra,
+            poll_interval: secs("POLL_INTERVAL_SECS", &raw.poll_interval_secs, 60, 1, 86_400)?,
+            poll_deadline: secs("POLL_DEADLINE_SECS", &raw.poll_deadline_secs, 600, 1, 86_400)?,
+            poll_emit_initial: boolean("POLL_EMIT_INITIAL", &raw.poll_emit_initial, false)?,
+            database_path,
+            amqp_url: Secret::new(amqp_url),
+            amqp_exchange,
+            confirm_timeout: secs("PUBLISH_CONFIRM_TIMEOUT_SECS", &raw.publish_confirm_timeout_secs, 10, 1, 600)?,
+            bind_addr,
+            export_token: secret("EXPORT_TOKEN", &raw.export_token),
+            max_xlsx_builds: int_in("EXPORT_MAX_XLSX_BUILDS", &raw.export_max_xlsx_builds, 2, 1, 64)?,
+            shutdown_deadline: secs("SHUTDOWN_DEADLINE_SECS", &raw.shutdown_deadline_secs, 20, 1, 3600)?,
+            log_format,
+        })
+    }
+}
+
+/// `amqp://user:password@host/vhost` with the password replaced by `***`, for logs.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}{}:***{}", &url[..scheme_end + 3], user, &url[at..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw() -> RawEnv {
+        RawEnv {
+            daftra_subdomain: Some("acme".into()),
+            daftra_api_key: Some("k".into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn defaults_follow_the_contract() {
+        let s = Settings::from_raw(&raw(), None).unwrap();
+        assert_eq!(s.daftra.base_url, "https://acme.daftra.com");
+        assert_eq!(s.daftra.page_size, 1000);
+        assert_eq!(s.daftra.concurrency, 4);
+        assert_eq!(s.poll_interval, Duration::from_secs(60));
+        assert!(!s.poll_emit_initial);
+        assert_eq!(s.database_path, PathBuf::from("data/daftra-bridge.sqlite3"));
+        assert_eq!(s.amqp_exchange, "daftra.events");
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        let mut r = raw();
+        r.daftra_page_size = Some("1001".into());
+        let e = Settings::from_raw(&r, None).unwrap_err();
+        assert_eq!(e.name, "DAFTRA_PAGE_SIZE");
+        assert!(e.to_string().contains("1001") && e.to_string().contains("1 to 1000"));
+        let mut r = raw();
+        r.poll_emit_initial = Some("maybe".into());
+        assert_eq!(Settings::from_raw(&r, None).unwrap_err().name, "POLL_EMIT_INITIAL");
+        let mut r = raw();
+        r.database_url = Some("postgres://x".into());
+        assert_eq!(Settings::from_raw(&r, None).unwrap_err().name, "DATABASE_URL");
+    }
+
+    #[test]
+    fn empty_means_unset_and_booleans_take_common_spellings() {
+        let mut r = raw();
+        r.daftra_page_size = Some("  ".into());
+        r.poll_emit_initial = Some("YES".into());
+        let s = Settings::from_raw(&r, None).unwrap();
+        assert_eq!(s.daftra.page_size, 1000);
+        assert!(s.poll_emit_initial);
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let mut r = raw();
+        r.daftra_api_key = Some("supersecretkey".into());
+        r.amqp_url = Some("amqp://u:hunter2@h/%2f".into());
+        r.export_token = Some("tok3n".into());
+        let s = Settings::from_raw(&r, None).unwrap();
+        let shown = format!("{s:?}");
+        assert!(!shown.contains("supersecretkey") && !shown.contains("hunter2") && !shown.contains("tok3n"));
+        assert_eq!(redact_url("amqp://u:hunter2@h/%2f"), "amqp://u:***@h/%2f");
+    }
+
+    #[test]
+    fn missing_credentials_are_named() {
+        let r = RawEnv {
+            daftra_subdomain: Some("acme".into()),
+            daftra_client_id: Some("id".into()),
+            ..Default::default()
+        };
+        assert_eq!(Settings::from_raw(&r, None).unwrap_err().name, "DAFTRA_CLIENT_SECRET");
+    }
+}

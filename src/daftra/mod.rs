@@ -1,0 +1,298 @@
+//! Daftra v1 API client: authentication, retries with backoff, and pages read concurrently.
+
+pub mod auth;
+pub mod retry;
+
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use futures::stream::{self, BoxStream, StreamExt};
+use reqwest::StatusCode;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use crate::config::DaftraSettings;
+use crate::metrics::Metrics;
+use crate::resource::Resource;
+use auth::Authenticator;
+use retry::RetryReason;
+
+/// Why a Daftra request failed after its retries. Messages never hold credentials.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    /// A non-retryable answer (4xx other than 429), or retries exhausted on 429/5xx.
+    #[error("Daftra answered HTTP {status}: {message}")]
+    Status { status: u16, message: String },
+    /// The answer was not Daftra's envelope (truncated JSON, HTML, `result: failed`, no `pagination`).
+    #[error("malformed answer from Daftra: {0}")]
+    Malformed(String),
+    /// Timeouts or connection errors on every attempt.
+    #[error("Daftra unreachable: {0}")]
+    Transport(String),
+    #[error(transparent)]
+    Auth(#[from] auth::AuthError),
+}
+
+impl FetchError {
+    /// Label `reason` of `bridge_poll_failures_total`.
+    pub fn poll_reason(&self) -> &'static str {
+        match self {
+            FetchError::Malformed(_) => "malformed",
+            _ => "upstream",
+        }
+    }
+}
+
+/// The `pagination` object of Daftra's list envelope.
+#[derive(Clone, Debug, Deserialize)]
+pub struct Pagination {
+    #[serde(default)]
+    pub next: Option<String>,
+    #[serde(deserialize_with = "lenient_u64")]
+    pub page: u64,
+    #[serde(deserialize_with = "lenient_u64")]
+    pub page_count: u64,
+    #[serde(deserialize_with = "lenient_u64")]
+    pub total_results: u64,
+}
+
+fn lenient_u64<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    let v = Value::deserialize(d)?;
+    v.as_u64()
+        .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+        .ok_or_else(|| serde::de::Error::custom(format!("expected a count, got {v}")))
+}
+
+#[derive(Deserialize)]
+struct ListEnvelope {
+    result: Option<String>,
+    data: Vec<Value>,
+    pagination: Option<Pagination>,
+}
+
+/// One list page: the raw records under the model key, and its pagination.
+#[derive(Clone, Debug)]
+pub struct Page {
+    pub records: Vec<Map<String, Value>>,
+    pub pagination: Pagination,
+}
+
+/// The Daftra client shared by the poller and live exports.
+pub struct DaftraClient {
+    http: reqwest::Client,
+    settings: DaftraSettings,
+    auth: Authenticator,
+    metrics: Metrics,
+}
+
+fn parse_list(resource: &Resource, body: &[u8]) -> Result<Page, String> {
+    let env: ListEnvelope = serde_json::from_slice(body).map_err(|e| format!("not the list envelope: {e}"))?;
+    if env.result.as_deref().is_some_and(|r| r != "successful") {
+        return Err(format!("result is {:?}", env.result.unwrap_or_default()));
+    }
+    let pagination = env.pagination.ok_or("no pagination object")?;
+    let mut records = Vec::with_capacity(env.data.len());
+    for item in env.data {
+        match item {
+            Value::Object(mut o) => match o.remove(resource.model_key) {
+                Some(Value::Object(r)) => records.push(r),
+                _ => return Err(format!("an item has no {} object", resource.model_key)),
+            },
+            _ => return Err("an item of data is not an object".into()),
+        }
+    }
+    Ok(Page { records, pagination })
+}
+
+fn error_message(body: &[u8]) -> String {
+    serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| v.get("message").and_then(Value::as_str).map(str::to_string))
+        .unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned())
+}
+
+impl DaftraClient {
+    /// Builds the client; `metrics` receives the request and page metrics.
+    pub fn new(settings: DaftraSettings, metrics: Metrics) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(settings.timeout)
+            .connect_timeout(settings.timeout.min(Duration::from_secs(10)))
+            .user_agent(concat!("daftra-bridge/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .expect("reqwest client with rustls");
+        let auth = Authenticator::new(settings.auth.clone());
+        DaftraClient { http, settings, auth, metrics }
+    }
+
+    /// Page size (`limit`) of list requests, in rows.
+    pub fn page_size(&self) -> u32 {
+        self.settings.page_size
+    }
+
+    /// Site root of the account.
+    pub fn base_url(&self) -> &str {
+        &self.settings.base_url
+    }
+
+    /// Sends one request with authentication and retries, and parses a successful answer with
+    /// `parse` (a parse failure is retried as `malformed`). `Ok(None)` is a 404.
+    async fn call<T>(
+        &self,
+        resource: &Resource,
+        operation: &str,
+        url: &str,
+        parse: impl Fn(&[u8]) -> Result<T, String>,
+    ) -> Result<Option<T>, FetchError> {
+        let token_url = format!("{}/v2/oauth/token", self.settings.base_url);
+        let mut renewed_after_401 = false;
+        let mut attempt = 0u32;
+        loop {
+            let observe_token = |d: Duration, status: &str| {
+                self.metrics
+                    .api_request_duration
+                    .with_label_values(&[resource.name, "token", status])
+                    .observe(d.as_secs_f64());
+            };
+            let (name, value) = self.auth.header(&self.http, &token_url, observe_token).await?;
+            let started = Instant::now();
+            let sent = self.http.get(url).header("Accept", "application/json").header(name, value).send().await;
+            let (reason, retry_after, failure): (RetryReason, Option<Duration>, FetchError) = match sent {
+                Err(e) => {
+                    self.observe(resource, operation, "error", started);
+                    let reason = if e.is_timeout() { RetryReason::Timeout } else { RetryReason::Connection };
+                    (reason, None, FetchError::Transport(e.without_url().to_string()))
+                }
+                Ok(resp) => {
+                    let status = resp.status();
+                    let retry_after = resp
+                        .headers()
+                        .get("retry-after")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| retry::parse_retry_after(v, SystemTime::now()));
+                    let body: Result<Bytes, _> = resp.bytes().await;
+                    self.observe(resource, operation, status.as_str(), started);
+                    match body {
+                        Err(e) => {
+                            let reason = if e.is_timeout() { RetryReason::Timeout } else { RetryReason::Connection };
+                            (reason, None, FetchError::Transport(e.without_url().to_string()))
+                        }
+                        Ok(body) if status.is_success() => match parse(&body) {
+                            Ok(v) => return Ok(Some(v)),
+                            Err(m) => (RetryReason::Malformed, None, FetchError::Malformed(m)),
+                        },
+                        Ok(_) if status == StatusCode::NOT_FOUND => return Ok(None),
+                        Ok(_) if status == StatusCode::UNAUTHORIZED && self.auth.is_oauth() && !renewed_after_401 => {
+                            renewed_after_401 = true;
+                            self.auth.invalidate().await;
+                            continue;
+                        }
+                        Ok(body) => {
+                            let failure = FetchError::Status { status: status.as_u16(), message: error_message(&body) };
+                            if status == StatusCode::TOO_MANY_REQUESTS {
+                                (RetryReason::RateLimited, retry_after, failure)
+                            } else if status.is_server_error() {
+                                (RetryReason::ServerError, retry_after, failure)
+                            } else {
+                                return Err(failure);
+                            }
+                        }
+                    }
+                }
+            };
+            if attempt >= self.settings.max_retries {
+                return Err(failure);
+            }
+            self.metrics.api_retries.with_label_values(&[resource.name, reason.label()]).inc();
+            let wait = retry::delay(attempt, retry_after, self.settings.max_backoff);
+            tracing::debug!(resource = resource.name, attempt, reason = reason.label(), wait_ms = wait.as_millis() as u64, error = %failure, "Retrying Daftra request");
+            tokio::time::sleep(wait).await;
+            attempt += 1;
+        }
+    }
+
+    fn observe(&self, resource: &Resource, operation: &str, status: &str, started: Instant) {
+        self.metrics
+            .api_request_duration
+            .with_label_values(&[resource.name, operation, status])
+            .observe(started.elapsed().as_secs_f64());
+    }
+
+    /// Reads list page `page` (from 1) with `limit` = the page size.
+    pub async fn list_page(&self, resource: &Resource, page: u64) -> Result<Page, FetchError> {
+        let url = format!("{}/api2/{}?page={page}&limit={}", self.settings.base_url, resource.path, self.settings.page_size);
+        let page = self
+            .call(resource, "list", &url, |b| parse_list(resource, b))
+            .await?
+            .ok_or_else(|| FetchError::Status { status: 404, message: "list endpoint not found".into() })?;
+        self.metrics.api_pages_fetched.with_label_values(&[resource.name]).inc();
+        Ok(page)
+    }
+
+    /// Reads one record by key: `Ok(None)` only when Daftra answers 404.
+    pub async fn get_record(&self, resource: &Resource, id: i64) -> Result<Option<Map<String, Value>>, FetchError> {
+        let url = format!("{}/api2/{}/{id}", self.settings.base_url, resource.path);
+        let parse = |b: &[u8]| -> Result<Map<String, Value>, String> {
+            let v: Value = serde_json::from_slice(b).map_err(|e| e.to_string())?;
+            v.get("data")
+                .and_then(|d| d.get(resource.model_key))
+                .and_then(Value::as_object)
+                .cloned()
+                .ok_or_else(|| format!("no data.{} object", resource.model_key))
+        };
+        self.call(resource, "get", &url, parse).await
+    }
+
+    /// Every page in order: page 1 first, then pages `2..=page_count` with at most
+    /// `DAFTRA_CONCURRENCY` requests in flight. Ends after `page_count`, or at a page with a null
+    /// `next` or empty `data`. The first error ends the stream.
+    pub fn pages<'a>(&'a self, resource: &'static Resource) -> BoxStream<'a, Result<Page, FetchError>> {
+        let concurrency = self.settings.concurrency;
+        stream::once(self.list_page(resource, 1))
+            .flat_map(move |first| match first {
+                Err(e) => stream::iter([Err(e)]).boxed(),
+                Ok(p1) => {
+                    let last = if p1.records.is_empty() || p1.pagination.next.is_none() { 1 } else { p1.pagination.page_count.max(1) };
+                    let rest = stream::iter(2..=last)
+                        .map(move |n| self.list_page(resource, n))
+                        .buffered(concurrency)
+                        .boxed();
+                    stream::iter([Ok(p1)]).chain(rest).boxed()
+                }
+            })
+            .scan(false, |ended, page| {
+                if *ended {
+                    return futures::future::ready(None);
+                }
+                *ended = match &page {
+                    Ok(p) => p.records.is_empty() || p.pagination.next.is_none(),
+                    Err(_) => true,
+                };
+                futures::future::ready(Some(page))
+            })
+            .boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resource::WORK_ORDERS;
+
+    #[test]
+    fn the_fixture_page_parses() {
+        let body = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/work_orders_page.json"));
+        let Ok(body) = body else { return };
+        let page = parse_list(&WORK_ORDERS, &body).unwrap();
+        assert_eq!(page.records.len(), 3);
+        assert_eq!(page.pagination.page_count, 5);
+        assert_eq!(page.pagination.total_results, 13);
+    }
+
+    #[test]
+    fn malformed_envelopes_are_errors() {
+        assert!(parse_list(&WORK_ORDERS, b"{\"code\":200,\"result\":\"successful\",\"data\":[").is_err());
+        assert!(parse_list(&WORK_ORDERS, b"<html>502</html>").is_err());
+        assert!(parse_list(&WORK_ORDERS, br#"{"result":"failed","data":[],"pagination":{"page":1,"page_count":1,"total_results":0}}"#).is_err());
+        assert!(parse_list(&WORK_ORDERS, br#"{"result":"successful","data":[]}"#).is_err());
+    }
+}

@@ -1,0 +1,164 @@
+//! Change events: the diff's changes, their stable ids and their CloudEvents 1.0 structured-mode
+//! JSON (CONTRACT section 4; <https://github.com/cloudevents/spec/blob/v1.0.2/cloudevents/spec.md>).
+
+use serde::Serialize;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::record::Record;
+use crate::resource::Resource;
+
+/// What happened to a record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Op {
+    Created,
+    Updated,
+    Deleted,
+}
+
+impl Op {
+    /// `created`, `updated` or `deleted`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Op::Created => "created",
+            Op::Updated => "updated",
+            Op::Deleted => "deleted",
+        }
+    }
+}
+
+/// One change found by the diff: `before` is `None` for created, `after` is `None` for deleted.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Change {
+    pub op: Op,
+    pub id: i64,
+    /// Names of the fields whose normalised values differ (empty for created/deleted).
+    pub changed: Vec<String>,
+    pub before: Option<Record>,
+    pub after: Option<Record>,
+}
+
+/// An event as stored in the outbox: everything the publisher needs, already serialised.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OutboxEvent {
+    pub resource: String,
+    pub op: String,
+    /// CloudEvents `id`, also the AMQP `message_id`.
+    pub event_id: String,
+    /// `work_order.created` and so on.
+    pub routing_key: String,
+    /// The CloudEvents JSON.
+    pub body: String,
+}
+
+#[derive(Serialize)]
+struct Data<'a> {
+    resource: &'a str,
+    id: i64,
+    op: Op,
+    changed: &'a [String],
+    before: &'a Option<Record>,
+    after: &'a Option<Record>,
+}
+
+#[derive(Serialize)]
+struct CloudEvent<'a> {
+    specversion: &'static str,
+    id: &'a str,
+    source: &'a str,
+    #[serde(rename = "type")]
+    kind: String,
+    subject: String,
+    time: &'a str,
+    datacontenttype: &'static str,
+    data: Data<'a>,
+}
+
+/// A stable id for a change, derived from the change itself (resource, record id, operation and
+/// both images), so the same change detected again after a crash keeps its id.
+pub fn event_id(resource: &Resource, change: &Change) -> String {
+    let mut h = Sha256::new();
+    for part in [resource.name, &change.id.to_string(), change.op.as_str()] {
+        h.update(part.as_bytes());
+        h.update([0]);
+    }
+    for image in [&change.before, &change.after] {
+        match image {
+            Some(r) => h.update(serde_json::to_vec(r).unwrap_or_default()),
+            None => h.update(b"null"),
+        }
+        h.update([0]);
+    }
+    let digest = h.finalize();
+    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Builds the outbox row of `change`. `source_base` is the Daftra site root; `time` an RFC 3339
+/// UTC timestamp of detection.
+pub fn to_outbox(resource: &Resource, source_base: &str, time: &str, change: &Change) -> OutboxEvent {
+    let id = event_id(resource, change);
+    let source = format!("{source_base}/api2/{}", resource.path);
+    let event = CloudEvent {
+        specversion: "1.0",
+        id: &id,
+        source: &source,
+        kind: format!("com.daftra.{}.{}", resource.singular, change.op.as_str()),
+        subject: change.id.to_string(),
+        time,
+        datacontenttype: "application/json",
+        data: Data {
+            resource: resource.name,
+            id: change.id,
+            op: change.op,
+            changed: &change.changed,
+            before: &change.before,
+            after: &change.after,
+        },
+    };
+    OutboxEvent {
+        resource: resource.name.to_string(),
+        op: change.op.as_str().to_string(),
+        routing_key: format!("{}.{}", resource.singular, change.op.as_str()),
+        body: serde_json::to_string(&event).unwrap_or_else(|_| Value::Null.to_string()),
+        event_id: id,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resource::WORK_ORDERS;
+    use serde_json::json;
+
+    fn change() -> Change {
+        let before = json!({"id": 42, "status": 1}).as_object().cloned();
+        let after = json!({"id": 42, "status": 2}).as_object().cloned();
+        Change { op: Op::Updated, id: 42, changed: vec!["status".into()], before, after }
+    }
+
+    #[test]
+    fn cloudevent_shape() {
+        let e = to_outbox(&WORK_ORDERS, "https://acme.daftra.com", "2026-11-29T13:00:00Z", &change());
+        let v: Value = serde_json::from_str(&e.body).unwrap();
+        assert_eq!(e.routing_key, "work_order.updated");
+        assert_eq!(v["specversion"], "1.0");
+        assert_eq!(v["type"], "com.daftra.work_order.updated");
+        assert_eq!(v["source"], "https://acme.daftra.com/api2/work_orders");
+        assert_eq!(v["subject"], "42");
+        assert_eq!(v["id"], e.event_id.as_str());
+        assert_eq!(v["data"]["changed"], json!(["status"]));
+        assert_eq!(v["data"]["before"]["status"], 1);
+        assert_eq!(v["data"]["after"]["status"], 2);
+    }
+
+    #[test]
+    fn ids_are_stable_per_change() {
+        let a = to_outbox(&WORK_ORDERS, "x", "2026-11-29T13:00:00Z", &change());
+        let b = to_outbox(&WORK_ORDERS, "x", "2026-11-30T00:00:00Z", &change());
+        assert_eq!(a.event_id, b.event_id);
+        let mut other = change();
+        other.after.as_mut().unwrap().insert("status".into(), json!(3));
+        assert_ne!(event_id(&WORK_ORDERS, &other), a.event_id);
+    }
+}

@@ -1,0 +1,124 @@
+//! CSV output: RFC 4180 through the csv crate, CRLF line ends, optional UTF-8 BOM, and text
+//! cells that a spreadsheet would run as a formula prefixed with `'` (OWASP "CSV injection").
+
+use std::io::{self, Write};
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use super::{cell, Cell, ExportError, RowSink};
+use crate::record::Record;
+use crate::resource::Column;
+
+/// The UTF-8 byte order mark that makes Excel read a CSV as UTF-8.
+pub const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// Text that a spreadsheet would evaluate, prefixed with `'`; other text unchanged.
+pub fn neutralise(text: &str) -> std::borrow::Cow<'_, str> {
+    match text.chars().next() {
+        Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{text}").into(),
+        _ => text.into(),
+    }
+}
+
+/// Writes rows as CSV to any writer.
+pub struct CsvSink<W: Write> {
+    writer: ::csv::Writer<W>,
+    line: Vec<String>,
+}
+
+impl<W: Write> CsvSink<W> {
+    /// A sink over `out`; with `bom`, the file starts with a UTF-8 byte order mark.
+    pub fn new(mut out: W, bom: bool) -> io::Result<Self> {
+        if bom {
+            out.write_all(BOM)?;
+        }
+        let writer = ::csv::WriterBuilder::new().terminator(::csv::Terminator::CRLF).from_writer(out);
+        Ok(CsvSink { writer, line: Vec::new() })
+    }
+}
+
+fn csv_err(e: ::csv::Error) -> ExportError {
+    match e.into_kind() {
+        ::csv::ErrorKind::Io(e) if e.kind() == io::ErrorKind::BrokenPipe => ExportError::Closed,
+        ::csv::ErrorKind::Io(e) => ExportError::Io(e),
+        other => ExportError::Io(io::Error::other(format!("{other:?}"))),
+    }
+}
+
+impl<W: Write> RowSink for CsvSink<W> {
+    fn header(&mut self, columns: &[&Column]) -> Result<(), ExportError> {
+        self.writer.write_record(columns.iter().map(|c| c.name)).map_err(csv_err)
+    }
+
+    fn row(&mut self, columns: &[&Column], record: &Record) -> Result<(), ExportError> {
+        self.line.resize(columns.len(), String::new());
+        for (slot, column) in self.line.iter_mut().zip(columns) {
+            slot.clear();
+            match cell(column, record) {
+                Cell::Empty => {}
+                Cell::Int(i) => slot.push_str(itoa::Buffer::new().format(i)),
+                Cell::Number(f) => slot.push_str(ryu::Buffer::new().format(f)),
+                Cell::Text(t) => slot.push_str(&neutralise(t)),
+                Cell::Date(d) | Cell::Timestamp(d) => slot.push_str(d),
+            }
+        }
+        self.writer.write_record(&self.line).map_err(csv_err)
+    }
+
+    fn finish(&mut self) -> Result<(), ExportError> {
+        self.writer.flush().map_err(ExportError::Io)
+    }
+}
+
+/// Bytes of at least this size are sent to the HTTP body at once.
+const CHUNK: usize = 64 * 1024;
+
+/// A blocking writer that sends its bytes to an async HTTP body in chunks; the bounded channel
+/// holds memory to a few chunks whatever the row count.
+pub struct ChannelWriter {
+    buf: Vec<u8>,
+    tx: mpsc::Sender<Result<Bytes, io::Error>>,
+}
+
+impl ChannelWriter {
+    pub fn new(tx: mpsc::Sender<Result<Bytes, io::Error>>) -> Self {
+        ChannelWriter { buf: Vec::with_capacity(CHUNK * 2), tx }
+    }
+
+    fn send(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK * 2)));
+        self.tx.blocking_send(Ok(chunk)).map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "download closed"))
+    }
+}
+
+impl Write for ChannelWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= CHUNK {
+            self.send()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.send()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formula_like_text_is_neutralised() {
+        for t in ["=1+1", "+1", "-2", "@SUM(A1)", "\tx", "\rx"] {
+            assert_eq!(neutralise(t), format!("'{t}"));
+        }
+        assert_eq!(neutralise("صيانة"), "صيانة");
+        assert_eq!(neutralise(""), "");
+    }
+}

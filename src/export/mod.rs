@@ -1,0 +1,203 @@
+//! Exports of a resource as CSV or XLSX: rows from the snapshot or read live from Daftra,
+//! filtered and ordered by an [`ExportQuery`], written through a [`RowSink`] on a blocking thread.
+
+pub mod csv;
+pub mod query;
+pub mod xlsx;
+
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use crate::daftra::{DaftraClient, FetchError};
+use crate::record::{self, Record};
+use crate::resource::{Column, ColumnKind, Resource};
+use crate::store::{Store, StoreError};
+pub use query::{ExportQuery, QueryError, Source};
+
+/// Output formats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Csv,
+    Xlsx,
+}
+
+impl Format {
+    /// `csv` or `xlsx`: the file extension and the metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Csv => "csv",
+            Format::Xlsx => "xlsx",
+        }
+    }
+    /// Parses `csv` or `xlsx`.
+    pub fn parse(s: &str) -> Option<Format> {
+        match s {
+            "csv" => Some(Format::Csv),
+            "xlsx" => Some(Format::Xlsx),
+            _ => None,
+        }
+    }
+}
+
+/// Why an export stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Upstream(#[from] FetchError),
+    #[error("writing the file failed: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("building the XLSX failed: {0}")]
+    Xlsx(#[from] rust_xlsxwriter::XlsxError),
+    /// The reader of a streamed export went away.
+    #[error("the client closed the download")]
+    Closed,
+}
+
+/// A typed cell value of one column of one record.
+#[derive(Debug, PartialEq)]
+pub enum Cell<'a> {
+    Empty,
+    Int(i64),
+    Number(f64),
+    Text(&'a str),
+    /// `YYYY-MM-DD`.
+    Date(&'a str),
+    /// `YYYY-MM-DD HH:MM:SS`.
+    Timestamp(&'a str),
+}
+
+/// The cell of `column` in `record`.
+pub fn cell<'a>(column: &Column, record: &'a Record) -> Cell<'a> {
+    match (column.kind, record.get(column.name)) {
+        (_, None | Some(Value::Null)) => Cell::Empty,
+        (ColumnKind::Date, Some(Value::String(s))) => Cell::Date(s),
+        (ColumnKind::Timestamp, Some(Value::String(s))) => Cell::Timestamp(s),
+        (_, Some(Value::Number(n))) => match n.as_i64() {
+            Some(i) => Cell::Int(i),
+            None => Cell::Number(n.as_f64().unwrap_or_default()),
+        },
+        (_, Some(Value::String(s))) => Cell::Text(s),
+        (_, Some(_)) => Cell::Empty,
+    }
+}
+
+/// Receives the rows of an export.
+pub trait RowSink {
+    /// Called once before any row, with the columns in output order.
+    fn header(&mut self, columns: &[&Column]) -> Result<(), ExportError>;
+    fn row(&mut self, columns: &[&Column], record: &Record) -> Result<(), ExportError>;
+    /// Called once after the last row.
+    fn finish(&mut self) -> Result<(), ExportError>;
+}
+
+/// Records of a live scan, a page at a time, as normalised by [`live_pages`].
+pub type LivePages = mpsc::Receiver<Result<Vec<Record>, FetchError>>;
+
+/// Reads Daftra page by page in a task and sends each page's normalised records; invalid
+/// records are skipped (and counted). At most two pages wait in the channel.
+pub fn live_pages(client: std::sync::Arc<DaftraClient>, resource: &'static Resource, metrics: crate::metrics::Metrics) -> LivePages {
+    use futures::StreamExt;
+    let (tx, rx) = mpsc::channel(2);
+    tokio::spawn(async move {
+        let mut pages = client.pages(resource);
+        while let Some(page) = pages.next().await {
+            let msg = page.map(|p| {
+                p.records
+                    .iter()
+                    .filter_map(|raw| match record::normalise(resource, raw) {
+                        Ok(r) => Some(r),
+                        Err(_) => {
+                            metrics.api_invalid_records.with_label_values(&[resource.name]).inc();
+                            None
+                        }
+                    })
+                    .collect()
+            });
+            let failed = msg.is_err();
+            if tx.send(msg).await.is_err() || failed {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Where an export's rows come from.
+pub enum Rows {
+    Snapshot(Store),
+    /// A live scan; the first page may already have been taken off the channel.
+    Live { first: Option<Vec<Record>>, rest: LivePages },
+}
+
+fn snapshot_sql(q: &ExportQuery) -> String {
+    let dir = if q.sort.1 { "DESC" } else { "ASC" };
+    let key = q.resource.key;
+    if q.sort.0 == key {
+        format!("SELECT record FROM snapshot WHERE resource = ?1 ORDER BY id {dir}")
+    } else {
+        // The column name comes from the resource's declared columns, never from user text.
+        format!("SELECT record FROM snapshot WHERE resource = ?1 ORDER BY json_extract(record, '$.{}') {dir}, id {dir}", q.sort.0)
+    }
+}
+
+/// Writes every matching row to `sink` (blocking: run it off the async executor) and returns
+/// the number of rows written.
+pub fn write_rows(rows: Rows, q: &ExportQuery, sink: &mut dyn RowSink) -> Result<u64, ExportError> {
+    let mut n = 0u64;
+    sink.header(&q.columns)?;
+    match rows {
+        Rows::Snapshot(store) => {
+            let conn = store.reader()?;
+            let mut stmt = conn.prepare(&snapshot_sql(q)).map_err(StoreError::from)?;
+            let mut cursor = stmt.query([q.resource.name]).map_err(StoreError::from)?;
+            while let Some(row) = cursor.next().map_err(StoreError::from)? {
+                let text: String = row.get(0).map_err(StoreError::from)?;
+                let Ok(record) = serde_json::from_str::<Record>(&text) else { continue };
+                if q.matches(&record) {
+                    sink.row(&q.columns, &record)?;
+                    n += 1;
+                }
+            }
+        }
+        Rows::Live { first, mut rest } => {
+            let mut next_page = move || -> Result<Option<Vec<Record>>, ExportError> {
+                match rest.blocking_recv() {
+                    None => Ok(None),
+                    Some(page) => Ok(Some(page?)),
+                }
+            };
+            let mut first = first;
+            let mut page = move || match first.take() {
+                Some(p) => Ok(Some(p)),
+                None => next_page(),
+            };
+            if q.sort_given {
+                let mut all = Vec::new();
+                while let Some(p) = page()? {
+                    all.extend(p.into_iter().filter(|r| q.matches(r)));
+                }
+                all.sort_by(|a, b| q.compare(a, b));
+                for r in &all {
+                    sink.row(&q.columns, r)?;
+                }
+                n = all.len() as u64;
+            } else {
+                while let Some(p) = page()? {
+                    for r in p.iter().filter(|r| q.matches(r)) {
+                        sink.row(&q.columns, r)?;
+                        n += 1;
+                    }
+                }
+            }
+        }
+    }
+    sink.finish()?;
+    Ok(n)
+}
+
+/// `work_orders-2026-11-29.csv`: the download name of an export made today (UTC).
+pub fn file_name(resource: &Resource, format: Format) -> String {
+    format!("{}-{}.{}", resource.name, chrono::Utc::now().format("%Y-%m-%d"), format.as_str())
+}

@@ -1,0 +1,236 @@
+//! Export query parameters (CONTRACT section 3), validated into an [`ExportQuery`]. Every bad
+//! value is an error naming the parameter.
+
+use serde_json::Value;
+
+use crate::config::parse_bool;
+use crate::record::Record;
+use crate::resource::{Column, ColumnKind, Resource};
+
+/// A query parameter that could not be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct QueryError {
+    /// The parameter's name as given.
+    pub field: String,
+    pub message: String,
+}
+
+fn bad(field: &str, message: impl Into<String>) -> QueryError {
+    QueryError { field: field.to_string(), message: message.into() }
+}
+
+/// Where rows come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// The poller's last snapshot (default).
+    Snapshot,
+    /// Daftra, read now, page by page.
+    Live,
+}
+
+/// An inclusive date range on one date or timestamp column; bounds are `YYYY-MM-DD`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DateRange {
+    pub column: &'static str,
+    pub from: Option<String>,
+    pub to: Option<String>,
+}
+
+/// A validated export request.
+#[derive(Clone, Debug)]
+pub struct ExportQuery {
+    pub resource: &'static Resource,
+    /// Columns in output order.
+    pub columns: Vec<&'static Column>,
+    pub statuses: Option<Vec<i64>>,
+    /// Exact matches on integer columns (`client_id`, `staff_id`).
+    pub equals: Vec<(&'static str, i64)>,
+    pub dates: Vec<DateRange>,
+    /// Sort column and descending flag; `id` ascending by default.
+    pub sort: (&'static str, bool),
+    /// `sort` was given explicitly.
+    pub sort_given: bool,
+    pub bom: bool,
+    pub source: Source,
+}
+
+fn parse_day(field: &str, v: &str) -> Result<String, QueryError> {
+    chrono::NaiveDate::parse_from_str(v.trim(), "%Y-%m-%d")
+        .map(|d| d.format("%Y-%m-%d").to_string())
+        .map_err(|_| bad(field, format!("expected a date as YYYY-MM-DD, got {v:?}")))
+}
+
+impl ExportQuery {
+    /// Every row, every column, default order.
+    pub fn all(resource: &'static Resource) -> Self {
+        ExportQuery {
+            resource,
+            columns: resource.columns.iter().collect(),
+            statuses: None,
+            equals: Vec::new(),
+            dates: Vec::new(),
+            sort: (resource.key, false),
+            sort_given: false,
+            bom: false,
+            source: Source::Snapshot,
+        }
+    }
+
+    /// Validates query pairs. `token` is ignored (access control reads it); anything else
+    /// unknown is an error, so a typo never silently returns everything.
+    pub fn parse(resource: &'static Resource, pairs: &[(String, String)]) -> Result<Self, QueryError> {
+        let mut q = Self::all(resource);
+        let mut seen = std::collections::HashSet::new();
+        for (key, value) in pairs {
+            // An empty value counts as not given: browsers send every field of a form.
+            if key == "token" || value.trim().is_empty() {
+                continue;
+            }
+            if !seen.insert(key.as_str()) {
+                return Err(bad(key, "given more than once"));
+            }
+            let v = value.trim();
+            match key.as_str() {
+                "fields" => {
+                    let mut cols = Vec::new();
+                    for name in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                        let c = resource.column(name).ok_or_else(|| bad(key, format!("unknown column {name:?}")))?;
+                        if cols.iter().any(|x: &&Column| x.name == name) {
+                            return Err(bad(key, format!("column {name:?} listed twice")));
+                        }
+                        cols.push(c);
+                    }
+                    if cols.is_empty() {
+                        return Err(bad(key, "list at least one column"));
+                    }
+                    q.columns = cols;
+                }
+                "status" if resource.status.is_some() => {
+                    let codes = v
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(|s| resource.status_code(s).ok_or_else(|| bad(key, format!("unknown status {s:?}; use 1-4 or open, closed, cancelled, draft"))))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    if codes.is_empty() {
+                        return Err(bad(key, "list at least one status"));
+                    }
+                    q.statuses = Some(codes);
+                }
+                "sort" => {
+                    let (desc, name) = match v.strip_prefix('-') {
+                        Some(rest) => (true, rest),
+                        None => (false, v.strip_prefix('+').unwrap_or(v)),
+                    };
+                    let c = resource.column(name).ok_or_else(|| bad(key, format!("unknown column {name:?}")))?;
+                    q.sort = (c.name, desc);
+                    q.sort_given = true;
+                }
+                "bom" => q.bom = parse_bool(v).ok_or_else(|| bad(key, "expected true or false"))?,
+                "source" => {
+                    q.source = match v {
+                        "snapshot" => Source::Snapshot,
+                        "live" => Source::Live,
+                        _ => return Err(bad(key, "expected snapshot or live")),
+                    }
+                }
+                k if resource.id_filters.contains(&k) => {
+                    let n = v.parse::<i64>().map_err(|_| bad(key, format!("expected a whole number, got {v:?}")))?;
+                    q.equals.push((resource.column(k).expect("declared filter").name, n));
+                }
+                k => {
+                    let range = k.strip_suffix("_from").map(|c| (c, true)).or_else(|| k.strip_suffix("_to").map(|c| (c, false)));
+                    let column = range.and_then(|(c, _)| resource.column(c)).filter(|c| matches!(c.kind, ColumnKind::Date | ColumnKind::Timestamp));
+                    let (Some(column), Some((_, is_from))) = (column, range) else {
+                        return Err(bad(key, "unknown parameter"));
+                    };
+                    let day = parse_day(key, v)?;
+                    let idx = match q.dates.iter().position(|d| d.column == column.name) {
+                        Some(i) => i,
+                        None => {
+                            q.dates.push(DateRange { column: column.name, from: None, to: None });
+                            q.dates.len() - 1
+                        }
+                    };
+                    let r = &mut q.dates[idx];
+                    if is_from { r.from = Some(day) } else { r.to = Some(day) }
+                    if let (Some(f), Some(t)) = (&r.from, &r.to) {
+                        if f > t {
+                            return Err(bad(key, format!("{}_from is after {}_to", column.name, column.name)));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(q)
+    }
+
+    /// `true` when `record` passes every filter.
+    pub fn matches(&self, record: &Record) -> bool {
+        if let (Some(codes), Some((field, _))) = (&self.statuses, self.resource.status) {
+            if !record.get(field).and_then(Value::as_i64).is_some_and(|s| codes.contains(&s)) {
+                return false;
+            }
+        }
+        if !self.equals.iter().all(|(f, n)| record.get(*f).and_then(Value::as_i64) == Some(*n)) {
+            return false;
+        }
+        self.dates.iter().all(|r| {
+            let Some(day) = record.get(r.column).and_then(Value::as_str).map(|s| &s[..s.len().min(10)]) else {
+                return false;
+            };
+            r.from.as_deref().is_none_or(|f| day >= f) && r.to.as_deref().is_none_or(|t| day <= t)
+        })
+    }
+
+    /// Orders two records by the sort column (no value first), then by key.
+    pub fn compare(&self, a: &Record, b: &Record) -> std::cmp::Ordering {
+        let (field, desc) = self.sort;
+        let ord = cmp_values(a.get(field), b.get(field)).then_with(|| cmp_values(a.get(self.resource.key), b.get(self.resource.key)));
+        if desc { ord.reverse() } else { ord }
+    }
+}
+
+fn cmp_values(a: Option<&Value>, b: Option<&Value>) -> std::cmp::Ordering {
+    use std::cmp::Ordering::*;
+    match (a.unwrap_or(&Value::Null), b.unwrap_or(&Value::Null)) {
+        (Value::Null, Value::Null) => Equal,
+        (Value::Null, _) => Less,
+        (_, Value::Null) => Greater,
+        (Value::Number(x), Value::Number(y)) => x.as_f64().partial_cmp(&y.as_f64()).unwrap_or(Equal),
+        (Value::String(x), Value::String(y)) => x.cmp(y),
+        (x, y) => x.to_string().cmp(&y.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resource::WORK_ORDERS;
+
+    fn p(pairs: &[(&str, &str)]) -> Result<ExportQuery, QueryError> {
+        let pairs: Vec<_> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        ExportQuery::parse(&WORK_ORDERS, &pairs)
+    }
+
+    #[test]
+    fn every_bad_value_names_its_parameter() {
+        for (k, v) in [("stauts", "1"), ("status", "9"), ("status", "opened"), ("fields", "id,nope"), ("fields", ",,"),
+            ("client_id", "x"), ("created_from", "2026-13-01"), ("title_from", "2026-01-01"), ("sort", "-nope"),
+            ("bom", "perhaps"), ("source", "cache")] {
+            let e = p(&[(k, v)]).unwrap_err();
+            assert_eq!(e.field, k, "{k}={v}");
+        }
+        assert_eq!(p(&[("created_from", "2026-02-01"), ("created_to", "2026-01-01")]).unwrap_err().field, "created_to");
+    }
+
+    #[test]
+    fn good_values_parse() {
+        let q = p(&[("fields", "title,id"), ("status", "open,2"), ("sort", "-budget"), ("token", "t"), ("bom", "1")]).unwrap();
+        assert_eq!(q.columns.iter().map(|c| c.name).collect::<Vec<_>>(), ["title", "id"]);
+        assert_eq!(q.statuses, Some(vec![1, 2]));
+        assert_eq!(q.sort, ("budget", true));
+        assert!(q.bom);
+    }
+}

@@ -1,0 +1,180 @@
+//! XLSX output through rust_xlsxwriter in constant-memory mode: a bold, frozen, filterable header;
+//! numbers as numbers; dates and timestamps as Excel dates; every text a string cell (never a
+//! formula); long sheets continue on further sheets.
+
+use std::path::Path;
+
+use rust_xlsxwriter::{ExcelDateTime, Format, Workbook, Worksheet};
+
+use super::{cell, Cell, ExportError, RowSink};
+use crate::record::Record;
+use crate::resource::{Column, ColumnKind};
+
+/// Rows per sheet, header included (Excel's limit, 2^20).
+pub const MAX_SHEET_ROWS: u32 = 1_048_576;
+/// Characters a cell holds, in UTF-16 code units (Excel's limit).
+pub const MAX_CELL_UTF16: usize = 32_767;
+
+/// `text` cut to at most [`MAX_CELL_UTF16`] UTF-16 units, never inside a character.
+pub fn truncate_cell(text: &str) -> &str {
+    let mut units = 0;
+    for (i, c) in text.char_indices() {
+        units += c.len_utf16();
+        if units > MAX_CELL_UTF16 {
+            return &text[..i];
+        }
+    }
+    text
+}
+
+/// Replaces the characters XML 1.0 cannot carry (C0 controls other than tab, CR and LF, and
+/// U+FFFE/U+FFFF) by U+FFFD, so the file opens without a repair prompt.
+pub fn xml_safe(text: &str) -> std::borrow::Cow<'_, str> {
+    let bad = |c: char| (c < ' ' && !matches!(c, '\t' | '\n' | '\r')) || matches!(c, '\u{FFFE}' | '\u{FFFF}');
+    if text.chars().any(bad) {
+        text.chars().map(|c| if bad(c) { '\u{FFFD}' } else { c }).collect::<String>().into()
+    } else {
+        text.into()
+    }
+}
+
+fn width(column: &Column) -> f64 {
+    match (column.kind, column.name) {
+        (_, "title" | "description") => 40.0,
+        (ColumnKind::Timestamp, _) => 20.0,
+        (ColumnKind::Date, _) => 12.0,
+        (ColumnKind::Decimal, _) => 14.0,
+        (ColumnKind::Int, _) => 10.0,
+        _ => 16.0,
+    }
+}
+
+/// Writes rows to an XLSX workbook, saved to a file by [`RowSink::finish`].
+pub struct XlsxSink<'p> {
+    workbook: Workbook,
+    path: &'p Path,
+    sheet_name: String,
+    sheets: usize,
+    row: u32,
+    header: Format,
+    date: Format,
+    timestamp: Format,
+}
+
+impl<'p> XlsxSink<'p> {
+    /// A sink that saves to `path`; sheets are named after `sheet_name`.
+    pub fn new(path: &'p Path, sheet_name: &str) -> Self {
+        XlsxSink {
+            workbook: Workbook::new(),
+            path,
+            sheet_name: sheet_name.chars().take(25).collect(),
+            sheets: 0,
+            row: 0,
+            header: Format::new().set_bold(),
+            date: Format::new().set_num_format("yyyy-mm-dd"),
+            timestamp: Format::new().set_num_format("yyyy-mm-dd hh:mm:ss"),
+        }
+    }
+
+    fn sheet(&mut self) -> Result<&mut Worksheet, ExportError> {
+        Ok(self.workbook.worksheet_from_index(self.sheets - 1)?)
+    }
+
+    fn new_sheet(&mut self, columns: &[&Column]) -> Result<(), ExportError> {
+        self.close_sheet(columns.len())?;
+        self.sheets += 1;
+        let name = if self.sheets == 1 { self.sheet_name.clone() } else { format!("{} ({})", self.sheet_name, self.sheets) };
+        let header = self.header.clone();
+        let ws = self.workbook.add_worksheet_with_constant_memory();
+        ws.set_name(&name)?;
+        for (i, c) in columns.iter().enumerate() {
+            ws.set_column_width(i as u16, width(c))?;
+            ws.write_string_with_format(0, i as u16, c.name, &header)?;
+        }
+        ws.set_freeze_panes(1, 0)?;
+        self.row = 1;
+        Ok(())
+    }
+
+    fn close_sheet(&mut self, columns: usize) -> Result<(), ExportError> {
+        if self.sheets == 0 || columns == 0 {
+            return Ok(());
+        }
+        let last = self.row.saturating_sub(1);
+        self.sheet()?.autofilter(0, 0, last, (columns - 1) as u16)?;
+        Ok(())
+    }
+}
+
+impl RowSink for XlsxSink<'_> {
+    fn header(&mut self, columns: &[&Column]) -> Result<(), ExportError> {
+        self.new_sheet(columns)
+    }
+
+    fn row(&mut self, columns: &[&Column], record: &Record) -> Result<(), ExportError> {
+        if self.row >= MAX_SHEET_ROWS {
+            self.new_sheet(columns)?;
+        }
+        let (row, date, timestamp) = (self.row, self.date.clone(), self.timestamp.clone());
+        let ws = self.sheet()?;
+        for (i, column) in columns.iter().enumerate() {
+            let col = i as u16;
+            match cell(column, record) {
+                Cell::Empty => {}
+                Cell::Int(n) => {
+                    ws.write_number(row, col, n as f64)?;
+                }
+                Cell::Number(f) => {
+                    ws.write_number(row, col, f)?;
+                }
+                Cell::Text(t) => {
+                    ws.write_string(row, col, xml_safe(truncate_cell(t)))?;
+                }
+                Cell::Date(d) | Cell::Timestamp(d) => {
+                    let format = if matches!(column.kind, ColumnKind::Timestamp) { &timestamp } else { &date };
+                    match ExcelDateTime::parse_from_str(d) {
+                        Ok(dt) => ws.write_datetime_with_format(row, col, &dt, format)?,
+                        // Dates Excel cannot represent (before 1900) stay readable as text.
+                        Err(_) => ws.write_string(row, col, d)?,
+                    };
+                }
+            }
+        }
+        self.row += 1;
+        Ok(())
+    }
+
+    /// Nothing to flush: [`XlsxSink::save`] writes the file.
+    fn finish(&mut self) -> Result<(), ExportError> {
+        Ok(())
+    }
+}
+
+impl XlsxSink<'_> {
+    /// Sets the header filter of the last sheet and saves the workbook to the path.
+    pub fn save(mut self, columns: usize) -> Result<(), ExportError> {
+        self.close_sheet(columns)?;
+        self.workbook.save(self.path)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncation_never_splits_a_character() {
+        let long = "😀".repeat(20_000);
+        let cut = truncate_cell(&long);
+        assert!(cut.encode_utf16().count() <= MAX_CELL_UTF16);
+        assert_eq!(cut.chars().count(), MAX_CELL_UTF16 / 2);
+        assert_eq!(truncate_cell("short"), "short");
+    }
+
+    #[test]
+    fn xml_unsafe_characters_are_replaced() {
+        assert_eq!(xml_safe("a\u{1}b\tc\n"), "a\u{FFFD}b\tc\n");
+        assert_eq!(xml_safe("fine"), "fine");
+    }
+}

@@ -1,0 +1,129 @@
+//! The HTTP API (CONTRACT section 3): exports, discovery, poll trigger, status, health, metrics.
+
+mod access;
+mod exports;
+mod ops;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix_web::dev::Service;
+use actix_web::{web, App, HttpResponse, ResponseError};
+use serde_json::json;
+use tokio::sync::Semaphore;
+
+use crate::config::Secret;
+use crate::daftra::DaftraClient;
+use crate::metrics::Metrics;
+use crate::poller::PollTrigger;
+use crate::status::{BrokerState, StatusBoard};
+use crate::store::Store;
+
+/// Shared state of the HTTP handlers.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub metrics: Metrics,
+    pub client: Arc<DaftraClient>,
+    pub status: Arc<StatusBoard>,
+    pub broker: Arc<BrokerState>,
+    /// Poll triggers by resource name.
+    pub triggers: Arc<HashMap<&'static str, Arc<PollTrigger>>>,
+    pub export_token: Option<Secret>,
+    /// Limits concurrent XLSX builds (`EXPORT_MAX_XLSX_BUILDS`).
+    pub xlsx_builds: Arc<Semaphore>,
+}
+
+/// An error answer with a JSON body `{"error": kind, "message": ..., "field"?: ...}`.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    InvalidQuery(crate::export::QueryError),
+    #[error("missing or wrong token")]
+    Unauthorized,
+    #[error("{0}")]
+    NotFound(String),
+    /// Daftra cannot be read now; retry after the given seconds.
+    #[error("{message}")]
+    Unavailable { message: String, retry_after: u64 },
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> actix_web::http::StatusCode {
+        use actix_web::http::StatusCode as S;
+        match self {
+            ApiError::InvalidQuery(_) => S::BAD_REQUEST,
+            ApiError::Unauthorized => S::UNAUTHORIZED,
+            ApiError::NotFound(_) => S::NOT_FOUND,
+            ApiError::Unavailable { .. } => S::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => S::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut r = HttpResponse::build(self.status_code());
+        let body = match self {
+            ApiError::InvalidQuery(e) => json!({"error": "invalid_query", "field": e.field, "message": e.message}),
+            ApiError::Unauthorized => {
+                r.insert_header(("WWW-Authenticate", "Bearer"));
+                json!({"error": "unauthorized", "message": self.to_string()})
+            }
+            ApiError::NotFound(m) => json!({"error": "not_found", "message": m}),
+            ApiError::Unavailable { message, retry_after } => {
+                r.insert_header(("Retry-After", retry_after.to_string()));
+                json!({"error": "upstream_unavailable", "message": message})
+            }
+            ApiError::Internal(m) => json!({"error": "internal", "message": m}),
+        };
+        r.json(body)
+    }
+}
+
+/// Builds the actix `App` factory with every route and the request metrics.
+pub fn app(
+    state: AppState,
+) -> App<
+    impl actix_web::dev::ServiceFactory<
+        actix_web::dev::ServiceRequest,
+        Config = (),
+        Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    let metrics = state.metrics.clone();
+    App::new()
+        .app_data(web::Data::new(state))
+        .app_data(web::QueryConfig::default().error_handler(|e, _| {
+            ApiError::InvalidQuery(crate::export::QueryError { field: "query".into(), message: e.to_string() }).into()
+        }))
+        .wrap_fn(move |req, srv| {
+            let started = Instant::now();
+            let method = req.method().to_string();
+            let metrics = metrics.clone();
+            let fut = srv.call(req);
+            async move {
+                let res = fut.await?;
+                let route = res.request().match_pattern().unwrap_or_else(|| "unmatched".into());
+                let status = res.status().as_u16().to_string();
+                metrics.http_requests.with_label_values(&[&route, &method, &status]).inc();
+                metrics
+                    .http_request_duration
+                    .with_label_values(&[&route, &method])
+                    .observe(started.elapsed().as_secs_f64());
+                Ok(res)
+            }
+        })
+        .route("/", web::get().to(exports::index))
+        .route("/exports", web::get().to(exports::list))
+        .route("/exports/{file}", web::get().to(exports::download))
+        .route("/poll/{resource}", web::post().to(ops::poll))
+        .route("/status", web::get().to(ops::status))
+        .route("/healthz", web::get().to(ops::healthz))
+        .route("/readyz", web::get().to(ops::readyz))
+        .route("/metrics", web::get().to(ops::metrics))
+        .default_service(web::to(|| async { ApiError::NotFound("no such route".into()).error_response() }))
+}

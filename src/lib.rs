@@ -1,0 +1,22 @@
+//! daftra-bridge: Daftra work orders as spreadsheets by URL, RabbitMQ change events and
+//! Prometheus metrics. `main.rs` only parses the command line; everything is built here so that
+//! tests can start the whole bridge on port 0.
+
+pub mod cli;
+pub mod config;
+pub mod daftra;
+pub mod demo;
+pub mod diff;
+pub mod events;
+pub mod export;
+pub mod http;
+pub mod metrics;
+pub mod poller;
+pub mod publisher;
+pub mod record;
+pub mod resource;
+pub mod sim;
+pub mod startup;
+pub mod status;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,220 @@
+//! Prometheus metrics of CONTRACT section 6, in one struct registered on one registry.
+//! Label values come from small fixed sets (resource names, operations, reasons), never ids.
+
+use prometheus::{
+    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+use crate::resource::RESOURCES;
+
+/// Buckets from 5 ms to 30 minutes: upstream calls take milliseconds, polls and exports minutes.
+const DURATION_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0,
+];
+
+/// Retry reasons of `daftra_api_retries_total`.
+pub const RETRY_REASONS: &[&str] = &["rate_limited", "server_error", "timeout", "connection", "malformed"];
+/// Failure reasons of `bridge_poll_failures_total`.
+pub const POLL_FAILURE_REASONS: &[&str] = &["upstream", "malformed", "deadline", "store"];
+/// Change operations.
+pub const OPS: &[&str] = &["created", "updated", "deleted"];
+/// Export formats.
+pub const FORMATS: &[&str] = &["csv", "xlsx"];
+
+/// Every metric of the bridge.
+#[derive(Clone)]
+pub struct Metrics {
+    pub registry: Registry,
+    /// Seconds per Daftra request; labels `resource`, `operation` (`list|get|token`), `status`.
+    pub api_request_duration: HistogramVec,
+    pub api_pages_fetched: IntCounterVec,
+    pub api_scan_pages: IntGaugeVec,
+    pub api_scan_records: IntGaugeVec,
+    pub api_retries: IntCounterVec,
+    /// Records Daftra sent that could not be normalised (kept at their previous snapshot).
+    pub api_invalid_records: IntCounterVec,
+    pub poll_duration: HistogramVec,
+    pub poll_last_success: GaugeVec,
+    pub poll_failures: IntCounterVec,
+    pub changes_detected: IntCounterVec,
+    pub events_published: IntCounterVec,
+    pub events_unroutable: IntCounterVec,
+    pub publish_failures: IntCounterVec,
+    pub poll_incomplete_scans: IntCounterVec,
+    pub outbox_pending: IntGauge,
+    /// 1 while the AMQP connection is up and not blocked.
+    pub broker_connected: IntGauge,
+    pub export_rows: IntCounterVec,
+    pub export_duration: HistogramVec,
+    /// HTTP requests served, by route template (never a raw path), method and status.
+    pub http_requests: IntCounterVec,
+    pub http_request_duration: HistogramVec,
+    pub build_info: Gauge,
+}
+
+fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+    r.register(Box::new(c.clone())).expect("unique metric");
+    c
+}
+
+fn histogram(r: &Registry, name: &str, help: &str, labels: &[&str]) -> HistogramVec {
+    let opts = HistogramOpts::new(name, help).buckets(DURATION_BUCKETS.to_vec());
+    let h = HistogramVec::new(opts, labels).expect("valid metric");
+    r.register(Box::new(h.clone())).expect("unique metric");
+    h
+}
+
+fn int_gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+    r.register(Box::new(g.clone())).expect("unique metric");
+    g
+}
+
+impl Metrics {
+    /// Builds and registers every metric, with the series whose labels are known set to zero.
+    pub fn new() -> Self {
+        let r = Registry::new();
+        #[cfg(target_os = "linux")]
+        r.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))
+            .expect("process collector");
+        let poll_last_success = GaugeVec::new(
+            Opts::new(
+                "bridge_poll_last_success_timestamp_seconds",
+                "Unix time in seconds of the last successful poll.",
+            ),
+            &["resource"],
+        )
+        .expect("valid metric");
+        r.register(Box::new(poll_last_success.clone())).expect("unique metric");
+        let outbox_pending = IntGauge::new("bridge_outbox_pending", "Events in the outbox awaiting a publisher confirm.")
+            .expect("valid metric");
+        r.register(Box::new(outbox_pending.clone())).expect("unique metric");
+        let broker_connected = IntGauge::new(
+            "bridge_broker_connected",
+            "1 while the AMQP connection is open and not blocked by the broker, else 0.",
+        )
+        .expect("valid metric");
+        r.register(Box::new(broker_connected.clone())).expect("unique metric");
+        let build_info = Gauge::with_opts(
+            Opts::new("bridge_build_info", "Always 1; the version is a label.")
+                .const_label("version", env!("CARGO_PKG_VERSION")),
+        )
+        .expect("valid metric");
+        r.register(Box::new(build_info.clone())).expect("unique metric");
+        build_info.set(1.0);
+
+        let m = Metrics {
+            api_request_duration: histogram(
+                &r,
+                "daftra_api_request_duration_seconds",
+                "Duration in seconds of requests to the Daftra API.",
+                &["resource", "operation", "status"],
+            ),
+            api_pages_fetched: counter(&r, "daftra_api_pages_fetched_total", "List pages read from Daftra.", &["resource"]),
+            api_scan_pages: int_gauge_vec(&r, "daftra_api_scan_pages", "page_count of the last complete scan.", &["resource"]),
+            api_scan_records: int_gauge_vec(&r, "daftra_api_scan_records", "Records in the last complete scan.", &["resource"]),
+            api_retries: counter(&r, "daftra_api_retries_total", "Retried Daftra requests by reason.", &["resource", "reason"]),
+            api_invalid_records: counter(
+                &r,
+                "daftra_api_invalid_records_total",
+                "Records that could not be normalised and kept their previous snapshot.",
+                &["resource"],
+            ),
+            poll_duration: histogram(&r, "bridge_poll_duration_seconds", "Duration in seconds of one poll.", &["resource"]),
+            poll_last_success,
+            poll_failures: counter(&r, "bridge_poll_failures_total", "Failed polls by reason.", &["resource", "reason"]),
+            changes_detected: counter(&r, "bridge_changes_detected_total", "Changes found by the diff.", &["resource", "op"]),
+            events_published: counter(
+                &r,
+                "bridge_events_published_total",
+                "Events confirmed by the broker and routed.",
+                &["resource", "op"],
+            ),
+            events_unroutable: counter(
+                &r,
+                "bridge_events_unroutable_total",
+                "Events the broker returned as unroutable (no queue bound).",
+                &["resource"],
+            ),
+            publish_failures: counter(
+                &r,
+                "bridge_publish_failures_total",
+                "Publish attempts that failed (nack, confirm timeout, connection); the event stays in the outbox.",
+                &["reason"],
+            ),
+            poll_incomplete_scans: counter(
+                &r,
+                "bridge_poll_incomplete_scans_total",
+                "Scans that could not prove completeness; no deletes were applied.",
+                &["resource"],
+            ),
+            outbox_pending,
+            broker_connected,
+            export_rows: counter(&r, "bridge_export_rows_total", "Rows written to exports.", &["resource", "format"]),
+            export_duration: histogram(
+                &r,
+                "bridge_export_duration_seconds",
+                "Duration in seconds of one export.",
+                &["resource", "format"],
+            ),
+            http_requests: counter(
+                &r,
+                "bridge_http_requests_total",
+                "HTTP requests served, by route template.",
+                &["route", "method", "status"],
+            ),
+            http_request_duration: histogram(
+                &r,
+                "bridge_http_request_duration_seconds",
+                "Duration in seconds of HTTP requests, by route template.",
+                &["route", "method"],
+            ),
+            build_info,
+            registry: r,
+        };
+        for res in RESOURCES {
+            let n = res.name;
+            m.api_pages_fetched.with_label_values(&[n]);
+            m.api_scan_pages.with_label_values(&[n]);
+            m.api_scan_records.with_label_values(&[n]);
+            m.api_invalid_records.with_label_values(&[n]);
+            m.poll_last_success.with_label_values(&[n]);
+            m.events_unroutable.with_label_values(&[n]);
+            m.poll_incomplete_scans.with_label_values(&[n]);
+            for reason in RETRY_REASONS {
+                m.api_retries.with_label_values(&[n, reason]);
+            }
+            for reason in POLL_FAILURE_REASONS {
+                m.poll_failures.with_label_values(&[n, reason]);
+            }
+            for op in OPS {
+                m.changes_detected.with_label_values(&[n, op]);
+                m.events_published.with_label_values(&[n, op]);
+            }
+            for f in FORMATS {
+                m.export_rows.with_label_values(&[n, f]);
+            }
+        }
+        for reason in ["nack", "timeout", "connection"] {
+            m.publish_failures.with_label_values(&[reason]);
+        }
+        m
+    }
+
+    /// The registry in Prometheus text exposition format.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buf)
+            .expect("text encoding of gathered metrics");
+        String::from_utf8(buf).expect("prometheus text is UTF-8")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,314 @@
+//! The poller: scan every page, diff against the snapshot, and commit the snapshot changes with
+//! their outbox events in one transaction. Deletes only follow a complete, consistent scan and a
+//! direct 404.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::daftra::{DaftraClient, FetchError};
+use crate::diff::{diff, Scanned};
+use crate::events::{to_outbox, Change, Op};
+use crate::metrics::Metrics;
+use crate::record::{self, Record};
+use crate::resource::Resource;
+use crate::status::{now_rfc3339, StatusBoard};
+use crate::store::{SnapshotWrite, Store, StoreError};
+
+/// Scans repeated when a scan is inconsistent, before applying it without deletes.
+pub const MAX_RESCANS: u32 = 2;
+/// Direct `GET` checks of missing records in flight at once.
+const DELETE_CHECKS_IN_FLIGHT: usize = 4;
+
+/// Everything a poll needs; cheap to clone.
+#[derive(Clone)]
+pub struct Poller {
+    pub store: Store,
+    pub client: Arc<DaftraClient>,
+    pub metrics: Metrics,
+    pub status: Arc<StatusBoard>,
+    /// Woken after a commit that appended events.
+    pub outbox_notify: Arc<Notify>,
+    pub emit_initial: bool,
+    /// Overall deadline of one poll.
+    pub deadline: Duration,
+}
+
+/// What one successful poll did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PollOutcome {
+    /// Records read from Daftra.
+    pub records: usize,
+    pub pages: u64,
+    /// The first poll: the baseline was recorded.
+    pub baseline: bool,
+    /// The scan proved completeness; `false` means no deletes were applied.
+    pub complete: bool,
+    pub created: usize,
+    pub updated: usize,
+    pub deleted: usize,
+    /// Events appended to the outbox.
+    pub events: usize,
+    /// Records that could not be normalised and kept their previous snapshot.
+    pub invalid: usize,
+}
+
+/// Why a poll failed; it changed nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum PollError {
+    #[error(transparent)]
+    Upstream(#[from] FetchError),
+    #[error("poll deadline of {0:?} passed")]
+    Deadline(Duration),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl PollError {
+    /// Label `reason` of `bridge_poll_failures_total`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            PollError::Upstream(e) => e.poll_reason(),
+            PollError::Deadline(_) => "deadline",
+            PollError::Store(_) => "store",
+        }
+    }
+}
+
+/// A full read of every page.
+struct Scan {
+    raw: Vec<serde_json::Map<String, serde_json::Value>>,
+    pages: u64,
+    page_count: u64,
+    /// Every page reported the same `total_results`, and the distinct ids equal it.
+    consistent: bool,
+}
+
+async fn scan(client: &DaftraClient, resource: &'static Resource) -> Result<Scan, FetchError> {
+    let mut pages = client.pages(resource);
+    let (mut raw, mut count, mut page_count) = (Vec::new(), 0u64, 0u64);
+    let mut totals = HashSet::new();
+    while let Some(page) = pages.next().await {
+        let page = page?;
+        count += 1;
+        page_count = page.pagination.page_count;
+        totals.insert(page.pagination.total_results);
+        raw.extend(page.records);
+    }
+    let ids: HashSet<Option<i64>> = raw.iter().map(|r| record::raw_key(resource, r)).collect();
+    let total = totals.iter().next().copied().unwrap_or(0);
+    let consistent = totals.len() == 1 && !ids.contains(&None) && ids.len() as u64 == total;
+    Ok(Scan { raw, pages: count, page_count, consistent })
+}
+
+impl Poller {
+    /// Polls `resource` once, within the deadline.
+    pub async fn poll_once(&self, resource: &'static Resource) -> Result<PollOutcome, PollError> {
+        let started = Instant::now();
+        self.status.update(resource.name, |s| {
+            s.last_poll_started = Some(now_rfc3339());
+            s.polling = true;
+        });
+        let result = match tokio::time::timeout(self.deadline, self.poll_inner(resource)).await {
+            Ok(r) => r,
+            Err(_) => Err(PollError::Deadline(self.deadline)),
+        };
+        let elapsed = started.elapsed();
+        let n = resource.name;
+        self.metrics.poll_duration.with_label_values(&[n]).observe(elapsed.as_secs_f64());
+        let records = self.store.snapshot_len(n).unwrap_or_default();
+        self.status.update(n, |s| {
+            s.polling = false;
+            s.last_poll_ended = Some(now_rfc3339());
+            s.last_duration_seconds = Some(elapsed.as_secs_f64());
+            s.records = records;
+            match &result {
+                Ok(o) => {
+                    s.last_outcome = Some(if o.baseline { "baseline" } else if o.complete { "success" } else { "incomplete" }.into());
+                    s.last_error = None;
+                    s.last_success = s.last_poll_ended.clone();
+                    s.pages = o.pages;
+                    s.changes = [("created", o.created), ("updated", o.updated), ("deleted", o.deleted)]
+                        .into_iter()
+                        .map(|(k, v)| (k.to_string(), v as u64))
+                        .collect();
+                }
+                Err(e) => {
+                    s.last_outcome = Some("failed".into());
+                    s.last_error = Some(e.to_string());
+                }
+            }
+        });
+        match &result {
+            Ok(o) => {
+                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+                self.metrics.poll_last_success.with_label_values(&[n]).set(now.as_secs_f64());
+                tracing::info!(resource = n, records = o.records, pages = o.pages, created = o.created, updated = o.updated,
+                    deleted = o.deleted, invalid = o.invalid, complete = o.complete, baseline = o.baseline,
+                    duration_ms = elapsed.as_millis() as u64, "Poll finished");
+            }
+            Err(e) => {
+                self.metrics.poll_failures.with_label_values(&[n, e.reason()]).inc();
+                tracing::warn!(resource = n, reason = e.reason(), error = %e, duration_ms = elapsed.as_millis() as u64, "Poll failed; nothing changed");
+            }
+        }
+        result
+    }
+
+    async fn poll_inner(&self, resource: &'static Resource) -> Result<PollOutcome, PollError> {
+        let n = resource.name;
+        let mut attempt = 0;
+        let scan = loop {
+            let s = scan(&self.client, resource).await?;
+            if s.consistent || attempt >= MAX_RESCANS {
+                break s;
+            }
+            attempt += 1;
+            tracing::info!(resource = n, attempt, "Scan inconsistent (records moved while paging); rescanning");
+        };
+        let (mut scanned, mut keep) = (Vec::with_capacity(scan.raw.len()), HashSet::new());
+        let mut unkeyed = 0;
+        for raw in &scan.raw {
+            match record::normalise(resource, raw) {
+                Ok(r) => scanned.push(Scanned::new(record::key(resource, &r), r)),
+                Err(e) => {
+                    self.metrics.api_invalid_records.with_label_values(&[n]).inc();
+                    match record::raw_key(resource, raw) {
+                        Some(id) => {
+                            keep.insert(id);
+                            tracing::warn!(resource = n, id, error = %e, "Record could not be read; keeping its previous snapshot");
+                        }
+                        None => {
+                            unkeyed += 1;
+                            tracing::warn!(resource = n, error = %e, "Record without a readable key; no deletes this poll");
+                        }
+                    }
+                }
+            }
+        }
+        let complete = scan.consistent && unkeyed == 0;
+        let store = self.store.clone();
+        let (snapshot, has_baseline) = tokio::task::spawn_blocking(move || Ok::<_, StoreError>((store.load_snapshot(n)?, store.has_baseline(n)?)))
+            .await
+            .expect("snapshot load task")?;
+        let records = scan.raw.len();
+        let mut d = diff(&snapshot, scanned, &keep);
+        drop(snapshot);
+        let mut deleted = 0;
+        if complete {
+            let checks = futures::stream::iter(d.missing.clone())
+                .map(|id| async move { (id, self.client.get_record(resource, id).await) })
+                .buffer_unordered(DELETE_CHECKS_IN_FLIGHT)
+                .collect::<Vec<_>>()
+                .await;
+            for (id, answer) in checks {
+                match answer {
+                    Ok(None) => {
+                        deleted += 1;
+                        d.writes.push(SnapshotWrite::Delete { id });
+                        let before = self.load_record(n, id)?;
+                        d.changes.push(Change { op: Op::Deleted, id, changed: vec![], before, after: None });
+                    }
+                    Ok(Some(_)) => tracing::info!(resource = n, id, "Record missing from the scan still exists; kept"),
+                    Err(e) => tracing::warn!(resource = n, id, error = %e, "Could not confirm a delete; kept"),
+                }
+            }
+        } else {
+            self.metrics.poll_incomplete_scans.with_label_values(&[n]).inc();
+            tracing::warn!(resource = n, missing = d.missing.len(), "Scan could not prove completeness; no deletes applied");
+        }
+        let baseline = !has_baseline;
+        let emit = !baseline || self.emit_initial;
+        let time = now_rfc3339();
+        let events: Vec<_> = if emit {
+            d.changes.iter().map(|c| to_outbox(resource, self.client.base_url(), &time, c)).collect()
+        } else {
+            Vec::new()
+        };
+        // A silent baseline reports no changes: nothing was announced.
+        let count = |op| if emit { d.changes.iter().filter(|c| c.op == op).count() } else { 0 };
+        let outcome = PollOutcome {
+            records,
+            pages: scan.pages,
+            baseline,
+            complete,
+            created: count(Op::Created),
+            updated: count(Op::Updated),
+            deleted: if emit { deleted } else { 0 },
+            events: events.len(),
+            invalid: keep.len() + unkeyed,
+        };
+        let store = self.store.clone();
+        let writes = std::mem::take(&mut d.writes);
+        let n_events = events.len();
+        tokio::task::spawn_blocking(move || store.commit_poll(n, &writes, &events))
+            .await
+            .expect("commit task")?;
+        if complete {
+            self.metrics.api_scan_pages.with_label_values(&[n]).set(scan.page_count as i64);
+            self.metrics.api_scan_records.with_label_values(&[n]).set(records as i64);
+        }
+        if emit {
+            for c in &d.changes {
+                self.metrics.changes_detected.with_label_values(&[n, c.op.as_str()]).inc();
+            }
+        }
+        if n_events > 0 {
+            self.metrics.outbox_pending.add(n_events as i64);
+            self.outbox_notify.notify_one();
+        }
+        Ok(outcome)
+    }
+
+    fn load_record(&self, resource: &str, id: i64) -> Result<Option<Record>, StoreError> {
+        Ok(self
+            .store
+            .load_one(resource, id)?
+            .and_then(|text| serde_json::from_str(&text).ok()))
+    }
+
+    /// Runs `poll_once` every `interval` (and when `trigger` is notified) until `cancel`.
+    /// A poll in progress when `cancel` fires is dropped before its commit, or completes it:
+    /// the commit is one transaction, so either way nothing is half applied.
+    pub async fn run(self, resource: &'static Resource, interval: Duration, trigger: Arc<PollTrigger>, cancel: CancellationToken) {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = ticker.tick() => {}
+                _ = trigger.notify.notified() => {}
+            }
+            trigger.running.store(true, Ordering::SeqCst);
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = self.poll_once(resource) => {}
+            }
+            trigger.running.store(false, Ordering::SeqCst);
+        }
+        tracing::info!(resource = resource.name, "Poller stopped");
+    }
+}
+
+/// Starts a poll on demand (`POST /poll/{resource}`), or joins the one running.
+#[derive(Debug, Default)]
+pub struct PollTrigger {
+    notify: Notify,
+    running: AtomicBool,
+}
+
+impl PollTrigger {
+    /// Asks for a poll now; returns `true` when one was already running (the request joins it).
+    pub fn request(&self) -> bool {
+        let running = self.running.load(Ordering::SeqCst);
+        if !running {
+            self.notify.notify_one();
+        }
+        running
+    }
+}

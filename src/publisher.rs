@@ -1,0 +1,262 @@
+//! The publisher: drains the outbox in order to the RabbitMQ topic exchange with publisher
+//! confirms, deleting a row only after its confirm. Owns reconnection with capped backoff.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions};
+use lapin::publisher_confirm::Confirmation;
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{redact_url, Secret};
+use crate::metrics::Metrics;
+use crate::status::{BrokerConnection, BrokerState};
+use crate::store::{OutboxRow, Store};
+
+/// Outbox rows published per batch; their confirms are awaited together (pipelined).
+pub const BATCH_SIZE: usize = 1000;
+/// Longest wait between two connection attempts.
+const MAX_RECONNECT_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Publisher settings and shared handles.
+#[derive(Clone)]
+pub struct Publisher {
+    pub store: Store,
+    pub metrics: Metrics,
+    pub amqp_url: Secret,
+    pub exchange: String,
+    /// Deadline of one publish and of its confirm.
+    pub confirm_timeout: Duration,
+    /// Woken when the poller appends events.
+    pub notify: Arc<Notify>,
+    pub broker: Arc<BrokerState>,
+}
+
+/// Why a drain stopped; the rows not confirmed stay in the outbox.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("AMQP error: {0}")]
+    Amqp(#[from] lapin::Error),
+    #[error("the broker did not confirm within {0:?}")]
+    Timeout(Duration),
+    #[error("the broker refused (nack) an event")]
+    Nack,
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
+impl PublishError {
+    fn reason(&self) -> &'static str {
+        match self {
+            PublishError::Timeout(_) => "timeout",
+            PublishError::Nack => "nack",
+            _ => "connection",
+        }
+    }
+}
+
+/// Opens a connection on the tokio runtime.
+pub async fn connect(url: &Secret) -> Result<Connection, lapin::Error> {
+    let props = ConnectionProperties::default()
+        .with_executor(tokio_executor_trait::Tokio::current())
+        .with_reactor(tokio_reactor_trait::Tokio)
+        .with_connection_name("daftra-bridge".into());
+    Connection::connect(url.expose(), props).await
+}
+
+impl Publisher {
+    async fn open_channel(&self, conn: &Connection) -> Result<Channel, lapin::Error> {
+        let channel = conn.create_channel().await?;
+        channel.confirm_select(ConfirmSelectOptions::default()).await?;
+        channel
+            .exchange_declare(
+                &self.exchange,
+                ExchangeKind::Topic,
+                ExchangeDeclareOptions { durable: true, ..Default::default() },
+                FieldTable::default(),
+            )
+            .await?;
+        Ok(channel)
+    }
+
+    /// Publishes one batch of the outbox; returns the number of rows confirmed and removed.
+    pub async fn drain_batch(&self, channel: &Channel) -> Result<usize, PublishError> {
+        let store = self.store.clone();
+        let rows: Vec<OutboxRow> = tokio::task::spawn_blocking(move || store.outbox_batch(0, BATCH_SIZE))
+            .await
+            .expect("outbox read task")?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let mut confirms = Vec::with_capacity(rows.len());
+        let mut failure = None;
+        for row in &rows {
+            let props = BasicProperties::default()
+                .with_delivery_mode(2)
+                .with_content_type("application/cloudevents+json".into())
+                .with_message_id(row.event.event_id.clone().into())
+                .with_timestamp(chrono::Utc::now().timestamp() as u64)
+                .with_app_id("daftra-bridge".into());
+            let publish = channel.basic_publish(
+                &self.exchange,
+                &row.event.routing_key,
+                BasicPublishOptions { mandatory: true, ..Default::default() },
+                row.event.body.as_bytes(),
+                props,
+            );
+            match tokio::time::timeout(self.confirm_timeout, publish).await {
+                Ok(Ok(confirm)) => confirms.push(confirm),
+                Ok(Err(e)) => {
+                    failure = Some(PublishError::Amqp(e));
+                    break;
+                }
+                Err(_) => {
+                    failure = Some(PublishError::Timeout(self.confirm_timeout));
+                    break;
+                }
+            }
+        }
+        // Only the confirmed prefix leaves the outbox, so per-record order is never broken.
+        let mut done = Vec::with_capacity(confirms.len());
+        for (row, confirm) in rows.iter().zip(confirms) {
+            let answer = match tokio::time::timeout(self.confirm_timeout, confirm).await {
+                Ok(Ok(answer)) => answer,
+                Ok(Err(e)) => {
+                    failure.get_or_insert(PublishError::Amqp(e));
+                    break;
+                }
+                Err(_) => {
+                    failure.get_or_insert(PublishError::Timeout(self.confirm_timeout));
+                    break;
+                }
+            };
+            match answer {
+                Confirmation::Ack(Some(returned)) => {
+                    self.metrics.events_unroutable.with_label_values(&[&row.event.resource]).inc();
+                    tracing::warn!(event_id = %row.event.event_id, routing_key = %row.event.routing_key,
+                        reply = %returned.reply_text, "Event returned as unroutable (no queue bound); not retried");
+                }
+                Confirmation::Ack(None) | Confirmation::NotRequested => {
+                    self.metrics.events_published.with_label_values(&[&row.event.resource, &row.event.op]).inc();
+                }
+                Confirmation::Nack(_) => {
+                    failure.get_or_insert(PublishError::Nack);
+                    break;
+                }
+            }
+            done.push(row.seq);
+        }
+        let confirmed = done.len();
+        if confirmed > 0 {
+            let store = self.store.clone();
+            tokio::task::spawn_blocking(move || store.outbox_delete(&done)).await.expect("outbox delete task")?;
+            self.metrics.outbox_pending.sub(confirmed as i64);
+        }
+        match failure {
+            Some(e) => {
+                self.metrics.publish_failures.with_label_values(&[e.reason()]).inc();
+                Err(e)
+            }
+            None => Ok(confirmed),
+        }
+    }
+
+    /// Drains until the outbox is empty.
+    pub async fn drain(&self, channel: &Channel) -> Result<usize, PublishError> {
+        let mut total = 0;
+        loop {
+            let n = self.drain_batch(channel).await?;
+            total += n;
+            if n == 0 {
+                return Ok(total);
+            }
+        }
+    }
+
+    fn refresh_pending(&self) {
+        if let Ok(n) = self.store.outbox_len() {
+            self.metrics.outbox_pending.set(n as i64);
+        }
+    }
+
+    fn set_state(&self, s: BrokerConnection) {
+        self.broker.set(s);
+        self.metrics.broker_connected.set(i64::from(s == BrokerConnection::Connected));
+    }
+
+    /// Connects, drains, waits for new events, and reconnects with capped exponential backoff
+    /// after any failure, until `cancel`. Then drains what it can within `shutdown_deadline`
+    /// and closes the connection cleanly.
+    pub async fn run(self, cancel: CancellationToken, shutdown_deadline: Duration) {
+        self.refresh_pending();
+        let shown_url = redact_url(self.amqp_url.expose());
+        let mut attempt: u32 = 0;
+        let mut conn: Option<(Connection, Channel)> = None;
+        while !cancel.is_cancelled() {
+            if conn.as_ref().is_none_or(|(c, ch)| !c.status().connected() || !ch.status().connected()) {
+                self.set_state(BrokerConnection::Disconnected);
+                let opened = async {
+                    let c = connect(&self.amqp_url).await?;
+                    let ch = self.open_channel(&c).await?;
+                    Ok::<_, lapin::Error>((c, ch))
+                };
+                match tokio::time::timeout(Duration::from_secs(15), opened).await {
+                    Ok(Ok(pair)) => {
+                        tracing::info!(url = %shown_url, exchange = %self.exchange, "Connected to RabbitMQ");
+                        attempt = 0;
+                        conn = Some(pair);
+                        self.set_state(BrokerConnection::Connected);
+                    }
+                    failed => {
+                        let error = match failed {
+                            Ok(Err(e)) => e.to_string(),
+                            _ => "connection attempt timed out".into(),
+                        };
+                        let wait = crate::daftra::retry::BACKOFF_BASE
+                            .saturating_mul(1 << attempt.min(10))
+                            .min(MAX_RECONNECT_BACKOFF);
+                        tracing::warn!(url = %shown_url, %error, retry_in_ms = wait.as_millis() as u64,
+                            "RabbitMQ not reachable; events stay in the outbox until it is");
+                        attempt += 1;
+                        tokio::select! {
+                            _ = cancel.cancelled() => break,
+                            _ = tokio::time::sleep(wait) => continue,
+                        }
+                    }
+                }
+            }
+            let (_, channel) = conn.as_ref().expect("connected above");
+            match self.drain(channel).await {
+                Ok(_) => {
+                    tokio::select! {
+                        _ = cancel.cancelled() => {}
+                        _ = self.notify.notified() => {}
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "Publishing stopped; unconfirmed events stay in the outbox");
+                    self.refresh_pending();
+                    if let Some((c, _)) = conn.take() {
+                        let _ = tokio::time::timeout(Duration::from_secs(2), c.close(320, "reconnecting")).await;
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+        if let Some((c, channel)) = conn {
+            match tokio::time::timeout(shutdown_deadline, self.drain(&channel)).await {
+                Ok(Ok(n)) => tracing::info!(published = n, "Outbox drained for shutdown"),
+                Ok(Err(e)) => tracing::warn!(error = %e, "Outbox not fully drained at shutdown; the rest waits for the next start"),
+                Err(_) => tracing::warn!("Shutdown deadline reached; the rest of the outbox waits for the next start"),
+            }
+            let _ = tokio::time::timeout(Duration::from_secs(5), c.close(200, "shutdown")).await;
+        }
+        self.set_state(BrokerConnection::Disconnected);
+        self.refresh_pending();
+        tracing::info!("Publisher stopped");
+    }
+}

@@ -1,0 +1,257 @@
+//! Normalisation of Daftra records: numbers or numeric strings, empty or zero dates, Arabic-Indic
+//! digits, `[]` for empty objects. The normalised form is what the snapshot stores, what the diff
+//! compares and what events carry, so a change of representation alone (`"42"` to `42`) is no change.
+
+use serde_json::{Map, Number, Value};
+
+use crate::resource::{ColumnKind, Resource};
+
+/// A normalised record: known columns with normalised values (derived ones included), plus any
+/// extra field Daftra sent, kept as sent. Keys are sorted, so its JSON text is canonical.
+pub type Record = Map<String, Value>;
+
+/// Why a record could not be normalised.
+#[derive(Debug, thiserror::Error, PartialEq)]
+#[error("field {field}: {message}")]
+pub struct RecordError {
+    pub field: String,
+    pub message: String,
+}
+
+fn bad(field: &str, message: impl Into<String>) -> RecordError {
+    RecordError {
+        field: field.to_string(),
+        message: message.into(),
+    }
+}
+
+/// Replaces Arabic-Indic (U+0660..) and Extended Arabic-Indic (U+06F0..) digits by ASCII digits,
+/// and the Arabic decimal separator (U+066B) by `.`; Daftra tenants were seen sending `٣٠٠`.
+pub fn ascii_digits(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.is_ascii() {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    s.chars()
+        .map(|c| match c {
+            '\u{0660}'..='\u{0669}' => char::from(b'0' + (c as u32 - 0x0660) as u8),
+            '\u{06F0}'..='\u{06F9}' => char::from(b'0' + (c as u32 - 0x06F0) as u8),
+            '\u{066B}' => '.',
+            _ => c,
+        })
+        .collect::<String>()
+        .into()
+}
+
+/// `true` for the values Daftra uses to say "nothing": `null`, `""`, `[]`, `{}`.
+fn is_empty(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::String(s) => s.trim().is_empty(),
+        Value::Array(a) => a.is_empty(),
+        Value::Object(o) => o.is_empty(),
+        _ => false,
+    }
+}
+
+fn int(field: &str, v: &Value) -> Result<Value, RecordError> {
+    if is_empty(v) {
+        return Ok(Value::Null);
+    }
+    match v {
+        Value::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                Ok(i.into())
+            } else {
+                match n.as_f64() {
+                    Some(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Ok((f as i64).into()),
+                    _ => Err(bad(field, format!("expected a whole number, got {n}"))),
+                }
+            }
+        }
+        Value::String(s) => {
+            let t = ascii_digits(s.trim());
+            if let Ok(i) = t.parse::<i64>() {
+                return Ok(i.into());
+            }
+            match t.parse::<f64>() {
+                Ok(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Ok((f as i64).into()),
+                _ => Err(bad(field, format!("expected a whole number, got {s:?}"))),
+            }
+        }
+        Value::Bool(b) => Ok(i64::from(*b).into()),
+        other => Err(bad(field, format!("expected a whole number, got {other}"))),
+    }
+}
+
+fn decimal(field: &str, v: &Value) -> Result<Value, RecordError> {
+    if is_empty(v) {
+        return Ok(Value::Null);
+    }
+    let f = match v {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => ascii_digits(s.trim()).replace(',', "").parse::<f64>().ok(),
+        _ => None,
+    };
+    match f.filter(|f| f.is_finite()).and_then(Number::from_f64) {
+        // Integral amounts are stored as integers so that 0 and "0.00" compare equal.
+        Some(n) if n.as_f64().is_some_and(|f| f.fract() == 0.0 && f.abs() < 9.0e15) => {
+            Ok(Value::from(n.as_f64().unwrap_or_default() as i64))
+        }
+        Some(n) => Ok(Value::Number(n)),
+        None => Err(bad(field, format!("expected a number, got {v}"))),
+    }
+}
+
+fn text(v: &Value) -> Value {
+    match v {
+        _ if is_empty(v) => Value::Null,
+        Value::String(s) => Value::String(s.clone()),
+        Value::Number(n) => Value::String(n.to_string()),
+        Value::Bool(b) => Value::String(b.to_string()),
+        other => Value::String(other.to_string()),
+    }
+}
+
+fn valid_date(y: &str, m: &str, d: &str) -> Option<String> {
+    let (y, m, d): (i32, u32, u32) = (y.parse().ok()?, m.parse().ok()?, d.parse().ok()?);
+    chrono::NaiveDate::from_ymd_opt(y, m, d).map(|date| date.format("%Y-%m-%d").to_string())
+}
+
+/// `YYYY-MM-DD` from `YYYY-MM-DD`, `DD/MM/YYYY` or the date part of a timestamp.
+fn parse_date(s: &str) -> Option<String> {
+    let s = ascii_digits(s.trim());
+    let day = s.split([' ', 'T']).next()?;
+    if let [y, m, d] = day.split('-').collect::<Vec<_>>()[..] {
+        return valid_date(y, m, d);
+    }
+    if let [d, m, y] = day.split('/').collect::<Vec<_>>()[..] {
+        return valid_date(y, m, d);
+    }
+    None
+}
+
+fn is_zero_date(s: &str) -> bool {
+    s.trim().chars().all(|c| matches!(c, '0' | '-' | ':' | ' ' | '/' | 'T'))
+}
+
+fn date(field: &str, v: &Value, with_time: bool) -> Result<Value, RecordError> {
+    if is_empty(v) {
+        return Ok(Value::Null);
+    }
+    let Value::String(s) = v else {
+        return Err(bad(field, format!("expected a date, got {v}")));
+    };
+    if is_zero_date(s) {
+        return Ok(Value::Null);
+    }
+    let day = parse_date(s).ok_or_else(|| bad(field, format!("expected YYYY-MM-DD, got {s:?}")))?;
+    if !with_time {
+        return Ok(Value::String(day));
+    }
+    let time = ascii_digits(s.trim())
+        .split_once([' ', 'T'])
+        .map(|(_, t)| t.to_string())
+        .unwrap_or_else(|| "00:00:00".into());
+    let time = chrono::NaiveTime::parse_from_str(time.trim_end_matches('Z'), "%H:%M:%S")
+        .or_else(|_| chrono::NaiveTime::parse_from_str(time.trim_end_matches('Z'), "%H:%M"))
+        .map_err(|_| bad(field, format!("expected YYYY-MM-DD HH:MM:SS, got {s:?}")))?;
+    Ok(Value::String(format!("{day} {}", time.format("%H:%M:%S"))))
+}
+
+/// Normalises one raw record (the object under the model key) of `resource`.
+///
+/// Errors when the key is missing or a known field holds a value of the wrong type; callers keep
+/// the previous snapshot of such a record rather than treat it as missing.
+pub fn normalise(resource: &Resource, raw: &Map<String, Value>) -> Result<Record, RecordError> {
+    let mut out = Record::new();
+    for column in resource.columns {
+        let v = raw.get(column.name).unwrap_or(&Value::Null);
+        let value = match column.kind {
+            ColumnKind::Int => int(column.name, v)?,
+            ColumnKind::Decimal => decimal(column.name, v)?,
+            ColumnKind::Text => text(v),
+            ColumnKind::Date => date(column.name, v, false)?,
+            ColumnKind::Timestamp => date(column.name, v, true)?,
+            ColumnKind::Derived => continue,
+        };
+        out.insert(column.name.to_string(), value);
+    }
+    if !out.get(resource.key).is_some_and(Value::is_i64) {
+        return Err(bad(resource.key, "missing or empty key"));
+    }
+    for column in resource.columns.iter().filter(|c| c.kind == ColumnKind::Derived) {
+        let value = resource.derive(column.name, &out);
+        out.insert(column.name.to_string(), value);
+    }
+    for (k, v) in raw {
+        if resource.column(k).is_none() {
+            out.insert(k.clone(), v.clone());
+        }
+    }
+    Ok(out)
+}
+
+/// The key of a raw record, when it can be read even though the record is otherwise invalid.
+pub fn raw_key(resource: &Resource, raw: &Map<String, Value>) -> Option<i64> {
+    int(resource.key, raw.get(resource.key)?).ok()?.as_i64()
+}
+
+/// The key of a normalised record.
+pub fn key(resource: &Resource, record: &Record) -> i64 {
+    record.get(resource.key).and_then(Value::as_i64).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resource::WORK_ORDERS;
+    use serde_json::json;
+
+    fn n(v: Value) -> Record {
+        normalise(&WORK_ORDERS, v.as_object().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn representation_does_not_matter() {
+        let a = n(json!({"id": 42, "status": "1", "budget": "1500.50", "client_id": "٣٠٠",
+                          "start_date": "2026-10-01", "created": "2026-10-01 08:57:07"}));
+        let b = n(json!({"id": "42", "status": 1, "budget": 1500.5, "client_id": 300,
+                          "start_date": "01/10/2026", "created": "2026-10-01 08:57:07"}));
+        assert_eq!(a, b);
+        assert_eq!(a["client_id"], json!(300));
+        assert_eq!(a["status_label"], json!("Open"));
+        assert_eq!(a["budget"], json!(1500.5));
+    }
+
+    #[test]
+    fn empty_and_zero_values_mean_none() {
+        let r = n(json!({"id": 1, "delivery_date": "0000-00-00", "created": "0000-00-00 00:00:00",
+                          "delivery_appointment_id": "", "follow_up_status_id": null,
+                          "description": "", "budget": [] }));
+        for f in ["delivery_date", "created", "delivery_appointment_id", "follow_up_status_id", "description", "budget", "modified"] {
+            assert_eq!(r[f], Value::Null, "{f}");
+        }
+    }
+
+    #[test]
+    fn integral_amounts_compare_equal() {
+        assert_eq!(n(json!({"id": 1, "budget": "0.00"}))["budget"], n(json!({"id": 1, "budget": 0}))["budget"]);
+        assert_eq!(n(json!({"id": 1, "budget": "-250.00"}))["budget"], json!(-250));
+    }
+
+    #[test]
+    fn extras_are_kept_and_bad_values_are_errors() {
+        let r = n(json!({"id": 7, "custom_field": {"a": 1}}));
+        assert_eq!(r["custom_field"], json!({"a": 1}));
+        let e = normalise(&WORK_ORDERS, json!({"id": 7, "status": "open"}).as_object().unwrap()).unwrap_err();
+        assert_eq!(e.field, "status");
+        assert!(normalise(&WORK_ORDERS, json!({"title": "x"}).as_object().unwrap()).is_err());
+        assert_eq!(raw_key(&WORK_ORDERS, json!({"id": "9", "status": "x"}).as_object().unwrap()), Some(9));
+    }
+
+    #[test]
+    fn number_keeps_leading_zeros() {
+        assert_eq!(n(json!({"id": 1, "number": "000101"}))["number"], json!("000101"));
+        assert_eq!(n(json!({"id": 1, "number": 7}))["number"], json!("7"));
+    }
+}

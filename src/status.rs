@@ -1,0 +1,78 @@
+//! In-memory poll status per resource, served by `GET /status`.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Mutex;
+
+use serde::Serialize;
+
+/// Last poll of one resource.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct PollStatus {
+    /// RFC 3339 UTC start and end of the last poll.
+    pub last_poll_started: Option<String>,
+    pub last_poll_ended: Option<String>,
+    /// `success`, `baseline`, `incomplete` (no deletes applied) or `failed`.
+    pub last_outcome: Option<String>,
+    pub last_error: Option<String>,
+    pub last_duration_seconds: Option<f64>,
+    pub last_success: Option<String>,
+    /// Records in the snapshot after the last poll.
+    pub records: u64,
+    /// Pages read by the last poll.
+    pub pages: u64,
+    /// Changes of the last poll by op.
+    pub changes: BTreeMap<String, u64>,
+    pub polling: bool,
+}
+
+/// State of the AMQP connection, shared by the publisher, `/readyz`, `/status` and metrics.
+#[derive(Debug, Default)]
+pub struct BrokerState(AtomicU8);
+
+/// Connection state values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BrokerConnection {
+    Disconnected,
+    Connected,
+    /// Connected, but the broker blocks publishers (memory or disk alarm).
+    Blocked,
+}
+
+impl BrokerState {
+    pub fn set(&self, c: BrokerConnection) {
+        self.0.store(c as u8, Ordering::SeqCst);
+    }
+    pub fn get(&self) -> BrokerConnection {
+        match self.0.load(Ordering::SeqCst) {
+            1 => BrokerConnection::Connected,
+            2 => BrokerConnection::Blocked,
+            _ => BrokerConnection::Disconnected,
+        }
+    }
+}
+
+/// Status of every resource, by name.
+#[derive(Debug, Default)]
+pub struct StatusBoard {
+    polls: Mutex<BTreeMap<String, PollStatus>>,
+}
+
+impl StatusBoard {
+    /// Applies `f` to the status of `resource`.
+    pub fn update(&self, resource: &str, f: impl FnOnce(&mut PollStatus)) {
+        let mut polls = self.polls.lock().unwrap_or_else(|e| e.into_inner());
+        f(polls.entry(resource.to_string()).or_default());
+    }
+
+    /// A copy of every resource's status.
+    pub fn snapshot(&self) -> BTreeMap<String, PollStatus> {
+        self.polls.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// Now as RFC 3339 UTC with seconds, as CloudEvents `time` wants it.
+pub fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}

@@ -1,0 +1,192 @@
+//! SQLite store of the snapshot (last known normalised records) and the outbox (events awaiting
+//! a publisher confirm). A poll's snapshot changes and its outbox rows commit in one transaction.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+
+use crate::events::OutboxEvent;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS snapshot (
+    resource TEXT NOT NULL,
+    id INTEGER NOT NULL,
+    record TEXT NOT NULL,
+    PRIMARY KEY (resource, id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    resource TEXT NOT NULL,
+    op TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    routing_key TEXT NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS baseline (
+    resource TEXT PRIMARY KEY,
+    recorded_at TEXT NOT NULL
+);
+";
+
+/// One snapshot write of a poll.
+#[derive(Debug)]
+pub enum SnapshotWrite {
+    /// Insert or replace record `id` with its canonical JSON.
+    Upsert { id: i64, record: String },
+    Delete { id: i64 },
+}
+
+/// A row of the outbox.
+#[derive(Clone, Debug)]
+pub struct OutboxRow {
+    /// Position in the outbox; rows are published in this order.
+    pub seq: i64,
+    pub event: OutboxEvent,
+}
+
+/// Handle to the SQLite file. Cheap to clone; the writer connection is shared behind a mutex,
+/// readers (exports) open their own read-only connections.
+#[derive(Clone)]
+pub struct Store {
+    path: PathBuf,
+    writer: Arc<Mutex<Connection>>,
+}
+
+/// A storage failure, with SQLite's message.
+#[derive(Debug, thiserror::Error)]
+#[error("store error: {0}")]
+pub struct StoreError(#[from] rusqlite::Error);
+
+impl Store {
+    /// Opens (creating the file and its folder when missing) and migrates the store at `path`.
+    pub fn open(path: &Path) -> anyhow::Result<Store> {
+        use anyhow::Context;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating the folder {}", dir.display()))?;
+        }
+        let conn = Connection::open(path).with_context(|| format!("opening {}", path.display()))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.execute_batch(SCHEMA).context("creating the schema")?;
+        Ok(Store { path: path.to_path_buf(), writer: Arc::new(Mutex::new(conn)) })
+    }
+
+    /// A new read-only connection, for long reads that must not hold the writer.
+    pub fn reader(&self) -> Result<Connection, StoreError> {
+        let conn = Connection::open_with_flags(&self.path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        Ok(conn)
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T, rusqlite::Error>) -> Result<T, StoreError> {
+        let mut conn = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(f(&mut conn)?)
+    }
+
+    /// Whether the first poll of `resource` has recorded its baseline.
+    pub fn has_baseline(&self, resource: &str) -> Result<bool, StoreError> {
+        self.with(|c| {
+            c.query_row("SELECT 1 FROM baseline WHERE resource = ?1", [resource], |_| Ok(()))
+                .optional()
+                .map(|r| r.is_some())
+        })
+    }
+
+    /// The snapshot of `resource` as id -> canonical JSON text.
+    pub fn load_snapshot(&self, resource: &str) -> Result<HashMap<i64, String>, StoreError> {
+        self.with(|c| {
+            let mut stmt = c.prepare_cached("SELECT id, record FROM snapshot WHERE resource = ?1")?;
+            let rows = stmt.query_map([resource], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect()
+        })
+    }
+
+    /// Records in the snapshot of `resource`.
+    pub fn snapshot_len(&self, resource: &str) -> Result<u64, StoreError> {
+        self.with(|c| c.query_row("SELECT count(*) FROM snapshot WHERE resource = ?1", [resource], |r| r.get::<_, i64>(0)))
+            .map(|n| n as u64)
+    }
+
+    /// Applies a poll in ONE transaction: snapshot writes, outbox appends and the baseline mark.
+    pub fn commit_poll(&self, resource: &str, writes: &[SnapshotWrite], events: &[OutboxEvent]) -> Result<(), StoreError> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            {
+                let mut upsert = tx.prepare_cached("INSERT OR REPLACE INTO snapshot (resource, id, record) VALUES (?1, ?2, ?3)")?;
+                let mut delete = tx.prepare_cached("DELETE FROM snapshot WHERE resource = ?1 AND id = ?2")?;
+                for w in writes {
+                    match w {
+                        SnapshotWrite::Upsert { id, record } => upsert.execute(params![resource, id, record])?,
+                        SnapshotWrite::Delete { id } => delete.execute(params![resource, id])?,
+                    };
+                }
+                let mut append = tx.prepare_cached(
+                    "INSERT INTO outbox (resource, op, event_id, routing_key, body) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?;
+                for e in events {
+                    append.execute(params![e.resource, e.op, e.event_id, e.routing_key, e.body])?;
+                }
+                tx.execute(
+                    "INSERT OR IGNORE INTO baseline (resource, recorded_at) VALUES (?1, datetime('now'))",
+                    [resource],
+                )?;
+            }
+            tx.commit()
+        })
+    }
+
+    /// Up to `limit` outbox rows after `after_seq`, oldest first.
+    pub fn outbox_batch(&self, after_seq: i64, limit: usize) -> Result<Vec<OutboxRow>, StoreError> {
+        self.with(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT seq, resource, op, event_id, routing_key, body FROM outbox WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![after_seq, limit as i64], |r| {
+                Ok(OutboxRow {
+                    seq: r.get(0)?,
+                    event: OutboxEvent {
+                        resource: r.get(1)?,
+                        op: r.get(2)?,
+                        event_id: r.get(3)?,
+                        routing_key: r.get(4)?,
+                        body: r.get(5)?,
+                    },
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
+    /// Deletes confirmed outbox rows.
+    pub fn outbox_delete(&self, seqs: &[i64]) -> Result<(), StoreError> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            {
+                let mut stmt = tx.prepare_cached("DELETE FROM outbox WHERE seq = ?1")?;
+                for s in seqs {
+                    stmt.execute([s])?;
+                }
+            }
+            tx.commit()
+        })
+    }
+
+    /// Events waiting in the outbox.
+    pub fn outbox_len(&self) -> Result<u64, StoreError> {
+        self.with(|c| c.query_row("SELECT count(*) FROM outbox", [], |r| r.get::<_, i64>(0)))
+            .map(|n| n as u64)
+    }
+}
+
+impl Store {
+    /// The canonical JSON of one snapshot record.
+    pub fn load_one(&self, resource: &str, id: i64) -> Result<Option<String>, StoreError> {
+        self.with(|c| {
+            c.query_row("SELECT record FROM snapshot WHERE resource = ?1 AND id = ?2", params![resource, id], |r| r.get(0))
+                .optional()
+        })
+    }
+}
