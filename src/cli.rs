@@ -82,16 +82,36 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve().await,
         Command::Demo(args) => crate::demo::run(args).await,
-        Command::Export { resource, format, output, source, fields, status, client_id, staff_id, sort, bom, filters } => {
-            let mut pairs: Vec<(String, String)> = [("fields", fields), ("status", status), ("client_id", client_id), ("staff_id", staff_id), ("sort", sort)]
-                .into_iter()
-                .filter_map(|(k, v)| v.map(|v| (k.to_string(), v)))
-                .collect();
+        Command::Export {
+            resource,
+            format,
+            output,
+            source,
+            fields,
+            status,
+            client_id,
+            staff_id,
+            sort,
+            bom,
+            filters,
+        } => {
+            let mut pairs: Vec<(String, String)> = [
+                ("fields", fields),
+                ("status", status),
+                ("client_id", client_id),
+                ("staff_id", staff_id),
+                ("sort", sort),
+            ]
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| (k.to_string(), v)))
+            .collect();
             if bom {
                 pairs.push(("bom".into(), "true".into()));
             }
             for f in filters {
-                let (k, v) = f.split_once('=').with_context(|| format!("--filter {f:?}: expected NAME=VALUE"))?;
+                let (k, v) = f
+                    .split_once('=')
+                    .with_context(|| format!("--filter {f:?}: expected NAME=VALUE"))?;
                 pairs.push((k.to_string(), v.to_string()));
             }
             let format = match format {
@@ -121,17 +141,31 @@ async fn serve() -> anyhow::Result<()> {
     app.run_until_stopped(shutdown_on_signals()).await
 }
 
-async fn export_command(resource: &str, format: Format, output: Option<PathBuf>, source: Source, pairs: Vec<(String, String)>) -> anyhow::Result<()> {
-    let resource = crate::resource::by_name(resource).with_context(|| format!("no resource named {resource:?}; try work_orders"))?;
-    let q = ExportQuery::parse(resource, &pairs).map_err(|e| anyhow::anyhow!("--{}: {}", e.field.replace('_', "-"), e.message))?;
+async fn export_command(
+    resource: &str,
+    format: Format,
+    output: Option<PathBuf>,
+    source: Source,
+    pairs: Vec<(String, String)>,
+) -> anyhow::Result<()> {
+    let resource = crate::resource::by_name(resource)
+        .with_context(|| format!("no resource named {resource:?}; try work_orders"))?;
+    let q = ExportQuery::parse(resource, &pairs)
+        .map_err(|e| anyhow::anyhow!("--{}: {}", e.field.replace('_', "-"), e.message))?;
     if format == Format::Xlsx && output.is_none() {
         anyhow::bail!("--output is required for XLSX");
     }
     let raw = RawEnv::from_env()?;
     let rows = match source {
         Source::Snapshot => {
-            let path = match raw.database_url.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
-                Some(url) => crate::config::parse_database_url(url).with_context(|| format!("DATABASE_URL={url:?} is not sqlite://path"))?,
+            let path = match raw
+                .database_url
+                .as_deref()
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+            {
+                Some(url) => crate::config::parse_database_url(url)
+                    .with_context(|| format!("DATABASE_URL={url:?} is not sqlite://path"))?,
                 None => PathBuf::from("data/daftra-bridge.sqlite3"),
             };
             Rows::Snapshot(Store::open(&path)?)
@@ -139,14 +173,24 @@ async fn export_command(resource: &str, format: Format, output: Option<PathBuf>,
         Source::Live => {
             let settings = Settings::from_raw(&raw, None)?;
             let client = Arc::new(DaftraClient::new(settings.daftra, Metrics::new()));
-            Rows::Live { first: None, rest: export::live_pages(client, resource, Metrics::new()) }
+            Rows::Live {
+                first: None,
+                rest: export::live_pages(client, resource, Metrics::new()),
+            }
         }
     };
     let n = tokio::task::spawn_blocking(move || -> anyhow::Result<u64> {
         match (format, output) {
             (Format::Csv, Some(path)) => {
-                let file = std::io::BufWriter::new(std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?);
-                Ok(export::write_rows(rows, &q, &mut CsvSink::new(file, q.bom)?)?)
+                let file = std::io::BufWriter::new(
+                    std::fs::File::create(&path)
+                        .with_context(|| format!("creating {}", path.display()))?,
+                );
+                Ok(export::write_rows(
+                    rows,
+                    &q,
+                    &mut CsvSink::new(file, q.bom)?,
+                )?)
             }
             (Format::Csv, None) => {
                 let out = std::io::BufWriter::new(std::io::stdout().lock());

@@ -164,7 +164,13 @@ fn err(name: &'static str, value: &str, expected: impl Into<String>) -> ConfigEr
     }
 }
 
-fn int_in<T>(name: &'static str, v: &Option<String>, default: T, lo: T, hi: T) -> Result<T, ConfigError>
+fn int_in<T>(
+    name: &'static str,
+    v: &Option<String>,
+    default: T,
+    lo: T,
+    hi: T,
+) -> Result<T, ConfigError>
 where
     T: std::str::FromStr + PartialOrd + Copy + fmt::Display,
 {
@@ -177,7 +183,13 @@ where
     }
 }
 
-fn secs(name: &'static str, v: &Option<String>, default: u64, lo: u64, hi: u64) -> Result<Duration, ConfigError> {
+fn secs(
+    name: &'static str,
+    v: &Option<String>,
+    default: u64,
+    lo: u64,
+    hi: u64,
+) -> Result<Duration, ConfigError> {
     int_in(name, v, default, lo, hi).map(Duration::from_secs)
 }
 
@@ -232,15 +244,23 @@ fn resolve_auth(raw: &RawEnv) -> Result<DaftraAuth, ConfigError> {
         ("DAFTRA_USERNAME", &raw.daftra_username),
         ("DAFTRA_PASSWORD", &raw.daftra_password),
     ];
-    let given: Vec<_> = oauth.iter().filter(|(_, v)| non_empty(v).is_some()).collect();
+    let given: Vec<_> = oauth
+        .iter()
+        .filter(|(_, v)| non_empty(v).is_some())
+        .collect();
     if let Some(key) = secret("DAFTRA_API_KEY", &raw.daftra_api_key) {
         return Ok(DaftraAuth::ApiKey(key));
     }
     if given.len() == oauth.len() {
         return Ok(DaftraAuth::OAuth {
-            client_id: non_empty(&raw.daftra_client_id).unwrap_or_default().to_string(),
-            client_secret: secret("DAFTRA_CLIENT_SECRET", &raw.daftra_client_secret).expect("checked"),
-            username: non_empty(&raw.daftra_username).unwrap_or_default().to_string(),
+            client_id: non_empty(&raw.daftra_client_id)
+                .unwrap_or_default()
+                .to_string(),
+            client_secret: secret("DAFTRA_CLIENT_SECRET", &raw.daftra_client_secret)
+                .expect("checked"),
+            username: non_empty(&raw.daftra_username)
+                .unwrap_or_default()
+                .to_string(),
             password: secret("DAFTRA_PASSWORD", &raw.daftra_password).expect("checked"),
         });
     }
@@ -249,7 +269,11 @@ fn resolve_auth(raw: &RawEnv) -> Result<DaftraAuth, ConfigError> {
         .find(|(_, v)| non_empty(v).is_none())
         .map(|(n, _)| *n)
         .unwrap_or("DAFTRA_API_KEY");
-    let name = if given.is_empty() { "DAFTRA_API_KEY" } else { missing };
+    let name = if given.is_empty() {
+        "DAFTRA_API_KEY"
+    } else {
+        missing
+    };
     Err(err(
         name,
         "",
@@ -260,12 +284,19 @@ fn resolve_auth(raw: &RawEnv) -> Result<DaftraAuth, ConfigError> {
 impl Settings {
     /// Validates the raw environment. `base_url_override` replaces the Daftra settings' site root
     /// and auth check (the demo points at its in-process simulator).
-    pub fn from_raw(raw: &RawEnv, base_url_override: Option<(String, DaftraAuth)>) -> Result<Self, ConfigError> {
+    pub fn from_raw(
+        raw: &RawEnv,
+        base_url_override: Option<(String, DaftraAuth)>,
+    ) -> Result<Self, ConfigError> {
         let (base_url, auth) = match base_url_override {
             Some(pair) => pair,
             None => {
                 let base = resolve_base_url(raw)?.ok_or_else(|| {
-                    err("DAFTRA_SUBDOMAIN", "", "a subdomain (required unless DAFTRA_BASE_URL is set)")
+                    err(
+                        "DAFTRA_SUBDOMAIN",
+                        "",
+                        "a subdomain (required unless DAFTRA_BASE_URL is set)",
+                    )
                 })?;
                 (base, resolve_auth(raw)?)
             }
@@ -277,24 +308,43 @@ impl Settings {
             concurrency: int_in("DAFTRA_CONCURRENCY", &raw.daftra_concurrency, 4, 1, 64)?,
             timeout: secs("DAFTRA_TIMEOUT_SECS", &raw.daftra_timeout_secs, 30, 1, 3600)?,
             max_retries: int_in("DAFTRA_MAX_RETRIES", &raw.daftra_max_retries, 5, 0, 100)?,
-            max_backoff: secs("DAFTRA_MAX_BACKOFF_SECS", &raw.daftra_max_backoff_secs, 30, 1, 3600)?,
+            max_backoff: secs(
+                "DAFTRA_MAX_BACKOFF_SECS",
+                &raw.daftra_max_backoff_secs,
+                30,
+                1,
+                3600,
+            )?,
         };
         let database_path = match non_empty(&raw.database_url) {
             None => PathBuf::from("data/daftra-bridge.sqlite3"),
             Some(s) => parse_database_url(s).ok_or_else(|| {
-                err("DATABASE_URL", s, "sqlite://relative/path or sqlite:///absolute/path")
+                err(
+                    "DATABASE_URL",
+                    s,
+                    "sqlite://relative/path or sqlite:///absolute/path",
+                )
             })?,
         };
         let amqp_url = non_empty(&raw.amqp_url).unwrap_or("amqp://guest:guest@127.0.0.1:5672/%2f");
         if !(amqp_url.starts_with("amqp://") || amqp_url.starts_with("amqps://")) {
-            return Err(err("AMQP_URL", &redact_url(amqp_url), "an amqp:// or amqps:// URL"));
+            return Err(err(
+                "AMQP_URL",
+                &redact_url(amqp_url),
+                "an amqp:// or amqps:// URL",
+            ));
         }
-        let amqp_exchange = non_empty(&raw.amqp_exchange).unwrap_or("daftra.events").to_string();
+        let amqp_exchange = non_empty(&raw.amqp_exchange)
+            .unwrap_or("daftra.events")
+            .to_string();
         let bind = non_empty(&raw.bind_addr).unwrap_or("0.0.0.0:8080");
         let bind_addr = bind
             .parse::<SocketAddr>()
             .map_err(|_| err("BIND_ADDR", bind, "host:port, for example 0.0.0.0:8080"))?;
-        let log_format = match non_empty(&raw.log_format).map(str::to_ascii_lowercase).as_deref() {
+        let log_format = match non_empty(&raw.log_format)
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
             None | Some("text") => LogFormat::Text,
             Some("json") => LogFormat::Json,
             Some(other) => return Err(err("LOG_FORMAT", other, "text or json")),
@@ -302,16 +352,40 @@ impl Settings {
         Ok(Settings {
             daftra,
             poll_interval: secs("POLL_INTERVAL_SECS", &raw.poll_interval_secs, 60, 1, 86_400)?,
-            poll_deadline: secs("POLL_DEADLINE_SECS", &raw.poll_deadline_secs, 600, 1, 86_400)?,
+            poll_deadline: secs(
+                "POLL_DEADLINE_SECS",
+                &raw.poll_deadline_secs,
+                600,
+                1,
+                86_400,
+            )?,
             poll_emit_initial: boolean("POLL_EMIT_INITIAL", &raw.poll_emit_initial, false)?,
             database_path,
             amqp_url: Secret::new(amqp_url),
             amqp_exchange,
-            confirm_timeout: secs("PUBLISH_CONFIRM_TIMEOUT_SECS", &raw.publish_confirm_timeout_secs, 10, 1, 600)?,
+            confirm_timeout: secs(
+                "PUBLISH_CONFIRM_TIMEOUT_SECS",
+                &raw.publish_confirm_timeout_secs,
+                10,
+                1,
+                600,
+            )?,
             bind_addr,
             export_token: secret("EXPORT_TOKEN", &raw.export_token),
-            max_xlsx_builds: int_in("EXPORT_MAX_XLSX_BUILDS", &raw.export_max_xlsx_builds, 2, 1, 64)?,
-            shutdown_deadline: secs("SHUTDOWN_DEADLINE_SECS", &raw.shutdown_deadline_secs, 20, 1, 3600)?,
+            max_xlsx_builds: int_in(
+                "EXPORT_MAX_XLSX_BUILDS",
+                &raw.export_max_xlsx_builds,
+                2,
+                1,
+                64,
+            )?,
+            shutdown_deadline: secs(
+                "SHUTDOWN_DEADLINE_SECS",
+                &raw.shutdown_deadline_secs,
+                20,
+                1,
+                3600,
+            )?,
             log_format,
         })
     }
@@ -362,10 +436,16 @@ mod tests {
         assert!(e.to_string().contains("1001") && e.to_string().contains("1 to 1000"));
         let mut r = raw();
         r.poll_emit_initial = Some("maybe".into());
-        assert_eq!(Settings::from_raw(&r, None).unwrap_err().name, "POLL_EMIT_INITIAL");
+        assert_eq!(
+            Settings::from_raw(&r, None).unwrap_err().name,
+            "POLL_EMIT_INITIAL"
+        );
         let mut r = raw();
         r.database_url = Some("postgres://x".into());
-        assert_eq!(Settings::from_raw(&r, None).unwrap_err().name, "DATABASE_URL");
+        assert_eq!(
+            Settings::from_raw(&r, None).unwrap_err().name,
+            "DATABASE_URL"
+        );
     }
 
     #[test]
@@ -386,7 +466,11 @@ mod tests {
         r.export_token = Some("tok3n".into());
         let s = Settings::from_raw(&r, None).unwrap();
         let shown = format!("{s:?}");
-        assert!(!shown.contains("supersecretkey") && !shown.contains("hunter2") && !shown.contains("tok3n"));
+        assert!(
+            !shown.contains("supersecretkey")
+                && !shown.contains("hunter2")
+                && !shown.contains("tok3n")
+        );
         assert_eq!(redact_url("amqp://u:hunter2@h/%2f"), "amqp://u:***@h/%2f");
     }
 
@@ -397,6 +481,9 @@ mod tests {
             daftra_client_id: Some("id".into()),
             ..Default::default()
         };
-        assert_eq!(Settings::from_raw(&r, None).unwrap_err().name, "DAFTRA_CLIENT_SECRET");
+        assert_eq!(
+            Settings::from_raw(&r, None).unwrap_err().name,
+            "DAFTRA_CLIENT_SECRET"
+        );
     }
 }

@@ -17,7 +17,11 @@ impl Scanned {
     /// Wraps a normalised record.
     pub fn new(id: i64, record: Record) -> Self {
         let canonical = serde_json::to_string(&record).unwrap_or_default();
-        Scanned { id, record, canonical }
+        Scanned {
+            id,
+            record,
+            canonical,
+        }
     }
 }
 
@@ -57,19 +61,44 @@ pub fn diff(snapshot: &HashMap<i64, String>, scan: Vec<Scanned>, keep: &HashSet<
                 let changed = changed_fields(&before, &s.record);
                 if changed.is_empty() {
                     // Same content in another key order: refresh the stored text only.
-                    out.writes.push(SnapshotWrite::Upsert { id: s.id, record: s.canonical });
+                    out.writes.push(SnapshotWrite::Upsert {
+                        id: s.id,
+                        record: s.canonical,
+                    });
                     continue;
                 }
-                out.writes.push(SnapshotWrite::Upsert { id: s.id, record: s.canonical });
-                out.changes.push(Change { op: Op::Updated, id: s.id, changed, before: Some(before), after: Some(s.record) });
+                out.writes.push(SnapshotWrite::Upsert {
+                    id: s.id,
+                    record: s.canonical,
+                });
+                out.changes.push(Change {
+                    op: Op::Updated,
+                    id: s.id,
+                    changed,
+                    before: Some(before),
+                    after: Some(s.record),
+                });
             }
             None => {
-                out.writes.push(SnapshotWrite::Upsert { id: s.id, record: s.canonical });
-                out.changes.push(Change { op: Op::Created, id: s.id, changed: vec![], before: None, after: Some(s.record) });
+                out.writes.push(SnapshotWrite::Upsert {
+                    id: s.id,
+                    record: s.canonical,
+                });
+                out.changes.push(Change {
+                    op: Op::Created,
+                    id: s.id,
+                    changed: vec![],
+                    before: None,
+                    after: Some(s.record),
+                });
             }
         }
     }
-    let mut missing: Vec<i64> = snapshot.keys().filter(|id| !seen.contains(id) && !keep.contains(id)).copied().collect();
+    let mut missing: Vec<i64> = snapshot
+        .keys()
+        .filter(|id| !seen.contains(id) && !keep.contains(id))
+        .copied()
+        .collect();
     missing.sort_unstable();
     out.missing = missing;
     out
@@ -87,9 +116,18 @@ mod tests {
     #[test]
     fn finds_created_updated_and_missing() {
         let snap: HashMap<i64, String> = [
-            (1, serde_json::to_string(&rec(json!({"id": 1, "status": 1}))).unwrap()),
-            (2, serde_json::to_string(&rec(json!({"id": 2, "status": 1}))).unwrap()),
-            (3, serde_json::to_string(&rec(json!({"id": 3, "status": 1}))).unwrap()),
+            (
+                1,
+                serde_json::to_string(&rec(json!({"id": 1, "status": 1}))).unwrap(),
+            ),
+            (
+                2,
+                serde_json::to_string(&rec(json!({"id": 2, "status": 1}))).unwrap(),
+            ),
+            (
+                3,
+                serde_json::to_string(&rec(json!({"id": 3, "status": 1}))).unwrap(),
+            ),
             (4, serde_json::to_string(&rec(json!({"id": 4}))).unwrap()),
         ]
         .into();

@@ -96,7 +96,12 @@ pub fn event_id(resource: &Resource, change: &Change) -> String {
 
 /// Builds the outbox row of `change`. `source_base` is the Daftra site root; `time` an RFC 3339
 /// UTC timestamp of detection.
-pub fn to_outbox(resource: &Resource, source_base: &str, time: &str, change: &Change) -> OutboxEvent {
+pub fn to_outbox(
+    resource: &Resource,
+    source_base: &str,
+    time: &str,
+    change: &Change,
+) -> OutboxEvent {
     let id = event_id(resource, change);
     let source = format!("{source_base}/api2/{}", resource.path);
     let event = CloudEvent {
@@ -134,12 +139,23 @@ mod tests {
     fn change() -> Change {
         let before = json!({"id": 42, "status": 1}).as_object().cloned();
         let after = json!({"id": 42, "status": 2}).as_object().cloned();
-        Change { op: Op::Updated, id: 42, changed: vec!["status".into()], before, after }
+        Change {
+            op: Op::Updated,
+            id: 42,
+            changed: vec!["status".into()],
+            before,
+            after,
+        }
     }
 
     #[test]
     fn cloudevent_shape() {
-        let e = to_outbox(&WORK_ORDERS, "https://acme.daftra.com", "2026-11-29T13:00:00Z", &change());
+        let e = to_outbox(
+            &WORK_ORDERS,
+            "https://acme.daftra.com",
+            "2026-11-29T13:00:00Z",
+            &change(),
+        );
         let v: Value = serde_json::from_str(&e.body).unwrap();
         assert_eq!(e.routing_key, "work_order.updated");
         assert_eq!(v["specversion"], "1.0");
@@ -158,7 +174,11 @@ mod tests {
         let b = to_outbox(&WORK_ORDERS, "x", "2026-11-30T00:00:00Z", &change());
         assert_eq!(a.event_id, b.event_id);
         let mut other = change();
-        other.after.as_mut().unwrap().insert("status".into(), json!(3));
+        other
+            .after
+            .as_mut()
+            .unwrap()
+            .insert("status".into(), json!(3));
         assert_ne!(event_id(&WORK_ORDERS, &other), a.event_id);
     }
 }

@@ -2,19 +2,26 @@
 //! Label values come from small fixed sets (resource names, operations, reasons), never ids.
 
 use prometheus::{
-    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 
 use crate::resource::RESOURCES;
 
 /// Buckets from 5 ms to 30 minutes: upstream calls take milliseconds, polls and exports minutes.
 const DURATION_BUCKETS: &[f64] = &[
-    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0,
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+    1800.0,
 ];
 
 /// Retry reasons of `daftra_api_retries_total`.
-pub const RETRY_REASONS: &[&str] = &["rate_limited", "server_error", "timeout", "connection", "malformed"];
+pub const RETRY_REASONS: &[&str] = &[
+    "rate_limited",
+    "server_error",
+    "timeout",
+    "connection",
+    "malformed",
+];
 /// Failure reasons of `bridge_poll_failures_total`.
 pub const POLL_FAILURE_REASONS: &[&str] = &["upstream", "malformed", "deadline", "store"];
 /// Change operations.
@@ -77,8 +84,10 @@ impl Metrics {
     pub fn new() -> Self {
         let r = Registry::new();
         #[cfg(target_os = "linux")]
-        r.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))
-            .expect("process collector");
+        r.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))
+        .expect("process collector");
         let poll_last_success = GaugeVec::new(
             Opts::new(
                 "bridge_poll_last_success_timestamp_seconds",
@@ -87,22 +96,29 @@ impl Metrics {
             &["resource"],
         )
         .expect("valid metric");
-        r.register(Box::new(poll_last_success.clone())).expect("unique metric");
-        let outbox_pending = IntGauge::new("bridge_outbox_pending", "Events in the outbox awaiting a publisher confirm.")
-            .expect("valid metric");
-        r.register(Box::new(outbox_pending.clone())).expect("unique metric");
+        r.register(Box::new(poll_last_success.clone()))
+            .expect("unique metric");
+        let outbox_pending = IntGauge::new(
+            "bridge_outbox_pending",
+            "Events in the outbox awaiting a publisher confirm.",
+        )
+        .expect("valid metric");
+        r.register(Box::new(outbox_pending.clone()))
+            .expect("unique metric");
         let broker_connected = IntGauge::new(
             "bridge_broker_connected",
             "1 while the AMQP connection is open and not blocked by the broker, else 0.",
         )
         .expect("valid metric");
-        r.register(Box::new(broker_connected.clone())).expect("unique metric");
+        r.register(Box::new(broker_connected.clone()))
+            .expect("unique metric");
         let build_info = Gauge::with_opts(
             Opts::new("bridge_build_info", "Always 1; the version is a label.")
                 .const_label("version", env!("CARGO_PKG_VERSION")),
         )
         .expect("valid metric");
-        r.register(Box::new(build_info.clone())).expect("unique metric");
+        r.register(Box::new(build_info.clone()))
+            .expect("unique metric");
         build_info.set(1.0);
 
         let m = Metrics {
@@ -195,6 +211,12 @@ impl Metrics {
             }
             for f in FORMATS {
                 m.export_rows.with_label_values(&[n, f]);
+                m.export_duration.with_label_values(&[n, f]);
+            }
+            m.poll_duration.with_label_values(&[n]);
+            // The status label is only known per answer; 200 is the one every healthy setup sees.
+            for op in ["list", "get"] {
+                m.api_request_duration.with_label_values(&[n, op, "200"]);
             }
         }
         for reason in ["nack", "timeout", "connection"] {

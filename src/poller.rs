@@ -103,7 +103,12 @@ async fn scan(client: &DaftraClient, resource: &'static Resource) -> Result<Scan
     let ids: HashSet<Option<i64>> = raw.iter().map(|r| record::raw_key(resource, r)).collect();
     let total = totals.iter().next().copied().unwrap_or(0);
     let consistent = totals.len() == 1 && !ids.contains(&None) && ids.len() as u64 == total;
-    Ok(Scan { raw, pages: count, page_count, consistent })
+    Ok(Scan {
+        raw,
+        pages: count,
+        page_count,
+        consistent,
+    })
 }
 
 impl Poller {
@@ -120,7 +125,10 @@ impl Poller {
         };
         let elapsed = started.elapsed();
         let n = resource.name;
-        self.metrics.poll_duration.with_label_values(&[n]).observe(elapsed.as_secs_f64());
+        self.metrics
+            .poll_duration
+            .with_label_values(&[n])
+            .observe(elapsed.as_secs_f64());
         let records = self.store.snapshot_len(n).unwrap_or_default();
         self.status.update(n, |s| {
             s.polling = false;
@@ -129,14 +137,27 @@ impl Poller {
             s.records = records;
             match &result {
                 Ok(o) => {
-                    s.last_outcome = Some(if o.baseline { "baseline" } else if o.complete { "success" } else { "incomplete" }.into());
+                    s.last_outcome = Some(
+                        if o.baseline {
+                            "baseline"
+                        } else if o.complete {
+                            "success"
+                        } else {
+                            "incomplete"
+                        }
+                        .into(),
+                    );
                     s.last_error = None;
                     s.last_success = s.last_poll_ended.clone();
                     s.pages = o.pages;
-                    s.changes = [("created", o.created), ("updated", o.updated), ("deleted", o.deleted)]
-                        .into_iter()
-                        .map(|(k, v)| (k.to_string(), v as u64))
-                        .collect();
+                    s.changes = [
+                        ("created", o.created),
+                        ("updated", o.updated),
+                        ("deleted", o.deleted),
+                    ]
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), v as u64))
+                    .collect();
                 }
                 Err(e) => {
                     s.last_outcome = Some("failed".into());
@@ -146,14 +167,32 @@ impl Poller {
         });
         match &result {
             Ok(o) => {
-                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-                self.metrics.poll_last_success.with_label_values(&[n]).set(now.as_secs_f64());
-                tracing::info!(resource = n, records = o.records, pages = o.pages, created = o.created, updated = o.updated,
-                    deleted = o.deleted, invalid = o.invalid, complete = o.complete, baseline = o.baseline,
-                    duration_ms = elapsed.as_millis() as u64, "Poll finished");
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default();
+                self.metrics
+                    .poll_last_success
+                    .with_label_values(&[n])
+                    .set(now.as_secs_f64());
+                tracing::info!(
+                    resource = n,
+                    records = o.records,
+                    pages = o.pages,
+                    created = o.created,
+                    updated = o.updated,
+                    deleted = o.deleted,
+                    invalid = o.invalid,
+                    complete = o.complete,
+                    baseline = o.baseline,
+                    duration_ms = elapsed.as_millis() as u64,
+                    "Poll finished"
+                );
             }
             Err(e) => {
-                self.metrics.poll_failures.with_label_values(&[n, e.reason()]).inc();
+                self.metrics
+                    .poll_failures
+                    .with_label_values(&[n, e.reason()])
+                    .inc();
                 tracing::warn!(resource = n, reason = e.reason(), error = %e, duration_ms = elapsed.as_millis() as u64, "Poll failed; nothing changed");
             }
         }
@@ -169,7 +208,11 @@ impl Poller {
                 break s;
             }
             attempt += 1;
-            tracing::info!(resource = n, attempt, "Scan inconsistent (records moved while paging); rescanning");
+            tracing::info!(
+                resource = n,
+                attempt,
+                "Scan inconsistent (records moved while paging); rescanning"
+            );
         };
         let (mut scanned, mut keep) = (Vec::with_capacity(scan.raw.len()), HashSet::new());
         let mut unkeyed = 0;
@@ -177,7 +220,10 @@ impl Poller {
             match record::normalise(resource, raw) {
                 Ok(r) => scanned.push(Scanned::new(record::key(resource, &r), r)),
                 Err(e) => {
-                    self.metrics.api_invalid_records.with_label_values(&[n]).inc();
+                    self.metrics
+                        .api_invalid_records
+                        .with_label_values(&[n])
+                        .inc();
                     match record::raw_key(resource, raw) {
                         Some(id) => {
                             keep.insert(id);
@@ -193,9 +239,11 @@ impl Poller {
         }
         let complete = scan.consistent && unkeyed == 0;
         let store = self.store.clone();
-        let (snapshot, has_baseline) = tokio::task::spawn_blocking(move || Ok::<_, StoreError>((store.load_snapshot(n)?, store.has_baseline(n)?)))
-            .await
-            .expect("snapshot load task")?;
+        let (snapshot, has_baseline) = tokio::task::spawn_blocking(move || {
+            Ok::<_, StoreError>((store.load_snapshot(n)?, store.has_baseline(n)?))
+        })
+        .await
+        .expect("snapshot load task")?;
         let records = scan.raw.len();
         let mut d = diff(&snapshot, scanned, &keep);
         drop(snapshot);
@@ -212,26 +260,54 @@ impl Poller {
                         deleted += 1;
                         d.writes.push(SnapshotWrite::Delete { id });
                         let before = self.load_record(n, id)?;
-                        d.changes.push(Change { op: Op::Deleted, id, changed: vec![], before, after: None });
+                        d.changes.push(Change {
+                            op: Op::Deleted,
+                            id,
+                            changed: vec![],
+                            before,
+                            after: None,
+                        });
                     }
-                    Ok(Some(_)) => tracing::info!(resource = n, id, "Record missing from the scan still exists; kept"),
-                    Err(e) => tracing::warn!(resource = n, id, error = %e, "Could not confirm a delete; kept"),
+                    Ok(Some(_)) => tracing::info!(
+                        resource = n,
+                        id,
+                        "Record missing from the scan still exists; kept"
+                    ),
+                    Err(e) => {
+                        tracing::warn!(resource = n, id, error = %e, "Could not confirm a delete; kept")
+                    }
                 }
             }
         } else {
-            self.metrics.poll_incomplete_scans.with_label_values(&[n]).inc();
-            tracing::warn!(resource = n, missing = d.missing.len(), "Scan could not prove completeness; no deletes applied");
+            self.metrics
+                .poll_incomplete_scans
+                .with_label_values(&[n])
+                .inc();
+            tracing::warn!(
+                resource = n,
+                missing = d.missing.len(),
+                "Scan could not prove completeness; no deletes applied"
+            );
         }
         let baseline = !has_baseline;
         let emit = !baseline || self.emit_initial;
         let time = now_rfc3339();
         let events: Vec<_> = if emit {
-            d.changes.iter().map(|c| to_outbox(resource, self.client.base_url(), &time, c)).collect()
+            d.changes
+                .iter()
+                .map(|c| to_outbox(resource, self.client.base_url(), &time, c))
+                .collect()
         } else {
             Vec::new()
         };
         // A silent baseline reports no changes: nothing was announced.
-        let count = |op| if emit { d.changes.iter().filter(|c| c.op == op).count() } else { 0 };
+        let count = |op| {
+            if emit {
+                d.changes.iter().filter(|c| c.op == op).count()
+            } else {
+                0
+            }
+        };
         let outcome = PollOutcome {
             records,
             pages: scan.pages,
@@ -250,12 +326,21 @@ impl Poller {
             .await
             .expect("commit task")?;
         if complete {
-            self.metrics.api_scan_pages.with_label_values(&[n]).set(scan.page_count as i64);
-            self.metrics.api_scan_records.with_label_values(&[n]).set(records as i64);
+            self.metrics
+                .api_scan_pages
+                .with_label_values(&[n])
+                .set(scan.page_count as i64);
+            self.metrics
+                .api_scan_records
+                .with_label_values(&[n])
+                .set(records as i64);
         }
         if emit {
             for c in &d.changes {
-                self.metrics.changes_detected.with_label_values(&[n, c.op.as_str()]).inc();
+                self.metrics
+                    .changes_detected
+                    .with_label_values(&[n, c.op.as_str()])
+                    .inc();
             }
         }
         if n_events > 0 {
@@ -275,7 +360,13 @@ impl Poller {
     /// Runs `poll_once` every `interval` (and when `trigger` is notified) until `cancel`.
     /// A poll in progress when `cancel` fires is dropped before its commit, or completes it:
     /// the commit is one transaction, so either way nothing is half applied.
-    pub async fn run(self, resource: &'static Resource, interval: Duration, trigger: Arc<PollTrigger>, cancel: CancellationToken) {
+    pub async fn run(
+        self,
+        resource: &'static Resource,
+        interval: Duration,
+        trigger: Arc<PollTrigger>,
+        cancel: CancellationToken,
+    ) {
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {

@@ -70,12 +70,17 @@ pub async fn connect(url: &Secret) -> Result<Connection, lapin::Error> {
 impl Publisher {
     async fn open_channel(&self, conn: &Connection) -> Result<Channel, lapin::Error> {
         let channel = conn.create_channel().await?;
-        channel.confirm_select(ConfirmSelectOptions::default()).await?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
         channel
             .exchange_declare(
                 &self.exchange,
                 ExchangeKind::Topic,
-                ExchangeDeclareOptions { durable: true, ..Default::default() },
+                ExchangeDeclareOptions {
+                    durable: true,
+                    ..Default::default()
+                },
                 FieldTable::default(),
             )
             .await?;
@@ -85,9 +90,10 @@ impl Publisher {
     /// Publishes one batch of the outbox; returns the number of rows confirmed and removed.
     pub async fn drain_batch(&self, channel: &Channel) -> Result<usize, PublishError> {
         let store = self.store.clone();
-        let rows: Vec<OutboxRow> = tokio::task::spawn_blocking(move || store.outbox_batch(0, BATCH_SIZE))
-            .await
-            .expect("outbox read task")?;
+        let rows: Vec<OutboxRow> =
+            tokio::task::spawn_blocking(move || store.outbox_batch(0, BATCH_SIZE))
+                .await
+                .expect("outbox read task")?;
         if rows.is_empty() {
             return Ok(0);
         }
@@ -103,7 +109,10 @@ impl Publisher {
             let publish = channel.basic_publish(
                 &self.exchange,
                 &row.event.routing_key,
-                BasicPublishOptions { mandatory: true, ..Default::default() },
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..Default::default()
+                },
                 row.event.body.as_bytes(),
                 props,
             );
@@ -135,12 +144,18 @@ impl Publisher {
             };
             match answer {
                 Confirmation::Ack(Some(returned)) => {
-                    self.metrics.events_unroutable.with_label_values(&[&row.event.resource]).inc();
+                    self.metrics
+                        .events_unroutable
+                        .with_label_values(&[&row.event.resource])
+                        .inc();
                     tracing::warn!(event_id = %row.event.event_id, routing_key = %row.event.routing_key,
                         reply = %returned.reply_text, "Event returned as unroutable (no queue bound); not retried");
                 }
                 Confirmation::Ack(None) | Confirmation::NotRequested => {
-                    self.metrics.events_published.with_label_values(&[&row.event.resource, &row.event.op]).inc();
+                    self.metrics
+                        .events_published
+                        .with_label_values(&[&row.event.resource, &row.event.op])
+                        .inc();
                 }
                 Confirmation::Nack(_) => {
                     failure.get_or_insert(PublishError::Nack);
@@ -152,12 +167,17 @@ impl Publisher {
         let confirmed = done.len();
         if confirmed > 0 {
             let store = self.store.clone();
-            tokio::task::spawn_blocking(move || store.outbox_delete(&done)).await.expect("outbox delete task")?;
+            tokio::task::spawn_blocking(move || store.outbox_delete(&done))
+                .await
+                .expect("outbox delete task")?;
             self.metrics.outbox_pending.sub(confirmed as i64);
         }
         match failure {
             Some(e) => {
-                self.metrics.publish_failures.with_label_values(&[e.reason()]).inc();
+                self.metrics
+                    .publish_failures
+                    .with_label_values(&[e.reason()])
+                    .inc();
                 Err(e)
             }
             None => Ok(confirmed),
@@ -184,7 +204,9 @@ impl Publisher {
 
     fn set_state(&self, s: BrokerConnection) {
         self.broker.set(s);
-        self.metrics.broker_connected.set(i64::from(s == BrokerConnection::Connected));
+        self.metrics
+            .broker_connected
+            .set(i64::from(s == BrokerConnection::Connected));
     }
 
     /// Connects, drains, waits for new events, and reconnects with capped exponential backoff
@@ -196,7 +218,10 @@ impl Publisher {
         let mut attempt: u32 = 0;
         let mut conn: Option<(Connection, Channel)> = None;
         while !cancel.is_cancelled() {
-            if conn.as_ref().is_none_or(|(c, ch)| !c.status().connected() || !ch.status().connected()) {
+            if conn
+                .as_ref()
+                .is_none_or(|(c, ch)| !c.status().connected() || !ch.status().connected())
+            {
                 self.set_state(BrokerConnection::Disconnected);
                 let opened = async {
                     let c = connect(&self.amqp_url).await?;
@@ -241,7 +266,11 @@ impl Publisher {
                     tracing::warn!(error = %e, "Publishing stopped; unconfirmed events stay in the outbox");
                     self.refresh_pending();
                     if let Some((c, _)) = conn.take() {
-                        let _ = tokio::time::timeout(Duration::from_secs(2), c.close(320, "reconnecting")).await;
+                        let _ = tokio::time::timeout(
+                            Duration::from_secs(2),
+                            c.close(320, "reconnecting"),
+                        )
+                        .await;
                     }
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
@@ -250,8 +279,12 @@ impl Publisher {
         if let Some((c, channel)) = conn {
             match tokio::time::timeout(shutdown_deadline, self.drain(&channel)).await {
                 Ok(Ok(n)) => tracing::info!(published = n, "Outbox drained for shutdown"),
-                Ok(Err(e)) => tracing::warn!(error = %e, "Outbox not fully drained at shutdown; the rest waits for the next start"),
-                Err(_) => tracing::warn!("Shutdown deadline reached; the rest of the outbox waits for the next start"),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "Outbox not fully drained at shutdown; the rest waits for the next start")
+                }
+                Err(_) => tracing::warn!(
+                    "Shutdown deadline reached; the rest of the outbox waits for the next start"
+                ),
             }
             let _ = tokio::time::timeout(Duration::from_secs(5), c.close(200, "shutdown")).await;
         }

@@ -94,7 +94,10 @@ fn decimal(field: &str, v: &Value) -> Result<Value, RecordError> {
     };
     match f.filter(|f| f.is_finite()).and_then(Number::from_f64) {
         // Integral amounts are stored as integers so that 0 and "0.00" compare equal.
-        Some(n) if n.as_f64().is_some_and(|f| f.fract() == 0.0 && f.abs() < 9.0e15) => {
+        Some(n)
+            if n.as_f64()
+                .is_some_and(|f| f.fract() == 0.0 && f.abs() < 9.0e15) =>
+        {
             Ok(Value::from(n.as_f64().unwrap_or_default() as i64))
         }
         Some(n) => Ok(Value::Number(n)),
@@ -131,7 +134,9 @@ fn parse_date(s: &str) -> Option<String> {
 }
 
 fn is_zero_date(s: &str) -> bool {
-    s.trim().chars().all(|c| matches!(c, '0' | '-' | ':' | ' ' | '/' | 'T'))
+    s.trim()
+        .chars()
+        .all(|c| matches!(c, '0' | '-' | ':' | ' ' | '/' | 'T'))
 }
 
 fn date(field: &str, v: &Value, with_time: bool) -> Result<Value, RecordError> {
@@ -179,7 +184,11 @@ pub fn normalise(resource: &Resource, raw: &Map<String, Value>) -> Result<Record
     if !out.get(resource.key).is_some_and(Value::is_i64) {
         return Err(bad(resource.key, "missing or empty key"));
     }
-    for column in resource.columns.iter().filter(|c| c.kind == ColumnKind::Derived) {
+    for column in resource
+        .columns
+        .iter()
+        .filter(|c| c.kind == ColumnKind::Derived)
+    {
         let value = resource.derive(column.name, &out);
         out.insert(column.name.to_string(), value);
     }
@@ -198,7 +207,10 @@ pub fn raw_key(resource: &Resource, raw: &Map<String, Value>) -> Option<i64> {
 
 /// The key of a normalised record.
 pub fn key(resource: &Resource, record: &Record) -> i64 {
-    record.get(resource.key).and_then(Value::as_i64).unwrap_or_default()
+    record
+        .get(resource.key)
+        .and_then(Value::as_i64)
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -213,10 +225,14 @@ mod tests {
 
     #[test]
     fn representation_does_not_matter() {
-        let a = n(json!({"id": 42, "status": "1", "budget": "1500.50", "client_id": "٣٠٠",
-                          "start_date": "2026-10-01", "created": "2026-10-01 08:57:07"}));
-        let b = n(json!({"id": "42", "status": 1, "budget": 1500.5, "client_id": 300,
-                          "start_date": "01/10/2026", "created": "2026-10-01 08:57:07"}));
+        let a = n(
+            json!({"id": 42, "status": "1", "budget": "1500.50", "client_id": "٣٠٠",
+                          "start_date": "2026-10-01", "created": "2026-10-01 08:57:07"}),
+        );
+        let b = n(
+            json!({"id": "42", "status": 1, "budget": 1500.5, "client_id": 300,
+                          "start_date": "01/10/2026", "created": "2026-10-01 08:57:07"}),
+        );
         assert_eq!(a, b);
         assert_eq!(a["client_id"], json!(300));
         assert_eq!(a["status_label"], json!("Open"));
@@ -225,33 +241,62 @@ mod tests {
 
     #[test]
     fn empty_and_zero_values_mean_none() {
-        let r = n(json!({"id": 1, "delivery_date": "0000-00-00", "created": "0000-00-00 00:00:00",
+        let r = n(
+            json!({"id": 1, "delivery_date": "0000-00-00", "created": "0000-00-00 00:00:00",
                           "delivery_appointment_id": "", "follow_up_status_id": null,
-                          "description": "", "budget": [] }));
-        for f in ["delivery_date", "created", "delivery_appointment_id", "follow_up_status_id", "description", "budget", "modified"] {
+                          "description": "", "budget": [] }),
+        );
+        for f in [
+            "delivery_date",
+            "created",
+            "delivery_appointment_id",
+            "follow_up_status_id",
+            "description",
+            "budget",
+            "modified",
+        ] {
             assert_eq!(r[f], Value::Null, "{f}");
         }
     }
 
     #[test]
     fn integral_amounts_compare_equal() {
-        assert_eq!(n(json!({"id": 1, "budget": "0.00"}))["budget"], n(json!({"id": 1, "budget": 0}))["budget"]);
-        assert_eq!(n(json!({"id": 1, "budget": "-250.00"}))["budget"], json!(-250));
+        assert_eq!(
+            n(json!({"id": 1, "budget": "0.00"}))["budget"],
+            n(json!({"id": 1, "budget": 0}))["budget"]
+        );
+        assert_eq!(
+            n(json!({"id": 1, "budget": "-250.00"}))["budget"],
+            json!(-250)
+        );
     }
 
     #[test]
     fn extras_are_kept_and_bad_values_are_errors() {
         let r = n(json!({"id": 7, "custom_field": {"a": 1}}));
         assert_eq!(r["custom_field"], json!({"a": 1}));
-        let e = normalise(&WORK_ORDERS, json!({"id": 7, "status": "open"}).as_object().unwrap()).unwrap_err();
+        let e = normalise(
+            &WORK_ORDERS,
+            json!({"id": 7, "status": "open"}).as_object().unwrap(),
+        )
+        .unwrap_err();
         assert_eq!(e.field, "status");
         assert!(normalise(&WORK_ORDERS, json!({"title": "x"}).as_object().unwrap()).is_err());
-        assert_eq!(raw_key(&WORK_ORDERS, json!({"id": "9", "status": "x"}).as_object().unwrap()), Some(9));
+        assert_eq!(
+            raw_key(
+                &WORK_ORDERS,
+                json!({"id": "9", "status": "x"}).as_object().unwrap()
+            ),
+            Some(9)
+        );
     }
 
     #[test]
     fn number_keeps_leading_zeros() {
-        assert_eq!(n(json!({"id": 1, "number": "000101"}))["number"], json!("000101"));
+        assert_eq!(
+            n(json!({"id": 1, "number": "000101"}))["number"],
+            json!("000101")
+        );
         assert_eq!(n(json!({"id": 1, "number": 7}))["number"], json!("7"));
     }
 }

@@ -32,27 +32,43 @@ pub struct Application {
     pub settings: Settings,
     /// Run the periodic poll loop (tests drive `poller.poll_once` themselves instead).
     pub poll_loop: bool,
+    /// Run the publisher (tests of the outbox alone turn it off).
+    pub publish: bool,
 }
 
 impl Application {
     /// Opens the store, builds every part and binds `settings.bind_addr`.
     pub fn build(settings: Settings) -> anyhow::Result<Application> {
-        let listener = TcpListener::bind(settings.bind_addr)
-            .with_context(|| format!("binding the HTTP listener to {} (BIND_ADDR)", settings.bind_addr))?;
+        let listener = TcpListener::bind(settings.bind_addr).with_context(|| {
+            format!(
+                "binding the HTTP listener to {} (BIND_ADDR)",
+                settings.bind_addr
+            )
+        })?;
         Self::build_with_listener(settings, listener)
     }
 
     /// As [`Application::build`], on an already bound listener.
-    pub fn build_with_listener(settings: Settings, listener: TcpListener) -> anyhow::Result<Application> {
+    pub fn build_with_listener(
+        settings: Settings,
+        listener: TcpListener,
+    ) -> anyhow::Result<Application> {
         let port = listener.local_addr()?.port();
         let metrics = Metrics::new();
-        let store = Store::open(&settings.database_path)
-            .with_context(|| format!("opening the store at {} (DATABASE_URL)", settings.database_path.display()))?;
+        let store = Store::open(&settings.database_path).with_context(|| {
+            format!(
+                "opening the store at {} (DATABASE_URL)",
+                settings.database_path.display()
+            )
+        })?;
         let client = Arc::new(DaftraClient::new(settings.daftra.clone(), metrics.clone()));
         let status = Arc::new(StatusBoard::default());
         let broker = Arc::new(BrokerState::default());
         let outbox_notify = Arc::new(Notify::new());
-        let triggers: HashMap<_, _> = RESOURCES.iter().map(|r| (r.name, Arc::new(PollTrigger::default()))).collect();
+        let triggers: HashMap<_, _> = RESOURCES
+            .iter()
+            .map(|r| (r.name, Arc::new(PollTrigger::default())))
+            .collect();
         let poller = Poller {
             store: store.clone(),
             client: client.clone(),
@@ -81,7 +97,16 @@ impl Application {
             export_token: settings.export_token.clone(),
             xlsx_builds: Arc::new(Semaphore::new(settings.max_xlsx_builds)),
         };
-        Ok(Application { listener, port, state, poller, publisher, settings, poll_loop: true })
+        Ok(Application {
+            listener,
+            port,
+            state,
+            poller,
+            publisher,
+            settings,
+            poll_loop: true,
+            publish: true,
+        })
     }
 
     /// Runs the HTTP server, the poll loops and the publisher until `cancel` fires, then stops
@@ -102,16 +127,26 @@ impl Application {
         if self.poll_loop {
             for r in RESOURCES {
                 let trigger = self.state.triggers[r.name].clone();
-                tracker.spawn(self.poller.clone().run(r, self.settings.poll_interval, trigger, cancel.clone()));
+                tracker.spawn(self.poller.clone().run(
+                    r,
+                    self.settings.poll_interval,
+                    trigger,
+                    cancel.clone(),
+                ));
             }
         }
-        tracker.spawn(self.publisher.clone().run(cancel.clone(), deadline));
+        if self.publish {
+            tracker.spawn(self.publisher.clone().run(cancel.clone(), deadline));
+        }
         tracker.close();
         tracing::info!(port = self.port, "daftra-bridge running");
         cancel.cancelled().await;
         tracing::info!("Shutting down");
         handle.stop(true).await;
-        if tokio::time::timeout(deadline + std::time::Duration::from_secs(5), tracker.wait()).await.is_err() {
+        if tokio::time::timeout(deadline + std::time::Duration::from_secs(5), tracker.wait())
+            .await
+            .is_err()
+        {
             tracing::warn!("Some tasks did not stop within the shutdown deadline");
         }
         Ok(())
@@ -130,7 +165,9 @@ pub fn shutdown_on_signals() -> CancellationToken {
     tokio::spawn(async move {
         #[cfg(unix)]
         {
-            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("SIGTERM handler");
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => {}
                 _ = term.recv() => {}

@@ -34,8 +34,13 @@ CREATE TABLE IF NOT EXISTS baseline (
 #[derive(Debug)]
 pub enum SnapshotWrite {
     /// Insert or replace record `id` with its canonical JSON.
-    Upsert { id: i64, record: String },
-    Delete { id: i64 },
+    Upsert {
+        id: i64,
+        record: String,
+    },
+    Delete {
+        id: i64,
+    },
 }
 
 /// A row of the outbox.
@@ -64,24 +69,34 @@ impl Store {
     pub fn open(path: &Path) -> anyhow::Result<Store> {
         use anyhow::Context;
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating the folder {}", dir.display()))?;
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("creating the folder {}", dir.display()))?;
         }
         let conn = Connection::open(path).with_context(|| format!("opening {}", path.display()))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         conn.execute_batch(SCHEMA).context("creating the schema")?;
-        Ok(Store { path: path.to_path_buf(), writer: Arc::new(Mutex::new(conn)) })
+        Ok(Store {
+            path: path.to_path_buf(),
+            writer: Arc::new(Mutex::new(conn)),
+        })
     }
 
     /// A new read-only connection, for long reads that must not hold the writer.
     pub fn reader(&self) -> Result<Connection, StoreError> {
-        let conn = Connection::open_with_flags(&self.path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+        let conn = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         Ok(conn)
     }
 
-    fn with<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T, rusqlite::Error>) -> Result<T, StoreError> {
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, rusqlite::Error>,
+    ) -> Result<T, StoreError> {
         let mut conn = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         Ok(f(&mut conn)?)
     }
@@ -89,16 +104,21 @@ impl Store {
     /// Whether the first poll of `resource` has recorded its baseline.
     pub fn has_baseline(&self, resource: &str) -> Result<bool, StoreError> {
         self.with(|c| {
-            c.query_row("SELECT 1 FROM baseline WHERE resource = ?1", [resource], |_| Ok(()))
-                .optional()
-                .map(|r| r.is_some())
+            c.query_row(
+                "SELECT 1 FROM baseline WHERE resource = ?1",
+                [resource],
+                |_| Ok(()),
+            )
+            .optional()
+            .map(|r| r.is_some())
         })
     }
 
     /// The snapshot of `resource` as id -> canonical JSON text.
     pub fn load_snapshot(&self, resource: &str) -> Result<HashMap<i64, String>, StoreError> {
         self.with(|c| {
-            let mut stmt = c.prepare_cached("SELECT id, record FROM snapshot WHERE resource = ?1")?;
+            let mut stmt =
+                c.prepare_cached("SELECT id, record FROM snapshot WHERE resource = ?1")?;
             let rows = stmt.query_map([resource], |r| Ok((r.get(0)?, r.get(1)?)))?;
             rows.collect()
         })
@@ -106,12 +126,23 @@ impl Store {
 
     /// Records in the snapshot of `resource`.
     pub fn snapshot_len(&self, resource: &str) -> Result<u64, StoreError> {
-        self.with(|c| c.query_row("SELECT count(*) FROM snapshot WHERE resource = ?1", [resource], |r| r.get::<_, i64>(0)))
-            .map(|n| n as u64)
+        self.with(|c| {
+            c.query_row(
+                "SELECT count(*) FROM snapshot WHERE resource = ?1",
+                [resource],
+                |r| r.get::<_, i64>(0),
+            )
+        })
+        .map(|n| n as u64)
     }
 
     /// Applies a poll in ONE transaction: snapshot writes, outbox appends and the baseline mark.
-    pub fn commit_poll(&self, resource: &str, writes: &[SnapshotWrite], events: &[OutboxEvent]) -> Result<(), StoreError> {
+    pub fn commit_poll(
+        &self,
+        resource: &str,
+        writes: &[SnapshotWrite],
+        events: &[OutboxEvent],
+    ) -> Result<(), StoreError> {
         self.with(|c| {
             let tx = c.transaction()?;
             {
@@ -185,8 +216,12 @@ impl Store {
     /// The canonical JSON of one snapshot record.
     pub fn load_one(&self, resource: &str, id: i64) -> Result<Option<String>, StoreError> {
         self.with(|c| {
-            c.query_row("SELECT record FROM snapshot WHERE resource = ?1 AND id = ?2", params![resource, id], |r| r.get(0))
-                .optional()
+            c.query_row(
+                "SELECT record FROM snapshot WHERE resource = ?1 AND id = ?2",
+                params![resource, id],
+                |r| r.get(0),
+            )
+            .optional()
         })
     }
 }

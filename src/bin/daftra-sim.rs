@@ -34,8 +34,19 @@ async fn main() -> anyhow::Result<()> {
         username: "owner@example.com".into(),
         password: "sim-password".into(),
     });
-    let sim = Simulator::start(SimConfig { records: args.records, api_key: args.api_key, oauth, seed: args.seed }, listener)?;
-    sim.state.set_faults(daftra_bridge::sim::Faults { latency_ms: args.latency_ms, ..Default::default() });
+    let sim = Simulator::start(
+        SimConfig {
+            records: args.records,
+            api_key: args.api_key,
+            oauth,
+            seed: args.seed,
+        },
+        listener,
+    )?;
+    sim.state.set_faults(daftra_bridge::sim::Faults {
+        latency_ms: args.latency_ms,
+        ..Default::default()
+    });
     eprintln!("daftra-sim: {} work orders at {}/api2/work_orders (apikey header, or OAuth client sim-client/sim-secret, owner@example.com/sim-password)", args.records, sim.base_url);
     tokio::signal::ctrl_c().await?;
     sim.stop().await;

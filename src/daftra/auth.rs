@@ -41,7 +41,10 @@ pub struct AuthError(pub String);
 
 impl Authenticator {
     pub fn new(auth: DaftraAuth) -> Self {
-        Authenticator { auth, token: Mutex::new(None) }
+        Authenticator {
+            auth,
+            token: Mutex::new(None),
+        }
     }
 
     /// `true` for OAuth, where a 401 is worth one token renewal.
@@ -66,14 +69,23 @@ impl Authenticator {
     ) -> Result<(HeaderName, HeaderValue), AuthError> {
         let (client_id, client_secret, username, password) = match &self.auth {
             DaftraAuth::ApiKey(key) => {
-                let mut v = HeaderValue::from_str(key.expose()).map_err(|_| AuthError("DAFTRA_API_KEY holds characters a header cannot carry".into()))?;
+                let mut v = HeaderValue::from_str(key.expose()).map_err(|_| {
+                    AuthError("DAFTRA_API_KEY holds characters a header cannot carry".into())
+                })?;
                 v.set_sensitive(true);
                 return Ok((HeaderName::from_static("apikey"), v));
             }
-            DaftraAuth::OAuth { client_id, client_secret, username, password } => (client_id, client_secret, username, password),
+            DaftraAuth::OAuth {
+                client_id,
+                client_secret,
+                username,
+                password,
+            } => (client_id, client_secret, username, password),
         };
         let mut guard = self.token.lock().await;
-        let fresh = guard.as_ref().is_some_and(|t| t.refresh_at > Instant::now());
+        let fresh = guard
+            .as_ref()
+            .is_some_and(|t| t.refresh_at > Instant::now());
         if !fresh {
             let refresh = guard.as_ref().and_then(|t| t.refresh.clone());
             let mut renewed = None;
@@ -84,7 +96,9 @@ impl Authenticator {
                     ("client_secret", client_secret.expose()),
                     ("refresh_token", refresh.expose()),
                 ];
-                renewed = request_token(http, token_url, &form, &on_token_request).await.ok();
+                renewed = request_token(http, token_url, &form, &on_token_request)
+                    .await
+                    .ok();
             }
             let token = match renewed {
                 Some(t) => t,
@@ -117,11 +131,18 @@ async fn request_token(
 ) -> Result<Token, AuthError> {
     let started = Instant::now();
     let answer = http.post(url).form(form).send().await;
-    let status = answer.as_ref().map(|r| r.status().as_u16().to_string()).unwrap_or_else(|_| "error".into());
+    let status = answer
+        .as_ref()
+        .map(|r| r.status().as_u16().to_string())
+        .unwrap_or_else(|_| "error".into());
     on_token_request(started.elapsed(), &status);
-    let answer = answer.map_err(|e| AuthError(format!("token endpoint unreachable: {}", e.without_url())))?;
+    let answer = answer
+        .map_err(|e| AuthError(format!("token endpoint unreachable: {}", e.without_url())))?;
     if !answer.status().is_success() {
-        return Err(AuthError(format!("token endpoint answered {}", answer.status())));
+        return Err(AuthError(format!(
+            "token endpoint answered {}",
+            answer.status()
+        )));
     }
     let t: TokenAnswer = answer
         .json()
@@ -129,7 +150,10 @@ async fn request_token(
         .map_err(|_| AuthError("token answer is not the documented JSON".into()))?;
     let lifetime = t
         .expires_in
-        .and_then(|v| v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse().ok())))
+        .and_then(|v| {
+            v.as_u64()
+                .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+        })
         .map(Duration::from_secs)
         .unwrap_or(DEFAULT_TOKEN_LIFETIME);
     Ok(Token {

@@ -66,6 +66,7 @@ fn lenient_u64<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> 
 #[derive(Deserialize)]
 struct ListEnvelope {
     result: Option<String>,
+    #[serde(default)]
     data: Vec<Value>,
     pagination: Option<Pagination>,
 }
@@ -86,7 +87,8 @@ pub struct DaftraClient {
 }
 
 fn parse_list(resource: &Resource, body: &[u8]) -> Result<Page, String> {
-    let env: ListEnvelope = serde_json::from_slice(body).map_err(|e| format!("not the list envelope: {e}"))?;
+    let env: ListEnvelope =
+        serde_json::from_slice(body).map_err(|e| format!("not the list envelope: {e}"))?;
     if env.result.as_deref().is_some_and(|r| r != "successful") {
         return Err(format!("result is {:?}", env.result.unwrap_or_default()));
     }
@@ -101,7 +103,10 @@ fn parse_list(resource: &Resource, body: &[u8]) -> Result<Page, String> {
             _ => return Err("an item of data is not an object".into()),
         }
     }
-    Ok(Page { records, pagination })
+    Ok(Page {
+        records,
+        pagination,
+    })
 }
 
 fn error_message(body: &[u8]) -> String {
@@ -121,7 +126,12 @@ impl DaftraClient {
             .build()
             .expect("reqwest client with rustls");
         let auth = Authenticator::new(settings.auth.clone());
-        DaftraClient { http, settings, auth, metrics }
+        DaftraClient {
+            http,
+            settings,
+            auth,
+            metrics,
+        }
     }
 
     /// Page size (`limit`) of list requests, in rows.
@@ -153,56 +163,92 @@ impl DaftraClient {
                     .with_label_values(&[resource.name, "token", status])
                     .observe(d.as_secs_f64());
             };
-            let (name, value) = self.auth.header(&self.http, &token_url, observe_token).await?;
+            let (name, value) = self
+                .auth
+                .header(&self.http, &token_url, observe_token)
+                .await?;
             let started = Instant::now();
-            let sent = self.http.get(url).header("Accept", "application/json").header(name, value).send().await;
-            let (reason, retry_after, failure): (RetryReason, Option<Duration>, FetchError) = match sent {
-                Err(e) => {
-                    self.observe(resource, operation, "error", started);
-                    let reason = if e.is_timeout() { RetryReason::Timeout } else { RetryReason::Connection };
-                    (reason, None, FetchError::Transport(e.without_url().to_string()))
-                }
-                Ok(resp) => {
-                    let status = resp.status();
-                    let retry_after = resp
-                        .headers()
-                        .get("retry-after")
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| retry::parse_retry_after(v, SystemTime::now()));
-                    let body: Result<Bytes, _> = resp.bytes().await;
-                    self.observe(resource, operation, status.as_str(), started);
-                    match body {
-                        Err(e) => {
-                            let reason = if e.is_timeout() { RetryReason::Timeout } else { RetryReason::Connection };
-                            (reason, None, FetchError::Transport(e.without_url().to_string()))
-                        }
-                        Ok(body) if status.is_success() => match parse(&body) {
-                            Ok(v) => return Ok(Some(v)),
-                            Err(m) => (RetryReason::Malformed, None, FetchError::Malformed(m)),
-                        },
-                        Ok(_) if status == StatusCode::NOT_FOUND => return Ok(None),
-                        Ok(_) if status == StatusCode::UNAUTHORIZED && self.auth.is_oauth() && !renewed_after_401 => {
-                            renewed_after_401 = true;
-                            self.auth.invalidate().await;
-                            continue;
-                        }
-                        Ok(body) => {
-                            let failure = FetchError::Status { status: status.as_u16(), message: error_message(&body) };
-                            if status == StatusCode::TOO_MANY_REQUESTS {
-                                (RetryReason::RateLimited, retry_after, failure)
-                            } else if status.is_server_error() {
-                                (RetryReason::ServerError, retry_after, failure)
-                            } else {
-                                return Err(failure);
+            let sent = self
+                .http
+                .get(url)
+                .header("Accept", "application/json")
+                .header(name, value)
+                .send()
+                .await;
+            let (reason, retry_after, failure): (RetryReason, Option<Duration>, FetchError) =
+                match sent {
+                    Err(e) => {
+                        self.observe(resource, operation, "error", started);
+                        let reason = if e.is_timeout() {
+                            RetryReason::Timeout
+                        } else {
+                            RetryReason::Connection
+                        };
+                        (
+                            reason,
+                            None,
+                            FetchError::Transport(e.without_url().to_string()),
+                        )
+                    }
+                    Ok(resp) => {
+                        let status = resp.status();
+                        let retry_after = resp
+                            .headers()
+                            .get("retry-after")
+                            .and_then(|v| v.to_str().ok())
+                            .and_then(|v| retry::parse_retry_after(v, SystemTime::now()));
+                        let body: Result<Bytes, _> = resp.bytes().await;
+                        self.observe(resource, operation, status.as_str(), started);
+                        match body {
+                            Err(e) => {
+                                let reason = if e.is_timeout() {
+                                    RetryReason::Timeout
+                                } else {
+                                    RetryReason::Connection
+                                };
+                                (
+                                    reason,
+                                    None,
+                                    FetchError::Transport(e.without_url().to_string()),
+                                )
+                            }
+                            Ok(body) if status.is_success() => match parse(&body) {
+                                Ok(v) => return Ok(Some(v)),
+                                Err(m) => (RetryReason::Malformed, None, FetchError::Malformed(m)),
+                            },
+                            Ok(_) if status == StatusCode::NOT_FOUND => return Ok(None),
+                            Ok(_)
+                                if status == StatusCode::UNAUTHORIZED
+                                    && self.auth.is_oauth()
+                                    && !renewed_after_401 =>
+                            {
+                                renewed_after_401 = true;
+                                self.auth.invalidate().await;
+                                continue;
+                            }
+                            Ok(body) => {
+                                let failure = FetchError::Status {
+                                    status: status.as_u16(),
+                                    message: error_message(&body),
+                                };
+                                if status == StatusCode::TOO_MANY_REQUESTS {
+                                    (RetryReason::RateLimited, retry_after, failure)
+                                } else if status.is_server_error() {
+                                    (RetryReason::ServerError, retry_after, failure)
+                                } else {
+                                    return Err(failure);
+                                }
                             }
                         }
                     }
-                }
-            };
+                };
             if attempt >= self.settings.max_retries {
                 return Err(failure);
             }
-            self.metrics.api_retries.with_label_values(&[resource.name, reason.label()]).inc();
+            self.metrics
+                .api_retries
+                .with_label_values(&[resource.name, reason.label()])
+                .inc();
             let wait = retry::delay(attempt, retry_after, self.settings.max_backoff);
             tracing::debug!(resource = resource.name, attempt, reason = reason.label(), wait_ms = wait.as_millis() as u64, error = %failure, "Retrying Daftra request");
             tokio::time::sleep(wait).await;
@@ -219,17 +265,30 @@ impl DaftraClient {
 
     /// Reads list page `page` (from 1) with `limit` = the page size.
     pub async fn list_page(&self, resource: &Resource, page: u64) -> Result<Page, FetchError> {
-        let url = format!("{}/api2/{}?page={page}&limit={}", self.settings.base_url, resource.path, self.settings.page_size);
+        let url = format!(
+            "{}/api2/{}?page={page}&limit={}",
+            self.settings.base_url, resource.path, self.settings.page_size
+        );
         let page = self
             .call(resource, "list", &url, |b| parse_list(resource, b))
             .await?
-            .ok_or_else(|| FetchError::Status { status: 404, message: "list endpoint not found".into() })?;
-        self.metrics.api_pages_fetched.with_label_values(&[resource.name]).inc();
+            .ok_or_else(|| FetchError::Status {
+                status: 404,
+                message: "list endpoint not found".into(),
+            })?;
+        self.metrics
+            .api_pages_fetched
+            .with_label_values(&[resource.name])
+            .inc();
         Ok(page)
     }
 
     /// Reads one record by key: `Ok(None)` only when Daftra answers 404.
-    pub async fn get_record(&self, resource: &Resource, id: i64) -> Result<Option<Map<String, Value>>, FetchError> {
+    pub async fn get_record(
+        &self,
+        resource: &Resource,
+        id: i64,
+    ) -> Result<Option<Map<String, Value>>, FetchError> {
         let url = format!("{}/api2/{}/{id}", self.settings.base_url, resource.path);
         let parse = |b: &[u8]| -> Result<Map<String, Value>, String> {
             let v: Value = serde_json::from_slice(b).map_err(|e| e.to_string())?;
@@ -245,13 +304,20 @@ impl DaftraClient {
     /// Every page in order: page 1 first, then pages `2..=page_count` with at most
     /// `DAFTRA_CONCURRENCY` requests in flight. Ends after `page_count`, or at a page with a null
     /// `next` or empty `data`. The first error ends the stream.
-    pub fn pages<'a>(&'a self, resource: &'static Resource) -> BoxStream<'a, Result<Page, FetchError>> {
+    pub fn pages<'a>(
+        &'a self,
+        resource: &'static Resource,
+    ) -> BoxStream<'a, Result<Page, FetchError>> {
         let concurrency = self.settings.concurrency;
         stream::once(self.list_page(resource, 1))
             .flat_map(move |first| match first {
                 Err(e) => stream::iter([Err(e)]).boxed(),
                 Ok(p1) => {
-                    let last = if p1.records.is_empty() || p1.pagination.next.is_none() { 1 } else { p1.pagination.page_count.max(1) };
+                    let last = if p1.records.is_empty() || p1.pagination.next.is_none() {
+                        1
+                    } else {
+                        p1.pagination.page_count.max(1)
+                    };
                     let rest = stream::iter(2..=last)
                         .map(move |n| self.list_page(resource, n))
                         .buffered(concurrency)
@@ -280,7 +346,10 @@ mod tests {
 
     #[test]
     fn the_fixture_page_parses() {
-        let body = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/work_orders_page.json"));
+        let body = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../shared/fixtures/work_orders_page.json"
+        ));
         let Ok(body) = body else { return };
         let page = parse_list(&WORK_ORDERS, &body).unwrap();
         assert_eq!(page.records.len(), 3);
@@ -290,7 +359,11 @@ mod tests {
 
     #[test]
     fn malformed_envelopes_are_errors() {
-        assert!(parse_list(&WORK_ORDERS, b"{\"code\":200,\"result\":\"successful\",\"data\":[").is_err());
+        assert!(parse_list(
+            &WORK_ORDERS,
+            b"{\"code\":200,\"result\":\"successful\",\"data\":["
+        )
+        .is_err());
         assert!(parse_list(&WORK_ORDERS, b"<html>502</html>").is_err());
         assert!(parse_list(&WORK_ORDERS, br#"{"result":"failed","data":[],"pagination":{"page":1,"page_count":1,"total_results":0}}"#).is_err());
         assert!(parse_list(&WORK_ORDERS, br#"{"result":"successful","data":[]}"#).is_err());

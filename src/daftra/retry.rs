@@ -42,7 +42,9 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
 
 /// Full-jitter exponential backoff: a uniform random delay in `[0, min(cap, BASE * 2^attempt)]`.
 pub fn backoff(attempt: u32, cap: Duration) -> Duration {
-    let ceiling = BACKOFF_BASE.saturating_mul(1u32 << attempt.min(20)).min(cap);
+    let ceiling = BACKOFF_BASE
+        .saturating_mul(1u32 << attempt.min(20))
+        .min(cap);
     ceiling.mul_f64(rand::random::<f64>())
 }
 

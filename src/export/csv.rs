@@ -33,8 +33,13 @@ impl<W: Write> CsvSink<W> {
         if bom {
             out.write_all(BOM)?;
         }
-        let writer = ::csv::WriterBuilder::new().terminator(::csv::Terminator::CRLF).from_writer(out);
-        Ok(CsvSink { writer, line: Vec::new() })
+        let writer = ::csv::WriterBuilder::new()
+            .terminator(::csv::Terminator::CRLF)
+            .from_writer(out);
+        Ok(CsvSink {
+            writer,
+            line: Vec::new(),
+        })
     }
 }
 
@@ -48,7 +53,9 @@ fn csv_err(e: ::csv::Error) -> ExportError {
 
 impl<W: Write> RowSink for CsvSink<W> {
     fn header(&mut self, columns: &[&Column]) -> Result<(), ExportError> {
-        self.writer.write_record(columns.iter().map(|c| c.name)).map_err(csv_err)
+        self.writer
+            .write_record(columns.iter().map(|c| c.name))
+            .map_err(csv_err)
     }
 
     fn row(&mut self, columns: &[&Column], record: &Record) -> Result<(), ExportError> {
@@ -83,15 +90,23 @@ pub struct ChannelWriter {
 
 impl ChannelWriter {
     pub fn new(tx: mpsc::Sender<Result<Bytes, io::Error>>) -> Self {
-        ChannelWriter { buf: Vec::with_capacity(CHUNK * 2), tx }
+        ChannelWriter {
+            buf: Vec::with_capacity(CHUNK * 2),
+            tx,
+        }
     }
 
     fn send(&mut self) -> io::Result<()> {
         if self.buf.is_empty() {
             return Ok(());
         }
-        let chunk = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK * 2)));
-        self.tx.blocking_send(Ok(chunk)).map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "download closed"))
+        let chunk = Bytes::from(std::mem::replace(
+            &mut self.buf,
+            Vec::with_capacity(CHUNK * 2),
+        ));
+        self.tx
+            .blocking_send(Ok(chunk))
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "download closed"))
     }
 }
 

@@ -97,7 +97,11 @@ pub type LivePages = mpsc::Receiver<Result<Vec<Record>, FetchError>>;
 
 /// Reads Daftra page by page in a task and sends each page's normalised records; invalid
 /// records are skipped (and counted). At most two pages wait in the channel.
-pub fn live_pages(client: std::sync::Arc<DaftraClient>, resource: &'static Resource, metrics: crate::metrics::Metrics) -> LivePages {
+pub fn live_pages(
+    client: std::sync::Arc<DaftraClient>,
+    resource: &'static Resource,
+    metrics: crate::metrics::Metrics,
+) -> LivePages {
     use futures::StreamExt;
     let (tx, rx) = mpsc::channel(2);
     tokio::spawn(async move {
@@ -109,7 +113,10 @@ pub fn live_pages(client: std::sync::Arc<DaftraClient>, resource: &'static Resou
                     .filter_map(|raw| match record::normalise(resource, raw) {
                         Ok(r) => Some(r),
                         Err(_) => {
-                            metrics.api_invalid_records.with_label_values(&[resource.name]).inc();
+                            metrics
+                                .api_invalid_records
+                                .with_label_values(&[resource.name])
+                                .inc();
                             None
                         }
                     })
@@ -128,7 +135,10 @@ pub fn live_pages(client: std::sync::Arc<DaftraClient>, resource: &'static Resou
 pub enum Rows {
     Snapshot(Store),
     /// A live scan; the first page may already have been taken off the channel.
-    Live { first: Option<Vec<Record>>, rest: LivePages },
+    Live {
+        first: Option<Vec<Record>>,
+        rest: LivePages,
+    },
 }
 
 fn snapshot_sql(q: &ExportQuery) -> String {
@@ -154,7 +164,9 @@ pub fn write_rows(rows: Rows, q: &ExportQuery, sink: &mut dyn RowSink) -> Result
             let mut cursor = stmt.query([q.resource.name]).map_err(StoreError::from)?;
             while let Some(row) = cursor.next().map_err(StoreError::from)? {
                 let text: String = row.get(0).map_err(StoreError::from)?;
-                let Ok(record) = serde_json::from_str::<Record>(&text) else { continue };
+                let Ok(record) = serde_json::from_str::<Record>(&text) else {
+                    continue;
+                };
                 if q.matches(&record) {
                     sink.row(&q.columns, &record)?;
                     n += 1;
@@ -199,5 +211,10 @@ pub fn write_rows(rows: Rows, q: &ExportQuery, sink: &mut dyn RowSink) -> Result
 
 /// `work_orders-2026-11-29.csv`: the download name of an export made today (UTC).
 pub fn file_name(resource: &Resource, format: Format) -> String {
-    format!("{}-{}.{}", resource.name, chrono::Utc::now().format("%Y-%m-%d"), format.as_str())
+    format!(
+        "{}-{}.{}",
+        resource.name,
+        chrono::Utc::now().format("%Y-%m-%d"),
+        format.as_str()
+    )
 }

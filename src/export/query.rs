@@ -17,7 +17,10 @@ pub struct QueryError {
 }
 
 fn bad(field: &str, message: impl Into<String>) -> QueryError {
-    QueryError { field: field.to_string(), message: message.into() }
+    QueryError {
+        field: field.to_string(),
+        message: message.into(),
+    }
 }
 
 /// Where rows come from.
@@ -79,7 +82,10 @@ impl ExportQuery {
 
     /// Validates query pairs. `token` is ignored (access control reads it); anything else
     /// unknown is an error, so a typo never silently returns everything.
-    pub fn parse(resource: &'static Resource, pairs: &[(String, String)]) -> Result<Self, QueryError> {
+    pub fn parse(
+        resource: &'static Resource,
+        pairs: &[(String, String)],
+    ) -> Result<Self, QueryError> {
         let mut q = Self::all(resource);
         let mut seen = std::collections::HashSet::new();
         for (key, value) in pairs {
@@ -95,7 +101,9 @@ impl ExportQuery {
                 "fields" => {
                     let mut cols = Vec::new();
                     for name in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-                        let c = resource.column(name).ok_or_else(|| bad(key, format!("unknown column {name:?}")))?;
+                        let c = resource
+                            .column(name)
+                            .ok_or_else(|| bad(key, format!("unknown column {name:?}")))?;
                         if cols.iter().any(|x: &&Column| x.name == name) {
                             return Err(bad(key, format!("column {name:?} listed twice")));
                         }
@@ -123,7 +131,9 @@ impl ExportQuery {
                         Some(rest) => (true, rest),
                         None => (false, v.strip_prefix('+').unwrap_or(v)),
                     };
-                    let c = resource.column(name).ok_or_else(|| bad(key, format!("unknown column {name:?}")))?;
+                    let c = resource
+                        .column(name)
+                        .ok_or_else(|| bad(key, format!("unknown column {name:?}")))?;
                     q.sort = (c.name, desc);
                     q.sort_given = true;
                 }
@@ -136,12 +146,20 @@ impl ExportQuery {
                     }
                 }
                 k if resource.id_filters.contains(&k) => {
-                    let n = v.parse::<i64>().map_err(|_| bad(key, format!("expected a whole number, got {v:?}")))?;
-                    q.equals.push((resource.column(k).expect("declared filter").name, n));
+                    let n = v
+                        .parse::<i64>()
+                        .map_err(|_| bad(key, format!("expected a whole number, got {v:?}")))?;
+                    q.equals
+                        .push((resource.column(k).expect("declared filter").name, n));
                 }
                 k => {
-                    let range = k.strip_suffix("_from").map(|c| (c, true)).or_else(|| k.strip_suffix("_to").map(|c| (c, false)));
-                    let column = range.and_then(|(c, _)| resource.column(c)).filter(|c| matches!(c.kind, ColumnKind::Date | ColumnKind::Timestamp));
+                    let range = k
+                        .strip_suffix("_from")
+                        .map(|c| (c, true))
+                        .or_else(|| k.strip_suffix("_to").map(|c| (c, false)));
+                    let column = range
+                        .and_then(|(c, _)| resource.column(c))
+                        .filter(|c| matches!(c.kind, ColumnKind::Date | ColumnKind::Timestamp));
                     let (Some(column), Some((_, is_from))) = (column, range) else {
                         return Err(bad(key, "unknown parameter"));
                     };
@@ -149,15 +167,26 @@ impl ExportQuery {
                     let idx = match q.dates.iter().position(|d| d.column == column.name) {
                         Some(i) => i,
                         None => {
-                            q.dates.push(DateRange { column: column.name, from: None, to: None });
+                            q.dates.push(DateRange {
+                                column: column.name,
+                                from: None,
+                                to: None,
+                            });
                             q.dates.len() - 1
                         }
                     };
                     let r = &mut q.dates[idx];
-                    if is_from { r.from = Some(day) } else { r.to = Some(day) }
+                    if is_from {
+                        r.from = Some(day)
+                    } else {
+                        r.to = Some(day)
+                    }
                     if let (Some(f), Some(t)) = (&r.from, &r.to) {
                         if f > t {
-                            return Err(bad(key, format!("{}_from is after {}_to", column.name, column.name)));
+                            return Err(bad(
+                                key,
+                                format!("{}_from is after {}_to", column.name, column.name),
+                            ));
                         }
                     }
                 }
@@ -169,15 +198,27 @@ impl ExportQuery {
     /// `true` when `record` passes every filter.
     pub fn matches(&self, record: &Record) -> bool {
         if let (Some(codes), Some((field, _))) = (&self.statuses, self.resource.status) {
-            if !record.get(field).and_then(Value::as_i64).is_some_and(|s| codes.contains(&s)) {
+            if !record
+                .get(field)
+                .and_then(Value::as_i64)
+                .is_some_and(|s| codes.contains(&s))
+            {
                 return false;
             }
         }
-        if !self.equals.iter().all(|(f, n)| record.get(*f).and_then(Value::as_i64) == Some(*n)) {
+        if !self
+            .equals
+            .iter()
+            .all(|(f, n)| record.get(*f).and_then(Value::as_i64) == Some(*n))
+        {
             return false;
         }
         self.dates.iter().all(|r| {
-            let Some(day) = record.get(r.column).and_then(Value::as_str).map(|s| &s[..s.len().min(10)]) else {
+            let Some(day) = record
+                .get(r.column)
+                .and_then(Value::as_str)
+                .map(|s| &s[..s.len().min(10)])
+            else {
                 return false;
             };
             r.from.as_deref().is_none_or(|f| day >= f) && r.to.as_deref().is_none_or(|t| day <= t)
@@ -187,8 +228,13 @@ impl ExportQuery {
     /// Orders two records by the sort column (no value first), then by key.
     pub fn compare(&self, a: &Record, b: &Record) -> std::cmp::Ordering {
         let (field, desc) = self.sort;
-        let ord = cmp_values(a.get(field), b.get(field)).then_with(|| cmp_values(a.get(self.resource.key), b.get(self.resource.key)));
-        if desc { ord.reverse() } else { ord }
+        let ord = cmp_values(a.get(field), b.get(field))
+            .then_with(|| cmp_values(a.get(self.resource.key), b.get(self.resource.key)));
+        if desc {
+            ord.reverse()
+        } else {
+            ord
+        }
     }
 }
 
@@ -198,7 +244,9 @@ fn cmp_values(a: Option<&Value>, b: Option<&Value>) -> std::cmp::Ordering {
         (Value::Null, Value::Null) => Equal,
         (Value::Null, _) => Less,
         (_, Value::Null) => Greater,
-        (Value::Number(x), Value::Number(y)) => x.as_f64().partial_cmp(&y.as_f64()).unwrap_or(Equal),
+        (Value::Number(x), Value::Number(y)) => {
+            x.as_f64().partial_cmp(&y.as_f64()).unwrap_or(Equal)
+        }
         (Value::String(x), Value::String(y)) => x.cmp(y),
         (x, y) => x.to_string().cmp(&y.to_string()),
     }
@@ -210,25 +258,53 @@ mod tests {
     use crate::resource::WORK_ORDERS;
 
     fn p(pairs: &[(&str, &str)]) -> Result<ExportQuery, QueryError> {
-        let pairs: Vec<_> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let pairs: Vec<_> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         ExportQuery::parse(&WORK_ORDERS, &pairs)
     }
 
     #[test]
     fn every_bad_value_names_its_parameter() {
-        for (k, v) in [("stauts", "1"), ("status", "9"), ("status", "opened"), ("fields", "id,nope"), ("fields", ",,"),
-            ("client_id", "x"), ("created_from", "2026-13-01"), ("title_from", "2026-01-01"), ("sort", "-nope"),
-            ("bom", "perhaps"), ("source", "cache")] {
+        for (k, v) in [
+            ("stauts", "1"),
+            ("status", "9"),
+            ("status", "opened"),
+            ("fields", "id,nope"),
+            ("fields", ",,"),
+            ("client_id", "x"),
+            ("created_from", "2026-13-01"),
+            ("title_from", "2026-01-01"),
+            ("sort", "-nope"),
+            ("bom", "perhaps"),
+            ("source", "cache"),
+        ] {
             let e = p(&[(k, v)]).unwrap_err();
             assert_eq!(e.field, k, "{k}={v}");
         }
-        assert_eq!(p(&[("created_from", "2026-02-01"), ("created_to", "2026-01-01")]).unwrap_err().field, "created_to");
+        assert_eq!(
+            p(&[("created_from", "2026-02-01"), ("created_to", "2026-01-01")])
+                .unwrap_err()
+                .field,
+            "created_to"
+        );
     }
 
     #[test]
     fn good_values_parse() {
-        let q = p(&[("fields", "title,id"), ("status", "open,2"), ("sort", "-budget"), ("token", "t"), ("bom", "1")]).unwrap();
-        assert_eq!(q.columns.iter().map(|c| c.name).collect::<Vec<_>>(), ["title", "id"]);
+        let q = p(&[
+            ("fields", "title,id"),
+            ("status", "open,2"),
+            ("sort", "-budget"),
+            ("token", "t"),
+            ("bom", "1"),
+        ])
+        .unwrap();
+        assert_eq!(
+            q.columns.iter().map(|c| c.name).collect::<Vec<_>>(),
+            ["title", "id"]
+        );
         assert_eq!(q.statuses, Some(vec![1, 2]));
         assert_eq!(q.sort, ("budget", true));
         assert!(q.bom);

@@ -30,9 +30,14 @@ pub fn truncate_cell(text: &str) -> &str {
 /// Replaces the characters XML 1.0 cannot carry (C0 controls other than tab, CR and LF, and
 /// U+FFFE/U+FFFF) by U+FFFD, so the file opens without a repair prompt.
 pub fn xml_safe(text: &str) -> std::borrow::Cow<'_, str> {
-    let bad = |c: char| (c < ' ' && !matches!(c, '\t' | '\n' | '\r')) || matches!(c, '\u{FFFE}' | '\u{FFFF}');
+    let bad = |c: char| {
+        (c < ' ' && !matches!(c, '\t' | '\n' | '\r')) || matches!(c, '\u{FFFE}' | '\u{FFFF}')
+    };
     if text.chars().any(bad) {
-        text.chars().map(|c| if bad(c) { '\u{FFFD}' } else { c }).collect::<String>().into()
+        text.chars()
+            .map(|c| if bad(c) { '\u{FFFD}' } else { c })
+            .collect::<String>()
+            .into()
     } else {
         text.into()
     }
@@ -83,7 +88,11 @@ impl<'p> XlsxSink<'p> {
     fn new_sheet(&mut self, columns: &[&Column]) -> Result<(), ExportError> {
         self.close_sheet(columns.len())?;
         self.sheets += 1;
-        let name = if self.sheets == 1 { self.sheet_name.clone() } else { format!("{} ({})", self.sheet_name, self.sheets) };
+        let name = if self.sheets == 1 {
+            self.sheet_name.clone()
+        } else {
+            format!("{} ({})", self.sheet_name, self.sheets)
+        };
         let header = self.header.clone();
         let ws = self.workbook.add_worksheet_with_constant_memory();
         ws.set_name(&name)?;
@@ -131,7 +140,11 @@ impl RowSink for XlsxSink<'_> {
                     ws.write_string(row, col, xml_safe(truncate_cell(t)))?;
                 }
                 Cell::Date(d) | Cell::Timestamp(d) => {
-                    let format = if matches!(column.kind, ColumnKind::Timestamp) { &timestamp } else { &date };
+                    let format = if matches!(column.kind, ColumnKind::Timestamp) {
+                        &timestamp
+                    } else {
+                        &date
+                    };
                     match ExcelDateTime::parse_from_str(d) {
                         Ok(dt) => ws.write_datetime_with_format(row, col, &dt, format)?,
                         // Dates Excel cannot represent (before 1900) stay readable as text.

@@ -7,7 +7,10 @@ use subtle::ConstantTimeEq;
 use super::{ApiError, AppState};
 
 fn query_token(req: &HttpRequest) -> Option<String> {
-    web_query_pairs(req).into_iter().find(|(k, _)| k == "token").map(|(_, v)| v)
+    web_query_pairs(req)
+        .into_iter()
+        .find(|(k, _)| k == "token")
+        .map(|(_, v)| v)
 }
 
 /// The query string as decoded pairs (empty when it cannot be decoded).
@@ -17,7 +20,9 @@ pub fn web_query_pairs(req: &HttpRequest) -> Vec<(String, String)> {
 
 /// Passes when no token is configured, or when the request carries it.
 pub fn check(state: &AppState, req: &HttpRequest) -> Result<(), ApiError> {
-    let Some(expected) = &state.export_token else { return Ok(()) };
+    let Some(expected) = &state.export_token else {
+        return Ok(());
+    };
     let header = req
         .headers()
         .get("authorization")

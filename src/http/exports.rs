@@ -2,7 +2,9 @@
 
 use std::time::Instant;
 
-use actix_web::http::header::{ContentDisposition, DispositionParam, DispositionType, ExtendedValue, Charset};
+use actix_web::http::header::{
+    Charset, ContentDisposition, DispositionParam, DispositionType, ExtendedValue,
+};
 use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::Bytes;
 use serde_json::json;
@@ -25,20 +27,31 @@ pub fn content_disposition(name: &str) -> ContentDisposition {
         .chars()
         .filter(|c| c.is_ascii() && !c.is_ascii_control() && !matches!(c, '"' | '\\' | '/'))
         .collect();
-    let clean: String = name.chars().filter(|c| !c.is_control() && !matches!(c, '"' | '\\' | '/')).collect();
+    let clean: String = name
+        .chars()
+        .filter(|c| !c.is_control() && !matches!(c, '"' | '\\' | '/'))
+        .collect();
     ContentDisposition {
         disposition: DispositionType::Attachment,
         parameters: vec![
             DispositionParam::Filename(ascii),
-            DispositionParam::FilenameExt(ExtendedValue { charset: Charset::Ext("UTF-8".into()), language_tag: None, value: clean.into_bytes() }),
+            DispositionParam::FilenameExt(ExtendedValue {
+                charset: Charset::Ext("UTF-8".into()),
+                language_tag: None,
+                value: clean.into_bytes(),
+            }),
         ],
     }
 }
 
 fn resolve(file: &str) -> Result<(&'static Resource, Format), ApiError> {
-    let (name, ext) = file.rsplit_once('.').ok_or_else(|| ApiError::NotFound(format!("no export named {file:?}")))?;
-    let resource = resource::by_name(name).ok_or_else(|| ApiError::NotFound(format!("no resource named {name:?}")))?;
-    let format = Format::parse(ext).ok_or_else(|| ApiError::NotFound(format!("no format {ext:?}; use csv or xlsx")))?;
+    let (name, ext) = file
+        .rsplit_once('.')
+        .ok_or_else(|| ApiError::NotFound(format!("no export named {file:?}")))?;
+    let resource = resource::by_name(name)
+        .ok_or_else(|| ApiError::NotFound(format!("no resource named {name:?}")))?;
+    let format = Format::parse(ext)
+        .ok_or_else(|| ApiError::NotFound(format!("no format {ext:?}; use csv or xlsx")))?;
     Ok((resource, format))
 }
 
@@ -56,34 +69,79 @@ async fn rows(state: &AppState, q: &ExportQuery) -> Result<Rows, ApiError> {
     }
     let mut rest = export::live_pages(state.client.clone(), q.resource, state.metrics.clone());
     match rest.recv().await {
-        Some(Ok(first)) => Ok(Rows::Live { first: Some(first), rest }),
+        Some(Ok(first)) => Ok(Rows::Live {
+            first: Some(first),
+            rest,
+        }),
         Some(Err(e)) => Err(ApiError::Unavailable {
-            message: format!("{}Daftra could not be read: {e}", if has_snapshot { "" } else { "no snapshot yet and " }),
+            message: format!(
+                "{}Daftra could not be read: {e}",
+                if has_snapshot {
+                    ""
+                } else {
+                    "no snapshot yet and "
+                }
+            ),
             retry_after: RETRY_AFTER_SECS,
         }),
         None => Ok(Rows::Live { first: None, rest }),
     }
 }
 
-fn record_export(state: &AppState, q: &ExportQuery, format: Format, rows: u64, started: Instant, result: &Result<u64, ExportError>) {
+fn record_export(
+    state: &AppState,
+    q: &ExportQuery,
+    format: Format,
+    rows: u64,
+    started: Instant,
+    result: &Result<u64, ExportError>,
+) {
     let labels = [q.resource.name, format.as_str()];
-    state.metrics.export_rows.with_label_values(&labels).inc_by(rows);
-    state.metrics.export_duration.with_label_values(&labels).observe(started.elapsed().as_secs_f64());
+    state
+        .metrics
+        .export_rows
+        .with_label_values(&labels)
+        .inc_by(rows);
+    state
+        .metrics
+        .export_duration
+        .with_label_values(&labels)
+        .observe(started.elapsed().as_secs_f64());
     match result {
-        Ok(n) => tracing::info!(resource = q.resource.name, format = format.as_str(), rows = n, duration_ms = started.elapsed().as_millis() as u64, "Export served"),
-        Err(e) => tracing::warn!(resource = q.resource.name, format = format.as_str(), error = %e, "Export stopped"),
+        Ok(n) => tracing::info!(
+            resource = q.resource.name,
+            format = format.as_str(),
+            rows = n,
+            duration_ms = started.elapsed().as_millis() as u64,
+            "Export served"
+        ),
+        Err(e) => {
+            tracing::warn!(resource = q.resource.name, format = format.as_str(), error = %e, "Export stopped")
+        }
     }
 }
 
 /// `GET /exports/{resource}.{csv|xlsx}`.
-pub async fn download(state: web::Data<AppState>, req: HttpRequest, file: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub async fn download(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    file: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     access::check(&state, &req)?;
     let (resource, format) = resolve(&file)?;
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(req.query_string())
-        .map_err(|e| ApiError::InvalidQuery(QueryError { field: "query".into(), message: e.to_string() }))?;
+    let pairs: Vec<(String, String)> =
+        serde_urlencoded::from_str(req.query_string()).map_err(|e| {
+            ApiError::InvalidQuery(QueryError {
+                field: "query".into(),
+                message: e.to_string(),
+            })
+        })?;
     let q = ExportQuery::parse(resource, &pairs).map_err(ApiError::InvalidQuery)?;
     if format == Format::Xlsx && q.bom {
-        return Err(ApiError::InvalidQuery(QueryError { field: "bom".into(), message: "applies to CSV only".into() }));
+        return Err(ApiError::InvalidQuery(QueryError {
+            field: "bom".into(),
+            message: "applies to CSV only".into(),
+        }));
     }
     let started = Instant::now();
     let disposition = content_disposition(&export::file_name(resource, format));
@@ -110,27 +168,49 @@ pub async fn download(state: web::Data<AppState>, req: HttpRequest, file: web::P
                 .streaming(ReceiverStream::new(rx)))
         }
         Format::Xlsx => {
-            let permit = state.xlsx_builds.clone().acquire_owned().await.map_err(|e| ApiError::Internal(e.to_string()))?;
+            let permit = state
+                .xlsx_builds
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(|e| ApiError::Internal(e.to_string()))?;
             let rows = rows(&state, &q).await?;
             let st = state.get_ref().clone();
             let built = tokio::task::spawn_blocking(move || {
                 let _permit = permit;
                 let tmp = tempfile::NamedTempFile::new()?;
                 let mut sink = XlsxSink::new(tmp.path(), q.resource.name);
-                let result = export::write_rows(rows, &q, &mut sink).and_then(|n| sink.save(q.columns.len()).map(|_| n));
-                record_export(&st, &q, Format::Xlsx, *result.as_ref().unwrap_or(&0), started, &result);
+                let result = export::write_rows(rows, &q, &mut sink)
+                    .and_then(|n| sink.save(q.columns.len()).map(|_| n));
+                record_export(
+                    &st,
+                    &q,
+                    Format::Xlsx,
+                    *result.as_ref().unwrap_or(&0),
+                    started,
+                    &result,
+                );
                 result?;
                 Ok::<_, ExportError>(tmp)
             })
             .await
             .map_err(|e| ApiError::Internal(e.to_string()))?;
             let tmp = built.map_err(|e| match e {
-                ExportError::Upstream(e) => ApiError::Unavailable { message: e.to_string(), retry_after: RETRY_AFTER_SECS },
+                ExportError::Upstream(e) => ApiError::Unavailable {
+                    message: e.to_string(),
+                    retry_after: RETRY_AFTER_SECS,
+                },
                 other => ApiError::Internal(other.to_string()),
             })?;
             // The open handle keeps the data readable after the temporary file is unlinked.
-            let file = tokio::fs::File::open(tmp.path()).await.map_err(|e| ApiError::Internal(e.to_string()))?;
-            let len = file.metadata().await.map_err(|e| ApiError::Internal(e.to_string()))?.len();
+            let file = tokio::fs::File::open(tmp.path())
+                .await
+                .map_err(|e| ApiError::Internal(e.to_string()))?;
+            let len = file
+                .metadata()
+                .await
+                .map_err(|e| ApiError::Internal(e.to_string()))?
+                .len();
             drop(tmp);
             Ok(HttpResponse::Ok()
                 .content_type("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
@@ -168,7 +248,8 @@ fn describe(r: &Resource) -> serde_json::Value {
 /// `GET /exports`: the available exports, formats, columns and filters (JSON).
 pub async fn list(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     access::check(&state, &req)?;
-    Ok(HttpResponse::Ok().json(json!({"exports": RESOURCES.iter().map(|r| describe(r)).collect::<Vec<_>>()})))
+    Ok(HttpResponse::Ok()
+        .json(json!({"exports": RESOURCES.iter().map(|r| describe(r)).collect::<Vec<_>>()})))
 }
 
 /// `GET /`: a small HTML page with download links and a filter form.
@@ -176,7 +257,11 @@ pub async fn index(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpR
     access::check(&state, &req)?;
     let mut html = String::from(include_str!("index_head.html"));
     for r in RESOURCES {
-        let cols: String = r.columns.iter().map(|c| format!("<code>{}</code> ", c.name)).collect();
+        let cols: String = r
+            .columns
+            .iter()
+            .map(|c| format!("<code>{}</code> ", c.name))
+            .collect();
         html.push_str(&format!(
             "<h2>{n}</h2><p><a href=\"/exports/{n}.csv?bom=true\">CSV (Excel)</a> · <a href=\"/exports/{n}.csv\">CSV</a> · \
              <a href=\"/exports/{n}.xlsx\">XLSX</a></p><p>Columns: {cols}</p>\
@@ -192,5 +277,7 @@ pub async fn index(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpR
         ));
     }
     html.push_str("<p><a href=\"/exports\">/exports</a> (JSON) · <a href=\"/status\">/status</a> · <a href=\"/metrics\">/metrics</a></p></body></html>");
-    Ok(HttpResponse::Ok().content_type("text/html; charset=utf-8").body(html))
+    Ok(HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .body(html))
 }

@@ -66,13 +66,18 @@ impl ResponseError for ApiError {
     fn error_response(&self) -> HttpResponse {
         let mut r = HttpResponse::build(self.status_code());
         let body = match self {
-            ApiError::InvalidQuery(e) => json!({"error": "invalid_query", "field": e.field, "message": e.message}),
+            ApiError::InvalidQuery(e) => {
+                json!({"error": "invalid_query", "field": e.field, "message": e.message})
+            }
             ApiError::Unauthorized => {
                 r.insert_header(("WWW-Authenticate", "Bearer"));
                 json!({"error": "unauthorized", "message": self.to_string()})
             }
             ApiError::NotFound(m) => json!({"error": "not_found", "message": m}),
-            ApiError::Unavailable { message, retry_after } => {
+            ApiError::Unavailable {
+                message,
+                retry_after,
+            } => {
                 r.insert_header(("Retry-After", retry_after.to_string()));
                 json!({"error": "upstream_unavailable", "message": message})
             }
@@ -98,7 +103,11 @@ pub fn app(
     App::new()
         .app_data(web::Data::new(state))
         .app_data(web::QueryConfig::default().error_handler(|e, _| {
-            ApiError::InvalidQuery(crate::export::QueryError { field: "query".into(), message: e.to_string() }).into()
+            ApiError::InvalidQuery(crate::export::QueryError {
+                field: "query".into(),
+                message: e.to_string(),
+            })
+            .into()
         }))
         .wrap_fn(move |req, srv| {
             let started = Instant::now();
@@ -107,9 +116,15 @@ pub fn app(
             let fut = srv.call(req);
             async move {
                 let res = fut.await?;
-                let route = res.request().match_pattern().unwrap_or_else(|| "unmatched".into());
+                let route = res
+                    .request()
+                    .match_pattern()
+                    .unwrap_or_else(|| "unmatched".into());
                 let status = res.status().as_u16().to_string();
-                metrics.http_requests.with_label_values(&[&route, &method, &status]).inc();
+                metrics
+                    .http_requests
+                    .with_label_values(&[&route, &method, &status])
+                    .inc();
                 metrics
                     .http_request_duration
                     .with_label_values(&[&route, &method])
@@ -125,5 +140,7 @@ pub fn app(
         .route("/healthz", web::get().to(ops::healthz))
         .route("/readyz", web::get().to(ops::readyz))
         .route("/metrics", web::get().to(ops::metrics))
-        .default_service(web::to(|| async { ApiError::NotFound("no such route".into()).error_response() }))
+        .default_service(web::to(|| async {
+            ApiError::NotFound("no such route".into()).error_response()
+        }))
 }

@@ -18,7 +18,8 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let store = state.store.clone();
     match web::block(move || store.outbox_len()).await {
         Ok(Ok(_)) => {}
-        _ => problems.push(json!({"component": "store", "message": "the SQLite store does not answer"})),
+        _ => problems
+            .push(json!({"component": "store", "message": "the SQLite store does not answer"})),
     }
     match state.broker.get() {
         BrokerConnection::Connected => {}
@@ -28,7 +29,8 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     if problems.is_empty() {
         HttpResponse::Ok().json(json!({"status": "ready"}))
     } else {
-        HttpResponse::ServiceUnavailable().json(json!({"status": "not_ready", "problems": problems}))
+        HttpResponse::ServiceUnavailable()
+            .json(json!({"status": "not_ready", "problems": problems}))
     }
 }
 
@@ -41,7 +43,10 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
 
 /// `GET /status`: per resource the last poll (start, end, outcome, error, records, pages,
 /// changes), plus outbox and broker state.
-pub async fn status(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+pub async fn status(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
     access::check(&state, &req)?;
     let store = state.store.clone();
     let pending = web::block(move || store.outbox_len())
@@ -57,12 +62,17 @@ pub async fn status(state: web::Data<AppState>, req: HttpRequest) -> Result<Http
 }
 
 /// `POST /poll/{resource}`: 202; starts a poll now or joins the one running.
-pub async fn poll(state: web::Data<AppState>, req: HttpRequest, resource: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub async fn poll(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    resource: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     access::check(&state, &req)?;
     let trigger = state
         .triggers
         .get(resource.as_str())
         .ok_or_else(|| ApiError::NotFound(format!("no resource named {resource:?}")))?;
     let joined = trigger.request();
-    Ok(HttpResponse::Accepted().json(json!({"resource": resource.as_str(), "started": !joined, "joined_running": joined})))
+    Ok(HttpResponse::Accepted()
+        .json(json!({"resource": resource.as_str(), "started": !joined, "joined_running": joined})))
 }

@@ -21,7 +21,13 @@ const TITLES_EN: &[&str] = &[
     "Boiler inspection",
     "Conveyor belt replacement",
 ];
-const BRANCHES: &[&str] = &["فرع القاهرة", "فرع الرياض", "Dubai branch", "فرع عمّان", "Jeddah site"];
+const BRANCHES: &[&str] = &[
+    "فرع القاهرة",
+    "فرع الرياض",
+    "Dubai branch",
+    "فرع عمّان",
+    "Jeddah site",
+];
 const DESCRIPTIONS: &[&str] = &[
     "تغيير الحشوات\r\nوفحص المحرك، ثم \"اختبار\" الضغط",
     "Replace filters, check refrigerant; report \"before/after\" readings",
@@ -40,7 +46,8 @@ fn maybe_string(rng: &mut StdRng, n: i64) -> Value {
 }
 
 fn date(base_day: i64) -> String {
-    let d = chrono::NaiveDate::from_ymd_opt(2026, 1, 1).expect("valid date") + chrono::Duration::days(base_day.rem_euclid(330));
+    let d = chrono::NaiveDate::from_ymd_opt(2026, 1, 1).expect("valid date")
+        + chrono::Duration::days(base_day.rem_euclid(330));
     d.format("%Y-%m-%d").to_string()
 }
 
@@ -49,7 +56,11 @@ pub fn seeded_work_order(seed: u64, id: i64) -> Map<String, Value> {
     let mut rng = StdRng::seed_from_u64(seed ^ (id as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
     let arabic = rng.gen_bool(0.5);
     let title = if arabic {
-        format!("{} - {}", TITLES_AR[rng.gen_range(0..TITLES_AR.len())], BRANCHES[rng.gen_range(0..BRANCHES.len())])
+        format!(
+            "{} - {}",
+            TITLES_AR[rng.gen_range(0..TITLES_AR.len())],
+            BRANCHES[rng.gen_range(0..BRANCHES.len())]
+        )
     } else {
         format!("{} #{id}", TITLES_EN[rng.gen_range(0..TITLES_EN.len())])
     };
@@ -67,7 +78,12 @@ pub fn seeded_work_order(seed: u64, id: i64) -> Map<String, Value> {
         _ => json!(budget_cents as f64 / 100.0),
     };
     let status = rng.gen_range(1..=4);
-    let created = format!("{start} {:02}:{:02}:{:02}", rng.gen_range(7..18), rng.gen_range(0..60), rng.gen_range(0..60));
+    let created = format!(
+        "{start} {:02}:{:02}:{:02}",
+        rng.gen_range(7..18),
+        rng.gen_range(0..60),
+        rng.gen_range(0..60)
+    );
     let follow_up: Value = match rng.gen_range(0..3) {
         0 => Value::Null,
         1 => json!(""),
@@ -78,7 +94,11 @@ pub fn seeded_work_order(seed: u64, id: i64) -> Map<String, Value> {
     };
     let client_id = rng.gen_range(1..60);
     let staff_id = rng.gen_range(0..8);
-    let appointment: Value = if rng.gen_bool(0.3) { json!(rng.gen_range(1..500)) } else { Value::Null };
+    let appointment: Value = if rng.gen_bool(0.3) {
+        json!(rng.gen_range(1..500))
+    } else {
+        Value::Null
+    };
     let mut m = Map::new();
     m.insert("id".into(), maybe_string(&mut rng, id));
     m.insert("client_id".into(), maybe_string(&mut rng, client_id));
@@ -86,12 +106,22 @@ pub fn seeded_work_order(seed: u64, id: i64) -> Map<String, Value> {
     m.insert("title".into(), json!(title));
     m.insert("start_date".into(), json!(start));
     let description = DESCRIPTIONS[rng.gen_range(0..DESCRIPTIONS.len())];
-    m.insert("description".into(), if description.is_empty() && rng.gen_bool(0.5) { Value::Null } else { json!(description) });
+    m.insert(
+        "description".into(),
+        if description.is_empty() && rng.gen_bool(0.5) {
+            Value::Null
+        } else {
+            json!(description)
+        },
+    );
     m.insert("delivery_date".into(), delivery);
     m.insert("delivery_appointment_id".into(), appointment);
     m.insert("follow_up_status_id".into(), follow_up);
     m.insert("budget".into(), budget);
-    m.insert("budget_currency".into(), json!(CURRENCIES[rng.gen_range(0..CURRENCIES.len())]));
+    m.insert(
+        "budget_currency".into(),
+        json!(CURRENCIES[rng.gen_range(0..CURRENCIES.len())]),
+    );
     m.insert("status".into(), maybe_string(&mut rng, status));
     m.insert("created".into(), json!(created.clone()));
     m.insert("modified".into(), json!(created));

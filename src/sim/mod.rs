@@ -48,14 +48,20 @@ pub struct Simulator {
 impl Simulator {
     /// Starts the simulator on `listener` (bind port 0 for a random port) in the current runtime.
     pub fn start(config: SimConfig, listener: TcpListener) -> std::io::Result<Simulator> {
-        let state = Arc::new(SimState::new(config.records, config.api_key, config.oauth, config.seed));
+        let state = Arc::new(SimState::new(
+            config.records,
+            config.api_key,
+            config.oauth,
+            config.seed,
+        ));
         let port = listener.local_addr()?.port();
         let data = web::Data::new(state.clone());
-        let server = HttpServer::new(move || App::new().app_data(data.clone()).configure(server::routes))
-            .workers(2)
-            .disable_signals()
-            .listen(listener)?
-            .run();
+        let server =
+            HttpServer::new(move || App::new().app_data(data.clone()).configure(server::routes))
+                .workers(2)
+                .disable_signals()
+                .listen(listener)?
+                .run();
         let handle = server.handle();
         tokio::spawn(server);
         Ok(Simulator {

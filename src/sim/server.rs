@@ -14,10 +14,12 @@ use super::state::{Drift, Faults, RetryAfterForm, SimState};
 type State = web::Data<Arc<SimState>>;
 
 fn failed(status: StatusCode, message: &str) -> HttpResponse {
-    HttpResponse::build(status).json(json!({"result": "failed", "code": status.as_u16(), "message": message}))
+    HttpResponse::build(status)
+        .json(json!({"result": "failed", "code": status.as_u16(), "message": message}))
 }
 
 /// Checks `apikey` or `Authorization: Bearer`; both at once fail, as Daftra documents.
+#[allow(clippy::result_large_err)]
 fn authorise(state: &SimState, req: &HttpRequest) -> Result<(), HttpResponse> {
     let apikey = req.headers().get("apikey").and_then(|v| v.to_str().ok());
     let bearer = req
@@ -28,7 +30,10 @@ fn authorise(state: &SimState, req: &HttpRequest) -> Result<(), HttpResponse> {
     let mut inner = state.lock();
     let ok = match (apikey, bearer) {
         (Some(k), None) => k == state.api_key,
-        (None, Some(t)) => inner.access_tokens.get(t).is_some_and(|exp| *exp > Instant::now()),
+        (None, Some(t)) => inner
+            .access_tokens
+            .get(t)
+            .is_some_and(|exp| *exp > Instant::now()),
         _ => false,
     };
     if ok {
@@ -63,7 +68,11 @@ async fn common_faults(state: &SimState) -> Option<HttpResponse> {
         Some(r.json(json!({"result": "failed", "code": 429, "message": "Too Many Requests"})))
     } else if f.server_errors_next > 0 {
         f.server_errors_next -= 1;
-        let status = if f.server_errors_next % 2 == 0 { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::INTERNAL_SERVER_ERROR };
+        let status = if f.server_errors_next % 2 == 0 {
+            StatusCode::SERVICE_UNAVAILABLE
+        } else {
+            StatusCode::INTERNAL_SERVER_ERROR
+        };
         Some(failed(status, "Internal error"))
     } else if f.server_error_rate > 0.0 && rand::random::<f64>() < f.server_error_rate {
         Some(failed(StatusCode::INTERNAL_SERVER_ERROR, "Internal error"))
@@ -106,12 +115,12 @@ pub async fn list(state: State, req: HttpRequest, q: web::Query<PageQuery>) -> H
     let mut inner = state.lock();
     let inner = &mut *inner;
     let f = &mut inner.faults;
-    let (truncated, html, failed_result, no_pagination) = (
-        take(&mut f.truncated_next),
-        take(&mut f.html_next),
-        take(&mut f.failed_result_next),
-        take(&mut f.missing_pagination_next),
-    );
+    // One malformed answer per request, in this order.
+    let truncated = take(&mut f.truncated_next);
+    let html = !truncated && take(&mut f.html_next);
+    let failed_result = !truncated && !html && take(&mut f.failed_result_next);
+    let no_pagination =
+        !truncated && !html && !failed_result && take(&mut f.missing_pagination_next);
     if html {
         inner.stats.faults_injected += 1;
         return HttpResponse::Ok()
@@ -120,7 +129,8 @@ pub async fn list(state: State, req: HttpRequest, q: web::Query<PageQuery>) -> H
     }
     if failed_result {
         inner.stats.faults_injected += 1;
-        return HttpResponse::Ok().json(json!({"result": "failed", "code": 500, "message": "Database busy"}));
+        return HttpResponse::Ok()
+            .json(json!({"result": "failed", "code": 500, "message": "Database busy"}));
     }
     let total = inner.records.len();
     let page_count = total.div_ceil(limit);
@@ -134,7 +144,11 @@ pub async fn list(state: State, req: HttpRequest, q: web::Query<PageQuery>) -> H
         .skip((page - 1) * limit)
         .take(limit)
         .map(|r| {
-            let r = if flip { flip_number_forms(r) } else { r.clone() };
+            let r = if flip {
+                flip_number_forms(r)
+            } else {
+                r.clone()
+            };
             json!({ "WorkOrder": r })
         })
         .collect();
@@ -163,11 +177,15 @@ pub async fn list(state: State, req: HttpRequest, q: web::Query<PageQuery>) -> H
         inner.stats.pages_served += 1;
     }
     apply_drift(inner, page as u32, state.seed);
-    HttpResponse::Ok().content_type("application/json").body(bytes)
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(bytes)
 }
 
 fn apply_drift(inner: &mut super::state::Inner, page: u32, seed: u64) {
-    let Some(drift) = inner.faults.drift.clone() else { return };
+    let Some(drift) = inner.faults.drift.clone() else {
+        return;
+    };
     match drift {
         Drift::Delete { after_page, id } if after_page == page => {
             inner.records.remove(&id);
@@ -175,7 +193,9 @@ fn apply_drift(inner: &mut super::state::Inner, page: u32, seed: u64) {
         Drift::Insert { after_page } if after_page == page => {
             let id = inner.next_id;
             inner.next_id += 1;
-            inner.records.insert(id, super::data::seeded_work_order(seed, id));
+            inner
+                .records
+                .insert(id, super::data::seeded_work_order(seed, id));
         }
         _ => return,
     }
@@ -196,7 +216,8 @@ pub async fn get_one(state: State, req: HttpRequest, id: web::Path<String>) -> H
         return r;
     }
     match parse_id(&id).and_then(|id| state.lock().records.get(&id).cloned()) {
-        Some(r) => HttpResponse::Ok().json(json!({"code": 200, "result": "successful", "data": {"WorkOrder": r}})),
+        Some(r) => HttpResponse::Ok()
+            .json(json!({"code": 200, "result": "successful", "data": {"WorkOrder": r}})),
         None => failed(StatusCode::NOT_FOUND, "Item not found"),
     }
 }
@@ -228,7 +249,12 @@ pub async fn create(state: State, req: HttpRequest, body: web::Json<Value>) -> H
 }
 
 /// `PUT /api2/work_orders/{id}`.
-pub async fn update(state: State, req: HttpRequest, id: web::Path<String>, body: web::Json<Value>) -> HttpResponse {
+pub async fn update(
+    state: State,
+    req: HttpRequest,
+    id: web::Path<String>,
+    body: web::Json<Value>,
+) -> HttpResponse {
     if let Err(r) = authorise(&state, &req) {
         return r;
     }
@@ -271,12 +297,20 @@ pub async fn token(state: State, form: web::Form<TokenForm>) -> HttpResponse {
     };
     let mut inner = state.lock();
     inner.stats.token_requests += 1;
-    if form.client_id.as_deref() != Some(&client.client_id) || form.client_secret.as_deref() != Some(&client.client_secret) {
+    if form.client_id.as_deref() != Some(&client.client_id)
+        || form.client_secret.as_deref() != Some(&client.client_secret)
+    {
         return HttpResponse::Unauthorized().json(json!({"error": "invalid_client"}));
     }
     let ok = match form.grant_type.as_str() {
-        "password" => form.username.as_deref() == Some(&client.username) && form.password.as_deref() == Some(&client.password),
-        "refresh_token" => form.refresh_token.as_ref().is_some_and(|t| inner.refresh_tokens.remove(t).is_some()),
+        "password" => {
+            form.username.as_deref() == Some(&client.username)
+                && form.password.as_deref() == Some(&client.password)
+        }
+        "refresh_token" => form
+            .refresh_token
+            .as_ref()
+            .is_some_and(|t| inner.refresh_tokens.remove(t).is_some()),
         _ => false,
     };
     if !ok {

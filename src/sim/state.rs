@@ -109,7 +109,9 @@ pub struct SimState {
 impl SimState {
     /// A tenant seeded with `records` work orders, ids 1..=records.
     pub fn new(records: usize, api_key: String, oauth: Option<OAuthClient>, seed: u64) -> Self {
-        let records: BTreeMap<_, _> = (1..=records as i64).map(|id| (id, data::seeded_work_order(seed, id))).collect();
+        let records: BTreeMap<_, _> = (1..=records as i64)
+            .map(|id| (id, data::seeded_work_order(seed, id)))
+            .collect();
         let next_id = records.keys().next_back().copied().unwrap_or(0) + 1;
         SimState {
             inner: Mutex::new(Inner {
@@ -139,11 +141,19 @@ impl SimState {
         inner.next_id += 1;
         let now = now_wall_clock();
         fields.insert("id".into(), Value::from(id));
-        fields.entry("number").or_insert_with(|| Value::from(format!("{id:06}")));
+        fields
+            .entry("number")
+            .or_insert_with(|| Value::from(format!("{id:06}")));
         fields.insert("created".into(), Value::from(now.clone()));
         fields.insert("modified".into(), Value::from(now));
         let mut record = data::seeded_work_order(self.seed, id);
-        for k in ["description", "delivery_date", "budget", "follow_up_status_id", "delivery_appointment_id"] {
+        for k in [
+            "description",
+            "delivery_date",
+            "budget",
+            "follow_up_status_id",
+            "delivery_appointment_id",
+        ] {
             if !fields.contains_key(k) {
                 record.insert(k.into(), Value::Null);
             }
@@ -151,6 +161,17 @@ impl SimState {
         record.extend(fields);
         inner.records.insert(id, record);
         id
+    }
+
+    /// Stores a raw record exactly as given (its `id` included), replacing any with that id.
+    pub fn insert_raw(&self, record: Map<String, Value>) -> Option<i64> {
+        let id = record
+            .get("id")
+            .and_then(|v| v.as_i64().or_else(|| v.as_str()?.parse().ok()))?;
+        let mut inner = self.lock();
+        inner.records.insert(id, record);
+        inner.next_id = inner.next_id.max(id + 1);
+        Some(id)
     }
 
     /// Merges `fields` into record `id` and bumps `modified`; `false` when it does not exist.
@@ -178,6 +199,11 @@ impl SimState {
         self.lock().records.values().cloned().collect()
     }
 
+    /// Revokes every access token (they answer 401 from now on); refresh tokens stay valid.
+    pub fn lock_clear_tokens(&self) {
+        self.lock().access_tokens.clear();
+    }
+
     /// Replaces the injected faults.
     pub fn set_faults(&self, faults: Faults) {
         self.lock().faults = faults;
@@ -193,7 +219,9 @@ impl SimState {
         let ttl = inner.faults.token_ttl_secs.unwrap_or(3600);
         let access = format!("at-{}-{}", inner.token_seq, rand::random::<u64>());
         let refresh = format!("rt-{}-{}", inner.token_seq, rand::random::<u64>());
-        inner.access_tokens.insert(access.clone(), Instant::now() + Duration::from_secs(ttl));
+        inner
+            .access_tokens
+            .insert(access.clone(), Instant::now() + Duration::from_secs(ttl));
         inner.refresh_tokens.insert(refresh.clone(), ());
         (access, refresh, ttl)
     }

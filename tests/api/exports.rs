@@ -1,0 +1,335 @@
+//! Spreadsheet exports: CSV and XLSX equal the simulator's records; filters, errors, headers.
+
+use std::collections::HashMap;
+
+use calamine::{Data, DataType, Reader, Xlsx};
+use serde_json::Value;
+
+use crate::helpers::{spawn_app, Options};
+
+/// The normalised value Daftra meant, computed independently of the bridge's code.
+fn expected(column: &str, raw: &serde_json::Map<String, Value>) -> String {
+    let v = raw.get(column).cloned().unwrap_or(Value::Null);
+    let text = match &v {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    match column {
+        "id"
+        | "client_id"
+        | "staff_id"
+        | "status"
+        | "follow_up_status_id"
+        | "delivery_appointment_id" => {
+            if text.is_empty() {
+                String::new()
+            } else {
+                text.parse::<i64>().unwrap().to_string()
+            }
+        }
+        "budget" => {
+            if text.is_empty() {
+                String::new()
+            } else {
+                format!("{}", text.parse::<f64>().unwrap())
+            }
+        }
+        "status_label" => match expected("status", raw).as_str() {
+            "1" => "Open",
+            "2" => "Closed",
+            "3" => "Cancelled",
+            "4" => "Draft",
+            _ => "",
+        }
+        .into(),
+        "start_date" | "delivery_date" | "created" | "modified" => {
+            if text.starts_with("0000") {
+                String::new()
+            } else {
+                text
+            }
+        }
+        _ => match text.chars().next() {
+            Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{text}"),
+            _ => text,
+        },
+    }
+}
+
+fn normalise_number_text(s: &str) -> String {
+    match s.parse::<f64>() {
+        Ok(f) if !s.is_empty() => format!("{f}"),
+        _ => s.to_string(),
+    }
+}
+
+#[tokio::test]
+async fn csv_equals_the_simulator_records_field_by_field() {
+    let app = spawn_app(Options {
+        publisher: false,
+        ..Default::default()
+    })
+    .await;
+    app.poll().await;
+    let resp = app.get("/exports/work_orders.csv").await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "text/csv; charset=utf-8");
+    let cd = resp.headers()["content-disposition"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        cd.starts_with("attachment; filename=\"work_orders-") && cd.contains("filename*=UTF-8''"),
+        "{cd}"
+    );
+    let body = resp.bytes().await.unwrap();
+    assert!(body.windows(2).any(|w| w == b"\r\n"), "CRLF line ends");
+    let mut reader = csv::Reader::from_reader(&body[..]);
+    let header: Vec<String> = reader
+        .headers()
+        .unwrap()
+        .iter()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(
+        header.join(","),
+        "id,number,title,client_id,staff_id,status,status_label,start_date,delivery_date,budget,budget_currency,follow_up_status_id,delivery_appointment_id,description,created,modified"
+    );
+    let records = app.sim.state.records();
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), records.len());
+    for (row, raw) in rows.iter().zip(&records) {
+        for (i, column) in header.iter().enumerate() {
+            let got = if column == "budget" {
+                normalise_number_text(&row[i])
+            } else {
+                row[i].to_string()
+            };
+            assert_eq!(got, expected(column, raw), "column {column} of {raw:?}");
+        }
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn xlsx_holds_the_same_data_with_numbers_and_dates_typed() {
+    let app = spawn_app(Options {
+        publisher: false,
+        ..Default::default()
+    })
+    .await;
+    app.poll().await;
+    let resp = app.get("/exports/work_orders.xlsx").await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.headers()["content-type"],
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    );
+    let len: usize = resp.headers()["content-length"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let body = resp.bytes().await.unwrap();
+    assert_eq!(body.len(), len);
+    let mut book: Xlsx<_> =
+        calamine::open_workbook_from_rs(std::io::Cursor::new(body.to_vec())).unwrap();
+    let sheet = book.worksheet_range_at(0).unwrap().unwrap();
+    let mut rows = sheet.rows();
+    let header: Vec<String> = rows.next().unwrap().iter().map(|c| c.to_string()).collect();
+    let col: HashMap<&str, usize> = header
+        .iter()
+        .enumerate()
+        .map(|(i, h)| (h.as_str(), i))
+        .collect();
+    let records = app.sim.state.records();
+    let data: Vec<_> = rows.collect();
+    assert_eq!(data.len(), records.len());
+    for (row, raw) in data.iter().zip(&records) {
+        assert!(
+            matches!(row[col["id"]], Data::Float(_) | Data::Int(_)),
+            "id is a number"
+        );
+        assert_eq!(row[col["id"]].to_string(), expected("id", raw));
+        match expected("budget", raw).as_str() {
+            "" => assert_eq!(row[col["budget"]], Data::Empty),
+            b => assert_eq!(
+                row[col["budget"]].as_f64().unwrap(),
+                b.parse::<f64>().unwrap()
+            ),
+        }
+        assert!(matches!(row[col["status"]], Data::Float(_) | Data::Int(_)));
+        // Titles are strings in XLSX, never formulas, so no prefix.
+        assert_eq!(
+            row[col["title"]],
+            Data::String(raw["title"].as_str().unwrap().to_string())
+        );
+        assert_eq!(
+            row[col["number"]],
+            Data::String(raw["number"].as_str().unwrap().to_string())
+        );
+        match &row[col["created"]] {
+            Data::DateTime(dt) => {
+                let shown = dt
+                    .as_datetime()
+                    .unwrap()
+                    .format("%Y-%m-%d %H:%M:%S")
+                    .to_string();
+                assert_eq!(shown, expected("created", raw));
+            }
+            other => panic!("created is a date cell, got {other:?}"),
+        }
+        match expected("delivery_date", raw).as_str() {
+            "" => assert_eq!(row[col["delivery_date"]], Data::Empty),
+            d => assert!(
+                matches!(&row[col["delivery_date"]], Data::DateTime(x) if x.as_datetime().unwrap().format("%Y-%m-%d").to_string() == d)
+            ),
+        }
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn filters_fields_and_sort_apply() {
+    let app = spawn_app(Options {
+        publisher: false,
+        ..Default::default()
+    })
+    .await;
+    app.poll().await;
+    let body = app
+        .get("/exports/work_orders.csv?fields=status,id&status=open,2&sort=-id")
+        .await
+        .text()
+        .await
+        .unwrap();
+    let mut lines = body.lines();
+    assert_eq!(lines.next(), Some("status,id"));
+    let rows: Vec<(i64, i64)> = lines
+        .map(|l| {
+            let (s, i) = l.split_once(',').unwrap();
+            (s.parse().unwrap(), i.parse().unwrap())
+        })
+        .collect();
+    let expected_count = app
+        .sim
+        .state
+        .records()
+        .iter()
+        .filter(|r| ["1", "2"].contains(&expected("status", r).as_str()))
+        .count();
+    assert_eq!(rows.len(), expected_count);
+    assert!(rows.iter().all(|(s, _)| *s == 1 || *s == 2));
+    assert!(
+        rows.windows(2).all(|w| w[0].1 > w[1].1),
+        "sorted by id descending"
+    );
+
+    let client = expected("client_id", &app.sim.state.records()[0]);
+    let body = app
+        .get(&format!(
+            "/exports/work_orders.csv?client_id={client}&fields=client_id"
+        ))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(body.lines().skip(1).all(|l| l == client) && body.lines().count() > 1);
+
+    let body = app
+        .get("/exports/work_orders.csv?bom=true&fields=id")
+        .await
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(&body[..3], b"\xEF\xBB\xBF");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn bad_parameters_are_400_naming_the_parameter() {
+    let app = spawn_app(Options {
+        publisher: false,
+        ..Default::default()
+    })
+    .await;
+    app.poll().await;
+    for (query, field) in [
+        ("stauts=1", "stauts"),
+        ("status=9", "status"),
+        ("fields=id,bogus", "fields"),
+        ("created_from=yesterday", "created_from"),
+        ("sort=nope", "sort"),
+        ("client_id=abc", "client_id"),
+        ("source=cache", "source"),
+        ("bom=perhaps", "bom"),
+    ] {
+        let resp = app.get(&format!("/exports/work_orders.csv?{query}")).await;
+        assert_eq!(resp.status(), 400, "{query}");
+        let v: Value = resp.json().await.unwrap();
+        assert_eq!(v["error"], "invalid_query");
+        assert_eq!(v["field"], field, "{query}");
+        assert!(!v["message"].as_str().unwrap().is_empty());
+    }
+    assert_eq!(app.get("/exports/work_orders.pdf").await.status(), 404);
+    assert_eq!(app.get("/exports/invoices.csv").await.status(), 404);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_export_token_guards_exports_but_not_health() {
+    let app = spawn_app(Options {
+        publisher: false,
+        export_token: Some("s3cret-token".into()),
+        ..Default::default()
+    })
+    .await;
+    app.poll().await;
+    assert_eq!(app.get("/exports/work_orders.csv").await.status(), 401);
+    assert_eq!(
+        app.get("/exports/work_orders.csv?token=wrong")
+            .await
+            .status(),
+        401
+    );
+    assert_eq!(app.get("/status").await.status(), 401);
+    assert_eq!(
+        app.get("/exports/work_orders.csv?token=s3cret-token")
+            .await
+            .status(),
+        200
+    );
+    let with_header = app
+        .http
+        .get(format!("{}/exports", app.base))
+        .bearer_auth("s3cret-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(with_header.status(), 200);
+    assert_eq!(app.get("/healthz").await.status(), 200);
+    assert_eq!(app.get("/metrics").await.status(), 200);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn live_source_reads_daftra_and_an_outage_without_snapshot_is_503() {
+    let app = spawn_app(Options {
+        publisher: false,
+        ..Default::default()
+    })
+    .await;
+    let body = app
+        .get("/exports/work_orders.csv?source=live&fields=id")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(body.lines().count(), 1 + app.sim.state.records().len());
+    app.sim.stop().await;
+    let resp = app.get("/exports/work_orders.csv").await;
+    assert_eq!(resp.status(), 503);
+    assert!(resp.headers().contains_key("retry-after"));
+    app.cancel.cancel();
+}

@@ -1,0 +1,282 @@
+//! Test harness: the simulator and the whole bridge on random ports, a unique exchange per test on
+//! the real local RabbitMQ, and a queue bound to it to read the events.
+
+use std::net::TcpListener;
+use std::time::Duration;
+
+use daftra_bridge::config::{DaftraAuth, RawEnv, Secret, Settings};
+use daftra_bridge::http::AppState;
+use daftra_bridge::poller::{PollOutcome, Poller};
+use daftra_bridge::resource::WORK_ORDERS;
+use daftra_bridge::sim::{SimConfig, Simulator};
+use daftra_bridge::startup::Application;
+use futures::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, ExchangeDeclareOptions, QueueBindOptions,
+    QueueDeclareOptions,
+};
+use lapin::types::FieldTable;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+/// RabbitMQ used by the tests.
+pub fn amqp_url() -> String {
+    std::env::var("AMQP_TEST_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
+
+/// A name no other test uses.
+pub fn unique(prefix: &str) -> String {
+    format!(
+        "test.{prefix}.{}.{:x}",
+        std::process::id(),
+        rand::random::<u64>()
+    )
+}
+
+/// Knobs of one test bridge.
+pub struct Options {
+    pub records: usize,
+    pub page_size: u32,
+    pub concurrency: usize,
+    pub max_retries: u32,
+    pub emit_initial: bool,
+    pub export_token: Option<String>,
+    pub amqp_url: Option<String>,
+    pub auth: Option<DaftraAuth>,
+    pub sim: Option<SimConfig>,
+    /// Start the publisher (and its AMQP connection).
+    pub publisher: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            records: 45,
+            page_size: 10,
+            concurrency: 3,
+            max_retries: 4,
+            emit_initial: false,
+            export_token: None,
+            amqp_url: None,
+            auth: None,
+            sim: None,
+            publisher: true,
+        }
+    }
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub sim: Simulator,
+    pub poller: Poller,
+    pub state: AppState,
+    pub exchange: String,
+    pub http: reqwest::Client,
+    pub cancel: CancellationToken,
+    /// Keeps the database folder until the test ends.
+    pub _db: tempfile::TempDir,
+    running: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+/// Settings for a bridge against `sim`, with a fresh database and a unique exchange.
+pub fn settings_for(sim: &Simulator, opts: &Options, db: &tempfile::TempDir) -> Settings {
+    let raw = RawEnv {
+        daftra_page_size: Some(opts.page_size.to_string()),
+        daftra_concurrency: Some(opts.concurrency.to_string()),
+        daftra_max_retries: Some(opts.max_retries.to_string()),
+        daftra_max_backoff_secs: Some("2".into()),
+        daftra_timeout_secs: Some("5".into()),
+        poll_interval_secs: Some("3600".into()),
+        poll_deadline_secs: Some("60".into()),
+        poll_emit_initial: Some(opts.emit_initial.to_string()),
+        database_url: Some(format!("sqlite://{}/bridge.sqlite3", db.path().display())),
+        amqp_url: Some(opts.amqp_url.clone().unwrap_or_else(amqp_url)),
+        amqp_exchange: Some(unique("exchange")),
+        publish_confirm_timeout_secs: Some("5".into()),
+        bind_addr: Some("127.0.0.1:0".into()),
+        export_token: opts.export_token.clone(),
+        shutdown_deadline_secs: Some("5".into()),
+        ..Default::default()
+    };
+    let auth = opts
+        .auth
+        .clone()
+        .unwrap_or_else(|| DaftraAuth::ApiKey(Secret::new("sim-api-key")));
+    Settings::from_raw(&raw, Some((sim.base_url.clone(), auth))).expect("test settings")
+}
+
+/// Starts a simulator and a bridge against it; the poll loop is off, tests call `poll()`.
+pub async fn spawn_app(opts: Options) -> TestApp {
+    let sim_config = opts.sim.clone().unwrap_or(SimConfig {
+        records: opts.records,
+        ..Default::default()
+    });
+    let sim = Simulator::start_local(sim_config).expect("simulator");
+    let db = tempfile::tempdir().expect("temp dir");
+    let settings = settings_for(&sim, &opts, &db);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut app = Application::build_with_listener(settings.clone(), listener).expect("app");
+    app.poll_loop = false;
+    app.publish = opts.publisher;
+    let (port, poller, state) = (app.port, app.poller.clone(), app.state.clone());
+    let exchange = settings.amqp_exchange.clone();
+    let cancel = CancellationToken::new();
+    let running = Some(app.spawn(cancel.clone()));
+    let test_app = TestApp {
+        base: format!("http://127.0.0.1:{port}"),
+        sim,
+        poller,
+        state,
+        exchange,
+        http: reqwest::Client::new(),
+        cancel,
+        _db: db,
+        running,
+    };
+    if opts.publisher {
+        // Declare the exchange now so that queues can bind before the first publish.
+        declare_exchange(&test_app.exchange).await;
+    }
+    test_app
+}
+
+pub async fn declare_exchange(exchange: &str) {
+    let conn = daftra_bridge::publisher::connect(&Secret::new(amqp_url()))
+        .await
+        .expect("RabbitMQ is running (tests/run.sh starts it)");
+    let ch = conn.create_channel().await.unwrap();
+    ch.exchange_declare(
+        exchange,
+        lapin::ExchangeKind::Topic,
+        ExchangeDeclareOptions {
+            durable: true,
+            ..Default::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    let _ = conn.close(200, "declared").await;
+}
+
+impl TestApp {
+    /// One poll of work orders.
+    pub async fn poll(&self) -> PollOutcome {
+        self.poller
+            .poll_once(&WORK_ORDERS)
+            .await
+            .expect("poll succeeds")
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http
+            .get(format!("{}{}", self.base, path))
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// Current metrics text.
+    pub async fn metrics(&self) -> String {
+        self.get("/metrics").await.text().await.unwrap()
+    }
+
+    /// Stops the bridge gracefully.
+    pub async fn stop(mut self) {
+        self.cancel.cancel();
+        if let Some(r) = self.running.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(20), r).await;
+        }
+        self.sim.stop().await;
+    }
+}
+
+/// Value of one sample of `/metrics` text, e.g. `daftra_api_pages_fetched_total{resource="work_orders"}`.
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|l| {
+        l.strip_prefix(series)
+            .and_then(|rest| rest.trim().parse().ok())
+    })
+}
+
+/// A queue bound to `exchange` with `key`, read by [`EventQueue::take`].
+pub struct EventQueue {
+    conn: lapin::Connection,
+    consumer: lapin::Consumer,
+}
+
+/// A received event: routing key, AMQP properties and the JSON body.
+#[derive(Debug)]
+pub struct Received {
+    pub routing_key: String,
+    pub message_id: Option<String>,
+    pub content_type: Option<String>,
+    pub delivery_mode: Option<u8>,
+    pub body: Value,
+}
+
+impl EventQueue {
+    pub async fn bind(exchange: &str, key: &str) -> EventQueue {
+        let conn = daftra_bridge::publisher::connect(&Secret::new(amqp_url()))
+            .await
+            .expect("RabbitMQ");
+        let ch = conn.create_channel().await.unwrap();
+        let queue = unique("queue");
+        ch.queue_declare(
+            &queue,
+            QueueDeclareOptions {
+                exclusive: true,
+                auto_delete: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+        ch.queue_bind(
+            &queue,
+            exchange,
+            key,
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+        let consumer = ch
+            .basic_consume(
+                &queue,
+                "test",
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        EventQueue { conn, consumer }
+    }
+
+    /// Waits for up to `n` events, at most `wait` in all.
+    pub async fn take(&mut self, n: usize, wait: Duration) -> Vec<Received> {
+        let mut out = Vec::new();
+        let deadline = tokio::time::Instant::now() + wait;
+        while out.len() < n {
+            let Ok(Some(Ok(d))) = tokio::time::timeout_at(deadline, self.consumer.next()).await
+            else {
+                break;
+            };
+            d.ack(BasicAckOptions::default()).await.unwrap();
+            out.push(Received {
+                routing_key: d.routing_key.to_string(),
+                message_id: d.properties.message_id().as_ref().map(|s| s.to_string()),
+                content_type: d.properties.content_type().as_ref().map(|s| s.to_string()),
+                delivery_mode: *d.properties.delivery_mode(),
+                body: serde_json::from_slice(&d.data).expect("JSON body"),
+            });
+        }
+        out
+    }
+
+    pub async fn close(self) {
+        let _ = self.conn.close(200, "done").await;
+    }
+}

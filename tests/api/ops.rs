@@ -1,0 +1,190 @@
+//! Metrics, health, readiness and status.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::helpers::{metric, spawn_app, Options};
+
+const CONTRACT_METRICS: &[&str] = &[
+    "daftra_api_request_duration_seconds",
+    "daftra_api_pages_fetched_total",
+    "daftra_api_scan_pages",
+    "daftra_api_scan_records",
+    "daftra_api_retries_total",
+    "bridge_poll_duration_seconds",
+    "bridge_poll_last_success_timestamp_seconds",
+    "bridge_poll_failures_total",
+    "bridge_changes_detected_total",
+    "bridge_events_published_total",
+    "bridge_events_unroutable_total",
+    "bridge_poll_incomplete_scans_total",
+    "bridge_outbox_pending",
+    "bridge_export_rows_total",
+    "bridge_export_duration_seconds",
+];
+
+#[tokio::test]
+async fn metrics_count_the_pages_the_simulator_served() {
+    let app = spawn_app(Options {
+        records: 45,
+        page_size: 10,
+        publisher: false,
+        ..Default::default()
+    })
+    .await;
+    let before = app.metrics().await;
+    for name in CONTRACT_METRICS {
+        assert!(
+            before.contains(&format!("# TYPE {name} ")),
+            "{name} is exported from start-up"
+        );
+    }
+    assert_eq!(
+        metric(
+            &before,
+            "daftra_api_pages_fetched_total{resource=\"work_orders\"}"
+        ),
+        Some(0.0)
+    );
+    assert_eq!(
+        metric(
+            &before,
+            "daftra_api_retries_total{reason=\"rate_limited\",resource=\"work_orders\"}"
+        ),
+        Some(0.0)
+    );
+    app.poll().await;
+    app.poll().await;
+    app.get("/exports/work_orders.csv")
+        .await
+        .bytes()
+        .await
+        .unwrap();
+    let m = app.metrics().await;
+    let served = app.sim.state.stats().pages_served as f64;
+    assert_eq!(served, 10.0, "two scans of five pages");
+    assert_eq!(
+        metric(
+            &m,
+            "daftra_api_pages_fetched_total{resource=\"work_orders\"}"
+        ),
+        Some(served)
+    );
+    assert_eq!(
+        metric(&m, "daftra_api_scan_pages{resource=\"work_orders\"}"),
+        Some(5.0)
+    );
+    assert_eq!(
+        metric(&m, "daftra_api_scan_records{resource=\"work_orders\"}"),
+        Some(45.0)
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "bridge_export_rows_total{format=\"csv\",resource=\"work_orders\"}"
+        ),
+        Some(45.0)
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "bridge_poll_duration_seconds_count{resource=\"work_orders\"}"
+        ),
+        Some(2.0)
+    );
+    assert!(
+        metric(
+            &m,
+            "bridge_poll_last_success_timestamp_seconds{resource=\"work_orders\"}"
+        )
+        .unwrap()
+            > 1.7e9
+    );
+    assert!(m.contains("daftra_api_request_duration_seconds_bucket{operation=\"list\",resource=\"work_orders\",status=\"200\",le=\"60\"}"));
+    assert!(
+        m.contains(
+            "bridge_http_requests_total{method=\"GET\",route=\"/exports/{file}\",status=\"200\"} 1"
+        ),
+        "route templates, not raw paths"
+    );
+    if let Ok(out) = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(m.as_bytes())?;
+            child.wait_with_output()
+        })
+    {
+        let report = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.status.success() && report.trim().is_empty(),
+            "promtool check metrics: {report}"
+        );
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn readiness_follows_the_broker_and_status_reports_the_last_poll() {
+    let app = spawn_app(Options::default()).await;
+    let mut ready = 0;
+    for _ in 0..50 {
+        ready = app.get("/readyz").await.status().as_u16();
+        if ready == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(ready, 200);
+    app.poll().await;
+    let status: Value = app.get("/status").await.json().await.unwrap();
+    let wo = &status["resources"]["work_orders"];
+    assert_eq!(wo["last_outcome"], "baseline");
+    assert_eq!(wo["records"], 45);
+    assert_eq!(wo["pages"], 5);
+    assert_eq!(status["broker"], "connected");
+    assert_eq!(
+        app.http
+            .post(format!("{}/poll/work_orders", app.base))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        202
+    );
+    assert_eq!(
+        app.http
+            .post(format!("{}/poll/nothing", app.base))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    app.stop().await;
+
+    // A broker that does not answer: not ready, and the reason is named.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let app = spawn_app(Options {
+        amqp_url: Some(format!("amqp://guest:guest@127.0.0.1:{port}/%2f")),
+        ..Default::default()
+    })
+    .await;
+    let resp = app.get("/readyz").await;
+    assert_eq!(resp.status(), 503);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["problems"][0]["component"], "broker");
+    assert_eq!(app.get("/healthz").await.status(), 200);
+    app.stop().await;
+}

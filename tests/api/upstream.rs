@@ -1,0 +1,270 @@
+//! Upstream faults: retries, malformed answers, auth, page drift. No fault invents a delete.
+
+use std::time::Duration;
+
+use daftra_bridge::config::{DaftraAuth, Secret};
+use daftra_bridge::resource::WORK_ORDERS;
+use daftra_bridge::sim::{Drift, Faults, OAuthClient, RetryAfterForm, SimConfig};
+use serde_json::json;
+
+use crate::helpers::{metric, spawn_app, EventQueue, Options};
+
+fn retries(m: &str, reason: &str) -> f64 {
+    metric(
+        m,
+        &format!("daftra_api_retries_total{{reason=\"{reason}\",resource=\"work_orders\"}}"),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn rate_limits_are_retried_honouring_both_retry_after_forms() {
+    for form in [
+        RetryAfterForm::Seconds,
+        RetryAfterForm::HttpDate,
+        RetryAfterForm::Absent,
+    ] {
+        let app = spawn_app(Options {
+            publisher: false,
+            ..Default::default()
+        })
+        .await;
+        app.sim.state.set_faults(Faults {
+            rate_limited_next: 2,
+            retry_after: form,
+            ..Default::default()
+        });
+        let started = std::time::Instant::now();
+        let o = app.poll().await;
+        assert_eq!(o.records, 45, "{form:?}");
+        assert_eq!(
+            retries(&app.metrics().await, "rate_limited"),
+            2.0,
+            "{form:?}"
+        );
+        if form == RetryAfterForm::Seconds {
+            assert!(
+                started.elapsed() >= Duration::from_secs(1),
+                "Retry-After: 1 was honoured"
+            );
+        }
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn server_errors_and_malformed_pages_are_retried() {
+    let app = spawn_app(Options {
+        publisher: false,
+        max_retries: 8,
+        ..Default::default()
+    })
+    .await;
+    app.sim.state.set_faults(Faults {
+        server_errors_next: 2,
+        truncated_next: 1,
+        html_next: 1,
+        failed_result_next: 1,
+        missing_pagination_next: 1,
+        ..Default::default()
+    });
+    let o = app.poll().await;
+    assert!(o.complete);
+    assert_eq!(o.records, 45);
+    let m = app.metrics().await;
+    assert_eq!(retries(&m, "server_error"), 2.0);
+    assert_eq!(retries(&m, "malformed"), 4.0);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_poll_that_runs_out_of_retries_fails_and_changes_nothing() {
+    let app = spawn_app(Options {
+        publisher: false,
+        max_retries: 2,
+        ..Default::default()
+    })
+    .await;
+    app.poll().await;
+    app.sim.state.delete(5);
+    app.sim.state.update(
+        6,
+        serde_json::Map::from_iter([("title".to_string(), json!("changed"))]),
+    );
+    app.sim.state.set_faults(Faults {
+        server_errors_next: 100,
+        ..Default::default()
+    });
+    let err = app.poller.poll_once(&WORK_ORDERS).await.unwrap_err();
+    assert_eq!(err.reason(), "upstream");
+    assert_eq!(
+        app.state.store.snapshot_len("work_orders").unwrap(),
+        45,
+        "nothing deleted"
+    );
+    assert_eq!(app.state.store.outbox_len().unwrap(), 0);
+    let m = app.metrics().await;
+    assert_eq!(
+        metric(
+            &m,
+            "bridge_poll_failures_total{reason=\"upstream\",resource=\"work_orders\"}"
+        ),
+        Some(1.0)
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_wrong_api_key_is_not_retried() {
+    let app = spawn_app(Options {
+        publisher: false,
+        auth: Some(DaftraAuth::ApiKey(Secret::new("wrong-key"))),
+        ..Default::default()
+    })
+    .await;
+    let err = app.poller.poll_once(&WORK_ORDERS).await.unwrap_err();
+    assert!(err.to_string().contains("401"), "{err}");
+    assert!(
+        !err.to_string().contains("wrong-key"),
+        "no secret in errors"
+    );
+    assert_eq!(
+        app.sim.state.stats().unauthorized,
+        1,
+        "a 401 is not retried"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_record_deleted_while_paging_gives_exactly_one_delete() {
+    let app = spawn_app(Options {
+        records: 30,
+        page_size: 5,
+        concurrency: 1,
+        ..Default::default()
+    })
+    .await;
+    let mut queue = EventQueue::bind(&app.exchange, "work_order.deleted").await;
+    app.poll().await;
+    // Record 2 sits on page 1; deleting it after page 1 is served shifts every later page by one,
+    // so record 6 (first of page 2) is never seen by that scan.
+    app.sim.state.set_faults(Faults {
+        drift: Some(Drift::Delete {
+            after_page: 1,
+            id: 2,
+        }),
+        ..Default::default()
+    });
+    let o = app.poll().await;
+    assert_eq!(o.deleted, 1);
+    let events = queue.take(5, Duration::from_secs(3)).await;
+    let subjects: Vec<_> = events
+        .iter()
+        .map(|e| e.body["subject"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(subjects, ["2"]);
+    assert_eq!(app.state.store.snapshot_len("work_orders").unwrap(), 29);
+    queue.close().await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_unreadable_record_keeps_its_snapshot_and_is_never_deleted() {
+    let app = spawn_app(Options {
+        publisher: false,
+        ..Default::default()
+    })
+    .await;
+    app.poll().await;
+    app.sim.state.update(
+        9,
+        serde_json::Map::from_iter([("status".to_string(), json!("not-a-number"))]),
+    );
+    let o = app.poll().await;
+    assert_eq!((o.invalid, o.deleted, o.updated), (1, 0, 0));
+    assert!(app
+        .state
+        .store
+        .load_one("work_orders", 9)
+        .unwrap()
+        .is_some());
+    let m = app.metrics().await;
+    assert_eq!(
+        metric(
+            &m,
+            "daftra_api_invalid_records_total{resource=\"work_orders\"}"
+        ),
+        Some(1.0)
+    );
+    app.stop().await;
+}
+
+fn oauth_options(ttl: Option<u64>) -> Options {
+    let client = OAuthClient {
+        client_id: "cid".into(),
+        client_secret: "csecret".into(),
+        username: "owner@example.com".into(),
+        password: "pw".into(),
+    };
+    Options {
+        publisher: false,
+        sim: Some(SimConfig {
+            records: 20,
+            oauth: Some(client),
+            ..Default::default()
+        }),
+        auth: Some(DaftraAuth::OAuth {
+            client_id: "cid".into(),
+            client_secret: Secret::new("csecret"),
+            username: "owner@example.com".into(),
+            password: Secret::new("pw"),
+        }),
+        ..Default::default()
+    }
+    .with_ttl(ttl)
+}
+
+trait WithTtl {
+    fn with_ttl(self, ttl: Option<u64>) -> Self;
+}
+impl WithTtl for Options {
+    fn with_ttl(self, _ttl: Option<u64>) -> Self {
+        self
+    }
+}
+
+#[tokio::test]
+async fn oauth_tokens_are_obtained_reused_and_renewed_after_revocation() {
+    let app = spawn_app(oauth_options(None)).await;
+    assert_eq!(app.poll().await.records, 20);
+    assert_eq!(app.poll().await.records, 20);
+    assert_eq!(
+        app.sim.state.stats().token_requests,
+        1,
+        "one token for both polls"
+    );
+    // The tenant revokes every token: the next request gets a 401 and renews once.
+    app.sim.state.lock_clear_tokens();
+    assert_eq!(app.poll().await.records, 20);
+    assert_eq!(app.sim.state.stats().token_requests, 2);
+    assert_eq!(app.sim.state.stats().unauthorized, 1);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_short_lived_token_is_refreshed_before_it_expires() {
+    let app = spawn_app(oauth_options(Some(2))).await;
+    app.sim.state.set_faults(Faults {
+        token_ttl_secs: Some(2),
+        omit_expires_in: false,
+        ..Default::default()
+    });
+    app.poll().await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    app.poll().await;
+    let s = app.sim.state.stats();
+    assert_eq!(s.unauthorized, 0, "renewed before expiry, never rejected");
+    assert!(s.token_requests >= 2);
+    app.stop().await;
+}
