@@ -253,7 +253,25 @@ impl Publisher {
                     }
                 }
             }
-            let (_, channel) = conn.as_ref().expect("connected above");
+            let (c, channel) = conn.as_ref().expect("connected above");
+            if c.status().blocked() {
+                // A resource alarm: publishing would only hang. HTTP and polling go on meanwhile.
+                if self.broker.get() != BrokerConnection::Blocked {
+                    tracing::warn!(
+                        "RabbitMQ blocks publishers (memory or disk alarm); publishing paused"
+                    );
+                }
+                self.set_state(BrokerConnection::Blocked);
+                tokio::select! {
+                    _ = cancel.cancelled() => {}
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                }
+                continue;
+            }
+            if self.broker.get() == BrokerConnection::Blocked {
+                tracing::info!("RabbitMQ unblocked publishers; publishing resumes");
+                self.set_state(BrokerConnection::Connected);
+            }
             match self.drain(channel).await {
                 Ok(_) => {
                     tokio::select! {

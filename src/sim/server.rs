@@ -162,7 +162,7 @@ pub async fn list(state: State, req: HttpRequest, q: web::Query<PageQuery>) -> H
             "next": if page < page_count { link(page + 1) } else { Value::Null },
             "page": page,
             "page_count": page_count,
-            "total_results": total,
+            "total_results": (total as i64 + inner.faults.total_results_offset).max(0),
         }
     });
     if no_pagination {

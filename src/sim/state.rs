@@ -55,6 +55,8 @@ pub struct Faults {
     pub missing_pagination_next: u32,
     /// Page drift, applied once.
     pub drift: Option<Drift>,
+    /// Added to the `total_results` every list answer reports (a count that never matches).
+    pub total_results_offset: i64,
     /// Whole numbers alternate between number and numeric-string form on each list request.
     pub flip_number_forms: bool,
     /// Lifetime of issued OAuth access tokens, in seconds (default 3600).
@@ -202,6 +204,11 @@ impl SimState {
     /// Revokes every access token (they answer 401 from now on); refresh tokens stay valid.
     pub fn lock_clear_tokens(&self) {
         self.lock().access_tokens.clear();
+    }
+
+    /// Invalidates every refresh token (a refresh answers `invalid_grant`).
+    pub fn revoke_refresh_tokens(&self) {
+        self.lock().refresh_tokens.clear();
     }
 
     /// Replaces the injected faults.

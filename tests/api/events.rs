@@ -209,11 +209,11 @@ async fn an_unroutable_event_is_counted_and_not_retried() {
     let mut m = String::new();
     for _ in 0..50 {
         m = app.metrics().await;
-        if metric(
+        let unroutable = metric(
             &m,
             "bridge_events_unroutable_total{resource=\"work_orders\"}",
-        ) == Some(1.0)
-        {
+        );
+        if unroutable == Some(1.0) && metric(&m, "bridge_outbox_pending") == Some(0.0) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

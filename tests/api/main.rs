@@ -1,9 +1,11 @@
 //! One integration-test binary: the simulator and the whole bridge on random ports, with the real
 //! local RabbitMQ (a unique exchange and queue per test).
 
+mod delivery;
 mod events;
 mod exports;
 mod fixture;
 mod helpers;
 mod ops;
+mod proxy;
 mod upstream;

@@ -200,7 +200,7 @@ async fn an_unreadable_record_keeps_its_snapshot_and_is_never_deleted() {
     app.stop().await;
 }
 
-fn oauth_options(ttl: Option<u64>) -> Options {
+fn oauth_options() -> Options {
     let client = OAuthClient {
         client_id: "cid".into(),
         client_secret: "csecret".into(),
@@ -222,21 +222,11 @@ fn oauth_options(ttl: Option<u64>) -> Options {
         }),
         ..Default::default()
     }
-    .with_ttl(ttl)
-}
-
-trait WithTtl {
-    fn with_ttl(self, ttl: Option<u64>) -> Self;
-}
-impl WithTtl for Options {
-    fn with_ttl(self, _ttl: Option<u64>) -> Self {
-        self
-    }
 }
 
 #[tokio::test]
 async fn oauth_tokens_are_obtained_reused_and_renewed_after_revocation() {
-    let app = spawn_app(oauth_options(None)).await;
+    let app = spawn_app(oauth_options()).await;
     assert_eq!(app.poll().await.records, 20);
     assert_eq!(app.poll().await.records, 20);
     assert_eq!(
@@ -254,7 +244,7 @@ async fn oauth_tokens_are_obtained_reused_and_renewed_after_revocation() {
 
 #[tokio::test]
 async fn a_short_lived_token_is_refreshed_before_it_expires() {
-    let app = spawn_app(oauth_options(Some(2))).await;
+    let app = spawn_app(oauth_options()).await;
     app.sim.state.set_faults(Faults {
         token_ttl_secs: Some(2),
         omit_expires_in: false,
@@ -266,5 +256,137 @@ async fn a_short_lived_token_is_refreshed_before_it_expires() {
     let s = app.sim.state.stats();
     assert_eq!(s.unauthorized, 0, "renewed before expiry, never rejected");
     assert!(s.token_requests >= 2);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_record_inserted_while_paging_is_caught_by_a_rescan() {
+    let app = spawn_app(Options {
+        records: 30,
+        page_size: 5,
+        concurrency: 1,
+        publisher: false,
+        ..Default::default()
+    })
+    .await;
+    app.poll().await;
+    app.sim.state.set_faults(Faults {
+        drift: Some(Drift::Insert { after_page: 2 }),
+        ..Default::default()
+    });
+    let o = app.poll().await;
+    assert!(o.complete, "the rescan saw a stable count");
+    assert_eq!((o.created, o.deleted), (1, 0));
+    assert_eq!(
+        app.sim.state.stats().pages_served,
+        6 + 6 + 7,
+        "baseline, inconsistent scan (page_count of its page 1), rescan"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_scan_that_never_proves_completeness_applies_no_deletes() {
+    let app = spawn_app(Options {
+        records: 20,
+        page_size: 5,
+        ..Default::default()
+    })
+    .await;
+    let mut queue = EventQueue::bind(&app.exchange, "#").await;
+    app.poll().await;
+    app.sim.state.delete(4);
+    app.sim.state.update(
+        5,
+        serde_json::Map::from_iter([("title".to_string(), json!("still updated"))]),
+    );
+    app.sim.state.set_faults(Faults {
+        total_results_offset: 1,
+        ..Default::default()
+    });
+    let o = app.poll().await;
+    assert!(!o.complete);
+    assert_eq!(
+        (o.updated, o.deleted),
+        (1, 0),
+        "updates apply, deletes do not"
+    );
+    let events = queue.take(3, Duration::from_secs(3)).await;
+    assert_eq!(
+        events
+            .iter()
+            .map(|e| e.routing_key.as_str())
+            .collect::<Vec<_>>(),
+        ["work_order.updated"]
+    );
+    let m = app.metrics().await;
+    assert_eq!(
+        metric(
+            &m,
+            "bridge_poll_incomplete_scans_total{resource=\"work_orders\"}"
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        app.sim.state.stats().pages_served,
+        4 * 4,
+        "baseline plus three scans"
+    );
+    // Once the count is right again, the delete goes through.
+    app.sim.state.set_faults(Faults::default());
+    assert_eq!(app.poll().await.deleted, 1);
+    queue.close().await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_poll_past_its_deadline_fails_and_changes_nothing() {
+    let app = spawn_app(Options {
+        records: 20,
+        page_size: 5,
+        concurrency: 1,
+        publisher: false,
+        ..Default::default()
+    })
+    .await;
+    app.poll().await;
+    app.sim.state.delete(3);
+    let mut poller = app.poller.clone();
+    poller.deadline = Duration::from_millis(300);
+    app.sim.state.set_faults(Faults {
+        latency_ms: 150,
+        ..Default::default()
+    });
+    let err = poller.poll_once(&WORK_ORDERS).await.unwrap_err();
+    assert_eq!(err.reason(), "deadline");
+    assert_eq!(app.state.store.snapshot_len("work_orders").unwrap(), 20);
+    let m = app.metrics().await;
+    assert_eq!(
+        metric(
+            &m,
+            "bridge_poll_failures_total{reason=\"deadline\",resource=\"work_orders\"}"
+        ),
+        Some(1.0)
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_failed_refresh_falls_back_to_a_new_password_grant() {
+    let app = spawn_app(oauth_options()).await;
+    app.sim.state.set_faults(Faults {
+        token_ttl_secs: Some(1),
+        ..Default::default()
+    });
+    app.poll().await;
+    // Refresh tokens are single use in the simulator: spend it, so the bridge's refresh fails.
+    app.sim.state.revoke_refresh_tokens();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(app.poll().await.records, 20);
+    let s = app.sim.state.stats();
+    assert_eq!(
+        s.token_requests, 3,
+        "password grant, failed refresh, new password grant"
+    );
     app.stop().await;
 }

@@ -1,0 +1,304 @@
+//! At-least-once delivery: broker outages, nacks, shutdown and SIGKILL lose nothing.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use daftra_bridge::config::Secret;
+use lapin::options::{QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions};
+use lapin::types::{AMQPValue, FieldTable};
+use serde_json::{json, Map, Value};
+
+use crate::helpers::{amqp_url, metric, spawn_app, unique, EventQueue, Options};
+use crate::proxy::{broker_addr, Proxy};
+
+fn fields(v: Value) -> Map<String, Value> {
+    v.as_object().cloned().unwrap()
+}
+
+async fn wait_for(mut check: impl AsyncFnMut() -> bool, what: &str) {
+    for _ in 0..150 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[tokio::test]
+async fn a_broker_outage_loses_no_event_and_readiness_follows_it() {
+    let proxy = Proxy::start(broker_addr()).await;
+    let app = spawn_app(Options {
+        amqp_url: Some(proxy.amqp_url()),
+        ..Default::default()
+    })
+    .await;
+    let mut queue = EventQueue::bind(&app.exchange, "#").await;
+    wait_for(async || app.get("/readyz").await.status() == 200, "ready").await;
+    app.poll().await;
+
+    proxy.cut();
+    wait_for(
+        async || app.get("/readyz").await.status() == 503,
+        "not ready while the broker is away",
+    )
+    .await;
+    app.sim
+        .state
+        .update(1, fields(json!({"title": "during the outage"})));
+    app.sim.state.delete(2);
+    app.sim
+        .state
+        .create(fields(json!({"title": "new", "start_date": "2026-11-29"})));
+    let o = app.poll().await;
+    assert_eq!(o.events, 3);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        app.state.store.outbox_len().unwrap(),
+        3,
+        "held in the outbox"
+    );
+    assert!(queue.take(1, Duration::from_millis(300)).await.is_empty());
+
+    proxy.restore();
+    let events = queue.take(4, Duration::from_secs(20)).await;
+    let mut keys: Vec<_> = events.iter().map(|e| e.routing_key.as_str()).collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            "work_order.created",
+            "work_order.deleted",
+            "work_order.updated"
+        ]
+    );
+    wait_for(
+        async || app.get("/readyz").await.status() == 200,
+        "ready again",
+    )
+    .await;
+    assert_eq!(app.state.store.outbox_len().unwrap(), 0);
+    queue.close().await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_nacked_event_stays_in_the_outbox_until_it_is_confirmed() {
+    let app = spawn_app(Options {
+        records: 5,
+        ..Default::default()
+    })
+    .await;
+    // A full queue that rejects publishes makes the broker nack them.
+    let conn = daftra_bridge::publisher::connect(&Secret::new(amqp_url()))
+        .await
+        .unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    let full = unique("full");
+    let mut args = FieldTable::default();
+    args.insert("x-max-length".into(), AMQPValue::LongInt(0));
+    args.insert(
+        "x-overflow".into(),
+        AMQPValue::LongString("reject-publish".into()),
+    );
+    ch.queue_declare(
+        &full,
+        QueueDeclareOptions {
+            auto_delete: true,
+            ..Default::default()
+        },
+        args,
+    )
+    .await
+    .unwrap();
+    ch.queue_bind(
+        &full,
+        &app.exchange,
+        "#",
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    app.poll().await;
+    app.sim
+        .state
+        .update(3, fields(json!({"title": "nacked first"})));
+    app.poll().await;
+    wait_for(
+        async || {
+            metric(
+                &app.metrics().await,
+                "bridge_publish_failures_total{reason=\"nack\"}",
+            )
+            .unwrap_or(0.0)
+                >= 1.0
+        },
+        "a nack",
+    )
+    .await;
+    assert_eq!(app.state.store.outbox_len().unwrap(), 1);
+
+    let mut queue = EventQueue::bind(&app.exchange, "#").await;
+    ch.queue_delete(&full, QueueDeleteOptions::default())
+        .await
+        .unwrap();
+    let events = queue.take(1, Duration::from_secs(20)).await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].body["subject"], "3");
+    wait_for(
+        async || app.state.store.outbox_len().unwrap() == 0,
+        "outbox drained",
+    )
+    .await;
+    let _ = conn.close(200, "done").await;
+    queue.close().await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_with_the_broker_away_keeps_the_outbox_and_returns() {
+    let proxy = Proxy::start(broker_addr()).await;
+    proxy.cut();
+    let app = spawn_app(Options {
+        amqp_url: Some(proxy.amqp_url()),
+        records: 5,
+        ..Default::default()
+    })
+    .await;
+    app.poll().await;
+    app.sim
+        .state
+        .update(1, fields(json!({"title": "pending at shutdown"})));
+    app.poll().await;
+    let store = app.state.store.clone();
+    let started = std::time::Instant::now();
+    app.stop().await;
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "shutdown keeps its deadline"
+    );
+    assert_eq!(
+        store.outbox_len().unwrap(),
+        1,
+        "the event waits for the next start"
+    );
+}
+
+struct Bridge(Child);
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_bridge(
+    sim_url: &str,
+    db: &std::path::Path,
+    amqp: &str,
+    exchange: &str,
+    port: u16,
+) -> Bridge {
+    let child = Command::new(env!("CARGO_BIN_EXE_daftra-bridge"))
+        .arg("serve")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DAFTRA_BASE_URL", sim_url)
+        .env("DAFTRA_API_KEY", "sim-api-key")
+        .env("DAFTRA_PAGE_SIZE", "7")
+        .env("DATABASE_URL", format!("sqlite://{}", db.display()))
+        .env("AMQP_URL", amqp)
+        .env("AMQP_EXCHANGE", exchange)
+        .env("BIND_ADDR", format!("127.0.0.1:{port}"))
+        .env("POLL_INTERVAL_SECS", "1")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the built daftra-bridge binary");
+    Bridge(child)
+}
+
+async fn status(port: u16) -> Option<Value> {
+    reqwest::get(format!("http://127.0.0.1:{port}/status"))
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()
+}
+
+#[tokio::test]
+async fn sigkill_after_a_commit_loses_nothing_and_invents_nothing() {
+    let sim = daftra_bridge::sim::Simulator::start_local(daftra_bridge::sim::SimConfig {
+        records: 30,
+        ..Default::default()
+    })
+    .unwrap();
+    let db = tempfile::tempdir().unwrap();
+    let db_path = db.path().join("bridge.sqlite3");
+    let exchange = unique("crash");
+    crate::helpers::declare_exchange(&exchange).await;
+    let mut queue = EventQueue::bind(&exchange, "#").await;
+    let proxy = Proxy::start(broker_addr()).await;
+    proxy.cut();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+
+    let first = start_bridge(&sim.base_url, &db_path, &proxy.amqp_url(), &exchange, port);
+    wait_for(
+        async || {
+            status(port)
+                .await
+                .is_some_and(|s| s["resources"]["work_orders"]["last_outcome"] == "baseline")
+        },
+        "baseline",
+    )
+    .await;
+    sim.state
+        .update(4, fields(json!({"title": "changed before the crash"})));
+    sim.state.delete(9);
+    let created = sim.state.create(fields(
+        json!({"title": "created before the crash", "start_date": "2026-11-29"}),
+    ));
+    wait_for(
+        async || status(port).await.is_some_and(|s| s["outbox_pending"] == 3),
+        "the poll committed three events",
+    )
+    .await;
+    drop(first); // SIGKILL
+
+    let _second = start_bridge(&sim.base_url, &db_path, &amqp_url(), &exchange, port);
+    let events = queue.take(3, Duration::from_secs(30)).await;
+    let mut got: Vec<(String, String)> = events
+        .iter()
+        .map(|e| {
+            (
+                e.routing_key.clone(),
+                e.body["subject"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            ("work_order.created".to_string(), created.to_string()),
+            ("work_order.deleted".to_string(), "9".to_string()),
+            ("work_order.updated".to_string(), "4".to_string()),
+        ]
+    );
+    // Several more polls of unchanged data: nothing new.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(
+        queue.take(1, Duration::from_millis(500)).await.is_empty(),
+        "no spurious events after restart"
+    );
+    queue.close().await;
+    sim.stop().await;
+}
