@@ -7,5 +7,7 @@ mod exports;
 mod fixture;
 mod helpers;
 mod ops;
+mod packaging;
 mod proxy;
+mod startup;
 mod upstream;

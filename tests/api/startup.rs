@@ -1,0 +1,156 @@
+//! The built binary: configuration errors stop start-up naming the variable; secrets never show
+//! in logs, `/status` or `/metrics`; JSON logs.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use daftra_bridge::sim::{SimConfig, Simulator};
+
+fn bridge() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_daftra-bridge"));
+    c.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DAFTRA_SUBDOMAIN", "acme")
+        .env("DAFTRA_API_KEY", "k")
+        .env("BIND_ADDR", "127.0.0.1:0")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    c
+}
+
+#[test]
+fn a_bad_variable_stops_start_up_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}/x.sqlite3", dir.path().display());
+    for (name, value, expected) in [
+        ("DAFTRA_PAGE_SIZE", "5000", "1 to 1000"),
+        ("DAFTRA_CONCURRENCY", "many", "whole number"),
+        ("POLL_EMIT_INITIAL", "sometimes", "true/false"),
+        ("DATABASE_URL", "postgres://db/x", "sqlite://"),
+        ("BIND_ADDR", "localhost", "host:port"),
+        ("LOG_FORMAT", "xml", "text or json"),
+        ("AMQP_URL", "http://broker", "amqp://"),
+    ] {
+        let started = Instant::now();
+        let out = bridge()
+            .env("DATABASE_URL", &db)
+            .env(name, value)
+            .arg("serve")
+            .output()
+            .unwrap();
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{name}: stops within a second"
+        );
+        assert!(!out.status.success(), "{name}={value} must stop start-up");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+        assert!(
+            stderr.contains(name) && stderr.contains(value) && stderr.contains(expected),
+            "{stderr}"
+        );
+    }
+    let out = bridge()
+        .env_remove("DAFTRA_SUBDOMAIN")
+        .arg("serve")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("DAFTRA_SUBDOMAIN"));
+}
+
+#[tokio::test]
+async fn secrets_never_appear_in_logs_status_or_metrics() {
+    let sim = Simulator::start_local(SimConfig {
+        records: 5,
+        ..Default::default()
+    })
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (api_key, amqp_password, token) = ("apikey-Zq81x", "amqppass-Lw02y", "exporttoken-Pp93z");
+    let mut child = bridge()
+        .env("DAFTRA_BASE_URL", &sim.base_url)
+        .env("DAFTRA_API_KEY", api_key)
+        .env("DAFTRA_MAX_RETRIES", "0")
+        .env(
+            "AMQP_URL",
+            format!("amqp://guest:{amqp_password}@127.0.0.1:{closed}/%2f"),
+        )
+        .env("EXPORT_TOKEN", token)
+        .env(
+            "DATABASE_URL",
+            format!("sqlite://{}/x.sqlite3", dir.path().display()),
+        )
+        .env("BIND_ADDR", format!("127.0.0.1:{port}"))
+        .env("LOG_FORMAT", "json")
+        .env("RUST_LOG", "debug")
+        .arg("serve")
+        .spawn()
+        .unwrap();
+    let http = reqwest::Client::new();
+    let mut status = String::new();
+    for _ in 0..100 {
+        if let Ok(r) = http
+            .get(format!("http://127.0.0.1:{port}/status"))
+            .bearer_auth(token)
+            .send()
+            .await
+        {
+            status = r.text().await.unwrap();
+            if status.contains("last_outcome") {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        status.contains("\"failed\""),
+        "the wrong key made the poll fail: {status}"
+    );
+    let metrics = http
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    terminate(&child);
+    let out = child.wait_with_output().unwrap();
+    let logs = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        logs.lines()
+            .filter(|l| !l.trim().is_empty())
+            .all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()),
+        "JSON logs: {logs}"
+    );
+    assert!(logs.contains("Poll failed"), "{logs}");
+    assert!(
+        logs.contains("amqp://guest:***@"),
+        "the broker URL is logged redacted"
+    );
+    for secret in [api_key, amqp_password, token] {
+        for (place, text) in [("logs", &*logs), ("status", &status), ("metrics", &metrics)] {
+            assert!(!text.contains(secret), "{secret} leaked into {place}");
+        }
+    }
+    sim.stop().await;
+}
+
+/// SIGTERM, so the bridge shuts down gracefully and flushes its logs.
+fn terminate(child: &std::process::Child) {
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+}
