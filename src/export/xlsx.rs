@@ -27,12 +27,10 @@ pub fn truncate_cell(text: &str) -> &str {
     text
 }
 
-/// Replaces the characters XML 1.0 cannot carry (C0 controls other than tab, CR and LF, and
-/// U+FFFE/U+FFFF) by U+FFFD, so the file opens without a repair prompt.
+/// Replaces U+FFFE and U+FFFF, which XML 1.0 cannot carry, by U+FFFD. C0 control characters
+/// need nothing here: rust_xlsxwriter writes them as Excel's `_xHHHH_` escapes.
 pub fn xml_safe(text: &str) -> std::borrow::Cow<'_, str> {
-    let bad = |c: char| {
-        (c < ' ' && !matches!(c, '\t' | '\n' | '\r')) || matches!(c, '\u{FFFE}' | '\u{FFFF}')
-    };
+    let bad = |c: char| matches!(c, '\u{FFFE}' | '\u{FFFF}');
     if text.chars().any(bad) {
         text.chars()
             .map(|c| if bad(c) { '\u{FFFD}' } else { c })
@@ -61,6 +59,7 @@ pub struct XlsxSink<'p> {
     sheet_name: String,
     sheets: usize,
     row: u32,
+    max_rows: u32,
     header: Format,
     date: Format,
     timestamp: Format,
@@ -75,10 +74,17 @@ impl<'p> XlsxSink<'p> {
             sheet_name: sheet_name.chars().take(25).collect(),
             sheets: 0,
             row: 0,
+            max_rows: MAX_SHEET_ROWS,
             header: Format::new().set_bold(),
             date: Format::new().set_num_format("yyyy-mm-dd"),
             timestamp: Format::new().set_num_format("yyyy-mm-dd hh:mm:ss"),
         }
+    }
+
+    /// Rows per sheet, header included (at most [`MAX_SHEET_ROWS`]); for tests of the overflow.
+    pub fn with_max_sheet_rows(mut self, rows: u32) -> Self {
+        self.max_rows = rows.clamp(2, MAX_SHEET_ROWS);
+        self
     }
 
     fn sheet(&mut self) -> Result<&mut Worksheet, ExportError> {
@@ -121,7 +127,7 @@ impl RowSink for XlsxSink<'_> {
     }
 
     fn row(&mut self, columns: &[&Column], record: &Record) -> Result<(), ExportError> {
-        if self.row >= MAX_SHEET_ROWS {
+        if self.row >= self.max_rows {
             self.new_sheet(columns)?;
         }
         let (row, date, timestamp) = (self.row, self.date.clone(), self.timestamp.clone());
@@ -186,8 +192,52 @@ mod tests {
     }
 
     #[test]
+    fn rows_past_the_sheet_limit_continue_on_further_sheets() {
+        use crate::resource::WORK_ORDERS;
+        use calamine::Reader;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.xlsx");
+        let q = crate::export::ExportQuery::all(&WORK_ORDERS);
+        let mut sink = XlsxSink::new(&path, "work_orders").with_max_sheet_rows(4);
+        sink.header(&q.columns).unwrap();
+        for id in 1..=7 {
+            let r = crate::record::normalise(
+                &WORK_ORDERS,
+                serde_json::json!({"id": id}).as_object().unwrap(),
+            )
+            .unwrap();
+            sink.row(&q.columns, &r).unwrap();
+        }
+        sink.save(q.columns.len()).unwrap();
+        let mut book: calamine::Xlsx<_> = calamine::open_workbook(&path).unwrap();
+        assert_eq!(
+            book.sheet_names(),
+            ["work_orders", "work_orders (2)", "work_orders (3)"]
+        );
+        let ids: Vec<String> = book
+            .worksheets()
+            .iter()
+            .flat_map(|(_, range)| {
+                range
+                    .rows()
+                    .skip(1)
+                    .map(|r| r[0].to_string())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        assert_eq!(ids, ["1", "2", "3", "4", "5", "6", "7"]);
+        for (_, range) in book.worksheets() {
+            assert_eq!(
+                range.rows().next().unwrap()[0].to_string(),
+                "id",
+                "every sheet has the header"
+            );
+        }
+    }
+
+    #[test]
     fn xml_unsafe_characters_are_replaced() {
-        assert_eq!(xml_safe("a\u{1}b\tc\n"), "a\u{FFFD}b\tc\n");
+        assert_eq!(xml_safe("a\u{FFFF}b\u{1}\tc\n"), "a\u{FFFD}b\u{1}\tc\n");
         assert_eq!(xml_safe("fine"), "fine");
     }
 }

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use calamine::{Data, DataType, Reader, Xlsx};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::helpers::{spawn_app, Options};
 
@@ -332,4 +332,174 @@ async fn live_source_reads_daftra_and_an_outage_without_snapshot_is_503() {
     assert_eq!(resp.status(), 503);
     assert!(resp.headers().contains_key("retry-after"));
     app.cancel.cancel();
+}
+
+#[tokio::test]
+async fn hard_text_round_trips_through_csv_and_xlsx() {
+    let app = spawn_app(Options {
+        records: 0,
+        publisher: false,
+        ..Default::default()
+    })
+    .await;
+    let long: String = "وصف طويل جدا ".chars().cycle().take(40_000).collect();
+    let hard = [
+        (
+            "Emoji 🔧🚚 and \"quotes\", commas",
+            "line one\nline two\r\nline \"three\"",
+        ),
+        ("-Negative-looking title", "\u{1}bell\u{7} and tab\tinside"),
+        ("@mention", long.as_str()),
+    ];
+    for (i, (title, description)) in hard.iter().enumerate() {
+        let raw = json!({"id": i + 1, "number": format!("{:06}", i + 1), "title": title, "description": description,
+            "start_date": "2026-01-0".to_string() + &(i + 1).to_string(), "delivery_date": "", "budget": format!("-{i}.25"),
+            "status": 1, "created": "0000-00-00 00:00:00", "modified": "2026-02-03 04:05:06"});
+        app.sim
+            .state
+            .insert_raw(raw.as_object().unwrap().clone())
+            .unwrap();
+    }
+    app.poll().await;
+
+    let body = app
+        .get("/exports/work_orders.csv?fields=title,description,budget,created")
+        .await
+        .bytes()
+        .await
+        .unwrap();
+    let rows: Vec<csv::StringRecord> = csv::Reader::from_reader(&body[..])
+        .records()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(rows.len(), 3);
+    for (row, (title, description)) in rows.iter().zip(&hard) {
+        let expect_title = if title.starts_with(['-', '@']) {
+            format!("'{title}")
+        } else {
+            title.to_string()
+        };
+        assert_eq!(&row[0], expect_title);
+        assert_eq!(&row[1], *description, "CSV keeps every character");
+        assert!(
+            row[2].starts_with('-') && row[2].parse::<f64>().unwrap() < 0.0,
+            "numbers are not prefixed"
+        );
+        assert_eq!(&row[3], "", "zero timestamp is empty");
+    }
+
+    let body = app
+        .get("/exports/work_orders.xlsx?fields=title,description,budget")
+        .await
+        .bytes()
+        .await
+        .unwrap();
+    let mut book: Xlsx<_> =
+        calamine::open_workbook_from_rs(std::io::Cursor::new(body.to_vec())).unwrap();
+    let sheet = book.worksheet_range_at(0).unwrap().unwrap();
+    let data: Vec<_> = sheet.rows().skip(1).collect();
+    for (row, (title, description)) in data.iter().zip(&hard) {
+        assert_eq!(row[0], Data::String(title.to_string()));
+        let got = row[1].to_string();
+        if description.encode_utf16().count() > 32_767 {
+            assert_eq!(
+                got.encode_utf16().count(),
+                32_767,
+                "truncated to Excel's cell limit"
+            );
+            assert!(description.starts_with(&got));
+        } else {
+            assert_eq!(
+                got, *description,
+                "control characters survive as Excel escapes"
+            );
+        }
+        assert!(row[2].as_f64().unwrap() < 0.0);
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn discovery_lists_the_exports_and_the_page_links_them() {
+    let app = spawn_app(Options {
+        publisher: false,
+        ..Default::default()
+    })
+    .await;
+    let v: Value = app.get("/exports").await.json().await.unwrap();
+    let wo = &v["exports"][0];
+    assert_eq!(wo["resource"], "work_orders");
+    assert_eq!(wo["urls"]["csv"], "/exports/work_orders.csv");
+    assert_eq!(wo["columns"].as_array().unwrap().len(), 16);
+    assert!(wo["filters"]["date_ranges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|d| d == "created_from"));
+    let page = app.get("/").await;
+    assert!(page.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    let html = page.text().await.unwrap();
+    assert!(html.contains("href=\"/exports/work_orders.xlsx\"") && html.contains("<form"));
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_export_command_writes_the_same_rows() {
+    let app = spawn_app(Options {
+        publisher: false,
+        ..Default::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("wo.csv");
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_daftra-bridge"))
+        .args([
+            "export",
+            "work_orders",
+            "--format",
+            "csv",
+            "--status",
+            "open,closed",
+            "--fields",
+            "id,status",
+            "-o",
+        ])
+        .arg(&out)
+        .env_clear()
+        .env("DAFTRA_BASE_URL", &app.sim.base_url)
+        .env("DAFTRA_API_KEY", "sim-api-key")
+        .env("DAFTRA_PAGE_SIZE", "7")
+        .output()
+        .unwrap();
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let text = std::fs::read_to_string(&out).unwrap();
+    let expected_rows = app
+        .sim
+        .state
+        .records()
+        .iter()
+        .filter(|r| ["1", "2"].contains(&expected("status", r).as_str()))
+        .count();
+    assert_eq!(text.lines().count(), 1 + expected_rows);
+    assert!(text
+        .lines()
+        .skip(1)
+        .all(|l| l.ends_with(",1") || l.ends_with(",2")));
+    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_daftra-bridge"))
+        .args(["export", "work_orders", "--status", "bogus"])
+        .env_clear()
+        .env("DAFTRA_BASE_URL", &app.sim.base_url)
+        .env("DAFTRA_API_KEY", "sim-api-key")
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--status"));
+    app.stop().await;
 }

@@ -78,7 +78,7 @@ async fn secrets_never_appear_in_logs_status_or_metrics() {
         .unwrap()
         .port();
     let (api_key, amqp_password, token) = ("apikey-Zq81x", "amqppass-Lw02y", "exporttoken-Pp93z");
-    let mut child = bridge()
+    let child = bridge()
         .env("DAFTRA_BASE_URL", &sim.base_url)
         .env("DAFTRA_API_KEY", api_key)
         .env("DAFTRA_MAX_RETRIES", "0")
