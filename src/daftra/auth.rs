@@ -136,8 +136,12 @@ async fn request_token(
         .map(|r| r.status().as_u16().to_string())
         .unwrap_or_else(|_| "error".into());
     on_token_request(started.elapsed(), &status);
-    let answer = answer
-        .map_err(|e| AuthError(format!("token endpoint unreachable: {}", e.without_url())))?;
+    let answer = answer.map_err(|e| {
+        AuthError(format!(
+            "token endpoint unreachable: {}",
+            super::error_chain(&e.without_url())
+        ))
+    })?;
     if !answer.status().is_success() {
         return Err(AuthError(format!(
             "token endpoint answered {}",

@@ -109,6 +109,22 @@ fn parse_list(resource: &Resource, body: &[u8]) -> Result<Page, String> {
     })
 }
 
+/// An error with its causes, `outer: inner: root`, for logs (reqwest's own text stops at the
+/// outermost layer, "error sending request"). URLs are stripped by the caller: they may hold keys.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let part = cause.to_string();
+        if !text.ends_with(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 fn error_message(body: &[u8]) -> String {
     serde_json::from_slice::<Value>(body)
         .ok()
@@ -187,7 +203,7 @@ impl DaftraClient {
                         (
                             reason,
                             None,
-                            FetchError::Transport(e.without_url().to_string()),
+                            FetchError::Transport(error_chain(&e.without_url())),
                         )
                     }
                     Ok(resp) => {
@@ -209,7 +225,7 @@ impl DaftraClient {
                                 (
                                     reason,
                                     None,
-                                    FetchError::Transport(e.without_url().to_string()),
+                                    FetchError::Transport(error_chain(&e.without_url())),
                                 )
                             }
                             Ok(body) if status.is_success() => match parse(&body) {

@@ -302,3 +302,76 @@ async fn sigkill_after_a_commit_loses_nothing_and_invents_nothing() {
     queue.close().await;
     sim.stop().await;
 }
+
+/// Opt-in (it stops the shared broker for a few seconds): `./tests/run.sh -- --ignored real_broker_restart`.
+#[tokio::test]
+#[ignore = "restarts the local RabbitMQ with rabbitmqctl; run on purpose"]
+async fn a_real_broker_restart_loses_no_event() {
+    let app = spawn_app(Options::default()).await;
+    let mut queue_name = None;
+    {
+        // A durable queue, so it survives the restart and holds what is published after it.
+        let conn = daftra_bridge::publisher::connect(&Secret::new(amqp_url()))
+            .await
+            .unwrap();
+        let ch = conn.create_channel().await.unwrap();
+        let q = unique("restart");
+        ch.queue_declare(
+            &q,
+            QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+        ch.queue_bind(
+            &q,
+            &app.exchange,
+            "#",
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+        queue_name.replace(q);
+        let _ = conn.close(200, "bound").await;
+    }
+    app.poll().await;
+    assert!(Command::new("rabbitmqctl")
+        .arg("stop_app")
+        .status()
+        .unwrap()
+        .success());
+    app.sim
+        .state
+        .update(2, fields(json!({"title": "while the broker was stopped"})));
+    app.poll().await;
+    assert!(Command::new("rabbitmqctl")
+        .arg("start_app")
+        .status()
+        .unwrap()
+        .success());
+    wait_for(
+        async || app.state.store.outbox_len().unwrap() == 0,
+        "the outbox drained after the restart",
+    )
+    .await;
+    let conn = daftra_bridge::publisher::connect(&Secret::new(amqp_url()))
+        .await
+        .unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    let q = queue_name.unwrap();
+    let got = ch
+        .basic_get(&q, lapin::options::BasicGetOptions { no_ack: true })
+        .await
+        .unwrap()
+        .expect("the event");
+    let body: Value = serde_json::from_slice(&got.delivery.data).unwrap();
+    assert_eq!(body["subject"], "2");
+    ch.queue_delete(&q, QueueDeleteOptions::default())
+        .await
+        .unwrap();
+    app.stop().await;
+}

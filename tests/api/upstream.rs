@@ -390,3 +390,23 @@ async fn a_failed_refresh_falls_back_to_a_new_password_grant() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn an_unreachable_daftra_is_reported_with_its_cause() {
+    let app = spawn_app(Options {
+        publisher: false,
+        max_retries: 1,
+        ..Default::default()
+    })
+    .await;
+    app.sim.stop().await;
+    let err = app.poller.poll_once(&WORK_ORDERS).await.unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("error sending request") && text.to_lowercase().contains("refused"),
+        "{text}"
+    );
+    let m = app.metrics().await;
+    assert_eq!(retries(&m, "connection"), 1.0);
+    app.cancel.cancel();
+}
