@@ -52,6 +52,8 @@ pub struct Metrics {
     pub outbox_pending: IntGauge,
     /// 1 while the AMQP connection is up and not blocked.
     pub broker_connected: IntGauge,
+    /// 1 while the broker blocks publishers.
+    pub broker_blocked: IntGauge,
     pub export_rows: IntCounterVec,
     pub export_duration: HistogramVec,
     /// HTTP requests served, by route template (never a raw path), method and status.
@@ -112,6 +114,13 @@ impl Metrics {
         .expect("valid metric");
         r.register(Box::new(broker_connected.clone()))
             .expect("unique metric");
+        let broker_blocked = IntGauge::new(
+            "bridge_broker_blocked",
+            "1 while RabbitMQ blocks publishers (memory or disk alarm), else 0.",
+        )
+        .expect("valid metric");
+        r.register(Box::new(broker_blocked.clone()))
+            .expect("unique metric");
         let build_info = Gauge::with_opts(
             Opts::new("bridge_build_info", "Always 1; the version is a label.")
                 .const_label("version", env!("CARGO_PKG_VERSION")),
@@ -168,6 +177,7 @@ impl Metrics {
             ),
             outbox_pending,
             broker_connected,
+            broker_blocked,
             export_rows: counter(&r, "bridge_export_rows_total", "Rows written to exports.", &["resource", "format"]),
             export_duration: histogram(
                 &r,

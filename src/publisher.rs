@@ -207,6 +207,34 @@ impl Publisher {
         self.metrics
             .broker_connected
             .set(i64::from(s == BrokerConnection::Connected));
+        self.metrics
+            .broker_blocked
+            .set(i64::from(s == BrokerConnection::Blocked));
+    }
+
+    /// Follows the broker's `connection.blocked` / `connection.unblocked` notifications for the
+    /// life of one connection, so `/readyz` and the metrics show an alarm while a publish hangs.
+    fn watch_blocked(&self, status: lapin::ConnectionStatus, cancel: CancellationToken) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            let mut was_blocked = false;
+            while status.connected() && !cancel.is_cancelled() {
+                let blocked = status.blocked();
+                if blocked != was_blocked {
+                    if blocked {
+                        tracing::warn!(
+                            "RabbitMQ blocks publishers (memory or disk alarm); publishing paused"
+                        );
+                        me.set_state(BrokerConnection::Blocked);
+                    } else {
+                        tracing::info!("RabbitMQ unblocked publishers; publishing resumes");
+                        me.set_state(BrokerConnection::Connected);
+                    }
+                    was_blocked = blocked;
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        });
     }
 
     /// Connects, drains, waits for new events, and reconnects with capped exponential backoff
@@ -232,8 +260,9 @@ impl Publisher {
                     Ok(Ok(pair)) => {
                         tracing::info!(url = %shown_url, exchange = %self.exchange, "Connected to RabbitMQ");
                         attempt = 0;
-                        conn = Some(pair);
                         self.set_state(BrokerConnection::Connected);
+                        self.watch_blocked(pair.0.status().clone(), cancel.clone());
+                        conn = Some(pair);
                     }
                     failed => {
                         let error = match failed {
@@ -256,21 +285,11 @@ impl Publisher {
             let (c, channel) = conn.as_ref().expect("connected above");
             if c.status().blocked() {
                 // A resource alarm: publishing would only hang. HTTP and polling go on meanwhile.
-                if self.broker.get() != BrokerConnection::Blocked {
-                    tracing::warn!(
-                        "RabbitMQ blocks publishers (memory or disk alarm); publishing paused"
-                    );
-                }
-                self.set_state(BrokerConnection::Blocked);
                 tokio::select! {
                     _ = cancel.cancelled() => {}
-                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    _ = tokio::time::sleep(Duration::from_millis(250)) => {}
                 }
                 continue;
-            }
-            if self.broker.get() == BrokerConnection::Blocked {
-                tracing::info!("RabbitMQ unblocked publishers; publishing resumes");
-                self.set_state(BrokerConnection::Connected);
             }
             match self.drain(channel).await {
                 Ok(_) => {
@@ -283,6 +302,10 @@ impl Publisher {
                 Err(e) => {
                     tracing::warn!(error = %e, "Publishing stopped; unconfirmed events stay in the outbox");
                     self.refresh_pending();
+                    if c.status().connected() && c.status().blocked() {
+                        // Confirms time out while the broker blocks us: keep the connection.
+                        continue;
+                    }
                     if let Some((c, _)) = conn.take() {
                         let _ = tokio::time::timeout(
                             Duration::from_secs(2),

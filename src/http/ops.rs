@@ -53,11 +53,21 @@ pub async fn status(
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?
         .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let publish_failures: std::collections::BTreeMap<_, _> = ["nack", "timeout", "connection"]
+        .iter()
+        .map(|r| {
+            (
+                *r,
+                state.metrics.publish_failures.with_label_values(&[r]).get(),
+            )
+        })
+        .collect();
     Ok(HttpResponse::Ok().json(json!({
         "version": env!("CARGO_PKG_VERSION"),
         "resources": state.status.snapshot(),
         "outbox_pending": pending,
         "broker": state.broker.get(),
+        "publish_failures": publish_failures,
     })))
 }
 

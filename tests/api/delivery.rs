@@ -375,3 +375,59 @@ async fn a_real_broker_restart_loses_no_event() {
         .unwrap();
     app.stop().await;
 }
+
+/// Opt-in (it raises a memory alarm on the shared broker): `./tests/run.sh -- --ignored blocked`.
+#[tokio::test]
+#[ignore = "sets a memory alarm on the local RabbitMQ; run on purpose"]
+async fn a_blocked_broker_pauses_publishing_without_blocking_http_or_polls() {
+    let app = spawn_app(Options::default()).await;
+    let mut queue = EventQueue::bind(&app.exchange, "#").await;
+    wait_for(async || app.get("/readyz").await.status() == 200, "ready").await;
+    app.poll().await;
+    let alarm = |on: bool| {
+        let watermark = if on { "0.0000001" } else { "0.4" };
+        assert!(Command::new("rabbitmqctl")
+            .args(["set_vm_memory_high_watermark", watermark])
+            .status()
+            .unwrap()
+            .success());
+    };
+    struct ClearAlarm;
+    impl Drop for ClearAlarm {
+        fn drop(&mut self) {
+            let _ = Command::new("rabbitmqctl")
+                .args(["set_vm_memory_high_watermark", "0.4"])
+                .status();
+        }
+    }
+    let _clear = ClearAlarm;
+    alarm(true);
+    app.sim
+        .state
+        .update(3, fields(json!({"title": "while blocked"})));
+    // Connection.Blocked arrives with the next publish.
+    assert_eq!(app.poll().await.events, 1, "polling goes on");
+    let blocked = async || {
+        let r = app.get("/readyz").await;
+        r.status() == 503 && r.text().await.unwrap().contains("blocks")
+    };
+    wait_for(blocked, "readiness names the alarm").await;
+    assert_eq!(
+        metric(&app.metrics().await, "bridge_broker_blocked"),
+        Some(1.0)
+    );
+    assert_eq!(
+        app.get("/exports/work_orders.csv?fields=id").await.status(),
+        200,
+        "HTTP goes on"
+    );
+    alarm(false);
+    assert_eq!(queue.take(1, Duration::from_secs(30)).await.len(), 1);
+    wait_for(
+        async || app.get("/readyz").await.status() == 200,
+        "ready again",
+    )
+    .await;
+    queue.close().await;
+    app.stop().await;
+}
