@@ -28,6 +28,7 @@ const VARIABLES: &[&str] = &[
     "SHUTDOWN_DEADLINE_SECS",
     "EXPORT_MAX_XLSX_BUILDS",
     "PUBLISH_CONFIRM_TIMEOUT_SECS",
+    "DAFTRA_MAX_BACKOFF_SECS",
 ];
 
 fn read(path: &str) -> String {
@@ -133,4 +134,31 @@ fn the_dockerfile_runs_as_a_fixed_non_root_user_with_a_data_volume() {
     ] {
         assert!(dockerfile.contains(needle), "Dockerfile lacks {needle}");
     }
+}
+
+#[test]
+fn every_variable_the_code_reads_is_documented() {
+    let config = read("src/config.rs");
+    let raw_env = config
+        .split("pub struct RawEnv")
+        .nth(1)
+        .and_then(|s| s.split('}').next())
+        .unwrap();
+    let env_example = read(".env.example");
+    let values = read("charts/daftra-bridge/values.yaml");
+    let mut count = 0;
+    for line in raw_env.lines() {
+        let Some(field) = line
+            .trim()
+            .strip_prefix("pub ")
+            .and_then(|l| l.split(':').next())
+        else {
+            continue;
+        };
+        let name = field.to_ascii_uppercase();
+        assert!(env_example.contains(&name), ".env.example lacks {name}");
+        assert!(values.contains(&name), "values.yaml lacks {name}");
+        count += 1;
+    }
+    assert!(count >= 20, "read the RawEnv fields ({count})");
 }
