@@ -54,44 +54,32 @@ pub fn diff(snapshot: &HashMap<i64, String>, scan: Vec<Scanned>, keep: &HashSet<
         if !seen.insert(s.id) {
             continue;
         }
-        match snapshot.get(&s.id) {
-            Some(old) if *old == s.canonical => {}
+        let (op, changed, before) = match snapshot.get(&s.id) {
+            Some(old) if *old == s.canonical => continue,
             Some(old) => {
                 let before: Record = serde_json::from_str(old).unwrap_or_default();
-                let changed = changed_fields(&before, &s.record);
-                if changed.is_empty() {
-                    // Same content in another key order: refresh the stored text only.
-                    out.writes.push(SnapshotWrite::Upsert {
-                        id: s.id,
-                        record: s.canonical,
-                    });
-                    continue;
-                }
-                out.writes.push(SnapshotWrite::Upsert {
-                    id: s.id,
-                    record: s.canonical,
-                });
-                out.changes.push(Change {
-                    op: Op::Updated,
-                    id: s.id,
-                    changed,
-                    before: Some(before),
-                    after: Some(s.record),
-                });
+                (
+                    Op::Updated,
+                    changed_fields(&before, &s.record),
+                    Some(before),
+                )
             }
-            None => {
-                out.writes.push(SnapshotWrite::Upsert {
-                    id: s.id,
-                    record: s.canonical,
-                });
-                out.changes.push(Change {
-                    op: Op::Created,
-                    id: s.id,
-                    changed: vec![],
-                    before: None,
-                    after: Some(s.record),
-                });
-            }
+            None => (Op::Created, Vec::new(), None),
+        };
+        out.writes.push(SnapshotWrite::Upsert {
+            id: s.id,
+            record: s.canonical,
+        });
+        // An update with no changed field is the same content in another key order: the stored
+        // text is refreshed, nothing is announced.
+        if op == Op::Created || !changed.is_empty() {
+            out.changes.push(Change {
+                op,
+                id: s.id,
+                changed,
+                before,
+                after: Some(s.record),
+            });
         }
     }
     let mut missing: Vec<i64> = snapshot

@@ -15,6 +15,7 @@ pub mod poller;
 pub mod publisher;
 pub mod record;
 pub mod resource;
+pub mod scan;
 pub mod sim;
 pub mod startup;
 pub mod status;

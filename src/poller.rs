@@ -17,6 +17,7 @@ use crate::events::{to_outbox, Change, Op};
 use crate::metrics::Metrics;
 use crate::record::{self, Record};
 use crate::resource::Resource;
+use crate::scan::scan;
 use crate::status::{now_rfc3339, StatusBoard};
 use crate::store::{SnapshotWrite, Store, StoreError};
 
@@ -78,37 +79,6 @@ impl PollError {
             PollError::Store(_) => "store",
         }
     }
-}
-
-/// A full read of every page.
-struct Scan {
-    raw: Vec<serde_json::Map<String, serde_json::Value>>,
-    pages: u64,
-    page_count: u64,
-    /// Every page reported the same `total_results`, and the distinct ids equal it.
-    consistent: bool,
-}
-
-async fn scan(client: &DaftraClient, resource: &'static Resource) -> Result<Scan, FetchError> {
-    let mut pages = client.pages(resource);
-    let (mut raw, mut count, mut page_count) = (Vec::new(), 0u64, 0u64);
-    let mut totals = HashSet::new();
-    while let Some(page) = pages.next().await {
-        let page = page?;
-        count += 1;
-        page_count = page.pagination.page_count;
-        totals.insert(page.pagination.total_results);
-        raw.extend(page.records);
-    }
-    let ids: HashSet<Option<i64>> = raw.iter().map(|r| record::raw_key(resource, r)).collect();
-    let total = totals.iter().next().copied().unwrap_or(0);
-    let consistent = totals.len() == 1 && !ids.contains(&None) && ids.len() as u64 == total;
-    Ok(Scan {
-        raw,
-        pages: count,
-        page_count,
-        consistent,
-    })
 }
 
 impl Poller {

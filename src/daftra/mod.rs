@@ -125,6 +125,20 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     text
 }
 
+/// A request or body read that failed in transport: retried as `timeout` or `connection`.
+fn transport_failure(e: reqwest::Error) -> (RetryReason, Option<Duration>, FetchError) {
+    let reason = if e.is_timeout() {
+        RetryReason::Timeout
+    } else {
+        RetryReason::Connection
+    };
+    (
+        reason,
+        None,
+        FetchError::Transport(error_chain(&e.without_url())),
+    )
+}
+
 fn error_message(body: &[u8]) -> String {
     serde_json::from_slice::<Value>(body)
         .ok()
@@ -195,16 +209,7 @@ impl DaftraClient {
                 match sent {
                     Err(e) => {
                         self.observe(resource, operation, "error", started);
-                        let reason = if e.is_timeout() {
-                            RetryReason::Timeout
-                        } else {
-                            RetryReason::Connection
-                        };
-                        (
-                            reason,
-                            None,
-                            FetchError::Transport(error_chain(&e.without_url())),
-                        )
+                        transport_failure(e)
                     }
                     Ok(resp) => {
                         let status = resp.status();
@@ -216,18 +221,7 @@ impl DaftraClient {
                         let body: Result<Bytes, _> = resp.bytes().await;
                         self.observe(resource, operation, status.as_str(), started);
                         match body {
-                            Err(e) => {
-                                let reason = if e.is_timeout() {
-                                    RetryReason::Timeout
-                                } else {
-                                    RetryReason::Connection
-                                };
-                                (
-                                    reason,
-                                    None,
-                                    FetchError::Transport(error_chain(&e.without_url())),
-                                )
-                            }
+                            Err(e) => transport_failure(e),
                             Ok(body) if status.is_success() => match parse(&body) {
                                 Ok(v) => return Ok(Some(v)),
                                 Err(m) => (RetryReason::Malformed, None, FetchError::Malformed(m)),
