@@ -1,4 +1,5 @@
-//! Diff of a scan against the stored snapshot, by key, on normalised records.
+//! Diff of a scan against the stored snapshot, by key, on canonical JSON of normalised records:
+//! equal text is no change, and only changed records are parsed back to list their fields.
 
 use std::collections::{HashMap, HashSet};
 
@@ -6,21 +7,18 @@ use crate::events::{Change, Op};
 use crate::record::Record;
 use crate::store::SnapshotWrite;
 
-/// A scanned record with its canonical JSON text (what the snapshot stores).
+/// A scanned record: its key and canonical JSON text (what the snapshot stores).
 pub struct Scanned {
     pub id: i64,
-    pub record: Record,
     pub canonical: String,
 }
 
 impl Scanned {
-    /// Wraps a normalised record.
-    pub fn new(id: i64, record: Record) -> Self {
-        let canonical = serde_json::to_string(&record).unwrap_or_default();
+    /// The canonical text of a normalised record (keys sorted, so equal records give equal text).
+    pub fn new(id: i64, record: &Record) -> Self {
         Scanned {
             id,
-            record,
-            canonical,
+            canonical: serde_json::to_string(record).unwrap_or_default(),
         }
     }
 }
@@ -28,7 +26,10 @@ impl Scanned {
 /// Creates and updates found, plus the ids that the scan no longer contains.
 #[derive(Debug, Default)]
 pub struct Diff {
+    /// The changes with their images; empty when the diff was asked not to describe them.
     pub changes: Vec<Change>,
+    pub created: usize,
+    pub updated: usize,
     pub writes: Vec<SnapshotWrite>,
     /// In the snapshot but not in the scan: deleted only after a direct 404 check.
     pub missing: Vec<i64>,
@@ -45,42 +46,62 @@ pub fn changed_fields(before: &Record, after: &Record) -> Vec<String> {
         .collect()
 }
 
+fn parse(text: &str) -> Record {
+    serde_json::from_str(text).unwrap_or_default()
+}
+
 /// Diffs `scan` against `snapshot` (id -> canonical JSON). `keep` are ids present in Daftra whose
-/// record could not be read: never missing, never changed.
-pub fn diff(snapshot: &HashMap<i64, String>, scan: Vec<Scanned>, keep: &HashSet<i64>) -> Diff {
+/// record could not be read: never missing, never changed. With `describe` false (a silent
+/// baseline) only the writes and counts are produced.
+pub fn diff(
+    snapshot: &HashMap<i64, String>,
+    scan: Vec<Scanned>,
+    keep: &HashSet<i64>,
+    describe: bool,
+) -> Diff {
     let mut out = Diff::default();
     let mut seen = HashSet::with_capacity(scan.len());
     for s in scan {
         if !seen.insert(s.id) {
             continue;
         }
-        let (op, changed, before) = match snapshot.get(&s.id) {
+        match snapshot.get(&s.id) {
             Some(old) if *old == s.canonical => continue,
             Some(old) => {
-                let before: Record = serde_json::from_str(old).unwrap_or_default();
-                (
-                    Op::Updated,
-                    changed_fields(&before, &s.record),
-                    Some(before),
-                )
+                let (before, after) = (parse(old), parse(&s.canonical));
+                let changed = changed_fields(&before, &after);
+                // No changed field: the same content stored in another key order; the stored
+                // text is refreshed, nothing is announced.
+                if !changed.is_empty() {
+                    out.updated += 1;
+                    if describe {
+                        out.changes.push(Change {
+                            op: Op::Updated,
+                            id: s.id,
+                            changed,
+                            before: Some(before),
+                            after: Some(after),
+                        });
+                    }
+                }
             }
-            None => (Op::Created, Vec::new(), None),
-        };
+            None => {
+                out.created += 1;
+                if describe {
+                    out.changes.push(Change {
+                        op: Op::Created,
+                        id: s.id,
+                        changed: vec![],
+                        before: None,
+                        after: Some(parse(&s.canonical)),
+                    });
+                }
+            }
+        }
         out.writes.push(SnapshotWrite::Upsert {
             id: s.id,
             record: s.canonical,
         });
-        // An update with no changed field is the same content in another key order: the stored
-        // text is refreshed, nothing is announced.
-        if op == Op::Created || !changed.is_empty() {
-            out.changes.push(Change {
-                op,
-                id: s.id,
-                changed,
-                before,
-                after: Some(s.record),
-            });
-        }
     }
     let mut missing: Vec<i64> = snapshot
         .keys()
@@ -101,34 +122,38 @@ mod tests {
         v.as_object().cloned().unwrap()
     }
 
+    fn text(v: serde_json::Value) -> String {
+        serde_json::to_string(&rec(v)).unwrap()
+    }
+
     #[test]
     fn finds_created_updated_and_missing() {
         let snap: HashMap<i64, String> = [
-            (
-                1,
-                serde_json::to_string(&rec(json!({"id": 1, "status": 1}))).unwrap(),
-            ),
-            (
-                2,
-                serde_json::to_string(&rec(json!({"id": 2, "status": 1}))).unwrap(),
-            ),
-            (
-                3,
-                serde_json::to_string(&rec(json!({"id": 3, "status": 1}))).unwrap(),
-            ),
-            (4, serde_json::to_string(&rec(json!({"id": 4}))).unwrap()),
+            (1, text(json!({"id": 1, "status": 1}))),
+            (2, text(json!({"id": 2, "status": 1}))),
+            (3, text(json!({"id": 3, "status": 1}))),
+            (4, text(json!({"id": 4}))),
         ]
         .into();
-        let scan = vec![
-            Scanned::new(1, rec(json!({"id": 1, "status": 1}))),
-            Scanned::new(2, rec(json!({"id": 2, "status": 2}))),
-            Scanned::new(5, rec(json!({"id": 5}))),
-        ];
-        let d = diff(&snap, scan, &HashSet::from([4]));
+        let scan = || {
+            vec![
+                Scanned::new(1, &rec(json!({"id": 1, "status": 1}))),
+                Scanned::new(2, &rec(json!({"id": 2, "status": 2}))),
+                Scanned::new(5, &rec(json!({"id": 5}))),
+            ]
+        };
+        let d = diff(&snap, scan(), &HashSet::from([4]), true);
         let ops: Vec<_> = d.changes.iter().map(|c| (c.op, c.id)).collect();
         assert_eq!(ops, vec![(Op::Updated, 2), (Op::Created, 5)]);
         assert_eq!(d.changes[0].changed, vec!["status".to_string()]);
+        assert_eq!(d.changes[0].before.as_ref().unwrap()["status"], json!(1));
         assert_eq!(d.missing, vec![3]);
         assert_eq!(d.writes.len(), 2);
+        let silent = diff(&snap, scan(), &HashSet::from([4]), false);
+        assert!(silent.changes.is_empty());
+        assert_eq!(
+            (silent.created, silent.updated, silent.writes.len()),
+            (1, 1, 2)
+        );
     }
 }

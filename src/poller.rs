@@ -2,7 +2,6 @@
 //! their outbox events in one transaction. Deletes only follow a complete, consistent scan and a
 //! direct 404.
 
-use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,10 +11,9 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::daftra::{DaftraClient, FetchError};
-use crate::diff::{diff, Scanned};
+use crate::diff::diff;
 use crate::events::{to_outbox, Change, Op};
 use crate::metrics::Metrics;
-use crate::record::{self, Record};
 use crate::resource::Resource;
 use crate::scan::scan;
 use crate::status::{now_rfc3339, StatusBoard};
@@ -184,39 +182,33 @@ impl Poller {
                 "Scan inconsistent (records moved while paging); rescanning"
             );
         };
-        let (mut scanned, mut keep) = (Vec::with_capacity(scan.raw.len()), HashSet::new());
-        let mut unkeyed = 0;
-        for raw in &scan.raw {
-            match record::normalise(resource, raw) {
-                Ok(r) => scanned.push(Scanned::new(record::key(resource, &r), r)),
-                Err(e) => {
-                    self.metrics
-                        .api_invalid_records
-                        .with_label_values(&[n])
-                        .inc();
-                    match record::raw_key(resource, raw) {
-                        Some(id) => {
-                            keep.insert(id);
-                            tracing::warn!(resource = n, id, error = %e, "Record could not be read; keeping its previous snapshot");
-                        }
-                        None => {
-                            unkeyed += 1;
-                            tracing::warn!(resource = n, error = %e, "Record without a readable key; no deletes this poll");
-                        }
-                    }
+        for (key, e) in &scan.invalid {
+            self.metrics
+                .api_invalid_records
+                .with_label_values(&[n])
+                .inc();
+            match key {
+                Some(id) => {
+                    tracing::warn!(resource = n, id, error = %e, "Record could not be read; keeping its previous snapshot")
+                }
+                None => {
+                    tracing::warn!(resource = n, error = %e, "Record without a readable key; no deletes this poll")
                 }
             }
         }
-        let complete = scan.consistent && unkeyed == 0;
+        let complete = scan.consistent;
         let store = self.store.clone();
         let (snapshot, has_baseline) = tokio::task::spawn_blocking(move || {
             Ok::<_, StoreError>((store.load_snapshot(n)?, store.has_baseline(n)?))
         })
         .await
         .expect("snapshot load task")?;
-        let records = scan.raw.len();
-        let mut d = diff(&snapshot, scanned, &keep);
-        drop(snapshot);
+        let records = scan.len();
+        let keep = scan.invalid_keys();
+        let invalid = scan.invalid.len();
+        let baseline = !has_baseline;
+        let emit = !baseline || self.emit_initial;
+        let mut d = diff(&snapshot, scan.records, &keep, emit);
         let mut deleted = 0;
         if complete {
             let checks = futures::stream::iter(d.missing.clone())
@@ -229,7 +221,7 @@ impl Poller {
                     Ok(None) => {
                         deleted += 1;
                         d.writes.push(SnapshotWrite::Delete { id });
-                        let before = self.load_record(n, id)?;
+                        let before = snapshot.get(&id).and_then(|t| serde_json::from_str(t).ok());
                         d.changes.push(Change {
                             op: Op::Deleted,
                             id,
@@ -259,8 +251,7 @@ impl Poller {
                 "Scan could not prove completeness; no deletes applied"
             );
         }
-        let baseline = !has_baseline;
-        let emit = !baseline || self.emit_initial;
+        drop(snapshot);
         let time = now_rfc3339();
         let events: Vec<_> = if emit {
             d.changes
@@ -271,23 +262,17 @@ impl Poller {
             Vec::new()
         };
         // A silent baseline reports no changes: nothing was announced.
-        let count = |op| {
-            if emit {
-                d.changes.iter().filter(|c| c.op == op).count()
-            } else {
-                0
-            }
-        };
+        let announced = |n: usize| if emit { n } else { 0 };
         let outcome = PollOutcome {
             records,
             pages: scan.pages,
             baseline,
             complete,
-            created: count(Op::Created),
-            updated: count(Op::Updated),
-            deleted: if emit { deleted } else { 0 },
+            created: announced(d.created),
+            updated: announced(d.updated),
+            deleted: announced(deleted),
             events: events.len(),
-            invalid: keep.len() + unkeyed,
+            invalid,
         };
         let store = self.store.clone();
         let writes = std::mem::take(&mut d.writes);
@@ -318,13 +303,6 @@ impl Poller {
             self.outbox_notify.notify_one();
         }
         Ok(outcome)
-    }
-
-    fn load_record(&self, resource: &str, id: i64) -> Result<Option<Record>, StoreError> {
-        Ok(self
-            .store
-            .load_one(resource, id)?
-            .and_then(|text| serde_json::from_str(&text).ok()))
     }
 
     /// Runs `poll_once` every `interval` (and when `trigger` is notified) until `cancel`.

@@ -105,10 +105,10 @@ fn decimal(field: &str, v: &Value) -> Result<Value, RecordError> {
     }
 }
 
-fn text(v: &Value) -> Value {
+fn text(v: Value) -> Value {
     match v {
-        _ if is_empty(v) => Value::Null,
-        Value::String(s) => Value::String(s.clone()),
+        _ if is_empty(&v) => Value::Null,
+        Value::String(s) => Value::String(s),
         Value::Number(n) => Value::String(n.to_string()),
         Value::Bool(b) => Value::String(b.to_string()),
         other => Value::String(other.to_string()),
@@ -139,17 +139,51 @@ fn is_zero_date(s: &str) -> bool {
         .all(|c| matches!(c, '0' | '-' | ':' | ' ' | '/' | 'T'))
 }
 
-fn date(field: &str, v: &Value, with_time: bool) -> Result<Value, RecordError> {
-    if is_empty(v) {
+/// `true` when `s` is exactly `YYYY-MM-DD` (with ` HH:MM:SS` when `with_time`) and valid: the
+/// form Daftra documents, kept as is without reformatting.
+fn is_canonical_date(s: &str, with_time: bool) -> bool {
+    let b = s.as_bytes();
+    let digits = |r: std::ops::Range<usize>| {
+        b[r.clone()]
+            .iter()
+            .all(u8::is_ascii_digit)
+            .then(|| s[r].parse::<u32>().ok())
+            .flatten()
+    };
+    let date_ok = b.len() >= 10 && b[4] == b'-' && b[7] == b'-' && {
+        match (digits(0..4), digits(5..7), digits(8..10)) {
+            (Some(y), Some(m), Some(d)) => {
+                chrono::NaiveDate::from_ymd_opt(y as i32, m, d).is_some()
+            }
+            _ => false,
+        }
+    };
+    if !with_time {
+        return date_ok && b.len() == 10;
+    }
+    date_ok
+        && b.len() == 19
+        && b[10] == b' '
+        && b[13] == b':'
+        && b[16] == b':'
+        && matches!((digits(11..13), digits(14..16), digits(17..19)), (Some(h), Some(m), Some(s)) if h < 24 && m < 60 && s < 60)
+}
+
+fn date(field: &str, v: Value, with_time: bool) -> Result<Value, RecordError> {
+    if is_empty(&v) {
         return Ok(Value::Null);
     }
     let Value::String(s) = v else {
         return Err(bad(field, format!("expected a date, got {v}")));
     };
-    if is_zero_date(s) {
+    if is_canonical_date(&s, with_time) {
+        return Ok(Value::String(s));
+    }
+    if is_zero_date(&s) {
         return Ok(Value::Null);
     }
-    let day = parse_date(s).ok_or_else(|| bad(field, format!("expected YYYY-MM-DD, got {s:?}")))?;
+    let day =
+        parse_date(&s).ok_or_else(|| bad(field, format!("expected YYYY-MM-DD, got {s:?}")))?;
     if !with_time {
         return Ok(Value::String(day));
     }
@@ -168,12 +202,21 @@ fn date(field: &str, v: &Value, with_time: bool) -> Result<Value, RecordError> {
 /// Errors when the key is missing or a known field holds a value of the wrong type; callers keep
 /// the previous snapshot of such a record rather than treat it as missing.
 pub fn normalise(resource: &Resource, raw: &Map<String, Value>) -> Result<Record, RecordError> {
+    normalise_owned(resource, raw.clone())
+}
+
+/// As [`normalise`], taking the raw record by value so its text moves instead of being copied
+/// (the poller's hot path).
+pub fn normalise_owned(
+    resource: &Resource,
+    mut raw: Map<String, Value>,
+) -> Result<Record, RecordError> {
     let mut out = Record::new();
     for column in resource.columns {
-        let v = raw.get(column.name).unwrap_or(&Value::Null);
+        let v = raw.remove(column.name).unwrap_or(Value::Null);
         let value = match column.kind {
-            ColumnKind::Int => int(column.name, v)?,
-            ColumnKind::Decimal => decimal(column.name, v)?,
+            ColumnKind::Int => int(column.name, &v)?,
+            ColumnKind::Decimal => decimal(column.name, &v)?,
             ColumnKind::Text => text(v),
             ColumnKind::Date => date(column.name, v, false)?,
             ColumnKind::Timestamp => date(column.name, v, true)?,
@@ -192,11 +235,8 @@ pub fn normalise(resource: &Resource, raw: &Map<String, Value>) -> Result<Record
         let value = resource.derive(column.name, &out);
         out.insert(column.name.to_string(), value);
     }
-    for (k, v) in raw {
-        if resource.column(k).is_none() {
-            out.insert(k.clone(), v.clone());
-        }
-    }
+    // What is left are the fields Daftra sent beyond the known columns.
+    out.extend(raw);
     Ok(out)
 }
 

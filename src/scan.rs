@@ -1,19 +1,21 @@
-//! A scan: every list page of a resource read once, with the proof of completeness the poller
-//! needs before it may apply deletes.
+//! A scan: every list page of a resource read once and normalised page by page, with the proof
+//! of completeness the poller needs before it may apply deletes.
 
 use std::collections::HashSet;
 
 use futures::StreamExt;
-use serde_json::{Map, Value};
 
 use crate::daftra::{DaftraClient, FetchError};
-use crate::record;
+use crate::diff::Scanned;
+use crate::record::{self, RecordError};
 use crate::resource::Resource;
 
 /// Every page of one resource, read once.
 pub struct Scan {
-    /// Raw records under the model key, in page order.
-    pub raw: Vec<Map<String, Value>>,
+    /// Normalised records as canonical JSON, in page order.
+    pub records: Vec<Scanned>,
+    /// Records that could not be normalised, with their key when it could be read.
+    pub invalid: Vec<(Option<i64>, RecordError)>,
     /// Pages read.
     pub pages: u64,
     /// `page_count` reported by the last page.
@@ -23,25 +25,55 @@ pub struct Scan {
     pub consistent: bool,
 }
 
-/// Reads every page (see [`DaftraClient::pages`]); the first failed page fails the scan.
+impl Scan {
+    /// Records read from Daftra, valid or not.
+    pub fn len(&self) -> usize {
+        self.records.len() + self.invalid.len()
+    }
+
+    /// `true` when Daftra sent no record.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Keys of the records that could not be normalised: present in Daftra, so never deleted.
+    pub fn invalid_keys(&self) -> HashSet<i64> {
+        self.invalid.iter().filter_map(|(k, _)| *k).collect()
+    }
+}
+
+/// Reads every page (see [`DaftraClient::pages`]) and normalises each page as it arrives, so
+/// only one page of raw JSON is held at a time. The first failed page fails the scan.
 pub async fn scan(client: &DaftraClient, resource: &'static Resource) -> Result<Scan, FetchError> {
     let mut pages = client.pages(resource);
-    let (mut raw, mut count, mut page_count) = (Vec::new(), 0u64, 0u64);
+    let mut scan = Scan {
+        records: Vec::new(),
+        invalid: Vec::new(),
+        pages: 0,
+        page_count: 0,
+        consistent: false,
+    };
     let mut totals = HashSet::new();
     while let Some(page) = pages.next().await {
         let page = page?;
-        count += 1;
-        page_count = page.pagination.page_count;
+        scan.pages += 1;
+        scan.page_count = page.pagination.page_count;
         totals.insert(page.pagination.total_results);
-        raw.extend(page.records);
+        scan.records.reserve(page.records.len());
+        for raw in page.records {
+            let key = record::raw_key(resource, &raw);
+            match record::normalise_owned(resource, raw) {
+                Ok(r) => scan
+                    .records
+                    .push(Scanned::new(record::key(resource, &r), &r)),
+                Err(e) => scan.invalid.push((key, e)),
+            }
+        }
     }
-    let ids: HashSet<Option<i64>> = raw.iter().map(|r| record::raw_key(resource, r)).collect();
+    let mut ids: HashSet<i64> = scan.records.iter().map(|s| s.id).collect();
+    let unkeyed = scan.invalid.iter().filter(|(k, _)| k.is_none()).count();
+    ids.extend(scan.invalid_keys());
     let total = totals.iter().next().copied().unwrap_or(0);
-    let consistent = totals.len() == 1 && !ids.contains(&None) && ids.len() as u64 == total;
-    Ok(Scan {
-        raw,
-        pages: count,
-        page_count,
-        consistent,
-    })
+    scan.consistent = totals.len() == 1 && unkeyed == 0 && ids.len() as u64 == total;
+    Ok(scan)
 }

@@ -6,8 +6,7 @@ use std::io::{self, Write};
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use super::{cell, Cell, ExportError, RowSink};
-use crate::record::Record;
+use super::{Cell, ExportError, Row, RowSink};
 use crate::resource::Column;
 
 /// The UTF-8 byte order mark that makes Excel read a CSV as UTF-8.
@@ -58,11 +57,11 @@ impl<W: Write> RowSink for CsvSink<W> {
             .map_err(csv_err)
     }
 
-    fn row(&mut self, columns: &[&Column], record: &Record) -> Result<(), ExportError> {
+    fn row(&mut self, columns: &[&Column], record: &dyn Row) -> Result<(), ExportError> {
         self.line.resize(columns.len(), String::new());
         for (slot, column) in self.line.iter_mut().zip(columns) {
             slot.clear();
-            match cell(column, record) {
+            match record.cell(column) {
                 Cell::Empty => {}
                 Cell::Int(i) => slot.push_str(itoa::Buffer::new().format(i)),
                 Cell::Number(f) => slot.push_str(ryu::Buffer::new().format(f)),

@@ -3,16 +3,17 @@
 
 pub mod csv;
 pub mod query;
+pub mod row;
 pub mod xlsx;
 
-use serde_json::Value;
 use tokio::sync::mpsc;
 
 use crate::daftra::{DaftraClient, FetchError};
 use crate::record::{self, Record};
-use crate::resource::{Column, ColumnKind, Resource};
+use crate::resource::{Column, Resource};
 use crate::store::{Store, StoreError};
 pub use query::{ExportQuery, QueryError, Source};
+pub use row::{Cell, Row, StoredRow};
 
 /// Output formats.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,39 +56,11 @@ pub enum ExportError {
     Closed,
 }
 
-/// A typed cell value of one column of one record.
-#[derive(Debug, PartialEq)]
-pub enum Cell<'a> {
-    Empty,
-    Int(i64),
-    Number(f64),
-    Text(&'a str),
-    /// `YYYY-MM-DD`.
-    Date(&'a str),
-    /// `YYYY-MM-DD HH:MM:SS`.
-    Timestamp(&'a str),
-}
-
-/// The cell of `column` in `record`.
-pub fn cell<'a>(column: &Column, record: &'a Record) -> Cell<'a> {
-    match (column.kind, record.get(column.name)) {
-        (_, None | Some(Value::Null)) => Cell::Empty,
-        (ColumnKind::Date, Some(Value::String(s))) => Cell::Date(s),
-        (ColumnKind::Timestamp, Some(Value::String(s))) => Cell::Timestamp(s),
-        (_, Some(Value::Number(n))) => match n.as_i64() {
-            Some(i) => Cell::Int(i),
-            None => Cell::Number(n.as_f64().unwrap_or_default()),
-        },
-        (_, Some(Value::String(s))) => Cell::Text(s),
-        (_, Some(_)) => Cell::Empty,
-    }
-}
-
 /// Receives the rows of an export.
 pub trait RowSink {
     /// Called once before any row, with the columns in output order.
     fn header(&mut self, columns: &[&Column]) -> Result<(), ExportError>;
-    fn row(&mut self, columns: &[&Column], record: &Record) -> Result<(), ExportError>;
+    fn row(&mut self, columns: &[&Column], row: &dyn Row) -> Result<(), ExportError>;
     /// Called once after the last row.
     fn finish(&mut self) -> Result<(), ExportError>;
 }
@@ -109,8 +82,8 @@ pub fn live_pages(
         while let Some(page) = pages.next().await {
             let msg = page.map(|p| {
                 p.records
-                    .iter()
-                    .filter_map(|raw| match record::normalise(resource, raw) {
+                    .into_iter()
+                    .filter_map(|raw| match record::normalise_owned(resource, raw) {
                         Ok(r) => Some(r),
                         Err(_) => {
                             metrics
@@ -163,12 +136,17 @@ pub fn write_rows(rows: Rows, q: &ExportQuery, sink: &mut dyn RowSink) -> Result
             let mut stmt = conn.prepare(&snapshot_sql(q)).map_err(StoreError::from)?;
             let mut cursor = stmt.query([q.resource.name]).map_err(StoreError::from)?;
             while let Some(row) = cursor.next().map_err(StoreError::from)? {
-                let text: String = row.get(0).map_err(StoreError::from)?;
-                let Ok(record) = serde_json::from_str::<Record>(&text) else {
+                // Borrowed from SQLite's buffer: no copy of the text per row.
+                let text = row
+                    .get_ref(0)
+                    .map_err(StoreError::from)?
+                    .as_str()
+                    .map_err(|e| StoreError::from(rusqlite::Error::from(e)))?;
+                let Ok(stored) = StoredRow::parse(text) else {
                     continue;
                 };
-                if q.matches(&record) {
-                    sink.row(&q.columns, &record)?;
+                if q.matches(&stored) {
+                    sink.row(&q.columns, &stored)?;
                     n += 1;
                 }
             }
@@ -197,7 +175,7 @@ pub fn write_rows(rows: Rows, q: &ExportQuery, sink: &mut dyn RowSink) -> Result
                 n = all.len() as u64;
             } else {
                 while let Some(p) = page()? {
-                    for r in p.iter().filter(|r| q.matches(r)) {
+                    for r in p.iter().filter(|r| q.matches(*r)) {
                         sink.row(&q.columns, r)?;
                         n += 1;
                     }

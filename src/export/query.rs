@@ -3,6 +3,7 @@
 
 use serde_json::Value;
 
+use super::row::{Cell, Row};
 use crate::config::parse_bool;
 use crate::record::Record;
 use crate::resource::{Column, ColumnKind, Resource};
@@ -195,31 +196,24 @@ impl ExportQuery {
         Ok(q)
     }
 
-    /// `true` when `record` passes every filter.
-    pub fn matches(&self, record: &Record) -> bool {
+    /// `true` when `row` passes every filter.
+    pub fn matches(&self, row: &dyn Row) -> bool {
+        let int = |name: &str| match self.resource.column(name).map(|c| row.cell(c)) {
+            Some(Cell::Int(n)) => Some(n),
+            _ => None,
+        };
         if let (Some(codes), Some((field, _))) = (&self.statuses, self.resource.status) {
-            if !record
-                .get(field)
-                .and_then(Value::as_i64)
-                .is_some_and(|s| codes.contains(&s))
-            {
+            if !int(field).is_some_and(|s| codes.contains(&s)) {
                 return false;
             }
         }
-        if !self
-            .equals
-            .iter()
-            .all(|(f, n)| record.get(*f).and_then(Value::as_i64) == Some(*n))
-        {
+        if !self.equals.iter().all(|(f, n)| int(f) == Some(*n)) {
             return false;
         }
         self.dates.iter().all(|r| {
-            let Some(day) = record
-                .get(r.column)
-                .and_then(Value::as_str)
-                .map(|s| &s[..s.len().min(10)])
-            else {
-                return false;
+            let day = match self.resource.column(r.column).map(|c| row.cell(c)) {
+                Some(Cell::Date(d) | Cell::Timestamp(d)) => &d[..d.len().min(10)],
+                _ => return false,
             };
             r.from.as_deref().is_none_or(|f| day >= f) && r.to.as_deref().is_none_or(|t| day <= t)
         })

@@ -90,6 +90,9 @@ pub struct OAuthClient {
 
 pub(crate) struct Inner {
     pub records: BTreeMap<i64, Map<String, Value>>,
+    /// `{"WorkOrder":{...}}` text of each record, so a list page is a concatenation; every
+    /// change to `records` removes the entry, and [`Inner::item_json`] refills it.
+    pub item_json: HashMap<i64, String>,
     pub next_id: i64,
     pub faults: Faults,
     pub stats: SimStats,
@@ -117,6 +120,7 @@ impl SimState {
         let next_id = records.keys().next_back().copied().unwrap_or(0) + 1;
         SimState {
             inner: Mutex::new(Inner {
+                item_json: records.iter().map(|(id, r)| (*id, item_json(r))).collect(),
                 records,
                 next_id,
                 faults: Faults::default(),
@@ -162,6 +166,7 @@ impl SimState {
         }
         record.extend(fields);
         inner.records.insert(id, record);
+        inner.item_json.remove(&id);
         id
     }
 
@@ -172,6 +177,7 @@ impl SimState {
             .and_then(|v| v.as_i64().or_else(|| v.as_str()?.parse().ok()))?;
         let mut inner = self.lock();
         inner.records.insert(id, record);
+        inner.item_json.remove(&id);
         inner.next_id = inner.next_id.max(id + 1);
         Some(id)
     }
@@ -179,6 +185,7 @@ impl SimState {
     /// Merges `fields` into record `id` and bumps `modified`; `false` when it does not exist.
     pub fn update(&self, id: i64, fields: Map<String, Value>) -> bool {
         let mut inner = self.lock();
+        inner.item_json.remove(&id);
         let Some(record) = inner.records.get_mut(&id) else {
             return false;
         };
@@ -193,7 +200,9 @@ impl SimState {
 
     /// Deletes record `id`; `false` when it did not exist.
     pub fn delete(&self, id: i64) -> bool {
-        self.lock().records.remove(&id).is_some()
+        let mut inner = self.lock();
+        inner.item_json.remove(&id);
+        inner.records.remove(&id).is_some()
     }
 
     /// Every record in raw form, by id.
@@ -231,6 +240,21 @@ impl SimState {
             .insert(access.clone(), Instant::now() + Duration::from_secs(ttl));
         inner.refresh_tokens.insert(refresh.clone(), ());
         (access, refresh, ttl)
+    }
+}
+
+/// The list item of a record, `{"WorkOrder":{...}}`.
+pub fn item_json(record: &Map<String, Value>) -> String {
+    serde_json::to_string(&serde_json::json!({ "WorkOrder": record })).unwrap_or_default()
+}
+
+impl Inner {
+    /// The cached list item of record `id` (serialised on first use after a change).
+    pub fn item_json(&mut self, id: i64) -> &str {
+        let record = &self.records[&id];
+        self.item_json
+            .entry(id)
+            .or_insert_with(|| item_json(record))
     }
 }
 
