@@ -1,0 +1,1142 @@
+//! End-to-end figures of the bridge against the in-process simulator and the local RabbitMQ,
+//! compared with their targets, printed as one table and written to BENCHMARKS.md.
+//!
+//! `cargo bench --bench e2e -- --records 100000 --latency-ms 50 --concurrency 4`
+//!
+//! Needs RabbitMQ on 127.0.0.1:5672 (guest/guest), GNU time at /usr/bin/time (`apt-get install
+//! time`) and, for the baseline, Python 3 with pandas, requests and openpyxl.
+
+mod common;
+#[path = "common/heap.rs"]
+mod heap;
+
+use std::collections::HashSet;
+use std::hint::black_box;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Instant;
+
+use clap::Parser;
+use daftra_bridge::config::{DaftraAuth, RawEnv, Secret, Settings};
+use daftra_bridge::diff::{diff, Scanned};
+use daftra_bridge::events::{to_outbox, OutboxEvent};
+use daftra_bridge::poller::Poller;
+use daftra_bridge::publisher;
+use daftra_bridge::record;
+use daftra_bridge::resource::WORK_ORDERS;
+use daftra_bridge::scan::scan;
+use daftra_bridge::sim::{Faults, SimConfig, Simulator};
+use daftra_bridge::startup::Application;
+use daftra_bridge::status::now_rfc3339;
+use daftra_bridge::store::{SnapshotWrite, Store};
+use futures::{StreamExt, TryStreamExt};
+use heap::{heap_live, heap_peak, reset_heap_peak};
+use lapin::options::{
+    ConfirmSelectOptions, ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions,
+    QueueDeclareOptions, QueueDeleteOptions,
+};
+use lapin::types::{AMQPValue, FieldTable};
+use serde_json::{Map, Value};
+
+const GNU_TIME: &str = "/usr/bin/time";
+
+#[global_allocator]
+static ALLOC: heap::CountingAlloc = heap::CountingAlloc;
+
+const MB: f64 = 1024.0 * 1024.0;
+
+/// Knobs of the run; `cargo bench` adds `--bench`, which is accepted and ignored.
+#[derive(Parser, Debug)]
+#[command(name = "e2e")]
+struct Args {
+    /// Work orders in the simulator (first poll, diff, live exports, baseline).
+    #[arg(long, default_value_t = 100_000)]
+    records: usize,
+    /// Latency the simulator adds to every request during the poll, in milliseconds.
+    #[arg(long, default_value_t = 50)]
+    latency_ms: u64,
+    /// DAFTRA_CONCURRENCY: page requests in flight.
+    #[arg(long, default_value_t = 4)]
+    concurrency: usize,
+    /// Events published from the outbox.
+    #[arg(long, default_value_t = 100_000)]
+    events: usize,
+    /// Records of the snapshot exported with `--source snapshot`.
+    #[arg(long, default_value_t = 1_000_000)]
+    snapshot_records: usize,
+    #[arg(long, default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
+    amqp_url: String,
+    /// Figures to measure, comma-separated; BENCHMARKS.md is only written when all are.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "poll,events,snapshot,live,baseline"
+    )]
+    phases: Vec<Phase>,
+    /// Print the table only; leave BENCHMARKS.md alone.
+    #[arg(long)]
+    no_write: bool,
+    /// Keep the temporary folder (databases, exports) for profiling, and print its path.
+    #[arg(long)]
+    keep: bool,
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
+/// Groups of figures, run in this order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Phase {
+    /// First poll (time, memory), then a second scan with 1% changed and its diff.
+    Poll,
+    /// Outbox to RabbitMQ.
+    Events,
+    /// CSV and XLSX exports of the large snapshot.
+    Snapshot,
+    /// CSV and XLSX exports read live from the simulator.
+    Live,
+    /// The Python script, against the same simulator.
+    Baseline,
+}
+
+const ALL_PHASES: usize = 5;
+
+/// One row of the table.
+struct Figure {
+    name: String,
+    value: String,
+    target: String,
+    verdict: String,
+}
+
+impl Figure {
+    fn info(name: impl Into<String>, value: impl Into<String>) -> Figure {
+        Figure {
+            name: name.into(),
+            value: value.into(),
+            target: "—".into(),
+            verdict: "info".into(),
+        }
+    }
+
+    /// A figure that must stay at or below `limit` (times, memory).
+    fn at_most(name: impl Into<String>, value: f64, limit: f64, unit: Unit) -> Figure {
+        Figure {
+            name: name.into(),
+            value: unit.show(value),
+            target: format!("≤ {}", unit.show(limit)),
+            verdict: verdict(value / limit, value <= limit),
+        }
+    }
+
+    /// A figure that must reach at least `floor` (rates).
+    fn at_least(name: impl Into<String>, value: f64, floor: f64, unit: Unit) -> Figure {
+        Figure {
+            name: name.into(),
+            value: unit.show(value),
+            target: format!("≥ {}", unit.show(floor)),
+            verdict: verdict(value / floor, value >= floor),
+        }
+    }
+}
+
+fn verdict(ratio: f64, ok: bool) -> String {
+    format!("{ratio:.2}× {}", if ok { "pass" } else { "**MISS**" })
+}
+
+#[derive(Clone, Copy)]
+enum Unit {
+    Secs,
+    Millis,
+    Bytes,
+    PerSec(&'static str),
+}
+
+impl Unit {
+    fn show(self, v: f64) -> String {
+        match self {
+            Unit::Secs => format!("{v:.2} s"),
+            Unit::Millis => format!("{v:.1} ms"),
+            Unit::Bytes => format!("{:.0} MB", v / MB),
+            Unit::PerSec(what) => format!("{} {what}/s", thousands(v)),
+        }
+    }
+}
+
+fn thousands(v: f64) -> String {
+    let s = format!("{:.0}", v.max(0.0));
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A field of /proc/self/status in bytes (`VmRSS`, `VmHWM`).
+fn proc_status_bytes(field: &str) -> f64 {
+    proc_status_bytes_of(std::process::id(), field)
+}
+
+/// A field of /proc/PID/status in bytes.
+fn proc_status_bytes_of(pid: u32, field: &str) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map(|kb| kb * 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
+/// The work-orders entry of a bridge's /status once its first poll has ended.
+async fn wait_for_first_poll(port: u16) -> anyhow::Result<Value> {
+    let http = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{port}/status");
+    let deadline = Instant::now() + std::time::Duration::from_secs(300);
+    while Instant::now() < deadline {
+        if let Ok(resp) = http.get(&url).send().await {
+            let body: Value = resp.json().await.unwrap_or_default();
+            let entry = &body["resources"][WORK_ORDERS.name];
+            if entry["last_outcome"].is_string() {
+                return Ok(entry.clone());
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    anyhow::bail!("the bridge did not finish its first poll within 300 s")
+}
+
+/// Resets VmHWM to the current RSS (Linux >= 4.0), so a later VmHWM is the peak since now.
+fn reset_peak_rss() {
+    if let Err(e) = std::fs::write("/proc/self/clear_refs", "5") {
+        eprintln!("e2e: cannot reset VmHWM ({e}); the peak includes earlier phases");
+    }
+}
+
+fn log(msg: &str) {
+    eprintln!("e2e: {msg}");
+}
+
+/// Everything the figures share: the simulator, the bridge built against it and a temp folder.
+struct Bench {
+    args: Args,
+    sim: Simulator,
+    app: Application,
+    dir: tempfile::TempDir,
+    figures: Vec<Figure>,
+}
+
+fn settings(args: &Args, sim: &Simulator, db: &Path) -> Settings {
+    let raw = RawEnv {
+        daftra_page_size: Some("1000".into()),
+        daftra_concurrency: Some(args.concurrency.to_string()),
+        daftra_timeout_secs: Some("120".into()),
+        poll_deadline_secs: Some("3600".into()),
+        database_url: Some(format!("sqlite://{}", db.display())),
+        amqp_url: Some(args.amqp_url.clone()),
+        amqp_exchange: Some(format!(
+            "bench.e2e.{}.{:x}",
+            std::process::id(),
+            rand::random::<u32>()
+        )),
+        publish_confirm_timeout_secs: Some("60".into()),
+        bind_addr: Some("127.0.0.1:0".into()),
+        ..Default::default()
+    };
+    let auth = DaftraAuth::ApiKey(Secret::new("sim-api-key"));
+    Settings::from_raw(&raw, Some((sim.base_url.clone(), auth))).expect("bench settings")
+}
+
+impl Bench {
+    async fn start(args: Args) -> anyhow::Result<Bench> {
+        log(&format!(
+            "seeding the simulator with {} records",
+            args.records
+        ));
+        let sim = Simulator::start_local(SimConfig {
+            records: args.records,
+            ..Default::default()
+        })?;
+        let dir = tempfile::tempdir()?;
+        let settings = settings(&args, &sim, &dir.path().join("bridge.sqlite3"));
+        let app = Application::build_with_listener(settings, TcpListener::bind("127.0.0.1:0")?)?;
+        Ok(Bench {
+            args,
+            sim,
+            app,
+            dir,
+            figures: Vec::new(),
+        })
+    }
+
+    fn poller(&self) -> &Poller {
+        &self.app.poller
+    }
+
+    fn set_latency(&self, latency_ms: u64) {
+        self.sim.state.set_faults(Faults {
+            latency_ms,
+            ..Default::default()
+        });
+    }
+
+    /// The poller's first poll: full scan, normalisation, diff and baseline commit; its time
+    /// against pages × latency / concurrency, and the process's peak memory meanwhile.
+    async fn first_poll(&mut self) -> anyhow::Result<()> {
+        let (n, latency, c) = (
+            self.args.records,
+            self.args.latency_ms,
+            self.args.concurrency,
+        );
+        self.set_latency(latency);
+        let pages = n.div_ceil(1000);
+        let limit = pages as f64 * latency as f64 / 1000.0 / c as f64;
+        log(&format!(
+            "first poll: {pages} pages, {latency} ms latency, concurrency {c}"
+        ));
+        let (rss_before, heap_before) = (proc_status_bytes("VmRSS"), heap_live());
+        reset_peak_rss();
+        reset_heap_peak();
+        let started = Instant::now();
+        let outcome = self.poller().poll_once(&WORK_ORDERS).await?;
+        let took = started.elapsed().as_secs_f64();
+        let (peak, heap_peak) = (proc_status_bytes("VmHWM"), heap_peak());
+        anyhow::ensure!(
+            outcome.records == n,
+            "poll read {} records",
+            outcome.records
+        );
+        self.figures.push(Figure::at_most(
+            format!(
+                "First poll, full scan of {n} records / {pages} pages (`Poller::poll_once`); \
+                 limit = pages × {latency} ms / {c} = {limit:.2} s, target 1.3 × limit"
+            ),
+            took,
+            1.3 * limit,
+            Unit::Secs,
+        ));
+        self.figures.push(Figure::info(
+            "  same, as a multiple of the physical limit",
+            format!("{:.2}× limit", took / limit),
+        ));
+        self.figures.push(Figure::at_most(
+            "Peak memory during the first poll: VmHWM of this benchmark's process \
+             (the in-process simulator included)",
+            peak,
+            200.0 * MB,
+            Unit::Bytes,
+        ));
+        self.figures.push(Figure::at_most(
+            format!(
+                "  the poll's own share: VmHWM − RSS before the poll ({:.0} MB, mostly the \
+                 simulator's records)",
+                rss_before / MB
+            ),
+            peak - rss_before,
+            200.0 * MB,
+            Unit::Bytes,
+        ));
+        self.figures.push(Figure::info(
+            "  peak heap allocated by the poll (counting allocator: peak − live before)",
+            Unit::Bytes.show(heap_peak - heap_before),
+        ));
+        Ok(())
+    }
+
+    /// A second scan after ~1% of the records changed upstream (`scan::scan`, as the poller
+    /// runs it), then `diff::diff` on it; each step timed apart, with the heap its result holds.
+    async fn diff_after_changes(&mut self) -> anyhow::Result<()> {
+        let n = self.args.records;
+        self.change_one_percent();
+        log("second scan (1% changed) and diff");
+        let client = self.poller().client.clone();
+        let (heap0, started) = (heap_live(), Instant::now());
+        let scanned = scan(&client, &WORK_ORDERS).await?;
+        let scan_step = Step::since(started, heap0);
+        anyhow::ensure!(scanned.invalid.is_empty(), "invalid records in the scan");
+        let store = self.poller().store.clone();
+        let (snapshot, load) = Step::measure(|| store.load_snapshot(WORK_ORDERS.name));
+        let snapshot = snapshot?;
+        let commit = self.time_baseline_commit(&scanned.records)?;
+        let (d, diff_step) =
+            Step::measure(|| diff(&snapshot, scanned.records, &HashSet::new(), true));
+        anyhow::ensure!(d.changes.len() == n / 100, "{} changes", d.changes.len());
+        let latency = self.args.latency_ms;
+        for (what, step) in [
+            (format!("  second scan: `scan::scan` (fetch + per-page normalisation to canonical JSON), {latency} ms latency"), &scan_step),
+            (format!("  `Store::load_snapshot` of {n} records"), &load),
+            (format!("  `Store::commit_poll` of {n} upserts into an empty store (the first poll's commit)"), &commit),
+        ] {
+            self.figures.push(Figure::info(what, step.show()));
+        }
+        self.figures.push(Figure::at_most(
+            format!(
+                "`diff::diff` of {n} records against the snapshot, 1% changed ({} updates)",
+                d.changes.len()
+            ),
+            diff_step.secs * 1000.0,
+            100.0,
+            Unit::Millis,
+        ));
+        Ok(())
+    }
+
+    /// Commits `scanned` as a first poll would, into a new store.
+    fn time_baseline_commit(&self, scanned: &[Scanned]) -> anyhow::Result<Step> {
+        let writes: Vec<SnapshotWrite> = scanned
+            .iter()
+            .map(|s| SnapshotWrite::Upsert {
+                id: s.id,
+                record: s.canonical.clone(),
+            })
+            .collect();
+        let store = Store::open(&self.dir.path().join("commit.sqlite3"))?;
+        let (done, step) = Step::measure(|| store.commit_poll(WORK_ORDERS.name, &writes, &[]));
+        done?;
+        Ok(step)
+    }
+
+    /// Changes the status of every 100th work order in the simulator.
+    fn change_one_percent(&self) {
+        for id in (100..=self.args.records as i64).step_by(100) {
+            let mut fields = Map::new();
+            fields.insert("status".into(), common::edited_raw(id)["status"].clone());
+            self.sim.state.update(id, fields);
+        }
+    }
+
+    /// The bridge as deployed: `daftra-bridge serve` in a child process, polling the simulator
+    /// at start; its VmHWM once /status reports the first poll, and that poll's duration.
+    async fn serve_first_poll(&mut self) -> anyhow::Result<()> {
+        self.set_latency(self.args.latency_ms);
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let db = self.dir.path().join("serve.sqlite3");
+        let mut env = self.live_env();
+        env.extend([
+            ("DATABASE_URL".into(), format!("sqlite://{}", db.display())),
+            // Nothing listens there: the publisher retries quietly, and the baseline emits nothing.
+            (
+                "AMQP_URL".into(),
+                "amqp://guest:guest@127.0.0.1:1/%2f".into(),
+            ),
+            ("BIND_ADDR".into(), format!("127.0.0.1:{port}")),
+            ("POLL_INTERVAL_SECS".into(), "3600".into()),
+            ("POLL_DEADLINE_SECS".into(), "3600".into()),
+        ]);
+        log("first poll of `daftra-bridge serve` in a child process");
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_daftra-bridge"))
+            .arg("serve")
+            .envs(env)
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()?;
+        let pid = child.id().unwrap_or_default();
+        let status = wait_for_first_poll(port).await;
+        let peak = proc_status_bytes_of(pid, "VmHWM");
+        child.kill().await?;
+        let status = status?;
+        let took = status["last_duration_seconds"].as_f64().unwrap_or(f64::NAN);
+        self.figures.push(Figure::at_most(
+            "Peak memory of the bridge through its first poll: `daftra-bridge serve` in a child \
+             process, VmHWM from /proc/PID/status",
+            peak,
+            200.0 * MB,
+            Unit::Bytes,
+        ));
+        self.figures.push(Figure::info(
+            format!(
+                "  that first poll, as /status reports it ({})",
+                status["last_outcome"].as_str().unwrap_or("?")
+            ),
+            Unit::Secs.show(took),
+        ));
+        Ok(())
+    }
+
+    /// What-if for the scan: the same pages driven by their own task into a channel, and
+    /// normalised by the receiver, so CPU work never holds back the requests in flight.
+    async fn decoupled_scan(&mut self) -> anyhow::Result<()> {
+        self.set_latency(self.args.latency_ms);
+        let client = self.poller().client.clone();
+        let (tx, mut rx) = tokio::sync::mpsc::channel(2 * self.args.concurrency);
+        let started = Instant::now();
+        tokio::spawn(async move {
+            let mut pages = client.pages(&WORK_ORDERS);
+            while let Some(page) = pages.next().await {
+                if tx.send(page).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let mut scanned = Vec::with_capacity(self.args.records);
+        while let Some(page) = rx.recv().await {
+            for raw in page?.records {
+                let r = record::normalise_owned(&WORK_ORDERS, raw)?;
+                scanned.push(Scanned::new(record::key(&WORK_ORDERS, &r), &r));
+            }
+        }
+        anyhow::ensure!(
+            scanned.len() == self.args.records,
+            "{} records",
+            scanned.len()
+        );
+        self.figures.push(Figure::info(
+            "  what-if: the same scan with the page stream in its own task (channel) and \
+             normalisation in the receiver",
+            Unit::Secs.show(started.elapsed().as_secs_f64()),
+        ));
+        Ok(())
+    }
+
+    /// One list page from the simulator as raw bytes, not parsed.
+    async fn raw_page(&self, http: &reqwest::Client, page: usize) -> anyhow::Result<()> {
+        let url = format!(
+            "{}/api2/work_orders?page={page}&limit=1000",
+            self.sim.base_url
+        );
+        let resp = http.get(url).header("apikey", "sim-api-key").send().await?;
+        resp.error_for_status()?.bytes().await?;
+        Ok(())
+    }
+
+    /// The floor any client meets against this simulator: every page as a raw GET, at the
+    /// poll's latency and concurrency, bodies not parsed.
+    async fn scan_floor(&mut self) -> anyhow::Result<()> {
+        self.set_latency(self.args.latency_ms);
+        let http = reqwest::Client::new();
+        let pages = self.args.records.div_ceil(1000);
+        let started = Instant::now();
+        futures::stream::iter(1..=pages)
+            .map(|page| self.raw_page(&http, page))
+            .buffered(self.args.concurrency)
+            .try_collect::<Vec<_>>()
+            .await?;
+        self.figures.push(Figure::info(
+            format!(
+                "  the simulator's floor: the same {pages} pages as raw GETs, {} in flight, bodies not parsed",
+                self.args.concurrency
+            ),
+            Unit::Secs.show(started.elapsed().as_secs_f64()),
+        ));
+        Ok(())
+    }
+
+    /// Where a page's time goes without latency: the simulator alone (raw GET, body not
+    /// parsed), the client (GET + envelope parse), and a whole scan at the configured concurrency.
+    async fn upstream_costs(&mut self) -> anyhow::Result<()> {
+        const SAMPLE: usize = 20;
+        self.set_latency(0);
+        let http = reqwest::Client::new();
+        let started = Instant::now();
+        for page in 1..=SAMPLE {
+            self.raw_page(&http, page).await?;
+        }
+        let raw = started.elapsed().as_secs_f64() / SAMPLE as f64;
+        let client = self.poller().client.clone();
+        let started = Instant::now();
+        for page in 1..=SAMPLE {
+            client.list_page(&WORK_ORDERS, page as u64).await?;
+        }
+        let parsed = started.elapsed().as_secs_f64() / SAMPLE as f64;
+        let started = Instant::now();
+        let pages: Vec<_> = client.pages(&WORK_ORDERS).try_collect().await?;
+        let fetch = started.elapsed().as_secs_f64();
+        let started = Instant::now();
+        for raw in pages.into_iter().flat_map(|p| p.records) {
+            let r = record::normalise_owned(&WORK_ORDERS, raw)?;
+            black_box(Scanned::new(record::key(&WORK_ORDERS, &r), &r));
+        }
+        let normalise = started.elapsed().as_secs_f64();
+        self.figures.push(Figure::info(
+            "  simulator time per 1000-record page (raw GET, latency 0, body not parsed)",
+            Unit::Millis.show(raw * 1000.0),
+        ));
+        self.figures.push(Figure::info(
+            "  `DaftraClient::list_page` per page (GET + envelope parse, latency 0, one at a time)",
+            Unit::Millis.show(parsed * 1000.0),
+        ));
+        self.figures.push(Figure::info(
+            format!(
+                "  all pages with `DaftraClient::pages`, latency 0, concurrency {}",
+                self.args.concurrency
+            ),
+            Unit::Secs.show(fetch),
+        ));
+        self.figures.push(Figure::info(
+            format!(
+                "  `record::normalise_owned` + `Scanned::new` of {} records (CPU, one thread)",
+                self.args.records
+            ),
+            Unit::Millis.show(normalise * 1000.0),
+        ));
+        Ok(())
+    }
+
+    /// Fills the outbox with `updated` events through `Store::commit_poll`, then times a
+    /// `Publisher::drain` to a fresh exchange with a bounded queue bound to it.
+    async fn events_per_second(&mut self) -> anyhow::Result<()> {
+        let n = self.args.events;
+        log(&format!("building {n} events"));
+        let store = self.poller().store.clone();
+        let base = self.sim.base_url.clone();
+        tokio::task::spawn_blocking(move || fill_outbox(&store, &base, n)).await??;
+        let publisher = self.app.publisher.clone();
+        let conn = publisher::connect(&publisher.amqp_url).await?;
+        let channel = conn.create_channel().await?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+        let queue = bind_bounded_queue(&channel, &publisher.exchange).await?;
+        log(&format!("publishing {n} events to {}", publisher.exchange));
+        let started = Instant::now();
+        let published = publisher.drain(&channel).await;
+        let took = started.elapsed().as_secs_f64();
+        let _ = channel
+            .queue_delete(&queue, QueueDeleteOptions::default())
+            .await;
+        let _ = channel
+            .exchange_delete(&publisher.exchange, ExchangeDeleteOptions::default())
+            .await;
+        let _ = conn.close(200, "bench done").await;
+        let published = published?;
+        anyhow::ensure!(published == n, "published {published} of {n}");
+        self.figures.push(Figure::at_least(
+            format!("Events published from the outbox (`Publisher::drain`, {n} events, confirms)"),
+            n as f64 / took,
+            10_000.0,
+            Unit::PerSec("events"),
+        ));
+        Ok(())
+    }
+
+    /// Exports of a 1,000,000-record snapshot by the built binary, in a child process.
+    async fn snapshot_exports(&mut self) -> anyhow::Result<()> {
+        let n = self.args.snapshot_records;
+        let db = self.dir.path().join("snapshot.sqlite3");
+        log(&format!("filling a snapshot of {n} records"));
+        let path = db.clone();
+        tokio::task::spawn_blocking(move || fill_snapshot(&path, n)).await??;
+        let env = vec![(
+            "DATABASE_URL".to_string(),
+            format!("sqlite://{}", db.display()),
+        )];
+        for (format, rate, peak) in [("csv", 500_000.0, 64.0), ("xlsx", 150_000.0, 256.0)] {
+            log(&format!("exporting the snapshot as {format}"));
+            let run = self.export(format, "snapshot", &env).await?;
+            anyhow::ensure!(run.rows == n as u64, "exported {} rows", run.rows);
+            self.push_export_figures(&format!("snapshot, {n} rows"), format, &run, rate, peak);
+        }
+        Ok(())
+    }
+
+    /// The same exports read live from the simulator (no latency).
+    async fn live_exports(&mut self) -> anyhow::Result<(ChildRun, ChildRun)> {
+        self.set_latency(0);
+        let n = self.args.records;
+        let env = self.live_env();
+        let mut runs = Vec::new();
+        for (format, rate, peak) in [("csv", 500_000.0, 64.0), ("xlsx", 150_000.0, 256.0)] {
+            log(&format!("exporting live as {format}"));
+            let run = self.export(format, "live", &env).await?;
+            anyhow::ensure!(run.rows == n as u64, "exported {} rows", run.rows);
+            self.push_export_figures(&format!("live, {n} rows"), format, &run, rate, peak);
+            runs.push(run);
+        }
+        let xlsx = runs.pop().expect("two runs");
+        let csv = runs.pop().expect("two runs");
+        Ok((csv, xlsx))
+    }
+
+    fn live_env(&self) -> Vec<(String, String)> {
+        vec![
+            ("DAFTRA_BASE_URL".into(), self.sim.base_url.clone()),
+            ("DAFTRA_API_KEY".into(), "sim-api-key".into()),
+            ("DAFTRA_PAGE_SIZE".into(), "1000".into()),
+            (
+                "DAFTRA_CONCURRENCY".into(),
+                self.args.concurrency.to_string(),
+            ),
+        ]
+    }
+
+    fn push_export_figures(
+        &mut self,
+        what: &str,
+        format: &str,
+        run: &ChildRun,
+        rate: f64,
+        mb: f64,
+    ) {
+        let upper = format.to_uppercase();
+        self.figures.push(Figure::at_least(
+            format!("{upper} export, {what} (`daftra-bridge export`, child process, wall time)"),
+            run.rows as f64 / run.seconds,
+            rate,
+            Unit::PerSec("rows"),
+        ));
+        self.figures.push(Figure::at_most(
+            "  peak memory (max RSS, GNU time)",
+            run.max_rss,
+            mb * MB,
+            Unit::Bytes,
+        ));
+    }
+
+    /// Runs `daftra-bridge export work_orders` under GNU time in the temp folder.
+    async fn export(
+        &self,
+        format: &str,
+        source: &str,
+        env: &[(String, String)],
+    ) -> anyhow::Result<ChildRun> {
+        let out = self.dir.path().join(format!("export.{format}"));
+        let bin = env!("CARGO_BIN_EXE_daftra-bridge");
+        let args = [
+            bin,
+            "export",
+            "work_orders",
+            "--source",
+            source,
+            "--format",
+            format,
+            "-o",
+            &out.display().to_string(),
+        ]
+        .map(String::from);
+        let run = timed_child(self.dir.path(), &args, env).await?;
+        std::fs::remove_file(&out).ok();
+        Ok(run)
+    }
+
+    /// `bench/baseline.py` (requests + pandas + openpyxl) against the same simulator, and its
+    /// ratio to our live exports.
+    async fn baseline(&mut self, ours: Option<&(ChildRun, ChildRun)>) -> anyhow::Result<()> {
+        self.set_latency(0);
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/baseline.py");
+        let out = self.dir.path().join("baseline");
+        std::fs::create_dir_all(&out)?;
+        let args = [
+            "python3".to_string(),
+            script.display().to_string(),
+            "--base-url".into(),
+            self.sim.base_url.clone(),
+            "--api-key".into(),
+            "sim-api-key".into(),
+            "--out-dir".into(),
+            out.display().to_string(),
+        ];
+        log("running the Python baseline");
+        let run = timed_child(self.dir.path(), &args, &[]).await?;
+        let Some(report) = run.stdout_json() else {
+            let why = run.stderr.lines().last().unwrap_or("no output").to_string();
+            self.figures.push(Figure::info(
+                "Baseline (Python, pandas)",
+                format!("not run: {why}"),
+            ));
+            return Ok(());
+        };
+        let seconds = |k: &str| report[k].as_f64().unwrap_or(f64::NAN);
+        let read = seconds("fetch_s") + seconds("dataframe_s");
+        let baseline = Baseline {
+            rows: report["rows"].as_f64().unwrap_or(f64::NAN),
+            csv: read + seconds("csv_s"),
+            xlsx: read + seconds("xlsx_s"),
+            max_rss: run.max_rss,
+        };
+        self.figures.push(Figure::info(
+            format!(
+                "Baseline `bench/baseline.py` (Python {}, pandas {}): read every page + DataFrame",
+                report["python"].as_str().unwrap_or("?"),
+                report["pandas"].as_str().unwrap_or("?")
+            ),
+            Unit::Secs.show(read),
+        ));
+        self.figures.extend(baseline.compare(ours));
+        self.figures.push(Figure::info(
+            "  baseline total wall time (interpreter start and imports included)",
+            Unit::Secs.show(run.seconds),
+        ));
+        Ok(())
+    }
+}
+
+/// Time of one step of the poll, and the heap its result holds.
+struct Step {
+    secs: f64,
+    heap_growth: f64,
+}
+
+impl Step {
+    fn since(started: Instant, heap_before: f64) -> Step {
+        Step {
+            secs: started.elapsed().as_secs_f64(),
+            heap_growth: heap_live() - heap_before,
+        }
+    }
+
+    fn measure<T>(f: impl FnOnce() -> T) -> (T, Step) {
+        let (heap, started) = (heap_live(), Instant::now());
+        let out = f();
+        (out, Step::since(started, heap))
+    }
+
+    fn show(&self) -> String {
+        format!(
+            "{}, holds {}",
+            Unit::Millis.show(self.secs * 1000.0),
+            Unit::Bytes.show(self.heap_growth)
+        )
+    }
+}
+
+/// What the Python baseline took: seconds to read + build the DataFrame + write each format.
+struct Baseline {
+    rows: f64,
+    csv: f64,
+    xlsx: f64,
+    max_rss: f64,
+}
+
+impl Baseline {
+    /// Its rates and peak memory, and how ours (the live exports, when run) compare.
+    fn compare(&self, ours: Option<&(ChildRun, ChildRun)>) -> Vec<Figure> {
+        let rate = |r: &ChildRun| r.rows as f64 / r.seconds;
+        let (py_csv, py_xlsx) = (self.rows / self.csv, self.rows / self.xlsx);
+        let vs = |r: Option<&ChildRun>, py: f64| {
+            r.map_or(String::new(), |r| {
+                format!(" → ours {:.1}× that", rate(r) / py)
+            })
+        };
+        let our_peak = ours.map(|(c, x)| c.max_rss.max(x.max_rss));
+        vec![
+            Figure::info(
+                "  baseline CSV rows/s (read + DataFrame + `to_csv`), vs our live CSV",
+                format!("{}{}", Unit::PerSec("rows").show(py_csv), vs(ours.map(|o| &o.0), py_csv)),
+            ),
+            Figure::info(
+                "  baseline XLSX rows/s (read + DataFrame + `to_excel`, openpyxl), vs our live XLSX",
+                format!("{}{}", Unit::PerSec("rows").show(py_xlsx), vs(ours.map(|o| &o.1), py_xlsx)),
+            ),
+            Figure::info(
+                "  baseline peak memory (max RSS, GNU time), vs the larger of our two live exports",
+                format!(
+                    "{}{}",
+                    Unit::Bytes.show(self.max_rss),
+                    our_peak.map_or(String::new(), |p| format!(" → ours {:.1}× smaller", self.max_rss / p))
+                ),
+            ),
+        ]
+    }
+}
+
+/// Appends `n` `updated` events of distinct work orders to the outbox in one commit.
+fn fill_outbox(store: &Store, base: &str, n: usize) -> anyhow::Result<()> {
+    let time = now_rfc3339();
+    let events: Vec<OutboxEvent> = (1..=n as i64)
+        .map(|id| to_outbox(&WORK_ORDERS, base, &time, &common::updated_change(id)))
+        .collect();
+    store.commit_poll(WORK_ORDERS.name, &[], &events)?;
+    Ok(())
+}
+
+/// Writes a snapshot of `n` seeded work orders to a new store at `path`, 50,000 per commit.
+fn fill_snapshot(path: &Path, n: usize) -> anyhow::Result<()> {
+    let store = Store::open(path)?;
+    let ids: Vec<i64> = (1..=n as i64).collect();
+    for chunk in ids.chunks(50_000) {
+        let writes: Vec<SnapshotWrite> = chunk
+            .iter()
+            .map(|&id| {
+                let s = Scanned::new(id, &common::work_order(id, None));
+                SnapshotWrite::Upsert {
+                    id,
+                    record: s.canonical,
+                }
+            })
+            .collect();
+        store.commit_poll(WORK_ORDERS.name, &writes, &[])?;
+    }
+    Ok(())
+}
+
+/// A bounded, exclusive queue bound to `exchange` (declared here, as the publisher does), so
+/// events are routable (no `mandatory` returns) and do not pile up in the broker.
+async fn bind_bounded_queue(channel: &lapin::Channel, exchange: &str) -> anyhow::Result<String> {
+    channel
+        .exchange_declare(
+            exchange,
+            lapin::ExchangeKind::Topic,
+            ExchangeDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    let queue = format!("{exchange}.sink");
+    let mut queue_args = FieldTable::default();
+    queue_args.insert("x-max-length".into(), AMQPValue::LongInt(1000));
+    channel
+        .queue_declare(
+            &queue,
+            QueueDeclareOptions {
+                exclusive: true,
+                auto_delete: true,
+                ..Default::default()
+            },
+            queue_args,
+        )
+        .await?;
+    channel
+        .queue_bind(
+            &queue,
+            exchange,
+            "work_order.*",
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    Ok(queue)
+}
+
+/// A child process run under GNU time.
+struct ChildRun {
+    seconds: f64,
+    /// Max RSS in bytes.
+    max_rss: f64,
+    /// From the bridge's `Exported N rows`.
+    rows: u64,
+    stdout: String,
+    stderr: String,
+}
+
+impl ChildRun {
+    fn stdout_json(&self) -> Option<Value> {
+        serde_json::from_str(self.stdout.lines().last()?).ok()
+    }
+}
+
+/// Runs `args` under `/usr/bin/time -f "%e %M"` in `dir` with `env` added (and no variable of
+/// ours inherited), timing the wall clock here.
+async fn timed_child(
+    dir: &Path,
+    args: &[String],
+    env: &[(String, String)],
+) -> anyhow::Result<ChildRun> {
+    let time_file = dir.join("time.txt");
+    let mut cmd = tokio::process::Command::new(GNU_TIME);
+    cmd.arg("-f")
+        .arg("%e %M")
+        .arg("-o")
+        .arg(&time_file)
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null());
+    for (k, _) in std::env::vars() {
+        if k.starts_with("DAFTRA_") || k == "DATABASE_URL" || k == "AMQP_URL" {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.envs(env.iter().map(|(k, v)| (k, v)));
+    let started = Instant::now();
+    let output = cmd.output().await?;
+    let seconds = started.elapsed().as_secs_f64();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    if !output.status.success() && !args[0].starts_with("python") {
+        anyhow::bail!("{} failed: {stderr}", args.join(" "));
+    }
+    let timing = std::fs::read_to_string(&time_file)?;
+    let max_kb: f64 = timing
+        .lines()
+        .last()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(f64::NAN);
+    let rows = stderr
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("Exported ")?
+                .strip_suffix(" rows")?
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0);
+    Ok(ChildRun {
+        seconds,
+        max_rss: max_kb * 1024.0,
+        rows,
+        stdout,
+        stderr,
+    })
+}
+
+fn machine() -> String {
+    let uname = std::process::Command::new("uname")
+        .arg("-a")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("model name")?
+                .split_once(':')
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .unwrap_or_default()
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .nth(1)
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(String::new(), |kb| format!(", {:.0} GB RAM", kb / MB));
+    format!("`{uname}`; nproc {cores}; CPU {cpu}{mem}")
+}
+
+fn command_line() -> String {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    format!("cargo bench --bench e2e -- {}", args.join(" "))
+}
+
+fn table(figures: &[Figure]) -> String {
+    let mut t =
+        String::from("| figure | value | target | ratio / pass |\n| --- | --- | --- | --- |\n");
+    for f in figures {
+        t.push_str(&format!(
+            "| {} | {} | {} | {} |\n",
+            f.name, f.value, f.target, f.verdict
+        ));
+    }
+    t
+}
+
+const BEGIN: &str = "<!-- e2e:begin (written by `cargo bench --bench e2e`) -->";
+const END: &str = "<!-- e2e:end -->";
+
+/// Where and when the figures were taken.
+struct RunInfo {
+    started: Instant,
+    /// `/proc/loadavg` at the start: the machine may be shared.
+    load: String,
+    /// `git describe`, and whether the working tree differed from it.
+    code: String,
+}
+
+impl RunInfo {
+    fn now() -> RunInfo {
+        let git = |args: &[&str]| {
+            std::process::Command::new("git")
+                .args(args)
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+                .unwrap_or_default()
+        };
+        let changed = git(&["status", "--porcelain", "--untracked-files=no", "src"]);
+        let code = format!(
+            "commit {}{}",
+            git(&["rev-parse", "--short", "HEAD"]),
+            if changed.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " + uncommitted changes in {} file(s) under src/",
+                    changed.lines().count()
+                )
+            }
+        );
+        let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+        RunInfo {
+            started: Instant::now(),
+            load: load
+                .split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" "),
+            code,
+        }
+    }
+}
+
+/// Replaces the generated section of BENCHMARKS.md (between the markers), keeping the rest.
+fn write_report(table: &str, run: &RunInfo) -> anyhow::Result<PathBuf> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("BENCHMARKS.md");
+    let section = format!(
+        "{BEGIN}\n\n\
+         - Date: {}\n\
+         - Machine: {}; load average at the start {}\n\
+         - Code: {}\n\
+         - Command: `{}` (release build; the run took {:.0} s)\n\
+         - Peak memory of child processes: GNU time (`/usr/bin/time -f \"%e %M\"`, Debian package `time`)\n\n\
+         {table}\n{END}",
+        chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
+        machine(),
+        run.load,
+        run.code,
+        command_line(),
+        run.started.elapsed().as_secs_f64(),
+    );
+    let old = std::fs::read_to_string(&path).unwrap_or_default();
+    let new = match (old.find(BEGIN), old.find(END)) {
+        (Some(b), Some(e)) if b < e => format!("{}{section}{}", &old[..b], &old[e + END.len()..]),
+        _ => format!("# Benchmarks\n\n{section}\n{old}"),
+    };
+    std::fs::write(&path, new)?;
+    Ok(path)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let run = RunInfo::now();
+    let mut phases = args.phases.clone();
+    phases.sort_by_key(|p| *p as u8);
+    phases.dedup();
+    let write = !args.no_write && phases.len() == ALL_PHASES;
+    let keep = args.keep;
+    let mut bench = Bench::start(args).await?;
+    let mut live = None;
+    for phase in phases {
+        match phase {
+            Phase::Poll => {
+                bench.first_poll().await?;
+                bench.scan_floor().await?;
+                bench.serve_first_poll().await?;
+                bench.diff_after_changes().await?;
+                bench.decoupled_scan().await?;
+                bench.upstream_costs().await?;
+            }
+            Phase::Events => bench.events_per_second().await?,
+            Phase::Snapshot => bench.snapshot_exports().await?,
+            Phase::Live => live = Some(bench.live_exports().await?),
+            Phase::Baseline => bench.baseline(live.as_ref()).await?,
+        }
+    }
+    bench.sim.stop().await;
+    let table = table(&bench.figures);
+    println!("\n{table}");
+    if write {
+        let path = write_report(&table, &run)?;
+        log(&format!("wrote {}", path.display()));
+    }
+    if keep {
+        log(&format!("kept {}", bench.dir.keep().display()));
+    }
+    Ok(())
+}
