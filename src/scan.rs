@@ -2,8 +2,7 @@
 //! of completeness the poller needs before it may apply deletes.
 
 use std::collections::HashSet;
-
-use futures::StreamExt;
+use std::sync::Arc;
 
 use crate::daftra::{DaftraClient, FetchError};
 use crate::diff::Scanned;
@@ -42,10 +41,18 @@ impl Scan {
     }
 }
 
-/// Reads every page (see [`DaftraClient::pages`]) and normalises each page as it arrives, so
-/// only one page of raw JSON is held at a time. The first failed page fails the scan.
-pub async fn scan(client: &DaftraClient, resource: &'static Resource) -> Result<Scan, FetchError> {
-    let mut pages = client.pages(resource);
+/// Pages waiting between the fetching task and the normalisation, per page in flight.
+const PAGES_BUFFERED_PER_REQUEST: usize = 2;
+
+/// Reads every page (see [`DaftraClient::pages`]) in a task of its own and normalises each page
+/// as it arrives, so requests stay in flight while a page is normalised and only a few pages of
+/// raw JSON are held at a time. The first failed page fails the scan.
+pub async fn scan(
+    client: &Arc<DaftraClient>,
+    resource: &'static Resource,
+) -> Result<Scan, FetchError> {
+    let buffer = PAGES_BUFFERED_PER_REQUEST * client.concurrency();
+    let mut pages = crate::daftra::spawn_pages(client.clone(), resource, buffer);
     let mut scan = Scan {
         records: Vec::new(),
         invalid: Vec::new(),
@@ -54,7 +61,7 @@ pub async fn scan(client: &DaftraClient, resource: &'static Resource) -> Result<
         consistent: false,
     };
     let mut totals = HashSet::new();
-    while let Some(page) = pages.next().await {
+    while let Some(page) = pages.recv().await {
         let page = page?;
         scan.pages += 1;
         scan.page_count = page.pagination.page_count;

@@ -169,6 +169,11 @@ impl DaftraClient {
         self.settings.page_size
     }
 
+    /// Page requests in flight at once (`DAFTRA_CONCURRENCY`).
+    pub fn concurrency(&self) -> usize {
+        self.settings.concurrency
+    }
+
     /// Site root of the account.
     pub fn base_url(&self) -> &str {
         &self.settings.base_url
@@ -347,6 +352,32 @@ impl DaftraClient {
             })
             .boxed()
     }
+}
+
+/// Runs [`DaftraClient::pages`] in its own task and hands the pages over a channel holding at
+/// most `buffer` pages, so parsing and requests go on while the receiver works on a page. The
+/// task stops when the receiver is dropped; the first error is the last message.
+pub fn spawn_pages(
+    client: std::sync::Arc<DaftraClient>,
+    resource: &'static Resource,
+    buffer: usize,
+) -> tokio::sync::mpsc::Receiver<Result<Page, FetchError>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(buffer.max(1));
+    tokio::spawn(async move {
+        let mut pages = client.pages(resource);
+        loop {
+            let page = tokio::select! {
+                _ = tx.closed() => break,
+                page = pages.next() => page,
+            };
+            let Some(page) = page else { break };
+            let failed = page.is_err();
+            if tx.send(page).await.is_err() || failed {
+                break;
+            }
+        }
+    });
+    rx
 }
 
 #[cfg(test)]

@@ -75,11 +75,10 @@ pub fn live_pages(
     resource: &'static Resource,
     metrics: crate::metrics::Metrics,
 ) -> LivePages {
-    use futures::StreamExt;
     let (tx, rx) = mpsc::channel(2);
+    let mut pages = crate::daftra::spawn_pages(client, resource, 2);
     tokio::spawn(async move {
-        let mut pages = client.pages(resource);
-        while let Some(page) = pages.next().await {
+        while let Some(page) = pages.recv().await {
             let msg = page.map(|p| {
                 p.records
                     .into_iter()
