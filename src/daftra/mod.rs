@@ -1,12 +1,14 @@
 //! Daftra v1 API client: authentication, retries with backoff, and pages read concurrently.
 
 pub mod auth;
+mod pages;
 pub mod retry;
+
+pub use pages::spawn_pages;
 
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use futures::stream::{self, BoxStream, StreamExt};
 use reqwest::StatusCode;
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -315,69 +317,6 @@ impl DaftraClient {
         };
         self.call(resource, "get", &url, parse).await
     }
-
-    /// Every page in order: page 1 first, then pages `2..=page_count` with at most
-    /// `DAFTRA_CONCURRENCY` requests in flight. Ends after `page_count`, or at a page with a null
-    /// `next` or empty `data`. The first error ends the stream.
-    pub fn pages<'a>(
-        &'a self,
-        resource: &'static Resource,
-    ) -> BoxStream<'a, Result<Page, FetchError>> {
-        let concurrency = self.settings.concurrency;
-        stream::once(self.list_page(resource, 1))
-            .flat_map(move |first| match first {
-                Err(e) => stream::iter([Err(e)]).boxed(),
-                Ok(p1) => {
-                    let last = if p1.records.is_empty() || p1.pagination.next.is_none() {
-                        1
-                    } else {
-                        p1.pagination.page_count.max(1)
-                    };
-                    let rest = stream::iter(2..=last)
-                        .map(move |n| self.list_page(resource, n))
-                        .buffered(concurrency)
-                        .boxed();
-                    stream::iter([Ok(p1)]).chain(rest).boxed()
-                }
-            })
-            .scan(false, |ended, page| {
-                if *ended {
-                    return futures::future::ready(None);
-                }
-                *ended = match &page {
-                    Ok(p) => p.records.is_empty() || p.pagination.next.is_none(),
-                    Err(_) => true,
-                };
-                futures::future::ready(Some(page))
-            })
-            .boxed()
-    }
-}
-
-/// Runs [`DaftraClient::pages`] in its own task and hands the pages over a channel holding at
-/// most `buffer` pages, so parsing and requests go on while the receiver works on a page. The
-/// task stops when the receiver is dropped; the first error is the last message.
-pub fn spawn_pages(
-    client: std::sync::Arc<DaftraClient>,
-    resource: &'static Resource,
-    buffer: usize,
-) -> tokio::sync::mpsc::Receiver<Result<Page, FetchError>> {
-    let (tx, rx) = tokio::sync::mpsc::channel(buffer.max(1));
-    tokio::spawn(async move {
-        let mut pages = client.pages(resource);
-        loop {
-            let page = tokio::select! {
-                _ = tx.closed() => break,
-                page = pages.next() => page,
-            };
-            let Some(page) = page else { break };
-            let failed = page.is_err();
-            if tx.send(page).await.is_err() || failed {
-                break;
-            }
-        }
-    });
-    rx
 }
 
 #[cfg(test)]

@@ -138,7 +138,7 @@ fn the_dockerfile_runs_as_a_fixed_non_root_user_with_a_data_volume() {
 
 #[test]
 fn every_variable_the_code_reads_is_documented() {
-    let config = read("src/config.rs");
+    let config = read("src/config/mod.rs");
     let raw_env = config
         .split("pub struct RawEnv")
         .nth(1)

@@ -3,39 +3,18 @@
 //! Every variable is read through `envy` as text, then checked here so that a bad value stops
 //! start-up with one line naming the variable, the value given and what is expected.
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
 
-/// A value that must never be printed: `Debug` and `Display` show `***`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
+mod secret;
+mod values;
 
-impl Secret {
-    /// Wraps a secret value.
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-    /// The secret itself, for the one place that must send it (a header, a form, a connection).
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
+pub use secret::{redact_url, Secret};
+use values::{boolean, err, int_in, non_empty, secret, secs};
+pub use values::{parse_bool, parse_database_url};
 
 /// How the bridge authenticates to Daftra.
 #[derive(Clone, Debug)]
@@ -150,74 +129,6 @@ impl RawEnv {
             expected: e.to_string(),
         })
     }
-}
-
-fn non_empty(v: &Option<String>) -> Option<&str> {
-    v.as_deref().map(str::trim).filter(|s| !s.is_empty())
-}
-
-fn err(name: &'static str, value: &str, expected: impl Into<String>) -> ConfigError {
-    ConfigError {
-        name,
-        shown: value.to_string(),
-        expected: expected.into(),
-    }
-}
-
-fn int_in<T>(
-    name: &'static str,
-    v: &Option<String>,
-    default: T,
-    lo: T,
-    hi: T,
-) -> Result<T, ConfigError>
-where
-    T: std::str::FromStr + PartialOrd + Copy + fmt::Display,
-{
-    match non_empty(v) {
-        None => Ok(default),
-        Some(s) => match s.parse::<T>() {
-            Ok(n) if n >= lo && n <= hi => Ok(n),
-            _ => Err(err(name, s, format!("a whole number from {lo} to {hi}"))),
-        },
-    }
-}
-
-fn secs(
-    name: &'static str,
-    v: &Option<String>,
-    default: u64,
-    lo: u64,
-    hi: u64,
-) -> Result<Duration, ConfigError> {
-    int_in(name, v, default, lo, hi).map(Duration::from_secs)
-}
-
-/// Parses a boolean in the spellings `true/false/1/0/yes/no/on/off`, any case.
-pub fn parse_bool(s: &str) -> Option<bool> {
-    match s.trim().to_ascii_lowercase().as_str() {
-        "true" | "1" | "yes" | "y" | "on" => Some(true),
-        "false" | "0" | "no" | "n" | "off" => Some(false),
-        _ => None,
-    }
-}
-
-fn boolean(name: &'static str, v: &Option<String>, default: bool) -> Result<bool, ConfigError> {
-    match non_empty(v) {
-        None => Ok(default),
-        Some(s) => parse_bool(s).ok_or_else(|| err(name, s, "true/false/1/0/yes/no")),
-    }
-}
-
-fn secret(name: &'static str, v: &Option<String>) -> Option<Secret> {
-    let _ = name;
-    non_empty(v).map(Secret::new)
-}
-
-/// Parses `sqlite://relative/path` or `sqlite:///absolute/path` into a file path.
-pub fn parse_database_url(s: &str) -> Option<PathBuf> {
-    let rest = s.strip_prefix("sqlite://")?;
-    (!rest.is_empty()).then(|| PathBuf::from(rest))
 }
 
 /// Resolves the Daftra site root from `DAFTRA_BASE_URL` or `DAFTRA_SUBDOMAIN`.
@@ -388,18 +299,6 @@ impl Settings {
             )?,
             log_format,
         })
-    }
-}
-
-/// `amqp://user:password@host/vhost` with the password replaced by `***`, for logs.
-pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let userinfo = &url[scheme_end + 3..at];
-            let user = userinfo.split(':').next().unwrap_or("");
-            format!("{}{}:***{}", &url[..scheme_end + 3], user, &url[at..])
-        }
-        _ => url.to_string(),
     }
 }
 
