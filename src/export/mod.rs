@@ -124,32 +124,40 @@ fn snapshot_sql(q: &ExportQuery) -> String {
     }
 }
 
+/// Streams the matching rows of a `snapshot` table in the query's order to `sink`, reading each
+/// row in place from SQLite's buffer.
+fn write_sorted(
+    conn: &rusqlite::Connection,
+    q: &ExportQuery,
+    sink: &mut dyn RowSink,
+) -> Result<u64, ExportError> {
+    let mut n = 0;
+    let mut stmt = conn.prepare(&snapshot_sql(q)).map_err(StoreError::from)?;
+    let mut cursor = stmt.query([q.resource.name]).map_err(StoreError::from)?;
+    while let Some(row) = cursor.next().map_err(StoreError::from)? {
+        let text = row
+            .get_ref(0)
+            .map_err(StoreError::from)?
+            .as_str()
+            .map_err(|e| StoreError::from(rusqlite::Error::from(e)))?;
+        let Ok(stored) = StoredRow::parse(text) else {
+            continue;
+        };
+        if q.matches(&stored) {
+            sink.row(&q.columns, &stored)?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
 /// Writes every matching row to `sink` (blocking: run it off the async executor) and returns
 /// the number of rows written.
 pub fn write_rows(rows: Rows, q: &ExportQuery, sink: &mut dyn RowSink) -> Result<u64, ExportError> {
     let mut n = 0u64;
     sink.header(&q.columns)?;
     match rows {
-        Rows::Snapshot(store) => {
-            let conn = store.reader()?;
-            let mut stmt = conn.prepare(&snapshot_sql(q)).map_err(StoreError::from)?;
-            let mut cursor = stmt.query([q.resource.name]).map_err(StoreError::from)?;
-            while let Some(row) = cursor.next().map_err(StoreError::from)? {
-                // Borrowed from SQLite's buffer: no copy of the text per row.
-                let text = row
-                    .get_ref(0)
-                    .map_err(StoreError::from)?
-                    .as_str()
-                    .map_err(|e| StoreError::from(rusqlite::Error::from(e)))?;
-                let Ok(stored) = StoredRow::parse(text) else {
-                    continue;
-                };
-                if q.matches(&stored) {
-                    sink.row(&q.columns, &stored)?;
-                    n += 1;
-                }
-            }
-        }
+        Rows::Snapshot(store) => n = write_sorted(&store.reader()?, q, sink)?,
         Rows::Live { first, mut rest } => {
             let mut next_page = move || -> Result<Option<Vec<Record>>, ExportError> {
                 match rest.blocking_recv() {
@@ -163,15 +171,33 @@ pub fn write_rows(rows: Rows, q: &ExportQuery, sink: &mut dyn RowSink) -> Result
                 None => next_page(),
             };
             if q.sort_given {
-                let mut all = Vec::new();
-                while let Some(p) = page()? {
-                    all.extend(p.into_iter().filter(|r| q.matches(r)));
+                // Sorted live exports spool to a temporary SQLite file and let SQLite sort
+                // there, so memory stays bounded whatever the row count.
+                let spool = tempfile::NamedTempFile::new()?;
+                let conn = rusqlite::Connection::open(spool.path()).map_err(StoreError::from)?;
+                conn.execute_batch("CREATE TABLE snapshot (resource TEXT NOT NULL, id INTEGER NOT NULL, record TEXT NOT NULL)")
+                    .map_err(StoreError::from)?;
+                {
+                    let tx = conn.unchecked_transaction().map_err(StoreError::from)?;
+                    let mut insert = tx
+                        .prepare("INSERT INTO snapshot VALUES (?1, ?2, ?3)")
+                        .map_err(StoreError::from)?;
+                    while let Some(p) = page()? {
+                        for r in p.iter().filter(|r| q.matches(*r)) {
+                            let text = serde_json::to_string(r).unwrap_or_default();
+                            insert
+                                .execute(rusqlite::params![
+                                    q.resource.name,
+                                    record::key(q.resource, r),
+                                    text
+                                ])
+                                .map_err(StoreError::from)?;
+                        }
+                    }
+                    drop(insert);
+                    tx.commit().map_err(StoreError::from)?;
                 }
-                all.sort_by(|a, b| q.compare(a, b));
-                for r in &all {
-                    sink.row(&q.columns, r)?;
-                }
-                n = all.len() as u64;
+                n = write_sorted(&conn, q, sink)?;
             } else {
                 while let Some(p) = page()? {
                     for r in p.iter().filter(|r| q.matches(*r)) {

@@ -1,11 +1,8 @@
 //! Export query parameters (CONTRACT section 3), validated into an [`ExportQuery`]. Every bad
 //! value is an error naming the parameter.
 
-use serde_json::Value;
-
 use super::row::{Cell, Row};
 use crate::config::parse_bool;
-use crate::record::Record;
 use crate::resource::{Column, ColumnKind, Resource};
 
 /// A query parameter that could not be used.
@@ -217,32 +214,6 @@ impl ExportQuery {
             };
             r.from.as_deref().is_none_or(|f| day >= f) && r.to.as_deref().is_none_or(|t| day <= t)
         })
-    }
-
-    /// Orders two records by the sort column (no value first), then by key.
-    pub fn compare(&self, a: &Record, b: &Record) -> std::cmp::Ordering {
-        let (field, desc) = self.sort;
-        let ord = cmp_values(a.get(field), b.get(field))
-            .then_with(|| cmp_values(a.get(self.resource.key), b.get(self.resource.key)));
-        if desc {
-            ord.reverse()
-        } else {
-            ord
-        }
-    }
-}
-
-fn cmp_values(a: Option<&Value>, b: Option<&Value>) -> std::cmp::Ordering {
-    use std::cmp::Ordering::*;
-    match (a.unwrap_or(&Value::Null), b.unwrap_or(&Value::Null)) {
-        (Value::Null, Value::Null) => Equal,
-        (Value::Null, _) => Less,
-        (_, Value::Null) => Greater,
-        (Value::Number(x), Value::Number(y)) => {
-            x.as_f64().partial_cmp(&y.as_f64()).unwrap_or(Equal)
-        }
-        (Value::String(x), Value::String(y)) => x.cmp(y),
-        (x, y) => x.to_string().cmp(&y.to_string()),
     }
 }
 

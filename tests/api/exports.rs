@@ -503,3 +503,28 @@ async fn the_export_command_writes_the_same_rows() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--status"));
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_sorted_live_export_is_sorted() {
+    let app = spawn_app(Options {
+        publisher: false,
+        ..Default::default()
+    })
+    .await;
+    let body = app.get("/exports/work_orders.csv?source=live&sort=-id&fields=id&status=open,closed,cancelled,draft").await.text().await.unwrap();
+    let ids: Vec<i64> = body.lines().skip(1).map(|l| l.parse().unwrap()).collect();
+    assert_eq!(ids.len(), app.sim.state.records().len());
+    assert!(ids.windows(2).all(|w| w[0] > w[1]), "descending ids");
+    let body = app
+        .get("/exports/work_orders.csv?source=live&sort=budget&fields=budget")
+        .await
+        .text()
+        .await
+        .unwrap();
+    let budgets: Vec<Option<f64>> = body.lines().skip(1).map(|l| l.parse().ok()).collect();
+    assert!(
+        budgets.windows(2).all(|w| w[0] <= w[1]),
+        "ascending budgets, no value first"
+    );
+    app.stop().await;
+}
