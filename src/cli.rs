@@ -168,7 +168,19 @@ async fn export_command(
                     .with_context(|| format!("DATABASE_URL={url:?} is not sqlite://path"))?,
                 None => PathBuf::from("data/daftra-bridge.sqlite3"),
             };
-            Rows::Snapshot(Store::open(&path)?)
+            anyhow::ensure!(
+                path.exists(),
+                "no snapshot at {} (DATABASE_URL): run `daftra-bridge serve` first, or use --source live",
+                path.display()
+            );
+            let store = Store::open(&path)?;
+            anyhow::ensure!(
+                store.has_baseline(resource.name)?,
+                "the snapshot at {} holds no {} yet: wait for the first poll, or use --source live",
+                path.display(),
+                resource.name
+            );
+            Rows::Snapshot(store)
         }
         Source::Live => {
             let settings = Settings::from_raw(&raw, None)?;

@@ -29,7 +29,8 @@ pub struct DemoArgs {
     pub change_every_secs: u64,
 }
 
-/// The queue the demo binds to the exchange and reads from, to show events arriving.
+/// The queue the demo binds to the exchange and reads from, to show events arriving; it exists
+/// only while the demo runs.
 pub const DEMO_QUEUE: &str = "daftra-bridge.demo";
 
 fn demo_settings(sim: &Simulator) -> anyhow::Result<(Settings, Option<tempfile::TempDir>)> {
@@ -119,10 +120,13 @@ async fn print_events(settings: Settings, cancel: CancellationToken) {
             FieldTable::default(),
         )
         .await?;
+        // Exclusive and auto-deleted: the queue goes away with the demo, so it never collects
+        // a later `serve`'s events nor hides unroutable ones.
         ch.queue_declare(
             DEMO_QUEUE,
             QueueDeclareOptions {
-                durable: true,
+                exclusive: true,
+                auto_delete: true,
                 ..Default::default()
             },
             args,
@@ -168,7 +172,7 @@ async fn print_events(settings: Settings, cancel: CancellationToken) {
         Ok::<_, lapin::Error>(())
     };
     if let Err(e) = consume.await {
-        println!("Not printing events: RabbitMQ is not reachable at {} ({e}). Exports and metrics work; events wait in the outbox.",
+        println!("Not printing events: RabbitMQ is not reachable at {} ({e}). Exports and metrics work; events wait in the demo's outbox (a temporary database) until the broker answers.",
             redact_url(settings.amqp_url.expose()));
     }
 }

@@ -255,6 +255,26 @@ pub async fn list(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpRe
 /// `GET /`: a small HTML page with download links and a filter form.
 pub async fn index(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     access::check(&state, &req)?;
+    // A token given in the address travels on in every link and form, or a browser user would
+    // meet a 401 at the first click.
+    let token = access::web_query_pairs(&req)
+        .into_iter()
+        .find(|(k, _)| k == "token")
+        .map(|(_, v)| v);
+    let (link_token, form_token) = match &token {
+        Some(t) => {
+            let encoded = serde_urlencoded::to_string([("token", t)]).unwrap_or_default();
+            let escaped = t
+                .replace('&', "&amp;")
+                .replace('"', "&quot;")
+                .replace('<', "&lt;");
+            (
+                format!("&amp;{encoded}"),
+                format!("<input type=\"hidden\" name=\"token\" value=\"{escaped}\">"),
+            )
+        }
+        None => (String::new(), String::new()),
+    };
     let mut html = String::from(include_str!("index_head.html"));
     for r in RESOURCES {
         let cols: String = r
@@ -263,9 +283,9 @@ pub async fn index(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpR
             .map(|c| format!("<code>{}</code> ", c.name))
             .collect();
         html.push_str(&format!(
-            "<h2>{n}</h2><p><a href=\"/exports/{n}.csv?bom=true\">CSV (Excel)</a> · <a href=\"/exports/{n}.csv\">CSV</a> · \
-             <a href=\"/exports/{n}.xlsx\">XLSX</a></p><p>Columns: {cols}</p>\
-             <form action=\"/exports/{n}.csv\" method=\"get\"><label>format <select onchange=\"this.form.action='/exports/{n}.'+this.value\">\
+            "<h2>{n}</h2><p><a href=\"/exports/{n}.csv?bom=true{link_token}\">CSV (Excel)</a> · <a href=\"/exports/{n}.csv?source=snapshot{link_token}\">CSV</a> · \
+             <a href=\"/exports/{n}.xlsx?source=snapshot{link_token}\">XLSX</a></p><p>Columns: {cols}</p>\
+             <form action=\"/exports/{n}.csv\" method=\"get\">{form_token}<label>format <select onchange=\"this.form.action='/exports/{n}.'+this.value\">\
              <option>csv</option><option>xlsx</option></select></label> \
              <label>status <input name=\"status\" placeholder=\"open,closed\"></label> \
              <label>client_id <input name=\"client_id\" size=\"6\"></label> \
@@ -276,7 +296,8 @@ pub async fn index(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpR
             n = r.name
         ));
     }
-    html.push_str("<p><a href=\"/exports\">/exports</a> (JSON) · <a href=\"/status\">/status</a> · <a href=\"/metrics\">/metrics</a></p></body></html>");
+    let first = link_token.replacen("&amp;", "?", 1);
+    html.push_str(&format!("<p><a href=\"/exports{first}\">/exports</a> (JSON) · <a href=\"/status{first}\">/status</a> · <a href=\"/metrics\">/metrics</a></p></body></html>"));
     Ok(HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
         .body(html))

@@ -310,6 +310,13 @@ async fn the_export_token_guards_exports_but_not_health() {
     assert_eq!(with_header.status(), 200);
     assert_eq!(app.get("/healthz").await.status(), 200);
     assert_eq!(app.get("/metrics").await.status(), 200);
+    // The page keeps a token given in its address in every link and form.
+    let html = app.get("/?token=s3cret-token").await.text().await.unwrap();
+    assert!(
+        html.contains("href=\"/exports/work_orders.xlsx?source=snapshot&amp;token=s3cret-token\""),
+        "{html}"
+    );
+    assert!(html.contains("<input type=\"hidden\" name=\"token\" value=\"s3cret-token\">"));
     app.stop().await;
 }
 
@@ -442,7 +449,10 @@ async fn discovery_lists_the_exports_and_the_page_links_them() {
         .unwrap()
         .starts_with("text/html"));
     let html = page.text().await.unwrap();
-    assert!(html.contains("href=\"/exports/work_orders.xlsx\"") && html.contains("<form"));
+    assert!(
+        html.contains("href=\"/exports/work_orders.xlsx?source=snapshot\"")
+            && html.contains("<form")
+    );
     app.stop().await;
 }
 
@@ -501,6 +511,21 @@ async fn the_export_command_writes_the_same_rows() {
         .unwrap();
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--status"));
+    let missing = std::process::Command::new(env!("CARGO_BIN_EXE_daftra-bridge"))
+        .args(["export", "work_orders", "--source", "snapshot"])
+        .env_clear()
+        .env(
+            "DATABASE_URL",
+            format!("sqlite://{}/none/x.sqlite3", dir.path().display()),
+        )
+        .output()
+        .unwrap();
+    assert!(
+        !missing.status.success(),
+        "no snapshot is an error, not an empty file"
+    );
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no snapshot"));
+    assert!(!dir.path().join("none").exists(), "nothing created");
     app.stop().await;
 }
 
