@@ -150,10 +150,25 @@ async fn export_command(
 ) -> anyhow::Result<()> {
     let resource = crate::resource::by_name(resource)
         .with_context(|| format!("no resource named {resource:?}; try work_orders"))?;
-    let q = ExportQuery::parse(resource, &pairs)
-        .map_err(|e| anyhow::anyhow!("--{}: {}", e.field.replace('_', "-"), e.message))?;
+    let q = ExportQuery::parse(resource, &pairs).map_err(|e| {
+        let flag = if ["fields", "status", "client_id", "staff_id", "sort", "bom"]
+            .contains(&e.field.as_str())
+        {
+            format!("--{}", e.field.replace('_', "-"))
+        } else {
+            format!("--filter {}", e.field)
+        };
+        anyhow::anyhow!("{flag}: {}", e.message)
+    })?;
+    // `-o -` is standard output, as for most command-line tools.
+    let output = output.filter(|p| p.as_os_str() != "-");
+    if format == Format::Xlsx && q.bom {
+        anyhow::bail!("--bom: applies to CSV only");
+    }
     if format == Format::Xlsx && output.is_none() {
-        anyhow::bail!("--output is required for XLSX");
+        anyhow::bail!(
+            "--output FILE is required for XLSX (a workbook is not written to standard output)"
+        );
     }
     let raw = RawEnv::from_env()?;
     let rows = match source {
@@ -206,9 +221,15 @@ async fn export_command(
             }
             (Format::Csv, None) => {
                 let out = std::io::BufWriter::new(std::io::stdout().lock());
-                let n = export::write_rows(rows, &q, &mut CsvSink::new(out, q.bom)?)?;
-                std::io::stdout().flush()?;
-                Ok(n)
+                match export::write_rows(rows, &q, &mut CsvSink::new(out, q.bom)?) {
+                    // A reader that stops early (`| head`) is not a failure.
+                    Err(export::ExportError::Closed) => Ok(0),
+                    Err(e) => Err(e.into()),
+                    Ok(n) => {
+                        let _ = std::io::stdout().flush();
+                        Ok(n)
+                    }
+                }
             }
             (Format::Xlsx, Some(path)) => {
                 let mut sink = XlsxSink::new(&path, q.resource.name);

@@ -269,6 +269,7 @@ impl Publisher {
                             Ok(Err(e)) => e.to_string(),
                             _ => "connection attempt timed out".into(),
                         };
+                        self.broker.set_error(Some(error.clone()));
                         let wait = crate::daftra::retry::BACKOFF_BASE
                             .saturating_mul(1 << attempt.min(10))
                             .min(MAX_RECONNECT_BACKOFF);
@@ -301,6 +302,7 @@ impl Publisher {
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "Publishing stopped; unconfirmed events stay in the outbox");
+                    self.broker.set_error(Some(e.to_string()));
                     self.refresh_pending();
                     if c.status().connected() && c.status().blocked() {
                         // Confirms time out while the broker blocks us: keep the connection.
@@ -331,6 +333,9 @@ impl Publisher {
         }
         self.set_state(BrokerConnection::Disconnected);
         self.refresh_pending();
-        tracing::info!("Publisher stopped");
+        tracing::info!(
+            outbox_pending = self.metrics.outbox_pending.get(),
+            "Publisher stopped; what is pending is published after the next start"
+        );
     }
 }

@@ -62,7 +62,8 @@ impl Application {
             )
         })?;
         let client = Arc::new(DaftraClient::new(settings.daftra.clone(), metrics.clone()));
-        let status = Arc::new(StatusBoard::default());
+        let names: Vec<&str> = RESOURCES.iter().map(|r| r.name).collect();
+        let status = Arc::new(StatusBoard::new(&names));
         let broker = Arc::new(BrokerState::default());
         let outbox_notify = Arc::new(Notify::new());
         let triggers: HashMap<_, _> = RESOURCES

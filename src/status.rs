@@ -28,7 +28,7 @@ pub struct PollStatus {
 
 /// State of the AMQP connection, shared by the publisher, `/readyz`, `/status` and metrics.
 #[derive(Debug, Default)]
-pub struct BrokerState(AtomicU8);
+pub struct BrokerState(AtomicU8, Mutex<Option<String>>);
 
 /// Connection state values.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -43,6 +43,19 @@ pub enum BrokerConnection {
 impl BrokerState {
     pub fn set(&self, c: BrokerConnection) {
         self.0.store(c as u8, Ordering::SeqCst);
+        if c == BrokerConnection::Connected {
+            self.set_error(None);
+        }
+    }
+
+    /// Records why the broker cannot be used (never holding a password), for `/readyz`.
+    pub fn set_error(&self, error: Option<String>) {
+        *self.1.lock().unwrap_or_else(|e| e.into_inner()) = error;
+    }
+
+    /// The last connection or publish error, until the next successful connection.
+    pub fn error(&self) -> Option<String> {
+        self.1.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
     pub fn get(&self) -> BrokerConnection {
         match self.0.load(Ordering::SeqCst) {
@@ -60,6 +73,31 @@ pub struct StatusBoard {
 }
 
 impl StatusBoard {
+    /// A board listing `resources`, each with no poll yet and zero changes.
+    pub fn new(resources: &[&str]) -> Self {
+        let zero = || {
+            ["created", "updated", "deleted"]
+                .into_iter()
+                .map(|op| (op.to_string(), 0))
+                .collect()
+        };
+        let polls = resources
+            .iter()
+            .map(|r| {
+                (
+                    r.to_string(),
+                    PollStatus {
+                        changes: zero(),
+                        ..Default::default()
+                    },
+                )
+            })
+            .collect();
+        StatusBoard {
+            polls: Mutex::new(polls),
+        }
+    }
+
     /// Applies `f` to the status of `resource`.
     pub fn update(&self, resource: &str, f: impl FnOnce(&mut PollStatus)) {
         let mut polls = self.polls.lock().unwrap_or_else(|e| e.into_inner());

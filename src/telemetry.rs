@@ -6,7 +6,13 @@ use crate::config::LogFormat;
 
 /// Installs the global subscriber; `RUST_LOG` filters (default `info`). Safe to call twice.
 pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(v) if !v.trim().is_empty() => EnvFilter::try_new(&v).unwrap_or_else(|e| {
+            eprintln!("daftra-bridge: RUST_LOG={v:?} is not a valid filter ({e}); using info");
+            EnvFilter::new("info")
+        }),
+        _ => EnvFilter::new("info"),
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -137,7 +137,15 @@ pub fn resolve_base_url(raw: &RawEnv) -> Result<Option<String>, ConfigError> {
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             return Err(err("DAFTRA_BASE_URL", url, "an http:// or https:// URL"));
         }
-        return Ok(Some(url.trim_end_matches('/').to_string()));
+        let root = url.trim_end_matches('/');
+        if root.ends_with("/api2") || root.contains("/api2/") {
+            return Err(err(
+                "DAFTRA_BASE_URL",
+                url,
+                "the site root without /api2, for example https://acme.daftra.com",
+            ));
+        }
+        return Ok(Some(root.to_string()));
     }
     if let Some(sub) = non_empty(&raw.daftra_subdomain) {
         if !sub.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {

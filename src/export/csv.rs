@@ -73,7 +73,10 @@ impl<W: Write> RowSink for CsvSink<W> {
     }
 
     fn finish(&mut self) -> Result<(), ExportError> {
-        self.writer.flush().map_err(ExportError::Io)
+        self.writer.flush().map_err(|e| match e.kind() {
+            io::ErrorKind::BrokenPipe => ExportError::Closed,
+            _ => ExportError::Io(e),
+        })
     }
 }
 

@@ -87,12 +87,12 @@ impl ExportQuery {
         let mut q = Self::all(resource);
         let mut seen = std::collections::HashSet::new();
         for (key, value) in pairs {
+            if !seen.insert(key.as_str()) {
+                return Err(bad(key, "given more than once"));
+            }
             // An empty value counts as not given: browsers send every field of a form.
             if key == "token" || value.trim().is_empty() {
                 continue;
-            }
-            if !seen.insert(key.as_str()) {
-                return Err(bad(key, "given more than once"));
             }
             let v = value.trim();
             match key.as_str() {

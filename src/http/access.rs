@@ -27,7 +27,10 @@ pub fn check(state: &AppState, req: &HttpRequest) -> Result<(), ApiError> {
         .headers()
         .get("authorization")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").map(str::to_string));
+        .and_then(|v| v.split_once(' '))
+        // The scheme is case-insensitive (RFC 9110 section 11.1).
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim().to_string());
     let given = header.or_else(|| query_token(req)).unwrap_or_default();
     if bool::from(given.as_bytes().ct_eq(expected.expose().as_bytes())) {
         Ok(())

@@ -87,6 +87,22 @@ impl ResponseError for ApiError {
     }
 }
 
+/// A route answering GET and HEAD (HEAD without a body, for probes and `curl -I`), and 405 to
+/// any other method.
+fn get_or_head(path: &str, handler: actix_web::Route) -> actix_web::Resource {
+    only(
+        path,
+        handler.guard(actix_web::guard::Any(actix_web::guard::Get()).or(actix_web::guard::Head())),
+    )
+}
+
+/// A route for one method; other methods get 405 with a JSON body.
+fn only(path: &str, route: actix_web::Route) -> actix_web::Resource {
+    web::resource(path).route(route).default_service(web::to(|| async {
+        HttpResponse::MethodNotAllowed().json(json!({"error": "method_not_allowed", "message": "this route does not answer that method"}))
+    }))
+}
+
 /// Builds the actix `App` factory with every route and the request metrics.
 pub fn app(
     state: AppState,
@@ -132,14 +148,14 @@ pub fn app(
                 Ok(res)
             }
         })
-        .route("/", web::get().to(exports::index))
-        .route("/exports", web::get().to(exports::list))
-        .route("/exports/{file}", web::get().to(exports::download))
-        .route("/poll/{resource}", web::post().to(ops::poll))
-        .route("/status", web::get().to(ops::status))
-        .route("/healthz", web::get().to(ops::healthz))
-        .route("/readyz", web::get().to(ops::readyz))
-        .route("/metrics", web::get().to(ops::metrics))
+        .service(get_or_head("/", web::to(exports::index)))
+        .service(get_or_head("/exports", web::to(exports::list)))
+        .service(only("/exports/{file}", web::get().to(exports::download)))
+        .service(only("/poll/{resource}", web::post().to(ops::poll)))
+        .service(get_or_head("/status", web::to(ops::status)))
+        .service(get_or_head("/healthz", web::to(ops::healthz)))
+        .service(get_or_head("/readyz", web::to(ops::readyz)))
+        .service(get_or_head("/metrics", web::to(ops::metrics)))
         .default_service(web::to(|| async {
             ApiError::NotFound("no such route".into()).error_response()
         }))

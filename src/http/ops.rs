@@ -24,7 +24,10 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     match state.broker.get() {
         BrokerConnection::Connected => {}
         BrokerConnection::Blocked => problems.push(json!({"component": "broker", "message": "RabbitMQ blocks publishing (resource alarm)"})),
-        BrokerConnection::Disconnected => problems.push(json!({"component": "broker", "message": "not connected to RabbitMQ"})),
+        BrokerConnection::Disconnected => problems.push(json!({"component": "broker", "message": match state.broker.error() {
+            Some(e) => format!("not connected to RabbitMQ: {e}"),
+            None => "not connected to RabbitMQ".into(),
+        }})),
     }
     if problems.is_empty() {
         HttpResponse::Ok().json(json!({"status": "ready"}))
@@ -81,7 +84,7 @@ pub async fn poll(
     let trigger = state
         .triggers
         .get(resource.as_str())
-        .ok_or_else(|| ApiError::NotFound(format!("no resource named {resource:?}")))?;
+        .ok_or_else(|| ApiError::NotFound(format!("no resource named {:?}", resource.as_str())))?;
     let joined = trigger.request();
     Ok(HttpResponse::Accepted()
         .json(json!({"resource": resource.as_str(), "started": !joined, "joined_running": joined})))

@@ -34,7 +34,7 @@ pub enum Drift {
 
 /// Faults the simulator injects; every counter counts down as requests consume it.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct Faults {
     /// Added to every API request, in milliseconds.
     pub latency_ms: u64,

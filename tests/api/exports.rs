@@ -308,6 +308,18 @@ async fn the_export_token_guards_exports_but_not_health() {
         .await
         .unwrap();
     assert_eq!(with_header.status(), 200);
+    let lower_case = app
+        .http
+        .get(format!("{}/exports", app.base))
+        .header("authorization", "bearer s3cret-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(lower_case.status(), 200, "the scheme is case-insensitive");
+    let twice = app
+        .get("/exports/work_orders.csv?token=s3cret-token&token=s3cret-token")
+        .await;
+    assert_eq!(twice.status(), 400);
     assert_eq!(app.get("/healthz").await.status(), 200);
     assert_eq!(app.get("/metrics").await.status(), 200);
     // The page keeps a token given in its address in every link and form.

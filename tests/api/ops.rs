@@ -170,6 +170,20 @@ async fn readiness_follows_the_broker_and_status_reports_the_last_poll() {
             .status(),
         404
     );
+    assert_eq!(
+        app.get("/poll/work_orders").await.status(),
+        405,
+        "wrong method"
+    );
+    assert_eq!(
+        app.http
+            .head(format!("{}/healthz", app.base))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
     app.stop().await;
 
     // A broker that does not answer: not ready, and the reason is named.
@@ -185,6 +199,20 @@ async fn readiness_follows_the_broker_and_status_reports_the_last_poll() {
     assert_eq!(resp.status(), 503);
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["problems"][0]["component"], "broker");
+    let mut named = false;
+    for _ in 0..50 {
+        let body: Value = app.get("/readyz").await.json().await.unwrap();
+        let message = body["problems"][0]["message"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        if message.starts_with("not connected to RabbitMQ: ") {
+            named = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(named, "readiness says why the broker is unusable");
     assert_eq!(app.get("/healthz").await.status(), 200);
     app.stop().await;
 }

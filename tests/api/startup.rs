@@ -31,6 +31,11 @@ fn a_bad_variable_stops_start_up_naming_it() {
         ("BIND_ADDR", "localhost", "host:port"),
         ("LOG_FORMAT", "xml", "text or json"),
         ("AMQP_URL", "http://broker", "amqp://"),
+        (
+            "DAFTRA_BASE_URL",
+            "https://acme.daftra.com/api2",
+            "without /api2",
+        ),
     ] {
         let started = Instant::now();
         let out = bridge()
