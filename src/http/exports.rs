@@ -88,6 +88,37 @@ async fn rows(state: &AppState, q: &ExportQuery) -> Result<Rows, ApiError> {
     }
 }
 
+/// Where the rows come from: `X-Data-Source: snapshot|live`, and for a snapshot the end of the
+/// last successful poll (`X-Snapshot-Polled-At`, RFC 3339) when this process has seen one, so a
+/// stale file can be told from a fresh one.
+fn provenance(state: &AppState, q: &ExportQuery, rows: &Rows) -> Vec<(&'static str, String)> {
+    match rows {
+        Rows::Live { .. } => vec![("X-Data-Source", "live".into())],
+        Rows::Snapshot(_) => {
+            let mut h = vec![("X-Data-Source", "snapshot".into())];
+            if let Some(at) = state
+                .status
+                .snapshot()
+                .get(q.resource.name)
+                .and_then(|s| s.last_success.clone())
+            {
+                h.push(("X-Snapshot-Polled-At", at));
+            }
+            h
+        }
+    }
+}
+
+fn with_provenance(
+    mut builder: actix_web::HttpResponseBuilder,
+    headers: Vec<(&'static str, String)>,
+) -> actix_web::HttpResponseBuilder {
+    for h in headers {
+        builder.insert_header(h);
+    }
+    builder
+}
+
 fn record_export(
     state: &AppState,
     q: &ExportQuery,
@@ -148,6 +179,7 @@ pub async fn download(
     match format {
         Format::Csv => {
             let rows = rows(&state, &q).await?;
+            let provenance = provenance(&state, &q, &rows);
             let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(8);
             let st = state.get_ref().clone();
             tokio::task::spawn_blocking(move || {
@@ -162,7 +194,7 @@ pub async fn download(
                     let _ = err_tx.blocking_send(Err(std::io::Error::other(e.to_string())));
                 }
             });
-            Ok(HttpResponse::Ok()
+            Ok(with_provenance(HttpResponse::Ok(), provenance)
                 .content_type("text/csv; charset=utf-8")
                 .insert_header(disposition)
                 .streaming(ReceiverStream::new(rx)))
@@ -175,6 +207,7 @@ pub async fn download(
                 .await
                 .map_err(|e| ApiError::Internal(e.to_string()))?;
             let rows = rows(&state, &q).await?;
+            let provenance = provenance(&state, &q, &rows);
             let st = state.get_ref().clone();
             let built = tokio::task::spawn_blocking(move || {
                 let _permit = permit;
@@ -212,7 +245,7 @@ pub async fn download(
                 .map_err(|e| ApiError::Internal(e.to_string()))?
                 .len();
             drop(tmp);
-            Ok(HttpResponse::Ok()
+            Ok(with_provenance(HttpResponse::Ok(), provenance)
                 .content_type("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
                 .insert_header(disposition)
                 .no_chunking(len)

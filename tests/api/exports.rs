@@ -75,6 +75,11 @@ async fn csv_equals_the_simulator_records_field_by_field() {
     let resp = app.get("/exports/work_orders.csv").await;
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["content-type"], "text/csv; charset=utf-8");
+    assert_eq!(resp.headers()["x-data-source"], "snapshot");
+    assert!(
+        resp.headers().contains_key("x-snapshot-polled-at"),
+        "the snapshot's age is told"
+    );
     let cd = resp.headers()["content-disposition"]
         .to_str()
         .unwrap()
@@ -339,6 +344,10 @@ async fn live_source_reads_daftra_and_an_outage_without_snapshot_is_503() {
         ..Default::default()
     })
     .await;
+    let live = app
+        .get("/exports/work_orders.csv?source=live&fields=id")
+        .await;
+    assert_eq!(live.headers()["x-data-source"], "live");
     let body = app
         .get("/exports/work_orders.csv?source=live&fields=id")
         .await
