@@ -162,3 +162,16 @@ fn every_variable_the_code_reads_is_documented() {
     }
     assert!(count >= 20, "read the RawEnv fields ({count})");
 }
+
+#[test]
+fn every_cargo_target_names_its_path_for_the_docker_dependency_layer() {
+    // The Dockerfile builds dependencies against placeholder files made from the `path = ` lines.
+    let manifest = read("Cargo.toml");
+    for block in manifest.split("[[").skip(1) {
+        let block = block.split("\n[").next().unwrap();
+        assert!(
+            block.contains("path = "),
+            "a target without an explicit path: [[{block}"
+        );
+    }
+}
