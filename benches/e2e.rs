@@ -33,8 +33,8 @@ use daftra_bridge::store::{SnapshotWrite, Store};
 use futures::{StreamExt, TryStreamExt};
 use heap::{heap_live, heap_peak, reset_heap_peak};
 use lapin::options::{
-    ConfirmSelectOptions, ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions,
-    QueueDeclareOptions, QueueDeleteOptions,
+    ConfirmSelectOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions,
+    QueueDeleteOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
 use serde_json::{Map, Value};
@@ -842,17 +842,7 @@ fn fill_snapshot(path: &Path, n: usize) -> anyhow::Result<()> {
 /// A bounded, exclusive queue bound to `exchange` (declared here, as the publisher does), so
 /// events are routable (no `mandatory` returns) and do not pile up in the broker.
 async fn bind_bounded_queue(channel: &lapin::Channel, exchange: &str) -> anyhow::Result<String> {
-    channel
-        .exchange_declare(
-            exchange,
-            lapin::ExchangeKind::Topic,
-            ExchangeDeclareOptions {
-                durable: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await?;
+    publisher::declare_exchange(channel, exchange).await?;
     let queue = format!("{exchange}.sink");
     let mut queue_args = FieldTable::default();
     queue_args.insert("x-max-length".into(), AMQPValue::LongInt(1000));

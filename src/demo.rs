@@ -110,16 +110,7 @@ async fn print_events(settings: Settings, cancel: CancellationToken) {
         let ch = conn.create_channel().await?;
         let mut args = FieldTable::default();
         args.insert("x-max-length".into(), AMQPValue::LongInt(10_000));
-        ch.exchange_declare(
-            &settings.amqp_exchange,
-            lapin::ExchangeKind::Topic,
-            lapin::options::ExchangeDeclareOptions {
-                durable: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await?;
+        crate::publisher::declare_exchange(&ch, &settings.amqp_exchange).await?;
         // Exclusive and auto-deleted: the queue goes away with the demo, so it never collects
         // a later `serve`'s events nor hides unroutable ones.
         ch.queue_declare(

@@ -62,23 +62,33 @@ pub struct Metrics {
     pub build_info: Gauge,
 }
 
+/// Registers `metric` on `r` and hands it back; names are fixed here, so a clash is a bug.
+fn register<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, metric: T) -> T {
+    r.register(Box::new(metric.clone())).expect("unique metric");
+    metric
+}
+
+fn int_gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
+    register(r, IntGauge::new(name, help).expect("valid metric"))
+}
+
 fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
-    r.register(Box::new(c.clone())).expect("unique metric");
-    c
+    register(
+        r,
+        IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric"),
+    )
 }
 
 fn histogram(r: &Registry, name: &str, help: &str, labels: &[&str]) -> HistogramVec {
     let opts = HistogramOpts::new(name, help).buckets(DURATION_BUCKETS.to_vec());
-    let h = HistogramVec::new(opts, labels).expect("valid metric");
-    r.register(Box::new(h.clone())).expect("unique metric");
-    h
+    register(r, HistogramVec::new(opts, labels).expect("valid metric"))
 }
 
 fn int_gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
-    let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
-    r.register(Box::new(g.clone())).expect("unique metric");
-    g
+    register(
+        r,
+        IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric"),
+    )
 }
 
 impl Metrics {
@@ -90,44 +100,40 @@ impl Metrics {
             prometheus::process_collector::ProcessCollector::for_self(),
         ))
         .expect("process collector");
-        let poll_last_success = GaugeVec::new(
-            Opts::new(
-                "bridge_poll_last_success_timestamp_seconds",
-                "Unix time in seconds of the last successful poll.",
-            ),
-            &["resource"],
-        )
-        .expect("valid metric");
-        r.register(Box::new(poll_last_success.clone()))
-            .expect("unique metric");
-        let outbox_pending = IntGauge::new(
+        let poll_last_success = register(
+            &r,
+            GaugeVec::new(
+                Opts::new(
+                    "bridge_poll_last_success_timestamp_seconds",
+                    "Unix time in seconds of the last successful poll.",
+                ),
+                &["resource"],
+            )
+            .expect("valid metric"),
+        );
+        let outbox_pending = int_gauge(
+            &r,
             "bridge_outbox_pending",
             "Events in the outbox awaiting a publisher confirm.",
-        )
-        .expect("valid metric");
-        r.register(Box::new(outbox_pending.clone()))
-            .expect("unique metric");
-        let broker_connected = IntGauge::new(
+        );
+        let broker_connected = int_gauge(
+            &r,
             "bridge_broker_connected",
             "1 while the AMQP connection is open and not blocked by the broker, else 0.",
-        )
-        .expect("valid metric");
-        r.register(Box::new(broker_connected.clone()))
-            .expect("unique metric");
-        let broker_blocked = IntGauge::new(
+        );
+        let broker_blocked = int_gauge(
+            &r,
             "bridge_broker_blocked",
             "1 while RabbitMQ blocks publishers (memory or disk alarm), else 0.",
-        )
-        .expect("valid metric");
-        r.register(Box::new(broker_blocked.clone()))
-            .expect("unique metric");
-        let build_info = Gauge::with_opts(
-            Opts::new("bridge_build_info", "Always 1; the version is a label.")
-                .const_label("version", env!("CARGO_PKG_VERSION")),
-        )
-        .expect("valid metric");
-        r.register(Box::new(build_info.clone()))
-            .expect("unique metric");
+        );
+        let build_info = register(
+            &r,
+            Gauge::with_opts(
+                Opts::new("bridge_build_info", "Always 1; the version is a label.")
+                    .const_label("version", env!("CARGO_PKG_VERSION")),
+            )
+            .expect("valid metric"),
+        );
         build_info.set(1.0);
 
         let m = Metrics {

@@ -97,7 +97,13 @@ impl Poller {
             .poll_duration
             .with_label_values(&[n])
             .observe(elapsed.as_secs_f64());
-        let records = self.store.snapshot_len(n).unwrap_or_default();
+        // A COUNT over the snapshot: off the async executor like every other store access.
+        let store = self.store.clone();
+        let records = tokio::task::spawn_blocking(move || store.snapshot_len(n))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default();
         self.status.update(n, |s| {
             s.polling = false;
             s.last_poll_ended = Some(now_rfc3339());

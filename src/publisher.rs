@@ -67,23 +67,28 @@ pub async fn connect(url: &Secret) -> Result<Connection, lapin::Error> {
     Connection::connect(url.expose(), props).await
 }
 
+/// Declares the durable topic exchange the events go to (idempotent; CONTRACT section 4).
+pub async fn declare_exchange(channel: &Channel, exchange: &str) -> Result<(), lapin::Error> {
+    channel
+        .exchange_declare(
+            exchange,
+            ExchangeKind::Topic,
+            ExchangeDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+}
+
 impl Publisher {
     async fn open_channel(&self, conn: &Connection) -> Result<Channel, lapin::Error> {
         let channel = conn.create_channel().await?;
         channel
             .confirm_select(ConfirmSelectOptions::default())
             .await?;
-        channel
-            .exchange_declare(
-                &self.exchange,
-                ExchangeKind::Topic,
-                ExchangeDeclareOptions {
-                    durable: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await?;
+        declare_exchange(&channel, &self.exchange).await?;
         Ok(channel)
     }
 

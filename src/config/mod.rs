@@ -167,7 +167,7 @@ fn resolve_auth(raw: &RawEnv) -> Result<DaftraAuth, ConfigError> {
         .iter()
         .filter(|(_, v)| non_empty(v).is_some())
         .collect();
-    if let Some(key) = secret("DAFTRA_API_KEY", &raw.daftra_api_key) {
+    if let Some(key) = secret(&raw.daftra_api_key) {
         return Ok(DaftraAuth::ApiKey(key));
     }
     if given.len() == oauth.len() {
@@ -175,12 +175,11 @@ fn resolve_auth(raw: &RawEnv) -> Result<DaftraAuth, ConfigError> {
             client_id: non_empty(&raw.daftra_client_id)
                 .unwrap_or_default()
                 .to_string(),
-            client_secret: secret("DAFTRA_CLIENT_SECRET", &raw.daftra_client_secret)
-                .expect("checked"),
+            client_secret: secret(&raw.daftra_client_secret).expect("checked"),
             username: non_empty(&raw.daftra_username)
                 .unwrap_or_default()
                 .to_string(),
-            password: secret("DAFTRA_PASSWORD", &raw.daftra_password).expect("checked"),
+            password: secret(&raw.daftra_password).expect("checked"),
         });
     }
     let missing = oauth
@@ -290,7 +289,7 @@ impl Settings {
                 600,
             )?,
             bind_addr,
-            export_token: secret("EXPORT_TOKEN", &raw.export_token),
+            export_token: secret(&raw.export_token),
             max_xlsx_builds: int_in(
                 "EXPORT_MAX_XLSX_BUILDS",
                 &raw.export_max_xlsx_builds,

@@ -68,8 +68,7 @@ pub(super) fn boolean(
     }
 }
 
-pub(super) fn secret(name: &'static str, v: &Option<String>) -> Option<Secret> {
-    let _ = name;
+pub(super) fn secret(v: &Option<String>) -> Option<Secret> {
     non_empty(v).map(Secret::new)
 }
 

@@ -11,10 +11,7 @@ use daftra_bridge::resource::WORK_ORDERS;
 use daftra_bridge::sim::{SimConfig, Simulator};
 use daftra_bridge::startup::Application;
 use futures::StreamExt;
-use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, ExchangeDeclareOptions, QueueBindOptions,
-    QueueDeclareOptions,
-};
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -146,17 +143,9 @@ pub async fn declare_exchange(exchange: &str) {
         .await
         .expect("RabbitMQ is running (tests/run.sh starts it)");
     let ch = conn.create_channel().await.unwrap();
-    ch.exchange_declare(
-        exchange,
-        lapin::ExchangeKind::Topic,
-        ExchangeDeclareOptions {
-            durable: true,
-            ..Default::default()
-        },
-        FieldTable::default(),
-    )
-    .await
-    .unwrap();
+    daftra_bridge::publisher::declare_exchange(&ch, exchange)
+        .await
+        .unwrap();
     let _ = conn.close(200, "declared").await;
 }
 
