@@ -66,11 +66,7 @@ fn normalise_number_text(s: &str) -> String {
 
 #[tokio::test]
 async fn csv_equals_the_simulator_records_field_by_field() {
-    let app = spawn_app(Options {
-        publisher: false,
-        ..Default::default()
-    })
-    .await;
+    let app = spawn_app(Options::without_publisher()).await;
     app.poll().await;
     let resp = app.get("/exports/work_orders.csv").await;
     assert_eq!(resp.status(), 200);
@@ -119,11 +115,7 @@ async fn csv_equals_the_simulator_records_field_by_field() {
 
 #[tokio::test]
 async fn xlsx_holds_the_same_data_with_numbers_and_dates_typed() {
-    let app = spawn_app(Options {
-        publisher: false,
-        ..Default::default()
-    })
-    .await;
+    let app = spawn_app(Options::without_publisher()).await;
     app.poll().await;
     let resp = app.get("/exports/work_orders.xlsx").await;
     assert_eq!(resp.status(), 200);
@@ -197,11 +189,7 @@ async fn xlsx_holds_the_same_data_with_numbers_and_dates_typed() {
 
 #[tokio::test]
 async fn filters_fields_and_sort_apply() {
-    let app = spawn_app(Options {
-        publisher: false,
-        ..Default::default()
-    })
-    .await;
+    let app = spawn_app(Options::without_publisher()).await;
     app.poll().await;
     let body = app
         .get("/exports/work_orders.csv?fields=status,id&status=open,2&sort=-id")
@@ -254,11 +242,7 @@ async fn filters_fields_and_sort_apply() {
 
 #[tokio::test]
 async fn bad_parameters_are_400_naming_the_parameter() {
-    let app = spawn_app(Options {
-        publisher: false,
-        ..Default::default()
-    })
-    .await;
+    let app = spawn_app(Options::without_publisher()).await;
     app.poll().await;
     for (query, field) in [
         ("stauts=1", "stauts"),
@@ -339,11 +323,7 @@ async fn the_export_token_guards_exports_but_not_health() {
 
 #[tokio::test]
 async fn live_source_reads_daftra_and_an_outage_without_snapshot_is_503() {
-    let app = spawn_app(Options {
-        publisher: false,
-        ..Default::default()
-    })
-    .await;
+    let app = spawn_app(Options::without_publisher()).await;
     let live = app
         .get("/exports/work_orders.csv?source=live&fields=id")
         .await;
@@ -449,11 +429,7 @@ async fn hard_text_round_trips_through_csv_and_xlsx() {
 
 #[tokio::test]
 async fn discovery_lists_the_exports_and_the_page_links_them() {
-    let app = spawn_app(Options {
-        publisher: false,
-        ..Default::default()
-    })
-    .await;
+    let app = spawn_app(Options::without_publisher()).await;
     let v: Value = app.get("/exports").await.json().await.unwrap();
     let wo = &v["exports"][0];
     assert_eq!(wo["resource"], "work_orders");
@@ -479,11 +455,7 @@ async fn discovery_lists_the_exports_and_the_page_links_them() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_export_command_writes_the_same_rows() {
-    let app = spawn_app(Options {
-        publisher: false,
-        ..Default::default()
-    })
-    .await;
+    let app = spawn_app(Options::without_publisher()).await;
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("wo.csv");
     let status = std::process::Command::new(env!("CARGO_BIN_EXE_daftra-bridge"))
@@ -552,11 +524,7 @@ async fn the_export_command_writes_the_same_rows() {
 
 #[tokio::test]
 async fn a_sorted_live_export_is_sorted() {
-    let app = spawn_app(Options {
-        publisher: false,
-        ..Default::default()
-    })
-    .await;
+    let app = spawn_app(Options::without_publisher()).await;
     let body = app.get("/exports/work_orders.csv?source=live&sort=-id&fields=id&status=open,closed,cancelled,draft").await.text().await.unwrap();
     let ids: Vec<i64> = body.lines().skip(1).map(|l| l.parse().unwrap()).collect();
     assert_eq!(ids.len(), app.sim.state.records().len());

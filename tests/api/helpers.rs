@@ -46,6 +46,16 @@ pub struct Options {
     pub publisher: bool,
 }
 
+impl Options {
+    /// Defaults, with no publisher: for tests of exports, polls and the upstream alone.
+    pub fn without_publisher() -> Self {
+        Options {
+            publisher: false,
+            ..Default::default()
+        }
+    }
+}
+
 impl Default for Options {
     fn default() -> Self {
         Options {

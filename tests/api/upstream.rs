@@ -24,11 +24,7 @@ async fn rate_limits_are_retried_honouring_both_retry_after_forms() {
         RetryAfterForm::HttpDate,
         RetryAfterForm::Absent,
     ] {
-        let app = spawn_app(Options {
-            publisher: false,
-            ..Default::default()
-        })
-        .await;
+        let app = spawn_app(Options::without_publisher()).await;
         app.sim.state.set_faults(Faults {
             rate_limited_next: 2,
             retry_after: form,
@@ -171,11 +167,7 @@ async fn a_record_deleted_while_paging_gives_exactly_one_delete() {
 
 #[tokio::test]
 async fn an_unreadable_record_keeps_its_snapshot_and_is_never_deleted() {
-    let app = spawn_app(Options {
-        publisher: false,
-        ..Default::default()
-    })
-    .await;
+    let app = spawn_app(Options::without_publisher()).await;
     app.poll().await;
     app.sim.state.update(
         9,
