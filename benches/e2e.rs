@@ -24,7 +24,7 @@ use daftra_bridge::events::{to_outbox, OutboxEvent};
 use daftra_bridge::poller::Poller;
 use daftra_bridge::publisher;
 use daftra_bridge::record;
-use daftra_bridge::resource::WORK_ORDERS;
+use daftra_bridge::catalogue::default_resource;
 use daftra_bridge::scan::scan;
 use daftra_bridge::sim::{Faults, SimConfig, Simulator};
 use daftra_bridge::startup::Application;
@@ -200,7 +200,7 @@ async fn wait_for_first_poll(port: u16) -> anyhow::Result<Value> {
     while Instant::now() < deadline {
         if let Ok(resp) = http.get(&url).send().await {
             let body: Value = resp.json().await.unwrap_or_default();
-            let entry = &body["resources"][WORK_ORDERS.name];
+            let entry = &body["resources"][default_resource().name.as_str()];
             if entry["last_outcome"].is_string() {
                 return Ok(entry.clone());
             }
@@ -302,7 +302,7 @@ impl Bench {
         reset_peak_rss();
         reset_heap_peak();
         let started = Instant::now();
-        let outcome = self.poller().poll_once(&WORK_ORDERS).await?;
+        let outcome = self.poller().poll_once(default_resource()).await?;
         let took = started.elapsed().as_secs_f64();
         let (peak, heap_peak) = (proc_status_bytes("VmHWM"), heap_peak());
         anyhow::ensure!(
@@ -347,11 +347,11 @@ impl Bench {
         log("second scan (1% changed) and diff");
         let client = self.poller().client.clone();
         let (heap0, started) = (heap_live(), Instant::now());
-        let scanned = scan(&client, &WORK_ORDERS).await?;
+        let scanned = scan(&client, default_resource()).await?;
         let scan_step = Step::since(started, heap0);
         anyhow::ensure!(scanned.invalid.is_empty(), "invalid records in the scan");
         let store = self.poller().store.clone();
-        let (snapshot, load) = Step::measure(|| store.load_snapshot(WORK_ORDERS.name));
+        let (snapshot, load) = Step::measure(|| store.load_snapshot(&default_resource().name));
         let snapshot = snapshot?;
         let commit = self.time_baseline_commit(&scanned.records)?;
         let (d, diff_step) =
@@ -403,7 +403,7 @@ impl Bench {
             })
             .collect();
         let store = Store::open(&self.dir.path().join("commit.sqlite3"))?;
-        let (done, step) = Step::measure(|| store.commit_poll(WORK_ORDERS.name, &writes, &[]));
+        let (done, step) = Step::measure(|| store.commit_poll(&default_resource().name, &writes, &[]));
         done?;
         Ok(step)
     }
@@ -515,16 +515,16 @@ impl Bench {
         let client = self.poller().client.clone();
         let started = Instant::now();
         for page in 1..=SAMPLE {
-            client.list_page(&WORK_ORDERS, page as u64).await?;
+            client.list_page(default_resource(), page as u64).await?;
         }
         let parsed = started.elapsed().as_secs_f64() / SAMPLE as f64;
         let started = Instant::now();
-        let pages: Vec<_> = client.pages(&WORK_ORDERS).try_collect().await?;
+        let pages: Vec<_> = client.pages(default_resource()).try_collect().await?;
         let fetch = started.elapsed().as_secs_f64();
         let started = Instant::now();
         for raw in pages.into_iter().flat_map(|p| p.records) {
-            let r = record::normalise_owned(&WORK_ORDERS, raw)?;
-            black_box(Scanned::new(record::key(&WORK_ORDERS, &r), &r));
+            let r = record::normalise_owned(default_resource(), raw)?.record;
+            black_box(Scanned::new(record::key(default_resource(), &r), &r));
         }
         let normalise = started.elapsed().as_secs_f64();
         self.figures.push(Figure::info(
@@ -813,9 +813,9 @@ impl Baseline {
 fn fill_outbox(store: &Store, base: &str, n: usize) -> anyhow::Result<()> {
     let time = now_rfc3339();
     let events: Vec<OutboxEvent> = (1..=n as i64)
-        .map(|id| to_outbox(&WORK_ORDERS, base, &time, &common::updated_change(id)))
+        .map(|id| to_outbox(default_resource(), base, &time, &common::updated_change(id)))
         .collect();
-    store.commit_poll(WORK_ORDERS.name, &[], &events)?;
+    store.commit_poll(&default_resource().name, &[], &events)?;
     Ok(())
 }
 
@@ -834,7 +834,7 @@ fn fill_snapshot(path: &Path, n: usize) -> anyhow::Result<()> {
                 }
             })
             .collect();
-        store.commit_poll(WORK_ORDERS.name, &writes, &[])?;
+        store.commit_poll(&default_resource().name, &writes, &[])?;
     }
     Ok(())
 }

@@ -23,7 +23,7 @@ use daftra_bridge::export::csv::CsvSink;
 use daftra_bridge::export::xlsx::XlsxSink;
 use daftra_bridge::export::{ExportQuery, RowSink, StoredRow};
 use daftra_bridge::record::{self, Record};
-use daftra_bridge::resource::{Column, WORK_ORDERS};
+use daftra_bridge::catalogue::{Column, default_resource};
 
 const DIFF_RECORDS: usize = 100_000;
 const CSV_RECORDS: usize = 100_000;
@@ -32,7 +32,7 @@ const XLSX_RECORDS: usize = 20_000;
 const CHANGED_EVERY: i64 = 100;
 
 fn columns() -> Vec<&'static Column> {
-    ExportQuery::all(&WORK_ORDERS).columns
+    ExportQuery::all(default_resource()).columns
 }
 
 /// The stored snapshot of `records`: id -> canonical JSON, as `Store::load_snapshot` returns it.
@@ -40,7 +40,7 @@ fn snapshot_of(records: &[Record]) -> HashMap<i64, String> {
     records
         .iter()
         .map(|r| {
-            let s = Scanned::new(record::key(&WORK_ORDERS, r), r);
+            let s = Scanned::new(record::key(default_resource(), r), r);
             (s.id, s.canonical)
         })
         .collect()
@@ -75,7 +75,7 @@ fn bench_diff(c: &mut Criterion) {
 fn scanned(records: &[Record]) -> Vec<Scanned> {
     records
         .iter()
-        .map(|r| Scanned::new(record::key(&WORK_ORDERS, r), r))
+        .map(|r| Scanned::new(record::key(default_resource(), r), r))
         .collect()
 }
 
@@ -128,7 +128,7 @@ fn bench_xlsx(c: &mut Criterion) {
     g.throughput(Throughput::Elements(XLSX_RECORDS as u64));
     g.bench_function("xlsx_20k", |b| {
         b.iter(|| {
-            let mut sink = XlsxSink::new(&path, WORK_ORDERS.name);
+            let mut sink = XlsxSink::new(&path, &default_resource().name);
             sink.header(&columns).expect("header");
             for r in &records {
                 sink.row(&columns, r).expect("row");
@@ -145,7 +145,7 @@ fn bench_to_outbox(c: &mut Criterion) {
     c.bench_function("events/to_outbox_updated", |b| {
         b.iter(|| {
             to_outbox(
-                &WORK_ORDERS,
+                default_resource(),
                 black_box("https://acme.daftra.com"),
                 "2026-11-29T13:00:00Z",
                 black_box(&change),

@@ -43,9 +43,16 @@ pub enum Command {
     Serve,
     /// The same against a built-in simulated Daftra tenant whose work orders change over time.
     Demo(crate::demo::DemoArgs),
+    /// The catalogue: every Daftra resource the bridge knows, its area, columns and line-item
+    /// groups, and whether DAFTRA_RESOURCES enables it.
+    Resources {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// One-shot export to a file or standard output.
     Export {
-        /// The resource: work_orders.
+        /// A resource (work_orders, invoices, ...) or a line-item export (invoices_invoice_item).
         resource: String,
         #[arg(long, value_enum, default_value = "csv")]
         format: FormatArg,
@@ -82,6 +89,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve().await,
         Command::Demo(args) => crate::demo::run(args).await,
+        Command::Resources { json } => print_resources(json),
         Command::Export {
             resource,
             format,
@@ -127,6 +135,58 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// `daftra-bridge resources`: the catalogue as a table (or JSON), enabled ones marked.
+fn print_resources(as_json: bool) -> anyhow::Result<()> {
+    let raw = RawEnv::from_env()?;
+    let enabled = crate::config::resolve_resources(&raw.daftra_resources)?;
+    let is_enabled = |r: &crate::catalogue::Resource| enabled.iter().any(|e| e.name == r.name);
+    let mut out = std::io::stdout().lock();
+    if as_json {
+        let list: Vec<_> = crate::catalogue::all()
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "name": r.name, "area": r.area, "title": r.title, "enabled": is_enabled(r),
+                    "path": r.list_path, "model_key": r.model_key,
+                    "columns": r.columns.iter().map(|c| &c.name).collect::<Vec<_>>(),
+                    "line_items": r.line_items.iter().map(|g| serde_json::json!({
+                        "group": g.key, "export": g.export,
+                        "columns": g.columns.iter().map(|c| &c.name).collect::<Vec<_>>()})).collect::<Vec<_>>(),
+                    "notes": r.notes,
+                })
+            })
+            .collect();
+        writeln!(out, "{}", serde_json::to_string_pretty(&list)?)?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "{:<26} {:<11} {:<8} {:>7}  line items (export)",
+        "resource", "area", "enabled", "columns"
+    )?;
+    for r in crate::catalogue::all() {
+        let groups: Vec<String> = r
+            .line_items
+            .iter()
+            .map(|g| format!("{} ({})", g.key, g.export))
+            .collect();
+        writeln!(
+            out,
+            "{:<26} {:<11} {:<8} {:>7}  {}",
+            r.name,
+            r.area,
+            if is_enabled(r) { "yes" } else { "no" },
+            r.columns.len(),
+            if groups.is_empty() { "-".into() } else { groups.join(", ") }
+        )?;
+    }
+    writeln!(
+        out,
+        "\nEnable with DAFTRA_RESOURCES=name,name or all; `daftra-bridge resources --json` lists every column."
+    )?;
+    Ok(())
+}
+
 fn settings() -> anyhow::Result<Settings> {
     let raw = RawEnv::from_env()?;
     Ok(Settings::from_raw(&raw, None)?)
@@ -148,8 +208,9 @@ async fn export_command(
     source: Source,
     pairs: Vec<(String, String)>,
 ) -> anyhow::Result<()> {
-    let resource = crate::resource::by_name(resource)
-        .with_context(|| format!("no resource named {resource:?}; try work_orders"))?;
+    let resource = crate::catalogue::export_by_name(resource).with_context(|| {
+        format!("no resource or line-item export named {resource:?}; `daftra-bridge resources` lists them")
+    })?;
     let q = ExportQuery::parse(resource, &pairs).map_err(|e| {
         let flag = if ["fields", "status", "client_id", "staff_id", "sort", "bom"]
             .contains(&e.field.as_str())
@@ -190,10 +251,10 @@ async fn export_command(
             );
             let store = Store::open(&path)?;
             anyhow::ensure!(
-                store.has_baseline(resource.name)?,
+                store.has_baseline(&resource.source().name)?,
                 "the snapshot at {} holds no {} yet: wait for the first poll, or use --source live",
                 path.display(),
-                resource.name
+                resource.source().name
             );
             Rows::Snapshot(store)
         }
@@ -232,7 +293,7 @@ async fn export_command(
                 }
             }
             (Format::Xlsx, Some(path)) => {
-                let mut sink = XlsxSink::new(&path, q.resource.name);
+                let mut sink = XlsxSink::new(&path, &q.resource.name);
                 let n = export::write_rows(rows, &q, &mut sink)?;
                 sink.save(q.columns.len())?;
                 Ok(n)

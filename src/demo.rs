@@ -18,7 +18,7 @@ use crate::startup::{shutdown_on_signals, Application};
 /// Options of the demo.
 #[derive(clap::Args, Debug)]
 pub struct DemoArgs {
-    /// Work orders in the simulated tenant.
+    /// Records of each resource in the simulated tenant.
     #[arg(long, default_value_t = 250)]
     pub records: usize,
     /// Stop after this many seconds (runs until Ctrl-C when absent).
@@ -48,6 +48,8 @@ fn demo_settings(sim: &Simulator) -> anyhow::Result<(Settings, Option<tempfile::
         tmp = Some(dir);
     }
     raw.poll_interval_secs.get_or_insert_with(|| "5".into());
+    raw.daftra_resources
+        .get_or_insert_with(|| DEMO_RESOURCES.into());
     raw.daftra_page_size.get_or_insert_with(|| "50".into());
     raw.bind_addr.get_or_insert_with(|| "127.0.0.1:8080".into());
     let auth = DaftraAuth::ApiKey(Secret::new("sim-api-key"));
@@ -57,48 +59,81 @@ fn demo_settings(sim: &Simulator) -> anyhow::Result<(Settings, Option<tempfile::
     ))
 }
 
-/// Makes a few edits: one created, two updated, and now and then one deleted.
+/// Resources the demo serves when `DAFTRA_RESOURCES` is unset: several areas, line items.
+pub const DEMO_RESOURCES: &str = "invoices,clients,products,journals,stock_transactions,work_orders";
+
+/// One edit of a random record of `resource`: a new value in a text column, or one more line
+/// item (an `updated` event naming the group).
+fn edit(sim: &Simulator, resource: &crate::catalogue::Resource, id: i64, round: u64) {
+    let mut rng = rand::thread_rng();
+    let mut f = Map::new();
+    let record = sim
+        .state
+        .records_of(&resource.name)
+        .into_iter()
+        .find(|r| crate::record::raw_key(resource, r) == Some(id));
+    let group = resource.line_items.first();
+    match (group, record) {
+        (Some(g), Some(r)) if rng.gen_bool(0.5) => {
+            let mut items = r.get(&g.key).and_then(Value::as_array).cloned().unwrap_or_default();
+            let mut item = items.first().and_then(Value::as_object).cloned().unwrap_or_default();
+            if let Some(k) = &g.item_key {
+                item.remove(k);
+            }
+            items.push(Value::Object(item));
+            f.insert(g.key.clone(), Value::Array(items));
+        }
+        _ => {
+            let text = resource.columns.iter().find(|c| {
+                c.kind == crate::catalogue::ColumnKind::Text && !matches!(c.name.as_str(), "number" | "no" | "code")
+            });
+            if let Some(c) = text {
+                let v = if round % 2 == 0 {
+                    format!("تعديل رقم {round}")
+                } else {
+                    format!("Edited in round {round}")
+                };
+                f.insert(c.name.clone(), json!(v));
+            }
+            if let Some(c) = resource.enum_columns().next() {
+                let values: Vec<i64> = c.labels.iter().filter_map(|(v, _)| *v).collect();
+                f.insert(c.name.clone(), json!(values[rng.gen_range(0..values.len())]));
+            }
+        }
+    }
+    sim.state.update_in(&resource.name, id, f);
+}
+
+/// Makes a few edits across the served resources: one created, two updated, and now and then
+/// one deleted.
 fn change_some(sim: &Simulator, round: u64) {
     let mut rng = rand::thread_rng();
-    let ids: Vec<i64> = sim
-        .state
-        .records()
-        .iter()
-        .filter_map(|r| crate::record::raw_key(&crate::resource::WORK_ORDERS, r))
-        .collect();
-    let title = if round % 2 == 0 {
-        format!("طلب صيانة جديد رقم {round}")
-    } else {
-        format!("New service request {round}")
+    let resources = sim.state.resources();
+    if resources.is_empty() {
+        return;
+    }
+    let pick = |rng: &mut rand::rngs::ThreadRng| resources[rng.gen_range(0..resources.len())];
+    let ids = |r: &crate::catalogue::Resource| -> Vec<i64> {
+        sim.state
+            .records_of(&r.name)
+            .iter()
+            .filter_map(|rec| crate::record::raw_key(r, rec))
+            .collect()
     };
-    let mut created = Map::new();
-    created.insert("title".into(), json!(title));
-    created.insert(
-        "start_date".into(),
-        json!(chrono::Utc::now().format("%Y-%m-%d").to_string()),
-    );
-    created.insert("status".into(), json!(1));
-    created.insert("client_id".into(), json!(rng.gen_range(1..60)));
-    created.insert(
-        "budget".into(),
-        json!(format!("{}.00", rng.gen_range(100..9000))),
-    );
-    created.insert("budget_currency".into(), json!("SAR"));
-    sim.state.create(created);
+    let created = pick(&mut rng);
+    sim.state.create_in(&created.name, Map::new());
     for _ in 0..2 {
+        let r = pick(&mut rng);
+        let ids = ids(r);
         if let Some(id) = ids.get(rng.gen_range(0..ids.len().max(1))) {
-            let mut f = Map::new();
-            f.insert("status".into(), json!(rng.gen_range(1..=4).to_string()));
-            f.insert(
-                "budget".into(),
-                json!(rng.gen_range(100..90_000) as f64 / 10.0),
-            );
-            sim.state.update(*id, f);
+            edit(sim, r, *id, round);
         }
     }
     if round % 3 == 2 {
+        let r = pick(&mut rng);
+        let ids = ids(r);
         if let Some(id) = ids.get(rng.gen_range(0..ids.len().max(1))) {
-            sim.state.delete(*id);
+            sim.state.delete_in(&r.name, *id);
         }
     }
 }
@@ -126,7 +161,7 @@ async fn print_events(settings: Settings, cancel: CancellationToken) {
         ch.queue_bind(
             DEMO_QUEUE,
             &settings.amqp_exchange,
-            "work_order.#",
+            "#",
             QueueBindOptions::default(),
             FieldTable::default(),
         )
@@ -140,7 +175,7 @@ async fn print_events(settings: Settings, cancel: CancellationToken) {
             )
             .await?;
         println!(
-            "Reading events from queue {DEMO_QUEUE} (bound to {} with work_order.#)",
+            "Reading events from queue {DEMO_QUEUE} (bound to {} with #)",
             settings.amqp_exchange
         );
         loop {
@@ -151,7 +186,7 @@ async fn print_events(settings: Settings, cancel: CancellationToken) {
             let Some(Ok(d)) = delivery else { break };
             let v: Value = serde_json::from_slice(&d.data).unwrap_or_default();
             println!(
-                "event {:<20} subject={:<6} changed={} id={}",
+                "event {:<28} subject={:<6} changed={} id={}",
                 d.routing_key.as_str(),
                 v["subject"].as_str().unwrap_or("?"),
                 v["data"]["changed"],
@@ -170,8 +205,17 @@ async fn print_events(settings: Settings, cancel: CancellationToken) {
 
 /// Runs the demo until Ctrl-C, SIGTERM or `--duration-secs`.
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
+    let raw = RawEnv::from_env()?;
+    let chosen = raw
+        .daftra_resources
+        .clone()
+        .filter(|s| !s.trim().is_empty())
+        .unwrap_or_else(|| DEMO_RESOURCES.into());
+    let resources = crate::config::resolve_resources(&Some(chosen))?;
+    let names: Vec<String> = resources.iter().map(|r| r.name.clone()).collect();
     let sim = Simulator::start_local(SimConfig {
         records: args.records,
+        resources: names.clone(),
         ..Default::default()
     })?;
     let (settings, _tmp) = demo_settings(&sim)?;
@@ -182,10 +226,18 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let base = format!("http://127.0.0.1:{}", app.port);
     let cancel = shutdown_on_signals();
     println!(
-        "\ndaftra-bridge demo: {} simulated work orders at {}/api2/work_orders",
-        args.records, sim.base_url
+        "\ndaftra-bridge demo: {} simulated records each of {} at {}/api2/...",
+        args.records,
+        names.join(", "),
+        sim.base_url
     );
-    println!("  Exports:   {base}/exports/work_orders.csv   {base}/exports/work_orders.xlsx   (page: {base}/)");
+    println!("  Downloads: {base}/   (every export, grouped by area; JSON list: {base}/exports)");
+    for r in resources.iter().take(3) {
+        println!(
+            "  Exports:   {base}/exports/{n}.csv   {base}/exports/{n}.xlsx",
+            n = r.name
+        );
+    }
     println!("  Metrics:   {base}/metrics      Status: {base}/status      Ready: {base}/readyz");
     println!(
         "  Events:    exchange {:?} on {}",
@@ -194,7 +246,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     );
     println!("  Database:  {}", settings.database_path.display());
     println!(
-        "Work orders change every {}s; the bridge polls every {}s. Ctrl-C stops.\n",
+        "Records change every {}s; the bridge polls every {}s. Ctrl-C stops.\n",
         args.change_every_secs,
         settings.poll_interval.as_secs()
     );

@@ -6,7 +6,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::record::Record;
-use crate::resource::Resource;
+use crate::catalogue::Resource;
 
 /// What happened to a record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -79,7 +79,7 @@ struct CloudEvent<'a> {
 /// both images), so the same change detected again after a crash keeps its id.
 pub fn event_id(resource: &Resource, change: &Change) -> String {
     let mut h = Sha256::new();
-    for part in [resource.name, &change.id.to_string(), change.op.as_str()] {
+    for part in [resource.name.as_str(), &change.id.to_string(), change.op.as_str()] {
         h.update(part.as_bytes());
         h.update([0]);
     }
@@ -103,7 +103,7 @@ pub fn to_outbox(
     change: &Change,
 ) -> OutboxEvent {
     let id = event_id(resource, change);
-    let source = format!("{source_base}/api2/{}", resource.path);
+    let source = format!("{source_base}/{}", resource.list_path);
     let event = CloudEvent {
         specversion: "1.0",
         id: &id,
@@ -113,7 +113,7 @@ pub fn to_outbox(
         time,
         datacontenttype: "application/json",
         data: Data {
-            resource: resource.name,
+            resource: &resource.name,
             id: change.id,
             op: change.op,
             changed: &change.changed,
@@ -133,7 +133,7 @@ pub fn to_outbox(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::resource::WORK_ORDERS;
+    use crate::catalogue::default_resource;
     use serde_json::json;
 
     fn change() -> Change {
@@ -151,7 +151,7 @@ mod tests {
     #[test]
     fn cloudevent_shape() {
         let e = to_outbox(
-            &WORK_ORDERS,
+            default_resource(),
             "https://acme.daftra.com",
             "2026-11-29T13:00:00Z",
             &change(),
@@ -170,8 +170,8 @@ mod tests {
 
     #[test]
     fn ids_are_stable_per_change() {
-        let a = to_outbox(&WORK_ORDERS, "x", "2026-11-29T13:00:00Z", &change());
-        let b = to_outbox(&WORK_ORDERS, "x", "2026-11-30T00:00:00Z", &change());
+        let a = to_outbox(default_resource(), "x", "2026-11-29T13:00:00Z", &change());
+        let b = to_outbox(default_resource(), "x", "2026-11-30T00:00:00Z", &change());
         assert_eq!(a.event_id, b.event_id);
         let mut other = change();
         other
@@ -179,6 +179,6 @@ mod tests {
             .as_mut()
             .unwrap()
             .insert("status".into(), json!(3));
-        assert_ne!(event_id(&WORK_ORDERS, &other), a.event_id);
+        assert_ne!(event_id(default_resource(), &other), a.event_id);
     }
 }

@@ -14,7 +14,7 @@ pub mod metrics;
 pub mod poller;
 pub mod publisher;
 pub mod record;
-pub mod resource;
+pub mod catalogue;
 pub mod scan;
 pub mod sim;
 pub mod startup;

@@ -6,7 +6,6 @@ use prometheus::{
     Opts, Registry, TextEncoder,
 };
 
-use crate::resource::RESOURCES;
 
 /// Buckets from 5 ms to 30 minutes: upstream calls take milliseconds, polls and exports minutes.
 const DURATION_BUCKETS: &[f64] = &[
@@ -41,6 +40,10 @@ pub struct Metrics {
     pub api_retries: IntCounterVec,
     /// Records Daftra sent that could not be normalised (kept at their previous snapshot).
     pub api_invalid_records: IntCounterVec,
+    /// Values that could not be read as their column's kind and were kept as text.
+    pub api_unreadable_values: IntCounterVec,
+    /// 1 while the account can read the resource, 0 after a 401/403/404 on its list.
+    pub resource_available: IntGaugeVec,
     pub poll_duration: HistogramVec,
     pub poll_last_success: GaugeVec,
     pub poll_failures: IntCounterVec,
@@ -153,6 +156,18 @@ impl Metrics {
                 "Records that could not be normalised and kept their previous snapshot.",
                 &["resource"],
             ),
+            api_unreadable_values: counter(
+                &r,
+                "daftra_api_unreadable_values_total",
+                "Field values Daftra sent that could not be read as their documented type; kept as text.",
+                &["resource"],
+            ),
+            resource_available: int_gauge_vec(
+                &r,
+                "bridge_resource_available",
+                "1 while the Daftra account can read the resource, 0 while its list answers 401, 403 or 404.",
+                &["resource"],
+            ),
             poll_duration: histogram(&r, "bridge_poll_duration_seconds", "Duration in seconds of one poll.", &["resource"]),
             poll_last_success,
             poll_failures: counter(&r, "bridge_poll_failures_total", "Failed polls by reason.", &["resource", "reason"]),
@@ -206,39 +221,46 @@ impl Metrics {
             build_info,
             registry: r,
         };
-        for res in RESOURCES {
-            let n = res.name;
-            m.api_pages_fetched.with_label_values(&[n]);
-            m.api_scan_pages.with_label_values(&[n]);
-            m.api_scan_records.with_label_values(&[n]);
-            m.api_invalid_records.with_label_values(&[n]);
-            m.poll_last_success.with_label_values(&[n]);
-            m.events_unroutable.with_label_values(&[n]);
-            m.poll_incomplete_scans.with_label_values(&[n]);
-            for reason in RETRY_REASONS {
-                m.api_retries.with_label_values(&[n, reason]);
-            }
-            for reason in POLL_FAILURE_REASONS {
-                m.poll_failures.with_label_values(&[n, reason]);
-            }
-            for op in OPS {
-                m.changes_detected.with_label_values(&[n, op]);
-                m.events_published.with_label_values(&[n, op]);
-            }
-            for f in FORMATS {
-                m.export_rows.with_label_values(&[n, f]);
-                m.export_duration.with_label_values(&[n, f]);
-            }
-            m.poll_duration.with_label_values(&[n]);
-            // The status label is only known per answer; 200 is the one every healthy setup sees.
-            for op in ["list", "get"] {
-                m.api_request_duration.with_label_values(&[n, op, "200"]);
-            }
-        }
         for reason in ["nack", "timeout", "connection"] {
             m.publish_failures.with_label_values(&[reason]);
         }
         m
+    }
+
+    /// Exports the series of each resource named in `resources` at zero, so dashboards see them
+    /// before the first poll.
+    pub fn init_resources(&self, resources: &[impl AsRef<str>]) {
+        for n in resources {
+            let n = n.as_ref();
+            self.api_unreadable_values.with_label_values(&[n]);
+            self.resource_available.with_label_values(&[n]).set(1);
+            self.api_pages_fetched.with_label_values(&[n]);
+            self.api_scan_pages.with_label_values(&[n]);
+            self.api_scan_records.with_label_values(&[n]);
+            self.api_invalid_records.with_label_values(&[n]);
+            self.poll_last_success.with_label_values(&[n]);
+            self.events_unroutable.with_label_values(&[n]);
+            self.poll_incomplete_scans.with_label_values(&[n]);
+            for reason in RETRY_REASONS {
+                self.api_retries.with_label_values(&[n, reason]);
+            }
+            for reason in POLL_FAILURE_REASONS {
+                self.poll_failures.with_label_values(&[n, reason]);
+            }
+            for op in OPS {
+                self.changes_detected.with_label_values(&[n, op]);
+                self.events_published.with_label_values(&[n, op]);
+            }
+            for f in FORMATS {
+                self.export_rows.with_label_values(&[n, f]);
+                self.export_duration.with_label_values(&[n, f]);
+            }
+            self.poll_duration.with_label_values(&[n]);
+            // The status label is only known per answer; 200 is the one every healthy setup sees.
+            for op in ["list", "get"] {
+                self.api_request_duration.with_label_values(&[n, op, "200"]);
+            }
+        }
     }
 
     /// The registry in Prometheus text exposition format.

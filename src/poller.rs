@@ -2,19 +2,20 @@
 //! their outbox events in one transaction. Deletes only follow a complete, consistent scan and a
 //! direct 404.
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::daftra::{DaftraClient, FetchError};
 use crate::diff::diff;
 use crate::events::{to_outbox, Change, Op};
 use crate::metrics::Metrics;
-use crate::resource::Resource;
+use crate::catalogue::Resource;
 use crate::scan::scan;
 use crate::status::{now_rfc3339, StatusBoard};
 use crate::store::{SnapshotWrite, Store, StoreError};
@@ -36,6 +37,10 @@ pub struct Poller {
     pub emit_initial: bool,
     /// Overall deadline of one poll.
     pub deadline: Duration,
+    /// Polls holding a scan in memory at once (`POLL_MAX_PARALLEL`); the others wait.
+    pub parallel: Arc<Semaphore>,
+    /// (resource, record, field) of unreadable values already logged and counted.
+    pub unreadable_seen: Arc<Mutex<HashSet<(String, i64, String)>>>,
 }
 
 /// What one successful poll did.
@@ -69,6 +74,18 @@ pub enum PollError {
 }
 
 impl PollError {
+    /// The account cannot read this resource: 401 or 403 for its path, or 404 (a Daftra
+    /// plugin is off). Such a resource is retried rarely and never holds up the others.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            PollError::Upstream(FetchError::Status {
+                status: 401 | 403 | 404,
+                ..
+            })
+        )
+    }
+
     /// Label `reason` of `bridge_poll_failures_total`.
     pub fn reason(&self) -> &'static str {
         match self {
@@ -82,8 +99,10 @@ impl PollError {
 impl Poller {
     /// Polls `resource` once, within the deadline.
     pub async fn poll_once(&self, resource: &'static Resource) -> Result<PollOutcome, PollError> {
+        // Scans of different resources would add their memory peaks: a few at a time.
+        let _turn = self.parallel.acquire().await.expect("never closed");
         let started = Instant::now();
-        self.status.update(resource.name, |s| {
+        self.status.update(&resource.name, |s| {
             s.last_poll_started = Some(now_rfc3339());
             s.polling = true;
         });
@@ -92,7 +111,7 @@ impl Poller {
             Err(_) => Err(PollError::Deadline(self.deadline)),
         };
         let elapsed = started.elapsed();
-        let n = resource.name;
+        let n = resource.name.as_str();
         self.metrics
             .poll_duration
             .with_label_values(&[n])
@@ -138,7 +157,13 @@ impl Poller {
                     s.last_error = Some(e.to_string());
                 }
             }
+            s.available = !matches!(&result, Err(e) if e.is_unavailable());
         });
+        let available = !matches!(&result, Err(e) if e.is_unavailable());
+        self.metrics
+            .resource_available
+            .with_label_values(&[n])
+            .set(i64::from(available));
         match &result {
             Ok(o) => {
                 let now = std::time::SystemTime::now()
@@ -174,7 +199,7 @@ impl Poller {
     }
 
     async fn poll_inner(&self, resource: &'static Resource) -> Result<PollOutcome, PollError> {
-        let n = resource.name;
+        let n = resource.name.as_str();
         let mut attempt = 0;
         let scan = loop {
             let s = scan(&self.client, resource).await?;
@@ -202,6 +227,7 @@ impl Poller {
                 }
             }
         }
+        self.note_unreadable(n, &scan.unreadable);
         let complete = scan.consistent;
         let store = self.store.clone();
         let (snapshot, has_baseline) = tokio::task::spawn_blocking(move || {
@@ -311,32 +337,59 @@ impl Poller {
         Ok(outcome)
     }
 
-    /// Runs `poll_once` every `interval` (and when `trigger` is notified) until `cancel`.
-    /// A poll in progress when `cancel` fires is dropped before its commit, or completes it:
-    /// the commit is one transaction, so either way nothing is half applied.
+    /// Logs and counts each unreadable value once per record and field, not on every poll.
+    fn note_unreadable(&self, resource: &str, unreadable: &[(i64, crate::record::RecordError)]) {
+        if unreadable.is_empty() {
+            return;
+        }
+        let mut seen = self.unreadable_seen.lock().unwrap_or_else(|e| e.into_inner());
+        for (id, e) in unreadable {
+            if seen.insert((resource.to_string(), *id, e.field.clone())) {
+                self.metrics
+                    .api_unreadable_values
+                    .with_label_values(&[resource])
+                    .inc();
+                tracing::warn!(resource, id, field = %e.field, error = %e, "Value kept as text: it is not of the documented type");
+            }
+        }
+    }
+
+    /// Runs `poll_once` at once, then every `interval` from the start of the last poll (and
+    /// when `trigger` is notified) until `cancel`. A resource the account cannot read waits
+    /// `unavailable_retry` instead. A poll in progress when `cancel` fires is dropped before its
+    /// commit, or completes it: the commit is one transaction, so nothing is half applied.
     pub async fn run(
         self,
         resource: &'static Resource,
         interval: Duration,
+        unavailable_retry: Duration,
         trigger: Arc<PollTrigger>,
         cancel: CancellationToken,
     ) {
-        let mut ticker = tokio::time::interval(interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut next = tokio::time::Instant::now();
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => break,
-                _ = ticker.tick() => {}
+                _ = tokio::time::sleep_until(next) => {}
                 _ = trigger.notify.notified() => {}
             }
+            let started = tokio::time::Instant::now();
             trigger.running.store(true, Ordering::SeqCst);
-            tokio::select! {
+            let result = tokio::select! {
                 _ = cancel.cancelled() => break,
-                _ = self.poll_once(resource) => {}
-            }
+                r = self.poll_once(resource) => r,
+            };
             trigger.running.store(false, Ordering::SeqCst);
+            next = match result {
+                Err(e) if e.is_unavailable() => {
+                    tracing::warn!(resource = %resource.name, error = %e, retry_secs = unavailable_retry.as_secs(),
+                        "The account cannot read this resource; marked unavailable, retried rarely");
+                    started + unavailable_retry
+                }
+                _ => started + interval,
+            };
         }
-        tracing::info!(resource = resource.name, "Poller stopped");
+        tracing::info!(resource = %resource.name, "Poller stopped");
     }
 }
 

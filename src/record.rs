@@ -4,7 +4,7 @@
 
 use serde_json::{Map, Number, Value};
 
-use crate::resource::{ColumnKind, Resource};
+use crate::catalogue::{Column, ColumnKind, LineItems, Resource};
 
 /// A normalised record: known columns with normalised values (derived ones included), plus any
 /// extra field Daftra sent, kept as sent. Keys are sorted, so its JSON text is canonical.
@@ -197,70 +197,186 @@ fn date(field: &str, v: Value, with_time: bool) -> Result<Value, RecordError> {
     Ok(Value::String(format!("{day} {}", time.format("%H:%M:%S"))))
 }
 
-/// Normalises one raw record (the object under the model key) of `resource`.
-///
-/// Errors when the key is missing or a known field holds a value of the wrong type; callers keep
-/// the previous snapshot of such a record rather than treat it as missing.
-pub fn normalise(resource: &Resource, raw: &Map<String, Value>) -> Result<Record, RecordError> {
-    normalise_owned(resource, raw.clone())
+/// A record normalised by [`normalise_owned`], with the values that could not be read as their
+/// column's kind: those are kept as text in their field, so the record is never dropped and its
+/// other fields still diff.
+#[derive(Debug, Default, PartialEq)]
+pub struct Normalised {
+    pub record: Record,
+    pub unreadable: Vec<RecordError>,
 }
 
-/// As [`normalise`], taking the raw record by value so its text moves instead of being copied
-/// (the poller's hot path).
-pub fn normalise_owned(
-    resource: &Resource,
-    mut raw: Map<String, Value>,
-) -> Result<Record, RecordError> {
-    let mut out = Record::new();
-    for column in resource.columns {
-        let v = raw.remove(column.name).unwrap_or(Value::Null);
+/// Normalises the declared columns of `raw` into `out`, keeping an unreadable value as text and
+/// noting it in `unreadable`; what is left in `raw` are the fields beyond the columns.
+fn normalise_columns(
+    columns: &[Column],
+    raw: &mut Map<String, Value>,
+    out: &mut Record,
+    unreadable: &mut Vec<RecordError>,
+) {
+    for column in columns {
+        let v = raw.remove(&column.name).unwrap_or(Value::Null);
         let value = match column.kind {
-            ColumnKind::Int => int(column.name, &v)?,
-            ColumnKind::Decimal => decimal(column.name, &v)?,
-            ColumnKind::Text => text(v),
-            ColumnKind::Date => date(column.name, v, false)?,
-            ColumnKind::Timestamp => date(column.name, v, true)?,
+            ColumnKind::Int => int(&column.name, &v),
+            ColumnKind::Decimal => decimal(&column.name, &v),
+            ColumnKind::Text => Ok(text(v.clone())),
+            ColumnKind::Date => date(&column.name, v.clone(), false),
+            ColumnKind::Timestamp => date(&column.name, v.clone(), true),
             ColumnKind::Derived => continue,
         };
-        out.insert(column.name.to_string(), value);
+        let value = value.unwrap_or_else(|e| {
+            unreadable.push(e);
+            text(v)
+        });
+        out.insert(column.name.clone(), value);
     }
-    if !out.get(resource.key).is_some_and(Value::is_i64) {
-        return Err(bad(resource.key, "missing or empty key"));
-    }
-    for column in resource
-        .columns
+}
+
+fn derive_labels(resource_columns: &[Column], label_source: &Resource, out: &mut Record) {
+    for column in resource_columns
         .iter()
         .filter(|c| c.kind == ColumnKind::Derived)
     {
-        let value = resource.derive(column.name, &out);
-        out.insert(column.name.to_string(), value);
+        let value = label_source.derive(column, out);
+        out.insert(column.name.clone(), value);
+    }
+}
+
+/// The items of a line-item group as Daftra sends them: an array, a PHP map of index to item,
+/// or nothing (`null`, `[]`, `{}`, absent).
+fn items_of(v: Value) -> Vec<Map<String, Value>> {
+    let items: Vec<Value> = match v {
+        Value::Array(a) => a,
+        Value::Object(o) => o.into_iter().map(|(_, v)| v).collect(),
+        _ => Vec::new(),
+    };
+    items
+        .into_iter()
+        .filter_map(|i| match i {
+            Value::Object(o) => Some(o),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Normalises one line-item group: each item by the group's columns, then sorted by the item's
+/// key (then by content), so a reorder alone is no change.
+fn normalise_group(
+    group: &LineItems,
+    v: Value,
+    unreadable: &mut Vec<RecordError>,
+) -> Value {
+    let mut items: Vec<(Option<i64>, String, Record)> = items_of(v)
+        .into_iter()
+        .map(|mut raw| {
+            let mut item = Record::new();
+            normalise_columns(&group.columns, &mut raw, &mut item, unreadable);
+            for column in group.columns.iter().filter(|c| c.kind == ColumnKind::Derived) {
+                let value = column
+                    .label_of
+                    .as_deref()
+                    .and_then(|n| group.columns.iter().find(|c| c.name == n))
+                    .and_then(|src| {
+                        let v = match item.get(&src.name) {
+                            None | Some(Value::Null) => None,
+                            Some(v) => Some(v.as_i64()?),
+                        };
+                        src.label(v).map(Value::from)
+                    })
+                    .unwrap_or(Value::Null);
+                item.insert(column.name.clone(), value);
+            }
+            item.extend(raw);
+            let key = group
+                .item_key
+                .as_deref()
+                .and_then(|k| item.get(k))
+                .and_then(Value::as_i64);
+            let text = serde_json::to_string(&item).unwrap_or_default();
+            (key, text, item)
+        })
+        .collect();
+    items.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+    Value::Array(items.into_iter().map(|(_, _, i)| Value::Object(i)).collect())
+}
+
+/// Normalises one raw record (the object under the model key) of `resource`.
+///
+/// Errors only when the key is missing or unreadable; callers keep the previous snapshot of
+/// such a record rather than treat it as missing. A value of the wrong type in another field is
+/// kept as text and listed in [`Normalised::unreadable`].
+pub fn normalise(resource: &Resource, raw: &Map<String, Value>) -> Result<Record, RecordError> {
+    normalise_owned(resource, raw.clone()).map(|n| n.record)
+}
+
+/// As [`normalise`], taking the raw record by value so its text moves instead of being copied
+/// (the poller's hot path), and telling which values could not be read.
+pub fn normalise_owned(
+    resource: &Resource,
+    mut raw: Map<String, Value>,
+) -> Result<Normalised, RecordError> {
+    let mut out = Record::new();
+    let mut unreadable = Vec::new();
+    normalise_columns(&resource.columns, &mut raw, &mut out, &mut unreadable);
+    if !out.get(&resource.key).is_some_and(Value::is_i64) {
+        return Err(bad(&resource.key, "missing or unreadable key"));
+    }
+    derive_labels(&resource.columns, resource, &mut out);
+    for group in &resource.line_items {
+        let v = raw.remove(&group.key).unwrap_or(Value::Null);
+        out.insert(group.key.clone(), normalise_group(group, v, &mut unreadable));
     }
     // What is left are the fields Daftra sent beyond the known columns.
     out.extend(raw);
-    Ok(out)
+    Ok(Normalised {
+        record: out,
+        unreadable,
+    })
 }
 
 /// The key of a raw record, when it can be read even though the record is otherwise invalid.
 pub fn raw_key(resource: &Resource, raw: &Map<String, Value>) -> Option<i64> {
-    int(resource.key, raw.get(resource.key)?).ok()?.as_i64()
+    int(&resource.key, raw.get(&resource.key)?).ok()?.as_i64()
 }
 
 /// The key of a normalised record.
 pub fn key(resource: &Resource, record: &Record) -> i64 {
     record
-        .get(resource.key)
+        .get(&resource.key)
         .and_then(Value::as_i64)
         .unwrap_or_default()
+}
+
+/// The rows of a line-item export taken from one normalised parent record: each item with the
+/// parent's key in the export's first column.
+pub fn line_item_rows(export: &Resource, parent: &Resource, record: &Record) -> Vec<Record> {
+    let Some((_, group)) = &export.parent else {
+        return Vec::new();
+    };
+    let parent_key = record.get(&parent.key).cloned().unwrap_or(Value::Null);
+    let first = export.columns.first().map(|c| c.name.clone()).unwrap_or_default();
+    match record.get(group) {
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(Value::as_object)
+            .map(|item| {
+                let mut row = item.clone();
+                row.insert(first.clone(), parent_key.clone());
+                row
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::resource::WORK_ORDERS;
+    use crate::catalogue::default_resource;
     use serde_json::json;
 
     fn n(v: Value) -> Record {
-        normalise(&WORK_ORDERS, v.as_object().unwrap()).unwrap()
+        normalise(default_resource(), v.as_object().unwrap()).unwrap()
     }
 
     #[test]
@@ -312,23 +428,56 @@ mod tests {
     }
 
     #[test]
-    fn extras_are_kept_and_bad_values_are_errors() {
+    fn extras_are_kept_and_bad_values_stay_as_text() {
         let r = n(json!({"id": 7, "custom_field": {"a": 1}}));
         assert_eq!(r["custom_field"], json!({"a": 1}));
-        let e = normalise(
-            &WORK_ORDERS,
-            json!({"id": 7, "status": "open"}).as_object().unwrap(),
+        let odd = normalise_owned(
+            default_resource(),
+            json!({"id": 7, "status": "open", "title": "t"}).as_object().cloned().unwrap(),
         )
-        .unwrap_err();
-        assert_eq!(e.field, "status");
-        assert!(normalise(&WORK_ORDERS, json!({"title": "x"}).as_object().unwrap()).is_err());
+        .unwrap();
+        assert_eq!(odd.record["status"], json!("open"), "kept as text");
+        assert_eq!(odd.record["title"], json!("t"), "the other fields are read");
+        assert_eq!(odd.record["status_label"], Value::Null);
+        assert_eq!(odd.unreadable.len(), 1);
+        assert_eq!(odd.unreadable[0].field, "status");
+        assert!(normalise(default_resource(), json!({"title": "x"}).as_object().unwrap()).is_err());
         assert_eq!(
             raw_key(
-                &WORK_ORDERS,
+                default_resource(),
                 json!({"id": "9", "status": "x"}).as_object().unwrap()
             ),
             Some(9)
         );
+    }
+
+    #[test]
+    fn line_items_are_normalised_and_ordered_by_key() {
+        let inv = crate::catalogue::by_name("invoices").unwrap();
+        let a = normalise(
+            inv,
+            json!({"id": 1, "InvoiceItem": [{"id": "12", "unit_price": "5.50", "quantity": "2"},
+                                            {"id": 11, "unit_price": 3}]})
+            .as_object()
+            .unwrap(),
+        )
+        .unwrap();
+        let b = normalise(
+            inv,
+            json!({"id": "1", "InvoiceItem": {"0": {"id": 11, "unit_price": "3.00"},
+                                              "1": {"id": 12, "unit_price": 5.5, "quantity": 2}}})
+            .as_object()
+            .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(a, b, "order and number forms do not matter");
+        assert_eq!(a["InvoiceItem"][0]["id"], json!(11));
+        assert_eq!(a["InvoicePayment"], json!([]), "a missing group is empty");
+        let items = crate::catalogue::export_by_name("invoices_invoice_item").unwrap();
+        let rows = line_item_rows(items, inv, &a);
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[1]["invoice_id"], json!(1));
+        assert_eq!(rows[1]["unit_price"], json!(5.5));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::daftra::{DaftraClient, FetchError};
 use crate::diff::Scanned;
 use crate::record::{self, RecordError};
-use crate::resource::Resource;
+use crate::catalogue::Resource;
 
 /// Every page of one resource, read once.
 pub struct Scan {
@@ -15,6 +15,8 @@ pub struct Scan {
     pub records: Vec<Scanned>,
     /// Records that could not be normalised, with their key when it could be read.
     pub invalid: Vec<(Option<i64>, RecordError)>,
+    /// Values kept as text because they could not be read as their column's kind, by record key.
+    pub unreadable: Vec<(i64, RecordError)>,
     /// Pages read.
     pub pages: u64,
     /// `page_count` reported by the last page.
@@ -56,6 +58,7 @@ pub async fn scan(
     let mut scan = Scan {
         records: Vec::new(),
         invalid: Vec::new(),
+        unreadable: Vec::new(),
         pages: 0,
         page_count: 0,
         consistent: false,
@@ -70,9 +73,12 @@ pub async fn scan(
         for raw in page.records {
             let key = record::raw_key(resource, &raw);
             match record::normalise_owned(resource, raw) {
-                Ok(r) => scan
-                    .records
-                    .push(Scanned::new(record::key(resource, &r), &r)),
+                Ok(n) => {
+                    let id = record::key(resource, &n.record);
+                    scan.unreadable
+                        .extend(n.unreadable.into_iter().map(|e| (id, e)));
+                    scan.records.push(Scanned::new(id, &n.record));
+                }
                 Err(e) => scan.invalid.push((key, e)),
             }
         }

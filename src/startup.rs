@@ -17,7 +17,6 @@ use crate::http::{self, AppState};
 use crate::metrics::Metrics;
 use crate::poller::{PollTrigger, Poller};
 use crate::publisher::Publisher;
-use crate::resource::RESOURCES;
 use crate::status::{BrokerState, StatusBoard};
 use crate::store::Store;
 
@@ -62,13 +61,15 @@ impl Application {
             )
         })?;
         let client = Arc::new(DaftraClient::new(settings.daftra.clone(), metrics.clone()));
-        let names: Vec<&str> = RESOURCES.iter().map(|r| r.name).collect();
+        let names: Vec<&str> = settings.resources.iter().map(|r| r.name.as_str()).collect();
+        metrics.init_resources(&names);
         let status = Arc::new(StatusBoard::new(&names));
         let broker = Arc::new(BrokerState::default());
         let outbox_notify = Arc::new(Notify::new());
-        let triggers: HashMap<_, _> = RESOURCES
+        let triggers: HashMap<_, _> = settings
+            .resources
             .iter()
-            .map(|r| (r.name, Arc::new(PollTrigger::default())))
+            .map(|r| (r.name.as_str(), Arc::new(PollTrigger::default())))
             .collect();
         let poller = Poller {
             store: store.clone(),
@@ -78,6 +79,8 @@ impl Application {
             outbox_notify: outbox_notify.clone(),
             emit_initial: settings.poll_emit_initial,
             deadline: settings.poll_deadline,
+            parallel: Arc::new(Semaphore::new(settings.poll_max_parallel)),
+            unreadable_seen: Default::default(),
         };
         let publisher = Publisher {
             store: store.clone(),
@@ -95,6 +98,7 @@ impl Application {
             status,
             broker,
             triggers: Arc::new(triggers),
+            resources: Arc::new(settings.resources.clone()),
             export_token: settings.export_token.clone(),
             xlsx_builds: Arc::new(Semaphore::new(settings.max_xlsx_builds)),
         };
@@ -126,11 +130,12 @@ impl Application {
         let tracker = TaskTracker::new();
         tracker.spawn(server);
         if self.poll_loop {
-            for r in RESOURCES {
-                let trigger = self.state.triggers[r.name].clone();
+            for r in &self.settings.resources {
+                let trigger = self.state.triggers[r.name.as_str()].clone();
                 tracker.spawn(self.poller.clone().run(
                     r,
-                    self.settings.poll_interval,
+                    self.settings.interval_for(&r.name),
+                    self.settings.unavailable_retry,
                     trigger,
                     cancel.clone(),
                 ));

@@ -24,6 +24,9 @@ pub struct PollStatus {
     /// Changes of the last poll by op.
     pub changes: BTreeMap<String, u64>,
     pub polling: bool,
+    /// `false` while the account cannot read the resource (its list answered 401, 403 or 404):
+    /// it is retried every `POLL_UNAVAILABLE_RETRY_SECS` and holds up no other resource.
+    pub available: bool,
 }
 
 /// State of the AMQP connection, shared by the publisher, `/readyz`, `/status` and metrics.
@@ -88,6 +91,7 @@ impl StatusBoard {
                     r.to_string(),
                     PollStatus {
                         changes: zero(),
+                        available: true,
                         ..Default::default()
                     },
                 )

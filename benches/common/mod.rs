@@ -5,7 +5,7 @@
 
 use daftra_bridge::events::{Change, Op};
 use daftra_bridge::record::{self, Record};
-use daftra_bridge::resource::WORK_ORDERS;
+use daftra_bridge::catalogue::default_resource;
 use daftra_bridge::sim::seeded_work_order;
 use serde_json::{Map, Value};
 
@@ -30,7 +30,7 @@ pub fn work_order(id: i64, changed_every: Option<i64>) -> Record {
         Some(k) if id % k == 0 => edited_raw(id),
         _ => seeded_work_order(SEED, id),
     };
-    record::normalise(&WORK_ORDERS, &raw).expect("seeded records normalise")
+    record::normalise(default_resource(), &raw).expect("seeded records normalise")
 }
 
 /// Work orders `1..=n`, normalised; see [`work_order`] for `changed_every`.
@@ -43,7 +43,7 @@ pub fn work_orders(n: usize, changed_every: Option<i64>) -> Vec<Record> {
 /// The `updated` change of work order `id` made by [`edited_raw`].
 pub fn updated_change(id: i64) -> Change {
     let before = work_order(id, None);
-    let after = record::normalise(&WORK_ORDERS, &edited_raw(id)).expect("normalises");
+    let after = record::normalise(default_resource(), &edited_raw(id)).expect("normalises");
     Change {
         op: Op::Updated,
         id,

@@ -3,6 +3,7 @@
 //! Every variable is read through `envy` as text, then checked here so that a bad value stops
 //! start-up with one line naming the variable, the value given and what is expected.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -59,8 +60,16 @@ pub enum LogFormat {
 #[derive(Clone, Debug)]
 pub struct Settings {
     pub daftra: DaftraSettings,
-    /// Time between the start of two polls.
+    /// The resources polled, exported and announced (`DAFTRA_RESOURCES`), in catalogue order.
+    pub resources: Vec<&'static crate::catalogue::Resource>,
+    /// Time between the start of two polls of a resource (`POLL_INTERVAL_SECS`).
     pub poll_interval: Duration,
+    /// Per-resource intervals by resource name (`POLL_INTERVAL_SECS_{NAME}`).
+    pub poll_intervals: BTreeMap<String, Duration>,
+    /// Time before a resource the account cannot read (401, 403, 404) is tried again.
+    pub unavailable_retry: Duration,
+    /// Polls that hold their scan in memory at once; the others wait their turn.
+    pub poll_max_parallel: usize,
     /// Overall deadline of one poll; past it the poll fails and changes nothing.
     pub poll_deadline: Duration,
     /// Emit `created` for every record on the very first poll.
@@ -79,6 +88,17 @@ pub struct Settings {
     /// Time allowed on SIGTERM to finish HTTP requests and drain the outbox.
     pub shutdown_deadline: Duration,
     pub log_format: LogFormat,
+}
+
+impl Settings {
+    /// The poll interval of resource `name`: its `POLL_INTERVAL_SECS_{NAME}`, else
+    /// `POLL_INTERVAL_SECS`.
+    pub fn interval_for(&self, name: &str) -> Duration {
+        self.poll_intervals
+            .get(name)
+            .copied()
+            .unwrap_or(self.poll_interval)
+    }
 }
 
 /// A variable that could not be used: its name, the value given and what is expected.
@@ -106,7 +126,13 @@ pub struct RawEnv {
     pub daftra_timeout_secs: Option<String>,
     pub daftra_max_retries: Option<String>,
     pub daftra_max_backoff_secs: Option<String>,
+    pub daftra_resources: Option<String>,
     pub poll_interval_secs: Option<String>,
+    pub poll_unavailable_retry_secs: Option<String>,
+    pub poll_max_parallel: Option<String>,
+    /// The per-resource intervals (`POLL_INTERVAL_SECS_INVOICES`), by upper-case resource name.
+    #[serde(skip)]
+    pub poll_interval_overrides: BTreeMap<String, String>,
     pub poll_deadline_secs: Option<String>,
     pub poll_emit_initial: Option<String>,
     pub database_url: Option<String>,
@@ -123,12 +149,89 @@ pub struct RawEnv {
 impl RawEnv {
     /// Reads the process environment (after `.env`, which `main` loads).
     pub fn from_env() -> Result<Self, ConfigError> {
-        envy::from_env::<RawEnv>().map_err(|e| ConfigError {
+        let mut raw = envy::from_env::<RawEnv>().map_err(|e| ConfigError {
             name: "environment",
             shown: String::new(),
             expected: e.to_string(),
-        })
+        })?;
+        raw.poll_interval_overrides = std::env::vars()
+            .filter_map(|(k, v)| {
+                let name = k.strip_prefix(POLL_INTERVAL_PREFIX)?;
+                Some((name.to_string(), v))
+            })
+            .collect();
+        Ok(raw)
     }
+}
+
+/// Prefix of the per-resource poll intervals, `POLL_INTERVAL_SECS_INVOICES`.
+pub const POLL_INTERVAL_PREFIX: &str = "POLL_INTERVAL_SECS_";
+
+/// Resolves `DAFTRA_RESOURCES`: names separated by commas (spaces allowed), or `all`; default
+/// `work_orders`. An unknown name is an error listing the valid ones.
+pub fn resolve_resources(
+    v: &Option<String>,
+) -> Result<Vec<&'static crate::catalogue::Resource>, ConfigError> {
+    use crate::catalogue;
+    let Some(given) = non_empty(v) else {
+        return Ok(vec![catalogue::default_resource()]);
+    };
+    if given.eq_ignore_ascii_case("all") {
+        return Ok(catalogue::all().iter().collect());
+    }
+    let mut wanted = Vec::new();
+    for name in given.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let r = catalogue::by_name(name).ok_or_else(|| {
+            let valid: Vec<_> = catalogue::all().iter().map(|r| r.name.as_str()).collect();
+            err(
+                "DAFTRA_RESOURCES",
+                given,
+                format!(
+                    "all, or resource names separated by commas; {name:?} is not one of: {}",
+                    valid.join(", ")
+                ),
+            )
+        })?;
+        if !wanted.iter().any(|w: &&catalogue::Resource| w.name == r.name) {
+            wanted.push(r);
+        }
+    }
+    if wanted.is_empty() {
+        return Err(err("DAFTRA_RESOURCES", given, "at least one resource name, or all"));
+    }
+    // Catalogue order, whatever order they were listed in.
+    Ok(catalogue::all()
+        .iter()
+        .filter(|r| wanted.iter().any(|w| w.name == r.name))
+        .collect())
+}
+
+fn resolve_intervals(
+    raw: &RawEnv,
+) -> Result<BTreeMap<String, Duration>, ConfigError> {
+    let mut out = BTreeMap::new();
+    for (upper, v) in &raw.poll_interval_overrides {
+        let Some(r) = crate::catalogue::all()
+            .iter()
+            .find(|r| r.name.eq_ignore_ascii_case(upper))
+        else {
+            let name: &'static str =
+                Box::leak(format!("{POLL_INTERVAL_PREFIX}{upper}").into_boxed_str());
+            return Err(err(
+                name,
+                v,
+                "a variable named after a resource (daftra-bridge resources lists them), e.g. POLL_INTERVAL_SECS_INVOICES",
+            ));
+        };
+        let name: &'static str = Box::leak(format!("{POLL_INTERVAL_PREFIX}{upper}").into_boxed_str());
+        if let Some(d) = non_empty(&Some(v.clone()))
+            .map(|_| secs(name, &Some(v.clone()), 60, 1, 86_400))
+            .transpose()?
+        {
+            out.insert(r.name.clone(), d);
+        }
+    }
+    Ok(out)
 }
 
 /// Resolves the Daftra site root from `DAFTRA_BASE_URL` or `DAFTRA_SUBDOMAIN`.
@@ -269,6 +372,16 @@ impl Settings {
         };
         Ok(Settings {
             daftra,
+            resources: resolve_resources(&raw.daftra_resources)?,
+            poll_intervals: resolve_intervals(raw)?,
+            unavailable_retry: secs(
+                "POLL_UNAVAILABLE_RETRY_SECS",
+                &raw.poll_unavailable_retry_secs,
+                900,
+                1,
+                86_400,
+            )?,
+            poll_max_parallel: int_in("POLL_MAX_PARALLEL", &raw.poll_max_parallel, 2, 1, 64)?,
             poll_interval: secs("POLL_INTERVAL_SECS", &raw.poll_interval_secs, 60, 1, 86_400)?,
             poll_deadline: secs(
                 "POLL_DEADLINE_SECS",
@@ -378,6 +491,46 @@ mod tests {
                 && !shown.contains("tok3n")
         );
         assert_eq!(redact_url("amqp://u:hunter2@h/%2f"), "amqp://u:***@h/%2f");
+    }
+
+    #[test]
+    fn resources_are_chosen_by_name() {
+        let s = Settings::from_raw(&raw(), None).unwrap();
+        assert_eq!(s.resources.len(), 1);
+        assert_eq!(s.resources[0].name, "work_orders");
+        let mut r = raw();
+        r.daftra_resources = Some(" invoices , work_orders,clients ".into());
+        let s = Settings::from_raw(&r, None).unwrap();
+        let names: Vec<_> = s.resources.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["invoices", "clients", "work_orders"], "catalogue order");
+        r.daftra_resources = Some("ALL".into());
+        assert_eq!(Settings::from_raw(&r, None).unwrap().resources.len(), 31);
+        r.daftra_resources = Some("work_orders,invoice".into());
+        let e = Settings::from_raw(&r, None).unwrap_err();
+        assert_eq!(e.name, "DAFTRA_RESOURCES");
+        let line = e.to_string();
+        assert!(line.contains("\"invoice\"") && line.contains("invoices, estimates"), "{line}");
+        assert!(!line.contains('\n'));
+    }
+
+    #[test]
+    fn per_resource_intervals_override_the_default() {
+        let mut r = raw();
+        r.poll_interval_secs = Some("120".into());
+        r.poll_interval_overrides = [("INVOICES".to_string(), "30".to_string())].into();
+        let s = Settings::from_raw(&r, None).unwrap();
+        assert_eq!(s.interval_for("invoices"), Duration::from_secs(30));
+        assert_eq!(s.interval_for("work_orders"), Duration::from_secs(120));
+        r.poll_interval_overrides = [("INVOICE".to_string(), "30".to_string())].into();
+        assert_eq!(
+            Settings::from_raw(&r, None).unwrap_err().name,
+            "POLL_INTERVAL_SECS_INVOICE"
+        );
+        r.poll_interval_overrides = [("INVOICES".to_string(), "0".to_string())].into();
+        assert_eq!(
+            Settings::from_raw(&r, None).unwrap_err().name,
+            "POLL_INTERVAL_SECS_INVOICES"
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Daftra v1 API client: authentication, retries with backoff, and pages read concurrently.
 
 pub mod auth;
+pub mod budget;
 mod pages;
 pub mod retry;
 
@@ -15,7 +16,7 @@ use serde_json::{Map, Value};
 
 use crate::config::DaftraSettings;
 use crate::metrics::Metrics;
-use crate::resource::Resource;
+use crate::catalogue::Resource;
 use auth::Authenticator;
 use retry::RetryReason;
 
@@ -86,6 +87,8 @@ pub struct DaftraClient {
     settings: DaftraSettings,
     auth: Authenticator,
     metrics: Metrics,
+    /// Shared by every resource's requests.
+    budget: budget::Budget,
 }
 
 fn parse_list(resource: &Resource, body: &[u8]) -> Result<Page, String> {
@@ -98,7 +101,7 @@ fn parse_list(resource: &Resource, body: &[u8]) -> Result<Page, String> {
     let mut records = Vec::with_capacity(env.data.len());
     for item in env.data {
         match item {
-            Value::Object(mut o) => match o.remove(resource.model_key) {
+            Value::Object(mut o) => match o.remove(&resource.model_key) {
                 Some(Value::Object(r)) => records.push(r),
                 _ => return Err(format!("an item has no {} object", resource.model_key)),
             },
@@ -160,6 +163,7 @@ impl DaftraClient {
         let auth = Authenticator::new(settings.auth.clone());
         DaftraClient {
             http,
+            budget: budget::Budget::new(settings.concurrency),
             settings,
             auth,
             metrics,
@@ -197,13 +201,14 @@ impl DaftraClient {
             let observe_token = |d: Duration, status: &str| {
                 self.metrics
                     .api_request_duration
-                    .with_label_values(&[resource.name, "token", status])
+                    .with_label_values(&[&resource.name, "token", status])
                     .observe(d.as_secs_f64());
             };
             let (name, value) = self
                 .auth
                 .header(&self.http, &token_url, observe_token)
                 .await?;
+            let permit = self.budget.acquire().await;
             let started = Instant::now();
             let sent = self
                 .http
@@ -226,6 +231,7 @@ impl DaftraClient {
                             .and_then(|v| v.to_str().ok())
                             .and_then(|v| retry::parse_retry_after(v, SystemTime::now()));
                         let body: Result<Bytes, _> = resp.bytes().await;
+                        drop(permit);
                         self.observe(resource, operation, status.as_str(), started);
                         match body {
                             Err(e) => transport_failure(e),
@@ -264,10 +270,14 @@ impl DaftraClient {
             }
             self.metrics
                 .api_retries
-                .with_label_values(&[resource.name, reason.label()])
+                .with_label_values(&[&resource.name, reason.label()])
                 .inc();
             let wait = retry::delay(attempt, retry_after, self.settings.max_backoff);
-            tracing::debug!(resource = resource.name, attempt, reason = reason.label(), wait_ms = wait.as_millis() as u64, error = %failure, "Retrying Daftra request");
+            if reason == RetryReason::RateLimited {
+                // The account is over its limit, not this resource: every request waits.
+                self.budget.pause(wait);
+            }
+            tracing::debug!(resource = %resource.name, attempt, reason = reason.label(), wait_ms = wait.as_millis() as u64, error = %failure, "Retrying Daftra request");
             tokio::time::sleep(wait).await;
             attempt += 1;
         }
@@ -276,16 +286,19 @@ impl DaftraClient {
     fn observe(&self, resource: &Resource, operation: &str, status: &str, started: Instant) {
         self.metrics
             .api_request_duration
-            .with_label_values(&[resource.name, operation, status])
+            .with_label_values(&[&resource.name, operation, status])
             .observe(started.elapsed().as_secs_f64());
     }
 
     /// Reads list page `page` (from 1) with `limit` = the page size.
     pub async fn list_page(&self, resource: &Resource, page: u64) -> Result<Page, FetchError> {
-        let url = format!(
-            "{}/api2/{}?page={page}&limit={}",
-            self.settings.base_url, resource.path, self.settings.page_size
+        let mut url = format!(
+            "{}/{}?page={page}&limit={}",
+            self.settings.base_url, resource.list_path, self.settings.page_size
         );
+        for (k, v) in &resource.list_params {
+            url.push_str(&format!("&{k}={v}"));
+        }
         let page = self
             .call(resource, "list", &url, |b| parse_list(resource, b))
             .await?
@@ -295,7 +308,7 @@ impl DaftraClient {
             })?;
         self.metrics
             .api_pages_fetched
-            .with_label_values(&[resource.name])
+            .with_label_values(&[&resource.name])
             .inc();
         Ok(page)
     }
@@ -306,11 +319,11 @@ impl DaftraClient {
         resource: &Resource,
         id: i64,
     ) -> Result<Option<Map<String, Value>>, FetchError> {
-        let url = format!("{}/api2/{}/{id}", self.settings.base_url, resource.path);
+        let url = format!("{}/{}", self.settings.base_url, resource.record_path(id));
         let parse = |b: &[u8]| -> Result<Map<String, Value>, String> {
             let v: Value = serde_json::from_slice(b).map_err(|e| e.to_string())?;
             v.get("data")
-                .and_then(|d| d.get(resource.model_key))
+                .and_then(|d| d.get(&resource.model_key))
                 .and_then(Value::as_object)
                 .cloned()
                 .ok_or_else(|| format!("no data.{} object", resource.model_key))
@@ -322,7 +335,7 @@ impl DaftraClient {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::resource::WORK_ORDERS;
+    use crate::catalogue::default_resource;
 
     #[test]
     fn the_fixture_page_parses() {
@@ -331,7 +344,7 @@ mod tests {
             "/tests/fixtures/work_orders_page.json"
         ))
         .unwrap();
-        let page = parse_list(&WORK_ORDERS, &body).unwrap();
+        let page = parse_list(default_resource(), &body).unwrap();
         assert_eq!(page.records.len(), 3);
         assert_eq!(page.pagination.page_count, 5);
         assert_eq!(page.pagination.total_results, 13);
@@ -340,12 +353,12 @@ mod tests {
     #[test]
     fn malformed_envelopes_are_errors() {
         assert!(parse_list(
-            &WORK_ORDERS,
+            default_resource(),
             b"{\"code\":200,\"result\":\"successful\",\"data\":["
         )
         .is_err());
-        assert!(parse_list(&WORK_ORDERS, b"<html>502</html>").is_err());
-        assert!(parse_list(&WORK_ORDERS, br#"{"result":"failed","data":[],"pagination":{"page":1,"page_count":1,"total_results":0}}"#).is_err());
-        assert!(parse_list(&WORK_ORDERS, br#"{"result":"successful","data":[]}"#).is_err());
+        assert!(parse_list(default_resource(), b"<html>502</html>").is_err());
+        assert!(parse_list(default_resource(), br#"{"result":"failed","data":[],"pagination":{"page":1,"page_count":1,"total_results":0}}"#).is_err());
+        assert!(parse_list(default_resource(), br#"{"result":"successful","data":[]}"#).is_err());
     }
 }

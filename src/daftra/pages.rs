@@ -4,7 +4,7 @@
 use futures::stream::{self, BoxStream, StreamExt};
 
 use super::{DaftraClient, FetchError, Page};
-use crate::resource::Resource;
+use crate::catalogue::Resource;
 
 impl DaftraClient {
     /// Every page in order: page 1 first, then pages `2..=page_count` with at most

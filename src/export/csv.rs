@@ -7,7 +7,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use super::{Cell, ExportError, Row, RowSink};
-use crate::resource::Column;
+use crate::catalogue::Column;
 
 /// The UTF-8 byte order mark that makes Excel read a CSV as UTF-8.
 pub const BOM: &[u8] = b"\xEF\xBB\xBF";
@@ -53,7 +53,7 @@ fn csv_err(e: ::csv::Error) -> ExportError {
 impl<W: Write> RowSink for CsvSink<W> {
     fn header(&mut self, columns: &[&Column]) -> Result<(), ExportError> {
         self.writer
-            .write_record(columns.iter().map(|c| c.name))
+            .write_record(columns.iter().map(|c| c.name.as_str()))
             .map_err(csv_err)
     }
 

@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 
 use crate::daftra::{DaftraClient, FetchError};
 use crate::record::{self, Record};
-use crate::resource::{Column, Resource};
+use crate::catalogue::{Column, Resource};
 use crate::store::{Store, StoreError};
 pub use query::{ExportQuery, QueryError, Source};
 pub use row::{Cell, Row, StoredRow};
@@ -68,13 +68,15 @@ pub trait RowSink {
 /// Records of a live scan, a page at a time, as normalised by [`live_pages`].
 pub type LivePages = mpsc::Receiver<Result<Vec<Record>, FetchError>>;
 
-/// Reads Daftra page by page in a task and sends each page's normalised records; invalid
-/// records are skipped (and counted). At most two pages wait in the channel.
+/// Reads Daftra page by page in a task and sends each page's normalised records (for a
+/// line-item export, the items of the parent's records); records without a readable key are
+/// skipped (and counted). At most two pages wait in the channel.
 pub fn live_pages(
     client: std::sync::Arc<DaftraClient>,
-    resource: &'static Resource,
+    export: &'static Resource,
     metrics: crate::metrics::Metrics,
 ) -> LivePages {
+    let resource = export.source();
     let (tx, rx) = mpsc::channel(2);
     let mut pages = crate::daftra::spawn_pages(client, resource, 2);
     tokio::spawn(async move {
@@ -83,14 +85,18 @@ pub fn live_pages(
                 p.records
                     .into_iter()
                     .filter_map(|raw| match record::normalise_owned(resource, raw) {
-                        Ok(r) => Some(r),
+                        Ok(n) => Some(n.record),
                         Err(_) => {
                             metrics
                                 .api_invalid_records
-                                .with_label_values(&[resource.name])
+                                .with_label_values(&[&resource.name])
                                 .inc();
                             None
                         }
+                    })
+                    .flat_map(|r| match export.parent {
+                        Some(_) => record::line_item_rows(export, resource, &r),
+                        None => vec![r],
                     })
                     .collect()
             });
@@ -115,8 +121,7 @@ pub enum Rows {
 
 fn snapshot_sql(q: &ExportQuery) -> String {
     let dir = if q.sort.1 { "DESC" } else { "ASC" };
-    let key = q.resource.key;
-    if q.sort.0 == key {
+    if q.sort.0 == q.resource.key {
         format!("SELECT record FROM snapshot WHERE resource = ?1 ORDER BY id {dir}")
     } else {
         // The column name comes from the resource's declared columns, never from user text.
@@ -133,7 +138,7 @@ fn write_sorted(
 ) -> Result<u64, ExportError> {
     let mut n = 0;
     let mut stmt = conn.prepare(&snapshot_sql(q)).map_err(StoreError::from)?;
-    let mut cursor = stmt.query([q.resource.name]).map_err(StoreError::from)?;
+    let mut cursor = stmt.query([&q.resource.name]).map_err(StoreError::from)?;
     while let Some(row) = cursor.next().map_err(StoreError::from)? {
         let text = row
             .get_ref(0)
@@ -151,63 +156,109 @@ fn write_sorted(
     Ok(n)
 }
 
+/// The normalised records of `parent`'s snapshot, a chunk at a time, in key order.
+fn snapshot_records(
+    store: &Store,
+    parent: &'static Resource,
+    mut each: impl FnMut(Record) -> Result<(), ExportError>,
+) -> Result<(), ExportError> {
+    let conn = store.reader()?;
+    let mut stmt = conn
+        .prepare("SELECT record FROM snapshot WHERE resource = ?1 ORDER BY id")
+        .map_err(StoreError::from)?;
+    let mut cursor = stmt.query([&parent.name]).map_err(StoreError::from)?;
+    while let Some(row) = cursor.next().map_err(StoreError::from)? {
+        let text: String = row.get(0).map_err(StoreError::from)?;
+        if let Ok(r) = serde_json::from_str::<Record>(&text) {
+            each(r)?;
+        }
+    }
+    Ok(())
+}
+
+/// Streams `rows` (pages of records) to `sink`, or, when the query is sorted, spools them to
+/// a temporary SQLite file and lets SQLite sort there, so memory stays bounded either way.
+fn write_records(
+    q: &ExportQuery,
+    sink: &mut dyn RowSink,
+    feed: impl FnOnce(&mut dyn FnMut(&Record) -> Result<(), ExportError>) -> Result<(), ExportError>,
+) -> Result<u64, ExportError> {
+    let mut n = 0u64;
+    if !q.sort_given {
+        feed(&mut |r| {
+            if q.matches(r) {
+                sink.row(&q.columns, r)?;
+                n += 1;
+            }
+            Ok(())
+        })?;
+        return Ok(n);
+    }
+    let spool = tempfile::NamedTempFile::new()?;
+    let conn = rusqlite::Connection::open(spool.path()).map_err(StoreError::from)?;
+    conn.execute_batch(
+        "CREATE TABLE snapshot (resource TEXT NOT NULL, id INTEGER NOT NULL, record TEXT NOT NULL)",
+    )
+    .map_err(StoreError::from)?;
+    {
+        let tx = conn.unchecked_transaction().map_err(StoreError::from)?;
+        let mut insert = tx
+            .prepare("INSERT INTO snapshot VALUES (?1, ?2, ?3)")
+            .map_err(StoreError::from)?;
+        feed(&mut |r| {
+            if q.matches(r) {
+                let text = serde_json::to_string(r).unwrap_or_default();
+                insert
+                    .execute(rusqlite::params![
+                        q.resource.name,
+                        record::key(q.resource, r),
+                        text
+                    ])
+                    .map_err(StoreError::from)?;
+            }
+            Ok(())
+        })?;
+        drop(insert);
+        tx.commit().map_err(StoreError::from)?;
+    }
+    write_sorted(&conn, q, sink)
+}
+
 /// Writes every matching row to `sink` (blocking: run it off the async executor) and returns
 /// the number of rows written.
 pub fn write_rows(rows: Rows, q: &ExportQuery, sink: &mut dyn RowSink) -> Result<u64, ExportError> {
-    let mut n = 0u64;
     sink.header(&q.columns)?;
-    match rows {
-        Rows::Snapshot(store) => n = write_sorted(&store.reader()?, q, sink)?,
-        Rows::Live { first, mut rest } => {
-            let mut next_page = move || -> Result<Option<Vec<Record>>, ExportError> {
-                match rest.blocking_recv() {
-                    None => Ok(None),
-                    Some(page) => Ok(Some(page?)),
-                }
-            };
+    let export = q.resource;
+    let n = match rows {
+        Rows::Snapshot(store) if export.parent.is_none() => write_sorted(&store.reader()?, q, sink)?,
+        Rows::Snapshot(store) => {
+            let parent = export.source();
+            write_records(q, sink, |each| {
+                snapshot_records(&store, parent, |r| {
+                    for row in record::line_item_rows(export, parent, &r) {
+                        each(&row)?;
+                    }
+                    Ok(())
+                })
+            })?
+        }
+        Rows::Live { first, mut rest } => write_records(q, sink, |each| {
             let mut first = first;
-            let mut page = move || match first.take() {
-                Some(p) => Ok(Some(p)),
-                None => next_page(),
-            };
-            if q.sort_given {
-                // Sorted live exports spool to a temporary SQLite file and let SQLite sort
-                // there, so memory stays bounded whatever the row count.
-                let spool = tempfile::NamedTempFile::new()?;
-                let conn = rusqlite::Connection::open(spool.path()).map_err(StoreError::from)?;
-                conn.execute_batch("CREATE TABLE snapshot (resource TEXT NOT NULL, id INTEGER NOT NULL, record TEXT NOT NULL)")
-                    .map_err(StoreError::from)?;
-                {
-                    let tx = conn.unchecked_transaction().map_err(StoreError::from)?;
-                    let mut insert = tx
-                        .prepare("INSERT INTO snapshot VALUES (?1, ?2, ?3)")
-                        .map_err(StoreError::from)?;
-                    while let Some(p) = page()? {
-                        for r in p.iter().filter(|r| q.matches(*r)) {
-                            let text = serde_json::to_string(r).unwrap_or_default();
-                            insert
-                                .execute(rusqlite::params![
-                                    q.resource.name,
-                                    record::key(q.resource, r),
-                                    text
-                                ])
-                                .map_err(StoreError::from)?;
-                        }
-                    }
-                    drop(insert);
-                    tx.commit().map_err(StoreError::from)?;
-                }
-                n = write_sorted(&conn, q, sink)?;
-            } else {
-                while let Some(p) = page()? {
-                    for r in p.iter().filter(|r| q.matches(*r)) {
-                        sink.row(&q.columns, r)?;
-                        n += 1;
-                    }
+            loop {
+                let page = match first.take() {
+                    Some(p) => p,
+                    None => match rest.blocking_recv() {
+                        None => break,
+                        Some(page) => page?,
+                    },
+                };
+                for r in &page {
+                    each(r)?;
                 }
             }
-        }
-    }
+            Ok(())
+        })?,
+    };
     sink.finish()?;
     Ok(n)
 }

@@ -3,7 +3,7 @@
 
 use super::row::{Cell, Row};
 use crate::config::parse_bool;
-use crate::resource::{Column, ColumnKind, Resource};
+use crate::catalogue::{Column, ColumnKind, Resource};
 
 /// A query parameter that could not be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -44,7 +44,8 @@ pub struct ExportQuery {
     pub resource: &'static Resource,
     /// Columns in output order.
     pub columns: Vec<&'static Column>,
-    pub statuses: Option<Vec<i64>>,
+    /// Enum filters: the column and the values kept (`status=open,2`).
+    pub enums: Vec<(&'static Column, Vec<i64>)>,
     /// Exact matches on integer columns (`client_id`, `staff_id`).
     pub equals: Vec<(&'static str, i64)>,
     pub dates: Vec<DateRange>,
@@ -68,10 +69,10 @@ impl ExportQuery {
         ExportQuery {
             resource,
             columns: resource.columns.iter().collect(),
-            statuses: None,
+            enums: Vec::new(),
             equals: Vec::new(),
             dates: Vec::new(),
-            sort: (resource.key, false),
+            sort: (resource.key.as_str(), false),
             sort_given: false,
             bom: false,
             source: Source::Snapshot,
@@ -112,17 +113,28 @@ impl ExportQuery {
                     }
                     q.columns = cols;
                 }
-                "status" if resource.status.is_some() => {
+                k if resource.enum_columns().any(|c| c.name == k) => {
+                    let column = resource.column(k).expect("declared enum column");
+                    let choices = column
+                        .labels
+                        .iter()
+                        .filter_map(|(v, l)| v.map(|v| format!("{v} ({l})")))
+                        .collect::<Vec<_>>()
+                        .join(", ");
                     let codes = v
                         .split(',')
                         .map(str::trim)
                         .filter(|s| !s.is_empty())
-                        .map(|s| resource.status_code(s).ok_or_else(|| bad(key, format!("unknown status {s:?}; use 1-4 or open, closed, cancelled, draft"))))
+                        .map(|s| {
+                            column.enum_value(s).ok_or_else(|| {
+                                bad(key, format!("unknown value {s:?}; use a number or a label of: {choices}"))
+                            })
+                        })
                         .collect::<Result<Vec<_>, _>>()?;
                     if codes.is_empty() {
-                        return Err(bad(key, "list at least one status"));
+                        return Err(bad(key, "list at least one value"));
                     }
-                    q.statuses = Some(codes);
+                    q.enums.push((column, codes));
                 }
                 "sort" => {
                     let (desc, name) = match v.strip_prefix('-') {
@@ -132,7 +144,7 @@ impl ExportQuery {
                     let c = resource
                         .column(name)
                         .ok_or_else(|| bad(key, format!("unknown column {name:?}")))?;
-                    q.sort = (c.name, desc);
+                    q.sort = (c.name.as_str(), desc);
                     q.sort_given = true;
                 }
                 "bom" => q.bom = parse_bool(v).ok_or_else(|| bad(key, "expected true or false"))?,
@@ -143,12 +155,12 @@ impl ExportQuery {
                         _ => return Err(bad(key, "expected snapshot or live")),
                     }
                 }
-                k if resource.id_filters.contains(&k) => {
+                k if resource.id_filters().any(|c| c.name == k) => {
                     let n = v
                         .parse::<i64>()
                         .map_err(|_| bad(key, format!("expected a whole number, got {v:?}")))?;
                     q.equals
-                        .push((resource.column(k).expect("declared filter").name, n));
+                        .push((resource.column(k).expect("declared filter").name.as_str(), n));
                 }
                 k => {
                     let range = k
@@ -166,7 +178,7 @@ impl ExportQuery {
                         Some(i) => i,
                         None => {
                             q.dates.push(DateRange {
-                                column: column.name,
+                                column: column.name.as_str(),
                                 from: None,
                                 to: None,
                             });
@@ -199,8 +211,8 @@ impl ExportQuery {
             Some(Cell::Int(n)) => Some(n),
             _ => None,
         };
-        if let (Some(codes), Some((field, _))) = (&self.statuses, self.resource.status) {
-            if !int(field).is_some_and(|s| codes.contains(&s)) {
+        for (column, codes) in &self.enums {
+            if !int(&column.name).is_some_and(|s| codes.contains(&s)) {
                 return false;
             }
         }
@@ -220,14 +232,14 @@ impl ExportQuery {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::resource::WORK_ORDERS;
+    use crate::catalogue::default_resource;
 
     fn p(pairs: &[(&str, &str)]) -> Result<ExportQuery, QueryError> {
         let pairs: Vec<_> = pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        ExportQuery::parse(&WORK_ORDERS, &pairs)
+        ExportQuery::parse(default_resource(), &pairs)
     }
 
     #[test]
@@ -267,10 +279,11 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(
-            q.columns.iter().map(|c| c.name).collect::<Vec<_>>(),
+            q.columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
             ["title", "id"]
         );
-        assert_eq!(q.statuses, Some(vec![1, 2]));
+        assert_eq!(q.enums[0].0.name, "status");
+        assert_eq!(q.enums[0].1, vec![1, 2]);
         assert_eq!(q.sort, ("budget", true));
         assert!(q.bom);
     }

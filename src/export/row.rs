@@ -9,7 +9,7 @@ use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, Visitor}
 use serde_json::Value;
 
 use crate::record::Record;
-use crate::resource::{Column, ColumnKind};
+use crate::catalogue::{Column, ColumnKind};
 
 /// A typed cell value of one column of one row.
 #[derive(Debug, PartialEq)]
@@ -40,7 +40,7 @@ fn text_cell<'a>(kind: ColumnKind, s: &'a str) -> Cell<'a> {
 
 impl Row for Record {
     fn cell(&self, column: &Column) -> Cell<'_> {
-        match self.get(column.name) {
+        match self.get(&column.name) {
             None | Some(Value::Null) => Cell::Empty,
             Some(Value::String(s)) => text_cell(column.kind, s),
             Some(Value::Number(n)) => match n.as_i64() {
@@ -168,7 +168,7 @@ impl Row for StoredRow<'_> {
         match self
             .fields
             .iter()
-            .find(|(k, _)| k == column.name)
+            .find(|(k, _)| *k == column.name)
             .map(|(_, v)| v)
         {
             None | Some(Scalar::Null | Scalar::Other) => Cell::Empty,
@@ -182,25 +182,25 @@ impl Row for StoredRow<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::resource::WORK_ORDERS;
+    use crate::catalogue::default_resource;
     use serde_json::json;
 
     #[test]
     fn stored_rows_read_the_same_cells_as_records() {
         let raw = json!({"id": "7", "title": "قال \"مرحبا\"\nثم", "budget": "-2.5", "status": 2, "start_date": "2026-01-02",
             "created": "2026-01-02 03:04:05", "delivery_date": "0000-00-00", "extra": {"nested": [1, 2]}, "flag": true});
-        let record = crate::record::normalise(&WORK_ORDERS, raw.as_object().unwrap()).unwrap();
+        let record = crate::record::normalise(default_resource(), raw.as_object().unwrap()).unwrap();
         let text = serde_json::to_string(&record).unwrap();
         let stored = StoredRow::parse(&text).unwrap();
-        for column in WORK_ORDERS.columns {
+        for column in default_resource().columns.iter() {
             assert_eq!(stored.cell(column), record.cell(column), "{}", column.name);
         }
         assert_eq!(
-            stored.cell(WORK_ORDERS.column("title").unwrap()),
+            stored.cell(default_resource().column("title").unwrap()),
             Cell::Text("قال \"مرحبا\"\nثم")
         );
         assert_eq!(
-            stored.cell(WORK_ORDERS.column("created").unwrap()),
+            stored.cell(default_resource().column("created").unwrap()),
             Cell::Timestamp("2026-01-02 03:04:05")
         );
     }

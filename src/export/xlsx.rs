@@ -7,7 +7,7 @@ use std::path::Path;
 use rust_xlsxwriter::{ExcelDateTime, Format, Workbook, Worksheet};
 
 use super::{Cell, ExportError, Row, RowSink};
-use crate::resource::{Column, ColumnKind};
+use crate::catalogue::{Column, ColumnKind};
 
 /// Rows per sheet, header included (Excel's limit, 2^20).
 pub const MAX_SHEET_ROWS: u32 = 1_048_576;
@@ -58,7 +58,7 @@ pub fn excel_datetime(s: &str) -> Option<ExcelDateTime> {
 }
 
 fn width(column: &Column) -> f64 {
-    match (column.kind, column.name) {
+    match (column.kind, column.name.as_str()) {
         (_, "title" | "description") => 40.0,
         (ColumnKind::Timestamp, _) => 20.0,
         (ColumnKind::Date, _) => 12.0,
@@ -120,7 +120,7 @@ impl<'p> XlsxSink<'p> {
         ws.set_name(&name)?;
         for (i, c) in columns.iter().enumerate() {
             ws.set_column_width(i as u16, width(c))?;
-            ws.write_string_with_format(0, i as u16, c.name, &header)?;
+            ws.write_string_with_format(0, i as u16, &c.name, &header)?;
         }
         ws.set_freeze_panes(1, 0)?;
         self.row = 1;
@@ -209,16 +209,16 @@ mod tests {
 
     #[test]
     fn rows_past_the_sheet_limit_continue_on_further_sheets() {
-        use crate::resource::WORK_ORDERS;
+        use crate::catalogue::default_resource;
         use calamine::Reader;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x.xlsx");
-        let q = crate::export::ExportQuery::all(&WORK_ORDERS);
+        let q = crate::export::ExportQuery::all(default_resource());
         let mut sink = XlsxSink::new(&path, "work_orders").with_max_sheet_rows(4);
         sink.header(&q.columns).unwrap();
         for id in 1..=7 {
             let r = crate::record::normalise(
-                &WORK_ORDERS,
+                default_resource(),
                 serde_json::json!({"id": id}).as_object().unwrap(),
             )
             .unwrap();

@@ -15,7 +15,7 @@ use super::{access, ApiError, AppState};
 use crate::export::csv::{ChannelWriter, CsvSink};
 use crate::export::xlsx::XlsxSink;
 use crate::export::{self, ExportError, ExportQuery, Format, QueryError, Rows, Source};
-use crate::resource::{self, ColumnKind, Resource, RESOURCES};
+use crate::catalogue::{self, ColumnKind, Resource};
 
 /// Seconds a client is told to wait when Daftra cannot be read.
 const RETRY_AFTER_SECS: u64 = 30;
@@ -44,12 +44,21 @@ pub fn content_disposition(name: &str) -> ContentDisposition {
     }
 }
 
-fn resolve(file: &str) -> Result<(&'static Resource, Format), ApiError> {
+fn resolve(state: &AppState, file: &str) -> Result<(&'static Resource, Format), ApiError> {
     let (name, ext) = file
         .rsplit_once('.')
         .ok_or_else(|| ApiError::NotFound(format!("no export named {file:?}")))?;
-    let resource = resource::by_name(name)
-        .ok_or_else(|| ApiError::NotFound(format!("no resource named {name:?}")))?;
+    let resource = state.export(name).ok_or_else(|| {
+        let hint = match catalogue::export_by_name(name) {
+            Some(r) => format!(
+                "{:?} is not enabled; add {:?} to DAFTRA_RESOURCES",
+                name,
+                r.source().name
+            ),
+            None => format!("no export named {name:?}; GET /exports lists them"),
+        };
+        ApiError::NotFound(hint)
+    })?;
     let format = Format::parse(ext)
         .ok_or_else(|| ApiError::NotFound(format!("no format {ext:?}; use csv or xlsx")))?;
     Ok((resource, format))
@@ -59,7 +68,7 @@ fn resolve(file: &str) -> Result<(&'static Resource, Format), ApiError> {
 /// Daftra, whose first page must arrive before the answer starts, so an outage is a 503.
 async fn rows(state: &AppState, q: &ExportQuery) -> Result<Rows, ApiError> {
     let store = state.store.clone();
-    let name = q.resource.name;
+    let name = &q.resource.source().name;
     let has_snapshot = web::block(move || store.has_baseline(name))
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?
@@ -99,7 +108,7 @@ fn provenance(state: &AppState, q: &ExportQuery, rows: &Rows) -> Vec<(&'static s
             if let Some(at) = state
                 .status
                 .snapshot()
-                .get(q.resource.name)
+                .get(&q.resource.source().name)
                 .and_then(|s| s.last_success.clone())
             {
                 h.push(("X-Snapshot-Polled-At", at));
@@ -127,7 +136,7 @@ fn record_export(
     started: Instant,
     result: &Result<u64, ExportError>,
 ) {
-    let labels = [q.resource.name, format.as_str()];
+    let labels = [q.resource.name.as_str(), format.as_str()];
     state
         .metrics
         .export_rows
@@ -159,7 +168,7 @@ pub async fn download(
     file: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     access::check(&state, &req)?;
-    let (resource, format) = resolve(&file)?;
+    let (resource, format) = resolve(&state, &file)?;
     let pairs: Vec<(String, String)> =
         serde_urlencoded::from_str(req.query_string()).map_err(|e| {
             ApiError::InvalidQuery(QueryError {
@@ -212,7 +221,7 @@ pub async fn download(
             let built = tokio::task::spawn_blocking(move || {
                 let _permit = permit;
                 let tmp = tempfile::NamedTempFile::new()?;
-                let mut sink = XlsxSink::new(tmp.path(), q.resource.name);
+                let mut sink = XlsxSink::new(tmp.path(), &q.resource.name);
                 let result = export::write_rows(rows, &q, &mut sink)
                     .and_then(|n| sink.save(q.columns.len()).map(|_| n));
                 record_export(
@@ -261,31 +270,64 @@ fn describe(r: &Resource) -> serde_json::Value {
         .filter(|c| matches!(c.kind, ColumnKind::Date | ColumnKind::Timestamp))
         .flat_map(|c| [format!("{}_from", c.name), format!("{}_to", c.name)])
         .collect();
+    let enums: serde_json::Map<String, serde_json::Value> = r
+        .enum_columns()
+        .map(|c| {
+            let values = c
+                .labels
+                .iter()
+                .filter_map(|(v, l)| v.map(|v| json!({"value": v, "label": l})))
+                .collect::<Vec<_>>();
+            (c.name.clone(), json!(values))
+        })
+        .collect();
     json!({
         "resource": r.name,
+        "title": r.title,
+        "area": r.area,
+        "line_items_of": r.parent.as_ref().map(|(p, _)| p),
+        "group": r.parent.as_ref().map(|(_, g)| g),
         "formats": ["csv", "xlsx"],
         "urls": {"csv": format!("/exports/{}.csv", r.name), "xlsx": format!("/exports/{}.xlsx", r.name)},
-        "columns": r.columns.iter().map(|c| c.name).collect::<Vec<_>>(),
+        "columns": r.columns.iter().map(|c| json!({"name": c.name, "kind": format!("{:?}", c.kind).to_lowercase()})).collect::<Vec<_>>(),
         "filters": {
             "fields": "comma-separated columns, in output order",
-            "status": r.status.map(|(_, labels)| labels.iter().map(|(n, l)| json!({"value": n, "label": l})).collect::<Vec<_>>()),
-            "equals": r.id_filters,
+            "enums": enums,
+            "status": r.column("status").filter(|c| !c.labels.is_empty()).map(|c| c.labels.iter().filter_map(|(n, l)| n.map(|n| json!({"value": n, "label": l}))).collect::<Vec<_>>()),
+            "equals": r.id_filters().map(|c| c.name.as_str()).collect::<Vec<_>>(),
             "date_ranges": dates,
-            "sort": "a column, or -column for descending (default id ascending)",
+            "sort": "a column, or -column for descending (default: the key ascending)",
             "bom": "true to start the CSV with a UTF-8 byte order mark (for Excel)",
             "source": ["snapshot", "live"],
         }
     })
 }
 
+/// Every enabled export: each resource followed by its line-item exports.
+fn enabled_exports(state: &AppState) -> Vec<&'static Resource> {
+    state
+        .resources
+        .iter()
+        .flat_map(|r| std::iter::once(*r).chain(catalogue::line_item_exports(r)))
+        .collect()
+}
+
 /// `GET /exports`: the available exports, formats, columns and filters (JSON).
 pub async fn list(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     access::check(&state, &req)?;
-    Ok(HttpResponse::Ok()
-        .json(json!({"exports": RESOURCES.iter().map(|r| describe(r)).collect::<Vec<_>>()})))
+    Ok(HttpResponse::Ok().json(
+        json!({"exports": enabled_exports(&state).into_iter().map(describe).collect::<Vec<_>>()}),
+    ))
 }
 
-/// `GET /`: a small HTML page with download links and a filter form.
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('"', "&quot;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// `GET /`: a small HTML page with download links and a filter form, grouped by area.
 pub async fn index(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     access::check(&state, &req)?;
     // A token given in the address travels on in every link and form, or a browser user would
@@ -297,37 +339,72 @@ pub async fn index(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpR
     let (link_token, form_token) = match &token {
         Some(t) => {
             let encoded = serde_urlencoded::to_string([("token", t)]).unwrap_or_default();
-            let escaped = t
-                .replace('&', "&amp;")
-                .replace('"', "&quot;")
-                .replace('<', "&lt;");
             (
                 format!("&amp;{encoded}"),
-                format!("<input type=\"hidden\" name=\"token\" value=\"{escaped}\">"),
+                format!(
+                    "<input type=\"hidden\" name=\"token\" value=\"{}\">",
+                    html_escape(t)
+                ),
             )
         }
         None => (String::new(), String::new()),
     };
     let mut html = String::from(include_str!("index_head.html"));
-    for r in RESOURCES {
-        let cols: String = r
-            .columns
-            .iter()
-            .map(|c| format!("<code>{}</code> ", c.name))
-            .collect();
-        html.push_str(&format!(
-            "<h2>{n}</h2><p><a href=\"/exports/{n}.csv?bom=true{link_token}\">CSV (Excel)</a> · <a href=\"/exports/{n}.csv?source=snapshot{link_token}\">CSV</a> · \
-             <a href=\"/exports/{n}.xlsx?source=snapshot{link_token}\">XLSX</a></p><p>Columns: {cols}</p>\
-             <form action=\"/exports/{n}.csv\" method=\"get\">{form_token}<label>format <select onchange=\"this.form.action='/exports/{n}.'+this.value\">\
-             <option>csv</option><option>xlsx</option></select></label> \
-             <label>status <input name=\"status\" placeholder=\"open,closed\"></label> \
-             <label>client_id <input name=\"client_id\" size=\"6\"></label> \
-             <label>created_from <input name=\"created_from\" type=\"date\"></label> \
-             <label>created_to <input name=\"created_to\" type=\"date\"></label> \
-             <label>sort <input name=\"sort\" placeholder=\"-modified\"></label> \
-             <button>Download</button></form>",
-            n = r.name
-        ));
+    let exports = enabled_exports(&state);
+    for area in catalogue::AREAS {
+        let here: Vec<_> = exports.iter().filter(|r| r.area == *area).collect();
+        if here.is_empty() {
+            continue;
+        }
+        html.push_str(&format!("<h2>{area}</h2>"));
+        for r in here {
+            let cols: String = r
+                .columns
+                .iter()
+                .map(|c| format!("<code>{}</code> ", c.name))
+                .collect();
+            let level = if r.parent.is_some() { "h4" } else { "h3" };
+            let enum_inputs: String = r
+                .enum_columns()
+                .map(|c| {
+                    format!(
+                        "<label>{n} <input name=\"{n}\" placeholder=\"{p}\"></label> ",
+                        n = c.name,
+                        p = html_escape(
+                            &c.labels
+                                .iter()
+                                .take(2)
+                                .map(|(_, l)| l.to_lowercase())
+                                .collect::<Vec<_>>()
+                                .join(",")
+                        )
+                    )
+                })
+                .collect();
+            let date_inputs: String = r
+                .columns
+                .iter()
+                .filter(|c| c.name == "created" || c.name == "date")
+                .map(|c| {
+                    format!(
+                        "<label>{n}_from <input name=\"{n}_from\" type=\"date\"></label> \
+                         <label>{n}_to <input name=\"{n}_to\" type=\"date\"></label> ",
+                        n = c.name
+                    )
+                })
+                .collect();
+            html.push_str(&format!(
+                "<{level}>{title} <small><code>{n}</code></small></{level}><p><a href=\"/exports/{n}.csv?bom=true{link_token}\">CSV (Excel)</a> · <a href=\"/exports/{n}.csv?source=snapshot{link_token}\">CSV</a> · \
+                 <a href=\"/exports/{n}.xlsx?source=snapshot{link_token}\">XLSX</a></p><details><summary>Columns and filters</summary><p>{cols}</p>\
+                 <form action=\"/exports/{n}.csv\" method=\"get\">{form_token}<label>format <select onchange=\"this.form.action='/exports/{n}.'+this.value\">\
+                 <option>csv</option><option>xlsx</option></select></label> \
+                 {enum_inputs}{date_inputs}<label>sort <input name=\"sort\" placeholder=\"-{key}\"></label> \
+                 <button>Download</button></form></details>",
+                n = r.name,
+                title = html_escape(&r.title),
+                key = r.key,
+            ));
+        }
     }
     let first = link_token.replacen("&amp;", "?", 1);
     html.push_str(&format!("<p><a href=\"/exports{first}\">/exports</a> (JSON) · <a href=\"/status{first}\">/status</a> · <a href=\"/metrics\">/metrics</a></p></body></html>"));

@@ -13,6 +13,7 @@ use actix_web::{web, App, HttpResponse, ResponseError};
 use serde_json::json;
 use tokio::sync::Semaphore;
 
+use crate::catalogue::Resource;
 use crate::config::Secret;
 use crate::daftra::DaftraClient;
 use crate::metrics::Metrics;
@@ -30,6 +31,8 @@ pub struct AppState {
     pub broker: Arc<BrokerState>,
     /// Poll triggers by resource name.
     pub triggers: Arc<HashMap<&'static str, Arc<PollTrigger>>>,
+    /// The enabled resources (`DAFTRA_RESOURCES`), in catalogue order.
+    pub resources: Arc<Vec<&'static Resource>>,
     pub export_token: Option<Secret>,
     /// Limits concurrent XLSX builds (`EXPORT_MAX_XLSX_BUILDS`).
     pub xlsx_builds: Arc<Semaphore>,
@@ -49,6 +52,18 @@ pub enum ApiError {
     Unavailable { message: String, retry_after: u64 },
     #[error("{0}")]
     Internal(String),
+}
+
+impl AppState {
+    /// The enabled resource or line-item export named `name`.
+    pub fn export(&self, name: &str) -> Option<&'static Resource> {
+        let export = crate::catalogue::export_by_name(name)?;
+        let source = export.source();
+        self.resources
+            .iter()
+            .any(|r| r.name == source.name)
+            .then_some(export)
+    }
 }
 
 impl ResponseError for ApiError {

@@ -1,9 +1,12 @@
-//! Seeded, realistic work orders for the simulator: Arabic and English text, all four statuses,
-//! several currencies, numbers sometimes sent as numeric strings, empty/null/zero dates.
+//! Seeded, realistic records of any declared resource for the simulator: Arabic and English text,
+//! every enum value, several currencies, numbers sometimes sent as numeric strings, empty, null
+//! and zero dates, and line items.
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Map, Value};
+
+use crate::catalogue::{Column, ColumnKind, Resource};
 
 const TITLES_AR: &[&str] = &[
     "صيانة المضخة الرئيسية",
@@ -51,82 +54,131 @@ fn date(base_day: i64) -> String {
     d.format("%Y-%m-%d").to_string()
 }
 
-/// The raw Daftra form of seeded work order `id`, deterministic for a given `seed`.
-pub fn seeded_work_order(seed: u64, id: i64) -> Map<String, Value> {
-    let mut rng = StdRng::seed_from_u64(seed ^ (id as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-    let arabic = rng.gen_bool(0.5);
-    let title = if arabic {
-        format!(
+/// An empty value as Daftra writes one: `null`, `""` or (for dates) `0000-00-00`.
+fn empty(rng: &mut StdRng, kind: ColumnKind) -> Value {
+    match (rng.gen_range(0..3), kind) {
+        (0, _) => Value::Null,
+        (2, ColumnKind::Date) => json!("0000-00-00"),
+        (2, ColumnKind::Timestamp) => json!("0000-00-00 00:00:00"),
+        _ => json!(""),
+    }
+}
+
+fn text(rng: &mut StdRng, name: &str, id: i64) -> Value {
+    if matches!(name, "number" | "no" | "code") {
+        return json!(format!("{id:06}"));
+    }
+    if name.contains("email") {
+        return json!(format!("user{id}@example.com"));
+    }
+    if name.contains("currency") {
+        return json!(CURRENCIES[rng.gen_range(0..CURRENCIES.len())]);
+    }
+    if name.contains("description") || name.contains("notes") {
+        return json!(DESCRIPTIONS[rng.gen_range(0..DESCRIPTIONS.len())]);
+    }
+    if rng.gen_bool(0.5) {
+        json!(format!(
             "{} - {}",
             TITLES_AR[rng.gen_range(0..TITLES_AR.len())],
             BRANCHES[rng.gen_range(0..BRANCHES.len())]
-        )
+        ))
     } else {
-        format!("{} #{id}", TITLES_EN[rng.gen_range(0..TITLES_EN.len())])
-    };
+        json!(format!("{} #{id}", TITLES_EN[rng.gen_range(0..TITLES_EN.len())]))
+    }
+}
+
+/// A value of `column` in one of the forms Daftra sends it.
+fn value(rng: &mut StdRng, column: &Column, id: i64, day: i64, stamp: &str) -> Option<Value> {
+    // Daftra fills keys, enums, record numbers and timestamps itself; anything else may be empty.
+    let optional = column.name != "id"
+        && column.labels.is_empty()
+        && column.kind != ColumnKind::Timestamp
+        && !matches!(column.name.as_str(), "title" | "start_date" | "number" | "no" | "code");
+    if optional && rng.gen_bool(0.08) && column.kind != ColumnKind::Derived {
+        return Some(empty(rng, column.kind));
+    }
+    Some(match column.kind {
+        ColumnKind::Derived => return None,
+        ColumnKind::Int if column.name == "id" => maybe_string(rng, id),
+        ColumnKind::Int if !column.labels.is_empty() => {
+            let values: Vec<i64> = column.labels.iter().filter_map(|(v, _)| *v).collect();
+            let n = values[rng.gen_range(0..values.len())];
+            maybe_string(rng, n)
+        }
+        ColumnKind::Int => {
+            let n = if column.name.ends_with("_id") {
+                rng.gen_range(1..60)
+            } else {
+                rng.gen_range(0..8)
+            };
+            maybe_string(rng, n)
+        }
+        ColumnKind::Decimal => {
+            let cents: i64 = rng.gen_range(0..5_000_000);
+            if rng.gen_bool(0.25) {
+                json!(format!("{}.{:02}", cents / 100, cents % 100))
+            } else {
+                json!(cents as f64 / 100.0)
+            }
+        }
+        ColumnKind::Text => text(rng, &column.name, id),
+        ColumnKind::Date => json!(date(day + rng.gen_range(0..30))),
+        ColumnKind::Timestamp => json!(stamp),
+    })
+}
+
+/// The raw Daftra form of seeded record `id` of `resource`, deterministic for a given `seed`:
+/// every declared column in the forms Daftra sends (numbers as strings, empty and zero dates,
+/// Arabic text), and 1 to 3 items in each line-item group, item `k` having id `id * 100 + k`.
+pub fn seeded_record(resource: &Resource, seed: u64, id: i64) -> Map<String, Value> {
+    let salt = resource
+        .name
+        .bytes()
+        .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
+    let mut rng = StdRng::seed_from_u64(
+        seed ^ salt ^ (id as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+    );
     let day = rng.gen_range(0..300);
-    let start = date(day);
-    let delivery: Value = match rng.gen_range(0..10) {
-        0 => Value::Null,
-        1 => json!(""),
-        2 => json!("0000-00-00"),
-        _ => json!(date(day + rng.gen_range(1..30))),
-    };
-    let budget_cents: i64 = rng.gen_range(0..5_000_000);
-    let budget: Value = match rng.gen_range(0..4) {
-        0 => json!(format!("{}.{:02}", budget_cents / 100, budget_cents % 100)),
-        _ => json!(budget_cents as f64 / 100.0),
-    };
-    let status = rng.gen_range(1..=4);
-    let created = format!(
-        "{start} {:02}:{:02}:{:02}",
+    let stamp = format!(
+        "{} {:02}:{:02}:{:02}",
+        date(day),
         rng.gen_range(7..18),
         rng.gen_range(0..60),
         rng.gen_range(0..60)
     );
-    let follow_up: Value = match rng.gen_range(0..3) {
-        0 => Value::Null,
-        1 => json!(""),
-        _ => {
-            let n = rng.gen_range(1..8);
-            maybe_string(&mut rng, n)
-        }
-    };
-    let client_id = rng.gen_range(1..60);
-    let staff_id = rng.gen_range(0..8);
-    let appointment: Value = if rng.gen_bool(0.3) {
-        json!(rng.gen_range(1..500))
-    } else {
-        Value::Null
-    };
     let mut m = Map::new();
-    m.insert("id".into(), maybe_string(&mut rng, id));
-    m.insert("client_id".into(), maybe_string(&mut rng, client_id));
-    m.insert("number".into(), json!(format!("{id:06}")));
-    m.insert("title".into(), json!(title));
-    m.insert("start_date".into(), json!(start));
-    let description = DESCRIPTIONS[rng.gen_range(0..DESCRIPTIONS.len())];
-    m.insert(
-        "description".into(),
-        if description.is_empty() && rng.gen_bool(0.5) {
-            Value::Null
-        } else {
-            json!(description)
-        },
-    );
-    m.insert("delivery_date".into(), delivery);
-    m.insert("delivery_appointment_id".into(), appointment);
-    m.insert("follow_up_status_id".into(), follow_up);
-    m.insert("budget".into(), budget);
-    m.insert(
-        "budget_currency".into(),
-        json!(CURRENCIES[rng.gen_range(0..CURRENCIES.len())]),
-    );
-    m.insert("status".into(), maybe_string(&mut rng, status));
-    m.insert("created".into(), json!(created.clone()));
-    m.insert("modified".into(), json!(created));
-    m.insert("staff_id".into(), maybe_string(&mut rng, staff_id));
+    for column in &resource.columns {
+        if let Some(v) = value(&mut rng, column, id, day, &stamp) {
+            m.insert(column.name.clone(), v);
+        }
+    }
+    let parent_link = format!("{}_{}", resource.singular, resource.key);
+    for group in &resource.line_items {
+        let n = rng.gen_range(1..=3);
+        let items: Vec<Value> = (0..n)
+            .map(|k| {
+                let item_id = id * 100 + k;
+                let mut item = Map::new();
+                for column in &group.columns {
+                    if let Some(v) = value(&mut rng, column, item_id, day, &stamp) {
+                        item.insert(column.name.clone(), v);
+                    }
+                }
+                if item.contains_key(&parent_link) {
+                    item.insert(parent_link.clone(), json!(id));
+                }
+                Value::Object(item)
+            })
+            .collect();
+        m.insert(group.key.clone(), Value::Array(items));
+    }
     m
+}
+
+/// The raw Daftra form of seeded work order `id` (the default resource).
+pub fn seeded_work_order(seed: u64, id: i64) -> Map<String, Value> {
+    seeded_record(crate::catalogue::default_resource(), seed, id)
 }
 
 /// Flips every whole number between its number and numeric-string form (fault injection).

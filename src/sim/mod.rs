@@ -1,5 +1,6 @@
-//! `daftra-sim`: the Daftra v1 work-orders API simulated in memory, with fault injection, for the
-//! demo, the tests, the benchmarks and users testing their own consumers.
+//! `daftra-sim`: Daftra's list resources (every one the catalogue declares) simulated in memory,
+//! with fault injection, for the demo, the tests, the benchmarks and users testing their own
+//! consumers.
 
 mod data;
 mod server;
@@ -10,14 +11,16 @@ use std::sync::Arc;
 
 use actix_web::{web, App, HttpServer};
 
-pub use data::seeded_work_order;
+pub use data::{seeded_record, seeded_work_order};
 pub use state::{Drift, Faults, OAuthClient, RetryAfterForm, SimState, SimStats};
 
 /// How to seed a simulated tenant.
 #[derive(Clone, Debug)]
 pub struct SimConfig {
-    /// Work orders created at start, ids `1..=records`.
+    /// Records of each resource created at start, ids `1..=records`.
     pub records: usize,
+    /// Names of the resources served; empty serves every declared resource.
+    pub resources: Vec<String>,
     /// The `apikey` the simulator accepts.
     pub api_key: String,
     /// OAuth client accepted by `POST /v2/oauth/token`, if any.
@@ -30,6 +33,7 @@ impl Default for SimConfig {
     fn default() -> Self {
         SimConfig {
             records: 250,
+            resources: Vec::new(),
             api_key: "sim-api-key".into(),
             oauth: None,
             seed: 42,
@@ -48,7 +52,12 @@ pub struct Simulator {
 impl Simulator {
     /// Starts the simulator on `listener` (bind port 0 for a random port) in the current runtime.
     pub fn start(config: SimConfig, listener: TcpListener) -> std::io::Result<Simulator> {
+        let resources: Vec<_> = crate::catalogue::all()
+            .iter()
+            .filter(|r| config.resources.is_empty() || config.resources.contains(&r.name))
+            .collect();
         let state = Arc::new(SimState::new(
+            &resources,
             config.records,
             config.api_key,
             config.oauth,

@@ -1,4 +1,5 @@
-//! In-memory state of the simulated Daftra tenant: records, OAuth tokens, faults and counters.
+//! In-memory state of the simulated Daftra tenant: records of every served resource, OAuth
+//! tokens, faults and counters.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
@@ -8,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::data;
+use crate::catalogue::{Resource, DEFAULT_RESOURCE};
 
 /// Form of the `Retry-After` header sent with injected 429 answers.
 #[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
@@ -65,6 +67,9 @@ pub struct Faults {
     pub omit_expires_in: bool,
     /// Revoke every access token now (they answer 401), keeping refresh tokens.
     pub expire_tokens_now: bool,
+    /// Resources whose list and records answer this status instead (403: the account may not
+    /// read them; 404: the Daftra plugin is off), e.g. `{"invoices": 403}`.
+    pub unavailable: std::collections::BTreeMap<String, u16>,
 }
 
 /// Request counters, for tests and benchmarks.
@@ -88,12 +93,76 @@ pub struct OAuthClient {
     pub password: String,
 }
 
-pub(crate) struct Inner {
+/// The records of one simulated resource.
+pub(crate) struct Table {
+    pub resource: &'static Resource,
     pub records: BTreeMap<i64, Map<String, Value>>,
-    /// `{"WorkOrder":{...}}` text of each record, so a list page is a concatenation; every
-    /// change to `records` removes the entry, and [`Inner::item_json`] refills it.
-    pub item_json: HashMap<i64, String>,
+    /// List item text of each record, `{"Model":{...}}`, with and without line items, so a list
+    /// page is a concatenation; every change to `records` removes the entry, and
+    /// [`Table::item_json`] refills it.
+    pub item_json: HashMap<(i64, bool), String>,
     pub next_id: i64,
+    /// Ids of line items created after seeding.
+    pub next_item_id: i64,
+}
+
+impl Table {
+    fn seeded(resource: &'static Resource, records: usize, seed: u64) -> Self {
+        let records: BTreeMap<_, _> = (1..=records as i64)
+            .map(|id| (id, data::seeded_record(resource, seed, id)))
+            .collect();
+        let next_id = records.keys().next_back().copied().unwrap_or(0) + 1;
+        Table {
+            resource,
+            records,
+            item_json: HashMap::new(),
+            next_id,
+            next_item_id: 1_000_000_000,
+        }
+    }
+
+    /// The cached list item of record `id` (serialised on first use after a change);
+    /// `with_items` false leaves the line-item groups out.
+    pub fn item_json(&mut self, id: i64, with_items: bool) -> &str {
+        let record = &self.records[&id];
+        let resource = self.resource;
+        self.item_json.entry((id, with_items)).or_insert_with(|| {
+            let mut r = record.clone();
+            if !with_items {
+                for g in &resource.line_items {
+                    r.remove(&g.key);
+                }
+            }
+            item_json(resource, &r)
+        })
+    }
+
+    fn forget(&mut self, id: i64) {
+        self.item_json.remove(&(id, true));
+        self.item_json.remove(&(id, false));
+    }
+
+    /// Gives every line item without an id a new one.
+    fn number_items(&mut self, record: &mut Map<String, Value>) {
+        for g in &self.resource.line_items {
+            let Some(key) = g.item_key.as_deref() else {
+                continue;
+            };
+            if let Some(Value::Array(items)) = record.get_mut(&g.key) {
+                for item in items.iter_mut().filter_map(Value::as_object_mut) {
+                    if item.get(key).is_none_or(|v| v.is_null() || v == "") {
+                        item.insert(key.into(), Value::from(self.next_item_id));
+                        self.next_item_id += 1;
+                    }
+                }
+            }
+        }
+    }
+}
+
+pub(crate) struct Inner {
+    /// Records by resource name.
+    pub tables: BTreeMap<String, Table>,
     pub faults: Faults,
     pub stats: SimStats,
     /// access token -> expiry
@@ -112,17 +181,21 @@ pub struct SimState {
 }
 
 impl SimState {
-    /// A tenant seeded with `records` work orders, ids 1..=records.
-    pub fn new(records: usize, api_key: String, oauth: Option<OAuthClient>, seed: u64) -> Self {
-        let records: BTreeMap<_, _> = (1..=records as i64)
-            .map(|id| (id, data::seeded_work_order(seed, id)))
+    /// A tenant seeded with `records` records (ids 1..=records) of each of `resources`.
+    pub fn new(
+        resources: &[&'static Resource],
+        records: usize,
+        api_key: String,
+        oauth: Option<OAuthClient>,
+        seed: u64,
+    ) -> Self {
+        let tables = resources
+            .iter()
+            .map(|r| (r.name.clone(), Table::seeded(r, records, seed)))
             .collect();
-        let next_id = records.keys().next_back().copied().unwrap_or(0) + 1;
         SimState {
             inner: Mutex::new(Inner {
-                item_json: records.iter().map(|(id, r)| (*id, item_json(r))).collect(),
-                records,
-                next_id,
+                tables,
                 faults: Faults::default(),
                 stats: SimStats::default(),
                 access_tokens: HashMap::new(),
@@ -140,74 +213,119 @@ impl SimState {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Creates a work order from raw fields; assigns `id`, `number`, `created`, `modified`.
-    pub fn create(&self, mut fields: Map<String, Value>) -> i64 {
+    /// The resources this tenant serves.
+    pub fn resources(&self) -> Vec<&'static Resource> {
+        self.lock().tables.values().map(|t| t.resource).collect()
+    }
+
+    /// Creates a record of `resource` from raw fields (line-item groups included, as arrays
+    /// inside the record): assigns `id`, `number`, `created`, `modified` and line-item ids;
+    /// fields not given are seeded. `None` when the tenant does not serve `resource`.
+    pub fn create_in(&self, resource: &str, mut fields: Map<String, Value>) -> Option<i64> {
         let mut inner = self.lock();
-        let id = inner.next_id;
-        inner.next_id += 1;
+        let table = inner.tables.get_mut(resource)?;
+        let id = table.next_id;
+        table.next_id += 1;
         let now = now_wall_clock();
-        fields.insert("id".into(), Value::from(id));
-        fields
-            .entry("number")
-            .or_insert_with(|| Value::from(format!("{id:06}")));
-        fields.insert("created".into(), Value::from(now.clone()));
-        fields.insert("modified".into(), Value::from(now));
-        let mut record = data::seeded_work_order(self.seed, id);
-        for k in [
-            "description",
-            "delivery_date",
-            "budget",
-            "follow_up_status_id",
-            "delivery_appointment_id",
-        ] {
-            if !fields.contains_key(k) {
-                record.insert(k.into(), Value::Null);
+        let mut record = data::seeded_record(table.resource, self.seed, id);
+        // A new record carries only the line items it was created with.
+        for g in &table.resource.line_items {
+            record.insert(g.key.clone(), Value::Array(Vec::new()));
+        }
+        fields.insert(table.resource.key.clone(), Value::from(id));
+        for (k, v) in [("created", now.clone()), ("modified", now)] {
+            if table.resource.column(k).is_some() {
+                fields.insert(k.into(), Value::from(v));
             }
         }
         record.extend(fields);
-        inner.records.insert(id, record);
-        inner.item_json.remove(&id);
-        id
-    }
-
-    /// Stores a raw record exactly as given (its `id` included), replacing any with that id.
-    pub fn insert_raw(&self, record: Map<String, Value>) -> Option<i64> {
-        let id = record
-            .get("id")
-            .and_then(|v| v.as_i64().or_else(|| v.as_str()?.parse().ok()))?;
-        let mut inner = self.lock();
-        inner.records.insert(id, record);
-        inner.item_json.remove(&id);
-        inner.next_id = inner.next_id.max(id + 1);
+        table.number_items(&mut record);
+        table.records.insert(id, record);
+        table.forget(id);
         Some(id)
     }
 
-    /// Merges `fields` into record `id` and bumps `modified`; `false` when it does not exist.
-    pub fn update(&self, id: i64, fields: Map<String, Value>) -> bool {
+    /// Stores a raw record of `resource` exactly as given (its key included), replacing any
+    /// with that key.
+    pub fn insert_raw_in(&self, resource: &str, record: Map<String, Value>) -> Option<i64> {
         let mut inner = self.lock();
-        inner.item_json.remove(&id);
-        let Some(record) = inner.records.get_mut(&id) else {
+        let table = inner.tables.get_mut(resource)?;
+        let id = record
+            .get(&table.resource.key)
+            .and_then(|v| v.as_i64().or_else(|| v.as_str()?.parse().ok()))?;
+        table.records.insert(id, record);
+        table.forget(id);
+        table.next_id = table.next_id.max(id + 1);
+        Some(id)
+    }
+
+    /// Merges `fields` into record `id` of `resource` (a line-item group given replaces the
+    /// group) and bumps `modified`; `false` when it does not exist.
+    pub fn update_in(&self, resource: &str, id: i64, fields: Map<String, Value>) -> bool {
+        let mut inner = self.lock();
+        let Some(table) = inner.tables.get_mut(resource) else {
             return false;
         };
+        table.forget(id);
+        let Some(mut record) = table.records.remove(&id) else {
+            return false;
+        };
+        let key = table.resource.key.clone();
         for (k, v) in fields {
-            if k != "id" {
+            if k != key {
                 record.insert(k, v);
             }
         }
-        record.insert("modified".into(), Value::from(now_wall_clock()));
+        if table.resource.column("modified").is_some() {
+            record.insert("modified".into(), Value::from(now_wall_clock()));
+        }
+        table.number_items(&mut record);
+        table.records.insert(id, record);
         true
     }
 
-    /// Deletes record `id`; `false` when it did not exist.
-    pub fn delete(&self, id: i64) -> bool {
+    /// Deletes record `id` of `resource`; `false` when it did not exist.
+    pub fn delete_in(&self, resource: &str, id: i64) -> bool {
         let mut inner = self.lock();
-        inner.item_json.remove(&id);
-        inner.records.remove(&id).is_some()
+        let Some(table) = inner.tables.get_mut(resource) else {
+            return false;
+        };
+        table.forget(id);
+        table.records.remove(&id).is_some()
     }
 
-    /// Every record in raw form, by id.
+    /// Every record of `resource` in raw form, by key.
+    pub fn records_of(&self, resource: &str) -> Vec<Map<String, Value>> {
+        self.lock()
+            .tables
+            .get(resource)
+            .map(|t| t.records.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// [`SimState::create_in`] of the default resource (work orders).
+    pub fn create(&self, fields: Map<String, Value>) -> i64 {
+        self.create_in(DEFAULT_RESOURCE, fields).unwrap_or_default()
+    }
+
+    /// [`SimState::insert_raw_in`] of the default resource (work orders).
+    pub fn insert_raw(&self, record: Map<String, Value>) -> Option<i64> {
+        self.insert_raw_in(DEFAULT_RESOURCE, record)
+    }
+
+    /// [`SimState::update_in`] of the default resource (work orders).
+    pub fn update(&self, id: i64, fields: Map<String, Value>) -> bool {
+        self.update_in(DEFAULT_RESOURCE, id, fields)
+    }
+
+    /// [`SimState::delete_in`] of the default resource (work orders).
+    pub fn delete(&self, id: i64) -> bool {
+        self.delete_in(DEFAULT_RESOURCE, id)
+    }
+
+    /// [`SimState::records_of`] the default resource (work orders).
     pub fn records(&self) -> Vec<Map<String, Value>> {
-        self.lock().records.values().cloned().collect()
+        self.records_of(DEFAULT_RESOURCE)
     }
 
     /// Revokes every access token (they answer 401 from now on); refresh tokens stay valid.
@@ -243,19 +361,11 @@ impl SimState {
     }
 }
 
-/// The list item of a record, `{"WorkOrder":{...}}`.
-pub fn item_json(record: &Map<String, Value>) -> String {
-    serde_json::to_string(&serde_json::json!({ "WorkOrder": record })).unwrap_or_default()
-}
-
-impl Inner {
-    /// The cached list item of record `id` (serialised on first use after a change).
-    pub fn item_json(&mut self, id: i64) -> &str {
-        let record = &self.records[&id];
-        self.item_json
-            .entry(id)
-            .or_insert_with(|| item_json(record))
-    }
+/// The list item of a record, `{"Model":{...}}`.
+pub fn item_json(resource: &Resource, record: &Map<String, Value>) -> String {
+    let mut item = Map::new();
+    item.insert(resource.model_key.clone(), Value::Object(record.clone()));
+    serde_json::to_string(&item).unwrap_or_default()
 }
 
 /// Daftra's wall-clock timestamp form, `YYYY-MM-DD HH:MM:SS`.

