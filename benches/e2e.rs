@@ -18,13 +18,13 @@ use std::process::Stdio;
 use std::time::Instant;
 
 use clap::Parser;
+use daftra_bridge::catalogue::default_resource;
 use daftra_bridge::config::{DaftraAuth, RawEnv, Secret, Settings};
 use daftra_bridge::diff::{diff, Scanned};
 use daftra_bridge::events::{to_outbox, OutboxEvent};
 use daftra_bridge::poller::Poller;
 use daftra_bridge::publisher;
 use daftra_bridge::record;
-use daftra_bridge::catalogue::default_resource;
 use daftra_bridge::scan::scan;
 use daftra_bridge::sim::{Faults, SimConfig, Simulator};
 use daftra_bridge::startup::Application;
@@ -403,7 +403,8 @@ impl Bench {
             })
             .collect();
         let store = Store::open(&self.dir.path().join("commit.sqlite3"))?;
-        let (done, step) = Step::measure(|| store.commit_poll(&default_resource().name, &writes, &[]));
+        let (done, step) =
+            Step::measure(|| store.commit_poll(&default_resource().name, &writes, &[]));
         done?;
         Ok(step)
     }

@@ -17,13 +17,13 @@ use std::collections::{HashMap, HashSet};
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use daftra_bridge::catalogue::{default_resource, Column};
 use daftra_bridge::diff::{diff, Scanned};
 use daftra_bridge::events::to_outbox;
 use daftra_bridge::export::csv::CsvSink;
 use daftra_bridge::export::xlsx::XlsxSink;
 use daftra_bridge::export::{ExportQuery, RowSink, StoredRow};
 use daftra_bridge::record::{self, Record};
-use daftra_bridge::catalogue::{Column, default_resource};
 
 const DIFF_RECORDS: usize = 100_000;
 const CSV_RECORDS: usize = 100_000;

@@ -177,7 +177,11 @@ fn print_resources(as_json: bool) -> anyhow::Result<()> {
             r.area,
             if is_enabled(r) { "yes" } else { "no" },
             r.columns.len(),
-            if groups.is_empty() { "-".into() } else { groups.join(", ") }
+            if groups.is_empty() {
+                "-".into()
+            } else {
+                groups.join(", ")
+            }
         )?;
     }
     writeln!(

@@ -60,7 +60,8 @@ fn demo_settings(sim: &Simulator) -> anyhow::Result<(Settings, Option<tempfile::
 }
 
 /// Resources the demo serves when `DAFTRA_RESOURCES` is unset: several areas, line items.
-pub const DEMO_RESOURCES: &str = "invoices,clients,products,journals,stock_transactions,work_orders";
+pub const DEMO_RESOURCES: &str =
+    "invoices,clients,products,journals,stock_transactions,work_orders";
 
 /// One edit of a random record of `resource`: a new value in a text column, or one more line
 /// item (an `updated` event naming the group).
@@ -75,8 +76,16 @@ fn edit(sim: &Simulator, resource: &crate::catalogue::Resource, id: i64, round: 
     let group = resource.line_items.first();
     match (group, record) {
         (Some(g), Some(r)) if rng.gen_bool(0.5) => {
-            let mut items = r.get(&g.key).and_then(Value::as_array).cloned().unwrap_or_default();
-            let mut item = items.first().and_then(Value::as_object).cloned().unwrap_or_default();
+            let mut items = r
+                .get(&g.key)
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            let mut item = items
+                .first()
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default();
             if let Some(k) = &g.item_key {
                 item.remove(k);
             }
@@ -85,7 +94,8 @@ fn edit(sim: &Simulator, resource: &crate::catalogue::Resource, id: i64, round: 
         }
         _ => {
             let text = resource.columns.iter().find(|c| {
-                c.kind == crate::catalogue::ColumnKind::Text && !matches!(c.name.as_str(), "number" | "no" | "code")
+                c.kind == crate::catalogue::ColumnKind::Text
+                    && !matches!(c.name.as_str(), "number" | "no" | "code")
             });
             if let Some(c) = text {
                 let v = if round % 2 == 0 {
@@ -97,7 +107,10 @@ fn edit(sim: &Simulator, resource: &crate::catalogue::Resource, id: i64, round: 
             }
             if let Some(c) = resource.enum_columns().next() {
                 let values: Vec<i64> = c.labels.iter().filter_map(|(v, _)| *v).collect();
-                f.insert(c.name.clone(), json!(values[rng.gen_range(0..values.len())]));
+                f.insert(
+                    c.name.clone(),
+                    json!(values[rng.gen_range(0..values.len())]),
+                );
             }
         }
     }

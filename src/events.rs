@@ -5,8 +5,8 @@ use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::record::Record;
 use crate::catalogue::Resource;
+use crate::record::Record;
 
 /// What happened to a record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -79,7 +79,11 @@ struct CloudEvent<'a> {
 /// both images), so the same change detected again after a crash keeps its id.
 pub fn event_id(resource: &Resource, change: &Change) -> String {
     let mut h = Sha256::new();
-    for part in [resource.name.as_str(), &change.id.to_string(), change.op.as_str()] {
+    for part in [
+        resource.name.as_str(),
+        &change.id.to_string(),
+        change.op.as_str(),
+    ] {
         h.update(part.as_bytes());
         h.update([0]);
     }

@@ -2,6 +2,7 @@
 //! Prometheus metrics. `main.rs` only parses the command line; everything is built here so that
 //! tests can start the whole bridge on port 0.
 
+pub mod catalogue;
 pub mod cli;
 pub mod config;
 pub mod daftra;
@@ -14,7 +15,6 @@ pub mod metrics;
 pub mod poller;
 pub mod publisher;
 pub mod record;
-pub mod catalogue;
 pub mod scan;
 pub mod sim;
 pub mod startup;

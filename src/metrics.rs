@@ -6,7 +6,6 @@ use prometheus::{
     Opts, Registry, TextEncoder,
 };
 
-
 /// Buckets from 5 ms to 30 minutes: upstream calls take milliseconds, polls and exports minutes.
 const DURATION_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,

@@ -11,11 +11,11 @@ use futures::StreamExt;
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
+use crate::catalogue::Resource;
 use crate::daftra::{DaftraClient, FetchError};
 use crate::diff::diff;
 use crate::events::{to_outbox, Change, Op};
 use crate::metrics::Metrics;
-use crate::catalogue::Resource;
 use crate::scan::scan;
 use crate::status::{now_rfc3339, StatusBoard};
 use crate::store::{SnapshotWrite, Store, StoreError};
@@ -342,7 +342,10 @@ impl Poller {
         if unreadable.is_empty() {
             return;
         }
-        let mut seen = self.unreadable_seen.lock().unwrap_or_else(|e| e.into_inner());
+        let mut seen = self
+            .unreadable_seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         for (id, e) in unreadable {
             if seen.insert((resource.to_string(), *id, e.field.clone())) {
                 self.metrics

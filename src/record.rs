@@ -261,17 +261,17 @@ fn items_of(v: Value) -> Vec<Map<String, Value>> {
 
 /// Normalises one line-item group: each item by the group's columns, then sorted by the item's
 /// key (then by content), so a reorder alone is no change.
-fn normalise_group(
-    group: &LineItems,
-    v: Value,
-    unreadable: &mut Vec<RecordError>,
-) -> Value {
+fn normalise_group(group: &LineItems, v: Value, unreadable: &mut Vec<RecordError>) -> Value {
     let mut items: Vec<(Option<i64>, String, Record)> = items_of(v)
         .into_iter()
         .map(|mut raw| {
             let mut item = Record::new();
             normalise_columns(&group.columns, &mut raw, &mut item, unreadable);
-            for column in group.columns.iter().filter(|c| c.kind == ColumnKind::Derived) {
+            for column in group
+                .columns
+                .iter()
+                .filter(|c| c.kind == ColumnKind::Derived)
+            {
                 let value = column
                     .label_of
                     .as_deref()
@@ -297,7 +297,12 @@ fn normalise_group(
         })
         .collect();
     items.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
-    Value::Array(items.into_iter().map(|(_, _, i)| Value::Object(i)).collect())
+    Value::Array(
+        items
+            .into_iter()
+            .map(|(_, _, i)| Value::Object(i))
+            .collect(),
+    )
 }
 
 /// Normalises one raw record (the object under the model key) of `resource`.
@@ -324,7 +329,10 @@ pub fn normalise_owned(
     derive_labels(&resource.columns, resource, &mut out);
     for group in &resource.line_items {
         let v = raw.remove(&group.key).unwrap_or(Value::Null);
-        out.insert(group.key.clone(), normalise_group(group, v, &mut unreadable));
+        out.insert(
+            group.key.clone(),
+            normalise_group(group, v, &mut unreadable),
+        );
     }
     // What is left are the fields Daftra sent beyond the known columns.
     out.extend(raw);
@@ -354,7 +362,11 @@ pub fn line_item_rows(export: &Resource, parent: &Resource, record: &Record) -> 
         return Vec::new();
     };
     let parent_key = record.get(&parent.key).cloned().unwrap_or(Value::Null);
-    let first = export.columns.first().map(|c| c.name.clone()).unwrap_or_default();
+    let first = export
+        .columns
+        .first()
+        .map(|c| c.name.clone())
+        .unwrap_or_default();
     match record.get(group) {
         Some(Value::Array(items)) => items
             .iter()
@@ -433,7 +445,10 @@ mod tests {
         assert_eq!(r["custom_field"], json!({"a": 1}));
         let odd = normalise_owned(
             default_resource(),
-            json!({"id": 7, "status": "open", "title": "t"}).as_object().cloned().unwrap(),
+            json!({"id": 7, "status": "open", "title": "t"})
+                .as_object()
+                .cloned()
+                .unwrap(),
         )
         .unwrap();
         assert_eq!(odd.record["status"], json!("open"), "kept as text");
@@ -441,7 +456,11 @@ mod tests {
         assert_eq!(odd.record["status_label"], Value::Null);
         assert_eq!(odd.unreadable.len(), 1);
         assert_eq!(odd.unreadable[0].field, "status");
-        assert!(normalise(default_resource(), json!({"title": "x"}).as_object().unwrap()).is_err());
+        assert!(normalise(
+            default_resource(),
+            json!({"title": "x"}).as_object().unwrap()
+        )
+        .is_err());
         assert_eq!(
             raw_key(
                 default_resource(),

@@ -4,10 +4,10 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use crate::catalogue::Resource;
 use crate::daftra::{DaftraClient, FetchError};
 use crate::diff::Scanned;
 use crate::record::{self, RecordError};
-use crate::catalogue::Resource;
 
 /// Every page of one resource, read once.
 pub struct Scan {

@@ -3,9 +3,9 @@
 //! Each bench uses part of it.
 #![allow(dead_code)]
 
+use daftra_bridge::catalogue::default_resource;
 use daftra_bridge::events::{Change, Op};
 use daftra_bridge::record::{self, Record};
-use daftra_bridge::catalogue::default_resource;
 use daftra_bridge::sim::seeded_work_order;
 use serde_json::{Map, Value};
 

@@ -328,7 +328,12 @@ mod tests {
     #[test]
     fn line_item_exports_lead_with_both_keys() {
         let items = export_by_name("invoices_invoice_item").unwrap();
-        let first: Vec<_> = items.columns.iter().take(3).map(|c| c.name.as_str()).collect();
+        let first: Vec<_> = items
+            .columns
+            .iter()
+            .take(3)
+            .map(|c| c.name.as_str())
+            .collect();
         assert_eq!(first, ["invoice_id", "id", "item"]);
         assert_eq!(items.source().name, "invoices");
         let invoices = by_name("invoices").unwrap();

@@ -192,12 +192,19 @@ pub fn resolve_resources(
                 ),
             )
         })?;
-        if !wanted.iter().any(|w: &&catalogue::Resource| w.name == r.name) {
+        if !wanted
+            .iter()
+            .any(|w: &&catalogue::Resource| w.name == r.name)
+        {
             wanted.push(r);
         }
     }
     if wanted.is_empty() {
-        return Err(err("DAFTRA_RESOURCES", given, "at least one resource name, or all"));
+        return Err(err(
+            "DAFTRA_RESOURCES",
+            given,
+            "at least one resource name, or all",
+        ));
     }
     // Catalogue order, whatever order they were listed in.
     Ok(catalogue::all()
@@ -206,9 +213,7 @@ pub fn resolve_resources(
         .collect())
 }
 
-fn resolve_intervals(
-    raw: &RawEnv,
-) -> Result<BTreeMap<String, Duration>, ConfigError> {
+fn resolve_intervals(raw: &RawEnv) -> Result<BTreeMap<String, Duration>, ConfigError> {
     let mut out = BTreeMap::new();
     for (upper, v) in &raw.poll_interval_overrides {
         let Some(r) = crate::catalogue::all()
@@ -223,7 +228,8 @@ fn resolve_intervals(
                 "a variable named after a resource (daftra-bridge resources lists them), e.g. POLL_INTERVAL_SECS_INVOICES",
             ));
         };
-        let name: &'static str = Box::leak(format!("{POLL_INTERVAL_PREFIX}{upper}").into_boxed_str());
+        let name: &'static str =
+            Box::leak(format!("{POLL_INTERVAL_PREFIX}{upper}").into_boxed_str());
         if let Some(d) = non_empty(&Some(v.clone()))
             .map(|_| secs(name, &Some(v.clone()), 60, 1, 86_400))
             .transpose()?
@@ -502,14 +508,21 @@ mod tests {
         r.daftra_resources = Some(" invoices , work_orders,clients ".into());
         let s = Settings::from_raw(&r, None).unwrap();
         let names: Vec<_> = s.resources.iter().map(|r| r.name.as_str()).collect();
-        assert_eq!(names, ["invoices", "clients", "work_orders"], "catalogue order");
+        assert_eq!(
+            names,
+            ["invoices", "clients", "work_orders"],
+            "catalogue order"
+        );
         r.daftra_resources = Some("ALL".into());
         assert_eq!(Settings::from_raw(&r, None).unwrap().resources.len(), 31);
         r.daftra_resources = Some("work_orders,invoice".into());
         let e = Settings::from_raw(&r, None).unwrap_err();
         assert_eq!(e.name, "DAFTRA_RESOURCES");
         let line = e.to_string();
-        assert!(line.contains("\"invoice\"") && line.contains("invoices, estimates"), "{line}");
+        assert!(
+            line.contains("\"invoice\"") && line.contains("invoices, estimates"),
+            "{line}"
+        );
         assert!(!line.contains('\n'));
     }
 

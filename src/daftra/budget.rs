@@ -33,7 +33,10 @@ impl Budget {
                 _ => break,
             }
         }
-        self.permits.acquire().await.expect("the budget is never closed")
+        self.permits
+            .acquire()
+            .await
+            .expect("the budget is never closed")
     }
 
     /// Pauses every request of the account for `wait` (a 429 was answered); a longer pause
@@ -58,7 +61,10 @@ mod tests {
         b.pause(Duration::from_millis(10));
         let started = Instant::now();
         let _p = b.acquire().await;
-        assert!(started.elapsed() >= Duration::from_millis(300), "the longer pause is kept");
+        assert!(
+            started.elapsed() >= Duration::from_millis(300),
+            "the longer pause is kept"
+        );
         let _q = b.acquire().await;
         assert!(b.permits.try_acquire().is_err(), "two in flight at most");
     }

@@ -14,9 +14,9 @@ use reqwest::StatusCode;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use crate::catalogue::Resource;
 use crate::config::DaftraSettings;
 use crate::metrics::Metrics;
-use crate::catalogue::Resource;
 use auth::Authenticator;
 use retry::RetryReason;
 

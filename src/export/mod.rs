@@ -8,9 +8,9 @@ pub mod xlsx;
 
 use tokio::sync::mpsc;
 
+use crate::catalogue::{Column, Resource};
 use crate::daftra::{DaftraClient, FetchError};
 use crate::record::{self, Record};
-use crate::catalogue::{Column, Resource};
 use crate::store::{Store, StoreError};
 pub use query::{ExportQuery, QueryError, Source};
 pub use row::{Cell, Row, StoredRow};
@@ -230,7 +230,9 @@ pub fn write_rows(rows: Rows, q: &ExportQuery, sink: &mut dyn RowSink) -> Result
     sink.header(&q.columns)?;
     let export = q.resource;
     let n = match rows {
-        Rows::Snapshot(store) if export.parent.is_none() => write_sorted(&store.reader()?, q, sink)?,
+        Rows::Snapshot(store) if export.parent.is_none() => {
+            write_sorted(&store.reader()?, q, sink)?
+        }
         Rows::Snapshot(store) => {
             let parent = export.source();
             write_records(q, sink, |each| {

@@ -2,8 +2,8 @@
 //! value is an error naming the parameter.
 
 use super::row::{Cell, Row};
-use crate::config::parse_bool;
 use crate::catalogue::{Column, ColumnKind, Resource};
+use crate::config::parse_bool;
 
 /// A query parameter that could not be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -159,8 +159,10 @@ impl ExportQuery {
                     let n = v
                         .parse::<i64>()
                         .map_err(|_| bad(key, format!("expected a whole number, got {v:?}")))?;
-                    q.equals
-                        .push((resource.column(k).expect("declared filter").name.as_str(), n));
+                    q.equals.push((
+                        resource.column(k).expect("declared filter").name.as_str(),
+                        n,
+                    ));
                 }
                 k => {
                     let range = k
@@ -279,7 +281,10 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(
-            q.columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
+            q.columns
+                .iter()
+                .map(|c| c.name.as_str())
+                .collect::<Vec<_>>(),
             ["title", "id"]
         );
         assert_eq!(q.enums[0].0.name, "status");

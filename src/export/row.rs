@@ -8,8 +8,8 @@ use std::fmt;
 use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::Value;
 
-use crate::record::Record;
 use crate::catalogue::{Column, ColumnKind};
+use crate::record::Record;
 
 /// A typed cell value of one column of one row.
 #[derive(Debug, PartialEq)]
@@ -189,7 +189,8 @@ mod tests {
     fn stored_rows_read_the_same_cells_as_records() {
         let raw = json!({"id": "7", "title": "قال \"مرحبا\"\nثم", "budget": "-2.5", "status": 2, "start_date": "2026-01-02",
             "created": "2026-01-02 03:04:05", "delivery_date": "0000-00-00", "extra": {"nested": [1, 2]}, "flag": true});
-        let record = crate::record::normalise(default_resource(), raw.as_object().unwrap()).unwrap();
+        let record =
+            crate::record::normalise(default_resource(), raw.as_object().unwrap()).unwrap();
         let text = serde_json::to_string(&record).unwrap();
         let stored = StoredRow::parse(&text).unwrap();
         for column in default_resource().columns.iter() {

@@ -12,10 +12,10 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::{access, ApiError, AppState};
+use crate::catalogue::{self, ColumnKind, Resource};
 use crate::export::csv::{ChannelWriter, CsvSink};
 use crate::export::xlsx::XlsxSink;
 use crate::export::{self, ExportError, ExportQuery, Format, QueryError, Rows, Source};
-use crate::catalogue::{self, ColumnKind, Resource};
 
 /// Seconds a client is told to wait when Daftra cannot be read.
 const RETRY_AFTER_SECS: u64 = 30;

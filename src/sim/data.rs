@@ -84,7 +84,10 @@ fn text(rng: &mut StdRng, name: &str, id: i64) -> Value {
             BRANCHES[rng.gen_range(0..BRANCHES.len())]
         ))
     } else {
-        json!(format!("{} #{id}", TITLES_EN[rng.gen_range(0..TITLES_EN.len())]))
+        json!(format!(
+            "{} #{id}",
+            TITLES_EN[rng.gen_range(0..TITLES_EN.len())]
+        ))
     }
 }
 
@@ -94,7 +97,10 @@ fn value(rng: &mut StdRng, column: &Column, id: i64, day: i64, stamp: &str) -> O
     let optional = column.name != "id"
         && column.labels.is_empty()
         && column.kind != ColumnKind::Timestamp
-        && !matches!(column.name.as_str(), "title" | "start_date" | "number" | "no" | "code");
+        && !matches!(
+            column.name.as_str(),
+            "title" | "start_date" | "number" | "no" | "code"
+        );
     if optional && rng.gen_bool(0.08) && column.kind != ColumnKind::Derived {
         return Some(empty(rng, column.kind));
     }
@@ -136,9 +142,8 @@ pub fn seeded_record(resource: &Resource, seed: u64, id: i64) -> Map<String, Val
         .name
         .bytes()
         .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
-    let mut rng = StdRng::seed_from_u64(
-        seed ^ salt ^ (id as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
-    );
+    let mut rng =
+        StdRng::seed_from_u64(seed ^ salt ^ (id as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
     let day = rng.gen_range(0..300);
     let stamp = format!(
         "{} {:02}:{:02}:{:02}",

@@ -126,7 +126,28 @@ fn target(state: &SimState, path: &str) -> Option<Target> {
 fn unavailable(state: &SimState, resource: &Resource) -> Option<HttpResponse> {
     let code = *state.lock().faults.unavailable.get(&resource.name)?;
     let status = StatusCode::from_u16(code).unwrap_or(StatusCode::FORBIDDEN);
-    Some(failed(status, status.canonical_reason().unwrap_or("Forbidden")))
+    Some(failed(
+        status,
+        status.canonical_reason().unwrap_or("Forbidden"),
+    ))
+}
+
+/// Counts a request in flight while alive, keeping the maximum in [`super::SimStats`].
+struct InFlight<'a>(&'a SimState);
+
+impl<'a> InFlight<'a> {
+    fn enter(state: &'a SimState) -> Self {
+        let mut inner = state.lock();
+        inner.stats.in_flight += 1;
+        inner.stats.max_in_flight = inner.stats.max_in_flight.max(inner.stats.in_flight);
+        InFlight(state)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.lock().stats.in_flight -= 1;
+    }
 }
 
 /// Every simulated API path: lists, records, and their writes.
@@ -146,10 +167,18 @@ pub async fn dispatch(
     if method == actix_web::http::Method::GET {
         let mut inner = state.lock();
         match target {
-            Target::List(_) => inner.stats.list_requests += 1,
+            Target::List(_) => {
+                inner.stats.list_requests += 1;
+                *inner
+                    .stats
+                    .list_requests_by_resource
+                    .entry(resource.name.clone())
+                    .or_default() += 1;
+            }
             Target::Record(..) => inner.stats.get_requests += 1,
         }
     }
+    let _in_flight = InFlight::enter(&state);
     if let Err(r) = authorise(&state, &req) {
         return r;
     }
@@ -207,7 +236,10 @@ async fn list(state: &SimState, resource: &'static Resource, q: &PageQuery) -> H
         inner.flip
     };
     let offset = inner.faults.total_results_offset;
-    let table = inner.tables.get_mut(&resource.name).expect("served resource");
+    let table = inner
+        .tables
+        .get_mut(&resource.name)
+        .expect("served resource");
     let total = table.records.len();
     let page_count = total.div_ceil(limit);
     let ids: Vec<i64> = table
@@ -265,7 +297,10 @@ fn apply_drift(inner: &mut super::state::Inner, resource: &Resource, page: u32, 
     let Some(drift) = inner.faults.drift.clone() else {
         return;
     };
-    let table = inner.tables.get_mut(&resource.name).expect("served resource");
+    let table = inner
+        .tables
+        .get_mut(&resource.name)
+        .expect("served resource");
     match drift {
         Drift::Delete { after_page, id } if after_page == page => {
             table.records.remove(&id);

@@ -82,6 +82,12 @@ pub struct SimStats {
     pub token_requests: u64,
     pub unauthorized: u64,
     pub faults_injected: u64,
+    /// List requests by resource name.
+    pub list_requests_by_resource: std::collections::BTreeMap<String, u64>,
+    /// Most API requests seen in flight at once.
+    pub max_in_flight: u64,
+    #[serde(skip)]
+    pub in_flight: u64,
 }
 
 /// OAuth client credentials the simulator accepts.

@@ -4,10 +4,10 @@
 use std::net::TcpListener;
 use std::time::Duration;
 
+use daftra_bridge::catalogue::default_resource;
 use daftra_bridge::config::{DaftraAuth, RawEnv, Secret, Settings};
 use daftra_bridge::http::AppState;
 use daftra_bridge::poller::{PollOutcome, Poller};
-use daftra_bridge::catalogue::default_resource;
 use daftra_bridge::sim::{SimConfig, Simulator};
 use daftra_bridge::startup::Application;
 use futures::StreamExt;
@@ -44,6 +44,8 @@ pub struct Options {
     pub sim: Option<SimConfig>,
     /// Start the publisher (and its AMQP connection).
     pub publisher: bool,
+    /// `DAFTRA_RESOURCES`; unset means the default (work orders).
+    pub resources: Option<String>,
 }
 
 impl Options {
@@ -69,6 +71,7 @@ impl Default for Options {
             auth: None,
             sim: None,
             publisher: true,
+            resources: None,
         }
     }
 }
@@ -103,6 +106,7 @@ pub fn settings_for(sim: &Simulator, opts: &Options, db: &tempfile::TempDir) -> 
         publish_confirm_timeout_secs: Some("5".into()),
         bind_addr: Some("127.0.0.1:0".into()),
         export_token: opts.export_token.clone(),
+        daftra_resources: opts.resources.clone(),
         shutdown_deadline_secs: Some("5".into()),
         ..Default::default()
     };
@@ -160,6 +164,12 @@ pub async fn declare_exchange(exchange: &str) {
 }
 
 impl TestApp {
+    /// One poll of `name`.
+    pub async fn poll_resource(&self, name: &str) -> PollOutcome {
+        let r = daftra_bridge::catalogue::by_name(name).expect("declared");
+        self.poller.poll_once(r).await.expect("poll succeeds")
+    }
+
     /// One poll of work orders.
     pub async fn poll(&self) -> PollOutcome {
         self.poller

@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use daftra_bridge::config::{DaftraAuth, Secret};
 use daftra_bridge::catalogue::default_resource;
+use daftra_bridge::config::{DaftraAuth, Secret};
 use daftra_bridge::sim::{Drift, Faults, OAuthClient, RetryAfterForm, SimConfig};
 use serde_json::json;
 
@@ -181,10 +181,24 @@ async fn an_unreadable_value_is_kept_as_text_and_never_hides_its_record() {
     let stored: serde_json::Value =
         serde_json::from_str(&app.state.store.load_one("work_orders", 9).unwrap().unwrap())
             .unwrap();
-    assert_eq!(stored["status"], "not-a-number", "kept as text in its field");
-    assert_eq!(stored["title"], "Renamed while odd", "the other fields still diff");
-    let csv = app.get("/exports/work_orders.csv").await.text().await.unwrap();
-    assert!(csv.contains("Renamed while odd"), "the export shows the record");
+    assert_eq!(
+        stored["status"], "not-a-number",
+        "kept as text in its field"
+    );
+    assert_eq!(
+        stored["title"], "Renamed while odd",
+        "the other fields still diff"
+    );
+    let csv = app
+        .get("/exports/work_orders.csv")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        csv.contains("Renamed while odd"),
+        "the export shows the record"
+    );
     app.poll().await;
     let m = app.metrics().await;
     assert_eq!(
