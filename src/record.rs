@@ -169,23 +169,24 @@ fn is_canonical_date(s: &str, with_time: bool) -> bool {
         && matches!((digits(11..13), digits(14..16), digits(17..19)), (Some(h), Some(m), Some(s)) if h < 24 && m < 60 && s < 60)
 }
 
-fn date(field: &str, v: Value, with_time: bool) -> Result<Value, RecordError> {
-    if is_empty(&v) {
-        return Ok(Value::Null);
+/// The normalised form of a date or timestamp: `Ok(None)` when `v` is already canonical (kept
+/// as it is, without a copy).
+fn date(field: &str, v: &Value, with_time: bool) -> Result<Option<Value>, RecordError> {
+    if is_empty(v) {
+        return Ok(Some(Value::Null));
     }
     let Value::String(s) = v else {
         return Err(bad(field, format!("expected a date, got {v}")));
     };
-    if is_canonical_date(&s, with_time) {
-        return Ok(Value::String(s));
+    if is_canonical_date(s, with_time) {
+        return Ok(None);
     }
-    if is_zero_date(&s) {
-        return Ok(Value::Null);
+    if is_zero_date(s) {
+        return Ok(Some(Value::Null));
     }
-    let day =
-        parse_date(&s).ok_or_else(|| bad(field, format!("expected YYYY-MM-DD, got {s:?}")))?;
+    let day = parse_date(s).ok_or_else(|| bad(field, format!("expected YYYY-MM-DD, got {s:?}")))?;
     if !with_time {
-        return Ok(Value::String(day));
+        return Ok(Some(Value::String(day)));
     }
     let time = ascii_digits(s.trim())
         .split_once([' ', 'T'])
@@ -194,7 +195,10 @@ fn date(field: &str, v: Value, with_time: bool) -> Result<Value, RecordError> {
     let time = chrono::NaiveTime::parse_from_str(time.trim_end_matches('Z'), "%H:%M:%S")
         .or_else(|_| chrono::NaiveTime::parse_from_str(time.trim_end_matches('Z'), "%H:%M"))
         .map_err(|_| bad(field, format!("expected YYYY-MM-DD HH:MM:SS, got {s:?}")))?;
-    Ok(Value::String(format!("{day} {}", time.format("%H:%M:%S"))))
+    Ok(Some(Value::String(format!(
+        "{day} {}",
+        time.format("%H:%M:%S")
+    ))))
 }
 
 /// A record normalised by [`normalise_owned`], with the values that could not be read as their
@@ -216,18 +220,24 @@ fn normalise_columns(
 ) {
     for column in columns {
         let v = raw.remove(&column.name).unwrap_or(Value::Null);
+        // The raw value moves into the record when it is already canonical; only a value that
+        // cannot be read falls back to its text.
         let value = match column.kind {
-            ColumnKind::Int => int(&column.name, &v),
-            ColumnKind::Decimal => decimal(&column.name, &v),
-            ColumnKind::Text => Ok(text(v.clone())),
-            ColumnKind::Date => date(&column.name, v.clone(), false),
-            ColumnKind::Timestamp => date(&column.name, v.clone(), true),
+            ColumnKind::Text => Ok(None),
+            ColumnKind::Int => int(&column.name, &v).map(Some),
+            ColumnKind::Decimal => decimal(&column.name, &v).map(Some),
+            ColumnKind::Date => date(&column.name, &v, false),
+            ColumnKind::Timestamp => date(&column.name, &v, true),
             ColumnKind::Derived => continue,
         };
-        let value = value.unwrap_or_else(|e| {
-            unreadable.push(e);
-            text(v)
-        });
+        let value = match value {
+            Ok(Some(normalised)) => normalised,
+            Ok(None) => text(v),
+            Err(e) => {
+                unreadable.push(e);
+                text(v)
+            }
+        };
         out.insert(column.name.clone(), value);
     }
 }
@@ -292,7 +302,12 @@ fn normalise_group(group: &LineItems, v: Value, unreadable: &mut Vec<RecordError
                 .as_deref()
                 .and_then(|k| item.get(k))
                 .and_then(Value::as_i64);
-            let text = serde_json::to_string(&item).unwrap_or_default();
+            // Content breaks ties only where the docs give no item key.
+            let text = if key.is_none() {
+                serde_json::to_string(&item).unwrap_or_default()
+            } else {
+                String::new()
+            };
             (key, text, item)
         })
         .collect();

@@ -387,7 +387,7 @@ impl Settings {
                 1,
                 86_400,
             )?,
-            poll_max_parallel: int_in("POLL_MAX_PARALLEL", &raw.poll_max_parallel, 2, 1, 64)?,
+            poll_max_parallel: int_in("POLL_MAX_PARALLEL", &raw.poll_max_parallel, 1, 1, 64)?,
             poll_interval: secs("POLL_INTERVAL_SECS", &raw.poll_interval_secs, 60, 1, 86_400)?,
             poll_deadline: secs(
                 "POLL_DEADLINE_SECS",

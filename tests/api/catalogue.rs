@@ -431,7 +431,10 @@ async fn every_resource_shares_one_request_budget() {
         latency_ms: 20,
         ..Default::default()
     });
-    let polls = catalogue::all().iter().map(|r| app.poller.poll_once(r));
+    // Every poll at once (POLL_MAX_PARALLEL=31): only the shared budget can hold the line.
+    let mut poller = app.poller.clone();
+    poller.parallel = std::sync::Arc::new(tokio::sync::Semaphore::new(31));
+    let polls = catalogue::all().iter().map(|r| poller.poll_once(r));
     for result in futures::future::join_all(polls).await {
         result.unwrap();
     }

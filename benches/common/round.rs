@@ -1,0 +1,150 @@
+//! The `catalogue` phase of the e2e bench: every declared resource, N records each, polled by
+//! `daftra-bridge serve` in a child process; one full round against the network limit, its peak
+//! RSS and its CPU time (the cost a user pays every poll interval).
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// What one round of every resource cost.
+pub struct Round {
+    /// Wall time from the first poll's start to the last poll's end, in seconds.
+    pub wall_secs: f64,
+    /// User + system CPU of the bridge process through the round, in seconds.
+    pub cpu_secs: f64,
+    /// Every resource finished with a successful outcome.
+    pub all_succeeded: bool,
+}
+
+/// Figures of both rounds, plus the bridge's peak RSS (VmHWM, bytes) through them.
+pub struct Rounds {
+    pub first: Round,
+    pub second: Round,
+    pub peak_rss: f64,
+    pub resources: usize,
+    pub pages: usize,
+}
+
+/// CPU seconds (utime + stime) of process `pid`, from /proc/PID/stat.
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        f.get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(f64::NAN)
+    };
+    // utime and stime are fields 14 and 15 of stat; here indices 11 and 12.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Waits until every resource of /status has a `last_poll_ended` other than in `before`,
+/// then returns the status.
+async fn wait_round(port: u16, before: &Value, resources: usize) -> anyhow::Result<Value> {
+    let http = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{port}/status");
+    let deadline = Instant::now() + Duration::from_secs(900);
+    while Instant::now() < deadline {
+        if let Ok(resp) = http.get(&url).send().await {
+            let body: Value = resp.json().await.unwrap_or_default();
+            let done = body["resources"].as_object().map_or(0, |m| {
+                m.iter()
+                    .filter(|(k, v)| {
+                        v["last_poll_ended"].is_string()
+                            && !v["polling"].as_bool().unwrap_or(true)
+                            && v["last_poll_ended"]
+                                != before["resources"][k.as_str()]["last_poll_ended"]
+                    })
+                    .count()
+            });
+            if done == resources {
+                return Ok(body);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    anyhow::bail!("the round did not finish within 900 s")
+}
+
+fn outcome(status: &Value, started: Instant, cpu: f64) -> Round {
+    Round {
+        wall_secs: started.elapsed().as_secs_f64(),
+        cpu_secs: cpu,
+        all_succeeded: status["resources"]
+            .as_object()
+            .is_some_and(|m| m.values().all(|v| v["last_outcome"] != "failed")),
+    }
+}
+
+/// Runs `daftra-bridge serve` with `DAFTRA_RESOURCES=all` against the simulator at `base_url`
+/// (which serves every resource), measures the first round (baseline) and a second one
+/// (diff, triggered with `POST /poll/{name}`), then stops it.
+pub async fn measure(
+    bin: &str,
+    dir: &std::path::Path,
+    base_url: &str,
+    concurrency: usize,
+    records: usize,
+) -> anyhow::Result<Rounds> {
+    let names: Vec<String> = daftra_bridge::catalogue::all()
+        .iter()
+        .map(|r| r.name.clone())
+        .collect();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let db = dir.join("catalogue.sqlite3");
+    let mut child = tokio::process::Command::new(bin)
+        .arg("serve")
+        .env_clear()
+        .envs([
+            ("DAFTRA_BASE_URL", base_url.to_string()),
+            ("DAFTRA_API_KEY", "sim-api-key".into()),
+            ("DAFTRA_PAGE_SIZE", "1000".into()),
+            ("DAFTRA_CONCURRENCY", concurrency.to_string()),
+            ("DAFTRA_RESOURCES", "all".into()),
+            ("DATABASE_URL", format!("sqlite://{}", db.display())),
+            ("AMQP_URL", "amqp://guest:guest@127.0.0.1:1/%2f".into()),
+            ("BIND_ADDR", format!("127.0.0.1:{port}")),
+            ("POLL_INTERVAL_SECS", "3600".into()),
+            ("POLL_DEADLINE_SECS", "3600".into()),
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?;
+    let pid = child.id().unwrap_or_default();
+    let started = Instant::now();
+    let cpu0 = cpu_secs(pid);
+    let first_status = wait_round(port, &Value::Null, names.len()).await?;
+    let cpu1 = cpu_secs(pid);
+    let first = outcome(&first_status, started, cpu1 - cpu0);
+    let http = reqwest::Client::new();
+    let started = Instant::now();
+    for n in &names {
+        http.post(format!("http://127.0.0.1:{port}/poll/{n}"))
+            .send()
+            .await?;
+    }
+    let second_status = wait_round(port, &first_status, names.len()).await?;
+    let second = outcome(&second_status, started, cpu_secs(pid) - cpu1);
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let peak_rss = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map(|kb| kb * 1024.0)
+        .unwrap_or(f64::NAN);
+    child.kill().await?;
+    Ok(Rounds {
+        first,
+        second,
+        peak_rss,
+        resources: names.len(),
+        pages: names.len() * records.div_ceil(1000),
+    })
+}
