@@ -603,7 +603,11 @@ impl Bench {
         let pages: Vec<_> = client.pages(default_resource()).try_collect().await?;
         let fetch = started.elapsed().as_secs_f64();
         let started = Instant::now();
-        for raw in pages.into_iter().flat_map(|p| p.records) {
+        for raw in pages
+            .into_iter()
+            .flat_map(|p| p.into_records(default_resource()).collect::<Vec<_>>())
+        {
+            let raw = raw.map_err(anyhow::Error::msg)?;
             let r = record::normalise_owned(default_resource(), raw)?.record;
             black_box(Scanned::new(record::key(default_resource(), &r), &r));
         }

@@ -69,8 +69,16 @@ pub async fn scan(
         scan.pages += 1;
         scan.page_count = page.pagination.page_count;
         totals.insert(page.pagination.total_results);
-        scan.records.reserve(page.records.len());
-        for raw in page.records {
+        scan.records.reserve(page.len());
+        for raw in page.into_records(resource) {
+            let raw = match raw {
+                Ok(raw) => raw,
+                Err(message) => {
+                    let field = resource.model_key.clone();
+                    scan.invalid.push((None, RecordError { field, message }));
+                    continue;
+                }
+            };
             let key = record::raw_key(resource, &raw);
             match record::normalise_owned(resource, raw) {
                 Ok(n) => {

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 use reqwest::StatusCode;
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::catalogue::Resource;
@@ -70,15 +71,45 @@ fn lenient_u64<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> 
 struct ListEnvelope {
     result: Option<String>,
     #[serde(default)]
-    data: Vec<Value>,
+    data: Vec<Box<RawValue>>,
     pagination: Option<Pagination>,
 }
 
-/// One list page: the raw records under the model key, and its pagination.
-#[derive(Clone, Debug)]
+/// One list page: its items as the JSON text Daftra sent (parsed one at a time by
+/// [`Page::into_records`], so a page waiting in a buffer holds text, not a tree of values about
+/// twice its size), and its pagination.
+#[derive(Debug)]
 pub struct Page {
-    pub records: Vec<Map<String, Value>>,
+    pub items: Vec<Box<RawValue>>,
     pub pagination: Pagination,
+}
+
+impl Page {
+    /// Records on the page.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// `true` when the page holds no record.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// Each item's record (the object under the model key), parsed as it is taken; an item that
+    /// is not `{"Model": {...}}` is an `Err` saying so.
+    pub fn into_records(
+        self,
+        resource: &Resource,
+    ) -> impl Iterator<Item = Result<Map<String, Value>, String>> + '_ {
+        self.items.into_iter().map(move |raw| {
+            let mut item: Map<String, Value> = serde_json::from_str(raw.get())
+                .map_err(|e| format!("an item of data is not an object: {e}"))?;
+            match item.remove(&resource.model_key) {
+                Some(Value::Object(r)) => Ok(r),
+                _ => Err(format!("an item has no {} object", resource.model_key)),
+            }
+        })
+    }
 }
 
 /// The Daftra client shared by the poller and live exports.
@@ -91,25 +122,24 @@ pub struct DaftraClient {
     budget: budget::Budget,
 }
 
-fn parse_list(resource: &Resource, body: &[u8]) -> Result<Page, String> {
+fn parse_list(body: &[u8]) -> Result<Page, String> {
     let env: ListEnvelope =
         serde_json::from_slice(body).map_err(|e| format!("not the list envelope: {e}"))?;
     if env.result.as_deref().is_some_and(|r| r != "successful") {
         return Err(format!("result is {:?}", env.result.unwrap_or_default()));
     }
     let pagination = env.pagination.ok_or("no pagination object")?;
-    let mut records = Vec::with_capacity(env.data.len());
-    for item in env.data {
-        match item {
-            Value::Object(mut o) => match o.remove(&resource.model_key) {
-                Some(Value::Object(r)) => records.push(r),
-                _ => return Err(format!("an item has no {} object", resource.model_key)),
-            },
-            _ => return Err("an item of data is not an object".into()),
-        }
+    // Items are checked for the model key as they are parsed ([`Page::into_records`]); one
+    // that is not even an object means this is not a list page.
+    if env
+        .data
+        .iter()
+        .any(|i| !i.get().trim_start().starts_with('{'))
+    {
+        return Err("an item of data is not an object".into());
     }
     Ok(Page {
-        records,
+        items: env.data,
         pagination,
     })
 }
@@ -300,7 +330,7 @@ impl DaftraClient {
             url.push_str(&format!("&{k}={v}"));
         }
         let page = self
-            .call(resource, "list", &url, |b| parse_list(resource, b))
+            .call(resource, "list", &url, |b| parse_list(b))
             .await?
             .ok_or_else(|| FetchError::Status {
                 status: 404,
@@ -335,7 +365,6 @@ impl DaftraClient {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalogue::default_resource;
 
     #[test]
     fn the_fixture_page_parses() {
@@ -344,21 +373,17 @@ mod tests {
             "/tests/fixtures/work_orders_page.json"
         ))
         .unwrap();
-        let page = parse_list(default_resource(), &body).unwrap();
-        assert_eq!(page.records.len(), 3);
+        let page = parse_list(&body).unwrap();
+        assert_eq!(page.len(), 3);
         assert_eq!(page.pagination.page_count, 5);
         assert_eq!(page.pagination.total_results, 13);
     }
 
     #[test]
     fn malformed_envelopes_are_errors() {
-        assert!(parse_list(
-            default_resource(),
-            b"{\"code\":200,\"result\":\"successful\",\"data\":["
-        )
-        .is_err());
-        assert!(parse_list(default_resource(), b"<html>502</html>").is_err());
-        assert!(parse_list(default_resource(), br#"{"result":"failed","data":[],"pagination":{"page":1,"page_count":1,"total_results":0}}"#).is_err());
-        assert!(parse_list(default_resource(), br#"{"result":"successful","data":[]}"#).is_err());
+        assert!(parse_list(b"{\"code\":200,\"result\":\"successful\",\"data\":[").is_err());
+        assert!(parse_list(b"<html>502</html>").is_err());
+        assert!(parse_list(br#"{"result":"failed","data":[],"pagination":{"page":1,"page_count":1,"total_results":0}}"#).is_err());
+        assert!(parse_list(br#"{"result":"successful","data":[]}"#).is_err());
     }
 }

@@ -19,7 +19,7 @@ impl DaftraClient {
             .flat_map(move |first| match first {
                 Err(e) => stream::iter([Err(e)]).boxed(),
                 Ok(p1) => {
-                    let last = if p1.records.is_empty() || p1.pagination.next.is_none() {
+                    let last = if p1.is_empty() || p1.pagination.next.is_none() {
                         1
                     } else {
                         p1.pagination.page_count.max(1)
@@ -36,7 +36,7 @@ impl DaftraClient {
                     return futures::future::ready(None);
                 }
                 *ended = match &page {
-                    Ok(p) => p.records.is_empty() || p.pagination.next.is_none(),
+                    Ok(p) => p.is_empty() || p.pagination.next.is_none(),
                     Err(_) => true,
                 };
                 futures::future::ready(Some(page))

@@ -82,18 +82,19 @@ pub fn live_pages(
     tokio::spawn(async move {
         while let Some(page) = pages.recv().await {
             let msg = page.map(|p| {
-                p.records
-                    .into_iter()
-                    .filter_map(|raw| match record::normalise_owned(resource, raw) {
-                        Ok(n) => Some(n.record),
-                        Err(_) => {
-                            metrics
-                                .api_invalid_records
-                                .with_label_values(&[&resource.name])
-                                .inc();
-                            None
-                        }
-                    })
+                p.into_records(resource)
+                    .filter_map(
+                        |raw| match raw.map(|raw| record::normalise_owned(resource, raw)) {
+                            Ok(Ok(n)) => Some(n.record),
+                            Ok(Err(_)) | Err(_) => {
+                                metrics
+                                    .api_invalid_records
+                                    .with_label_values(&[&resource.name])
+                                    .inc();
+                                None
+                            }
+                        },
+                    )
                     .flat_map(|r| match export.parent {
                         Some(_) => record::line_item_rows(export, resource, &r),
                         None => vec![r],
