@@ -330,7 +330,7 @@ impl DaftraClient {
             url.push_str(&format!("&{k}={v}"));
         }
         let page = self
-            .call(resource, "list", &url, |b| parse_list(b))
+            .call(resource, "list", &url, parse_list)
             .await?
             .ok_or_else(|| FetchError::Status {
                 status: 404,
