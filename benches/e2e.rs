@@ -608,7 +608,7 @@ impl Bench {
             .flat_map(|p| p.into_records(default_resource()).collect::<Vec<_>>())
         {
             let raw = raw.map_err(anyhow::Error::msg)?;
-            let r = record::normalise_owned(default_resource(), raw)?.record;
+            let r = record::normalise_owned(default_resource(), raw, &Default::default())?.record;
             black_box(Scanned::new(record::key(default_resource(), &r), &r));
         }
         let normalise = started.elapsed().as_secs_f64();
@@ -898,7 +898,15 @@ impl Baseline {
 fn fill_outbox(store: &Store, base: &str, n: usize) -> anyhow::Result<()> {
     let time = now_rfc3339();
     let events: Vec<OutboxEvent> = (1..=n as i64)
-        .map(|id| to_outbox(default_resource(), base, &time, &common::updated_change(id)))
+        .map(|id| {
+            to_outbox(
+                default_resource(),
+                base,
+                &time,
+                &common::updated_change(id),
+                &Default::default(),
+            )
+        })
         .collect();
     store.commit_poll(&default_resource().name, &[], &events)?;
     Ok(())

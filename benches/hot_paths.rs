@@ -149,6 +149,7 @@ fn bench_to_outbox(c: &mut Criterion) {
                 black_box("https://acme.daftra.com"),
                 "2026-11-29T13:00:00Z",
                 black_box(&change),
+                &Default::default(),
             )
         })
     });

@@ -5,8 +5,9 @@ use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use crate::catalogue::ColumnKind;
 use crate::catalogue::Resource;
-use crate::record::Record;
+use crate::record::{Clock, Record};
 
 /// What happened to a record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -98,15 +99,47 @@ pub fn event_id(resource: &Resource, change: &Change) -> String {
     digest[..16].iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Rewrites the timestamps of `columns` in `record` from the account's wall clock to RFC 3339
+/// with its offset (CONTRACT section 4).
+fn with_offsets(columns: &[crate::catalogue::Column], clock: &Clock, record: &mut Record) {
+    for c in columns.iter().filter(|c| c.kind == ColumnKind::Timestamp) {
+        if let Some(Value::String(s)) = record.get_mut(&c.name) {
+            if let Some(at) = clock.rfc3339(s) {
+                *s = at;
+            }
+        }
+    }
+}
+
+/// An event image: the normalised record with every timestamp, line items' included, as
+/// RFC 3339 with the account's offset.
+fn image(resource: &Resource, clock: &Clock, record: &Option<Record>) -> Option<Record> {
+    let mut r = record.clone()?;
+    with_offsets(&resource.columns, clock, &mut r);
+    for g in &resource.line_items {
+        if let Some(Value::Array(items)) = r.get_mut(&g.key) {
+            for item in items.iter_mut().filter_map(Value::as_object_mut) {
+                with_offsets(&g.columns, clock, item);
+            }
+        }
+    }
+    Some(r)
+}
+
 /// Builds the outbox row of `change`. `source_base` is the Daftra site root; `time` an RFC 3339
-/// UTC timestamp of detection.
+/// UTC timestamp of detection; `clock` the account's zone, for the images' timestamps.
 pub fn to_outbox(
     resource: &Resource,
     source_base: &str,
     time: &str,
     change: &Change,
+    clock: &Clock,
 ) -> OutboxEvent {
     let id = event_id(resource, change);
+    let (before, after) = (
+        image(resource, clock, &change.before),
+        image(resource, clock, &change.after),
+    );
     let source = format!("{source_base}/{}", resource.list_path);
     let event = CloudEvent {
         specversion: "1.0",
@@ -121,8 +154,8 @@ pub fn to_outbox(
             id: change.id,
             op: change.op,
             changed: &change.changed,
-            before: &change.before,
-            after: &change.after,
+            before: &before,
+            after: &after,
         },
     };
     OutboxEvent {
@@ -154,11 +187,20 @@ mod tests {
 
     #[test]
     fn cloudevent_shape() {
+        let cairo = Clock {
+            zone: "Africa/Cairo".parse().unwrap(),
+            ..Clock::default()
+        };
+        let mut c = change();
+        for image in [c.before.as_mut().unwrap(), c.after.as_mut().unwrap()] {
+            image.insert("modified".into(), json!("2024-03-05 14:21:35"));
+        }
         let e = to_outbox(
             default_resource(),
             "https://acme.daftra.com",
             "2026-11-29T13:00:00Z",
-            &change(),
+            &c,
+            &cairo,
         );
         let v: Value = serde_json::from_str(&e.body).unwrap();
         assert_eq!(e.routing_key, "work_order.updated");
@@ -170,12 +212,29 @@ mod tests {
         assert_eq!(v["data"]["changed"], json!(["status"]));
         assert_eq!(v["data"]["before"]["status"], 1);
         assert_eq!(v["data"]["after"]["status"], 2);
+        assert_eq!(
+            v["data"]["after"]["modified"], "2024-03-05T14:21:35+02:00",
+            "timestamps carry the account's offset"
+        );
+        assert_eq!(e.event_id, event_id(default_resource(), &c));
     }
 
     #[test]
     fn ids_are_stable_per_change() {
-        let a = to_outbox(default_resource(), "x", "2026-11-29T13:00:00Z", &change());
-        let b = to_outbox(default_resource(), "x", "2026-11-30T00:00:00Z", &change());
+        let a = to_outbox(
+            default_resource(),
+            "x",
+            "2026-11-29T13:00:00Z",
+            &change(),
+            &Clock::default(),
+        );
+        let b = to_outbox(
+            default_resource(),
+            "x",
+            "2026-11-30T00:00:00Z",
+            &change(),
+            &Clock::default(),
+        );
         assert_eq!(a.event_id, b.event_id);
         let mut other = change();
         other

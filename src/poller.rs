@@ -288,7 +288,15 @@ impl Poller {
         let events: Vec<_> = if emit {
             d.changes
                 .iter()
-                .map(|c| to_outbox(resource, self.client.base_url(), &time, c))
+                .map(|c| {
+                    to_outbox(
+                        resource,
+                        self.client.base_url(),
+                        &time,
+                        c,
+                        self.client.clock(),
+                    )
+                })
                 .collect()
         } else {
             Vec::new()

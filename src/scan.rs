@@ -80,7 +80,7 @@ pub async fn scan(
                 }
             };
             let key = record::raw_key(resource, &raw);
-            match record::normalise_owned(resource, raw) {
+            match record::normalise_owned(resource, raw, client.clock()) {
                 Ok(n) => {
                     let id = record::key(resource, &n.record);
                     scan.unreadable

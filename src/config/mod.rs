@@ -47,6 +47,8 @@ pub struct DaftraSettings {
     pub max_retries: u32,
     /// Upper bound of one backoff sleep.
     pub max_backoff: Duration,
+    /// The account's time zone (`DAFTRA_TIMEZONE`) and date order (`DAFTRA_DATE_FORMAT`).
+    pub clock: crate::record::Clock,
 }
 
 /// Output format of the logs.
@@ -126,6 +128,8 @@ pub struct RawEnv {
     pub daftra_timeout_secs: Option<String>,
     pub daftra_max_retries: Option<String>,
     pub daftra_max_backoff_secs: Option<String>,
+    pub daftra_timezone: Option<String>,
+    pub daftra_date_format: Option<String>,
     pub daftra_resources: Option<String>,
     pub poll_interval_secs: Option<String>,
     pub poll_unavailable_retry_secs: Option<String>,
@@ -211,6 +215,28 @@ pub fn resolve_resources(
         .iter()
         .filter(|r| wanted.iter().any(|w| w.name == r.name))
         .collect())
+}
+
+/// `DAFTRA_TIMEZONE` (an IANA name, default `UTC`) and `DAFTRA_DATE_FORMAT` (`DD/MM/YYYY` or
+/// `MM/DD/YYYY`; default day-first, the form seen on Daftra accounts).
+fn resolve_clock(raw: &RawEnv) -> Result<crate::record::Clock, ConfigError> {
+    use crate::record::{Clock, DayOrder};
+    let zone = match non_empty(&raw.daftra_timezone) {
+        None => chrono_tz::Tz::UTC,
+        Some(z) => z.parse().map_err(|_| {
+            err(
+                "DAFTRA_TIMEZONE",
+                z,
+                "an IANA time zone name such as Africa/Cairo, Asia/Riyadh or UTC",
+            )
+        })?,
+    };
+    let day_order = match non_empty(&raw.daftra_date_format) {
+        None => DayOrder::DayFirst,
+        Some(f) => DayOrder::parse(f)
+            .ok_or_else(|| err("DAFTRA_DATE_FORMAT", f, "DD/MM/YYYY or MM/DD/YYYY"))?,
+    };
+    Ok(Clock { zone, day_order })
 }
 
 fn resolve_intervals(raw: &RawEnv) -> Result<BTreeMap<String, Duration>, ConfigError> {
@@ -342,6 +368,7 @@ impl Settings {
                 1,
                 3600,
             )?,
+            clock: resolve_clock(raw)?,
         };
         let database_path = match non_empty(&raw.database_url) {
             None => PathBuf::from("data/daftra-bridge.sqlite3"),

@@ -210,6 +210,11 @@ impl DaftraClient {
         self.settings.concurrency
     }
 
+    /// The account's time zone and date order.
+    pub fn clock(&self) -> &crate::record::Clock {
+        &self.settings.clock
+    }
+
     /// Site root of the account.
     pub fn base_url(&self) -> &str {
         &self.settings.base_url

@@ -64,7 +64,7 @@ impl<W: Write> RowSink for CsvSink<W> {
             match record.cell(column) {
                 Cell::Empty => {}
                 Cell::Int(i) => slot.push_str(itoa::Buffer::new().format(i)),
-                Cell::Number(f) => slot.push_str(ryu::Buffer::new().format(f)),
+                Cell::Decimal(d) => slot.push_str(d),
                 Cell::Text(t) => slot.push_str(&neutralise(t)),
                 Cell::Date(d) | Cell::Timestamp(d) => slot.push_str(d),
             }

@@ -77,14 +77,15 @@ pub fn live_pages(
     metrics: crate::metrics::Metrics,
 ) -> LivePages {
     let resource = export.source();
+    let clock = *client.clock();
     let (tx, rx) = mpsc::channel(2);
     let mut pages = crate::daftra::spawn_pages(client, resource, 2);
     tokio::spawn(async move {
         while let Some(page) = pages.recv().await {
             let msg = page.map(|p| {
                 p.into_records(resource)
-                    .filter_map(
-                        |raw| match raw.map(|raw| record::normalise_owned(resource, raw)) {
+                    .filter_map(|raw| {
+                        match raw.map(|raw| record::normalise_owned(resource, raw, &clock)) {
                             Ok(Ok(n)) => Some(n.record),
                             Ok(Err(_)) | Err(_) => {
                                 metrics
@@ -93,8 +94,8 @@ pub fn live_pages(
                                     .inc();
                                 None
                             }
-                        },
-                    )
+                        }
+                    })
                     .flat_map(|r| match export.parent {
                         Some(_) => record::line_item_rows(export, resource, &r),
                         None => vec![r],

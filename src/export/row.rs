@@ -16,7 +16,8 @@ use crate::record::Record;
 pub enum Cell<'a> {
     Empty,
     Int(i64),
-    Number(f64),
+    /// An exact decimal, as its canonical text (`1500.5`, `12345678901234567.89`).
+    Decimal(&'a str),
     Text(&'a str),
     /// `YYYY-MM-DD`.
     Date(&'a str),
@@ -45,19 +46,23 @@ impl Row for Record {
             Some(Value::String(s)) => text_cell(column.kind, s),
             Some(Value::Number(n)) => match n.as_i64() {
                 Some(i) => Cell::Int(i),
-                None => Cell::Number(n.as_f64().unwrap_or_default()),
+                None => Cell::Decimal(n.as_str()),
             },
             Some(_) => Cell::Empty,
         }
     }
 }
 
+/// The key under which serde_json's `arbitrary_precision` passes a number's digits.
+const NUMBER_TOKEN: &str = "$serde_json::private::Number";
+
 /// A scalar of the snapshot JSON, borrowing its text where no unescaping was needed.
 #[derive(Debug, PartialEq)]
 enum Scalar<'a> {
     Null,
     Int(i64),
-    Float(f64),
+    /// A number that is not an `i64`, as written (serde_json's `arbitrary_precision`).
+    Num(Cow<'a, str>),
     Str(Cow<'a, str>),
     /// Objects, arrays and booleans: extra fields no export column shows.
     Other,
@@ -107,10 +112,10 @@ impl<'de> Deserialize<'de> for Scalar<'de> {
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
                 Ok(i64::try_from(v)
                     .map(Scalar::Int)
-                    .unwrap_or(Scalar::Float(v as f64)))
+                    .unwrap_or(Scalar::Num(Cow::Owned(v.to_string()))))
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
-                Ok(Scalar::Float(v))
+                Ok(Scalar::Num(Cow::Owned(v.to_string())))
             }
             fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
                 Ok(Scalar::Str(Cow::Borrowed(v)))
@@ -123,6 +128,19 @@ impl<'de> Deserialize<'de> for Scalar<'de> {
                 Ok(Scalar::Other)
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                // serde_json hands a number over as a one-entry map under this key when it
+                // keeps numbers as written (`arbitrary_precision`).
+                let Some(Text(key)) = map.next_key::<Text>()? else {
+                    return Ok(Scalar::Other);
+                };
+                if key == NUMBER_TOKEN {
+                    let Text(digits) = map.next_value::<Text>()?;
+                    return Ok(match digits.parse::<i64>() {
+                        Ok(i) => Scalar::Int(i),
+                        Err(_) => Scalar::Num(digits),
+                    });
+                }
+                map.next_value::<IgnoredAny>()?;
                 while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
                 Ok(Scalar::Other)
             }
@@ -173,7 +191,7 @@ impl Row for StoredRow<'_> {
         {
             None | Some(Scalar::Null | Scalar::Other) => Cell::Empty,
             Some(Scalar::Int(i)) => Cell::Int(*i),
-            Some(Scalar::Float(f)) => Cell::Number(*f),
+            Some(Scalar::Num(n)) => Cell::Decimal(n),
             Some(Scalar::Str(s)) => text_cell(column.kind, s),
         }
     }

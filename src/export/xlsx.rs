@@ -155,9 +155,16 @@ impl RowSink for XlsxSink<'_> {
                 Cell::Int(n) => {
                     ws.write_number(row, col, n as f64)?;
                 }
-                Cell::Number(f) => {
-                    ws.write_number(row, col, f)?;
-                }
+                // Excel holds numbers as doubles: a number cell shows up to 15 digits, as
+                // Excel itself would.
+                Cell::Decimal(d) => match d.parse::<f64>() {
+                    Ok(f) if f.is_finite() => {
+                        ws.write_number(row, col, f)?;
+                    }
+                    _ => {
+                        ws.write_string(row, col, d)?;
+                    }
+                },
                 Cell::Text(t) => {
                     ws.write_string(row, col, xml_safe(truncate_cell(t)))?;
                 }

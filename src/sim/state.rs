@@ -25,13 +25,62 @@ pub enum RetryAfterForm {
 }
 
 /// A change made to the records right after a given list page is served (page drift).
+/// Written as `{"action": "delete", "after_page": 1, "id": 7}` or
+/// `{"action": "insert", "after_page": 2}`.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
-#[serde(rename_all = "snake_case", tag = "action")]
+#[serde(try_from = "DriftSpec", into = "DriftSpec")]
 pub enum Drift {
     /// Delete record `id` right after page `after_page` is served.
     Delete { after_page: u32, id: i64 },
     /// Insert a new seeded record right after page `after_page` is served.
     Insert { after_page: u32 },
+}
+
+/// The JSON form of [`Drift`], a plain struct: an internally tagged enum would buffer its
+/// numbers, which serde_json's `arbitrary_precision` (exact amounts) cannot read back.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct DriftSpec {
+    action: String,
+    after_page: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    id: Option<i64>,
+}
+
+impl TryFrom<DriftSpec> for Drift {
+    type Error = String;
+    fn try_from(d: DriftSpec) -> Result<Self, String> {
+        match (d.action.as_str(), d.id) {
+            ("delete", Some(id)) => Ok(Drift::Delete {
+                after_page: d.after_page,
+                id,
+            }),
+            ("delete", None) => Err("a delete drift needs an id".into()),
+            ("insert", _) => Ok(Drift::Insert {
+                after_page: d.after_page,
+            }),
+            (other, _) => Err(format!(
+                "unknown drift action {other:?}; use delete or insert"
+            )),
+        }
+    }
+}
+
+impl From<Drift> for DriftSpec {
+    fn from(d: Drift) -> Self {
+        match d {
+            Drift::Delete { after_page, id } => DriftSpec {
+                action: "delete".into(),
+                after_page,
+                id: Some(id),
+            },
+            Drift::Insert { after_page } => DriftSpec {
+                action: "insert".into(),
+                after_page,
+                id: None,
+            },
+        }
+    }
 }
 
 /// Faults the simulator injects; every counter counts down as requests consume it.

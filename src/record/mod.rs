@@ -1,10 +1,17 @@
-//! Normalisation of Daftra records: numbers or numeric strings, empty or zero dates, Arabic-Indic
-//! digits, `[]` for empty objects. The normalised form is what the snapshot stores, what the diff
-//! compares and what events carry, so a change of representation alone (`"42"` to `42`) is no change.
+//! Normalisation of Daftra records: numbers or numeric strings, exact decimals, dates and
+//! timestamps in any form in the account's zone, Arabic-Indic digits, `[]` for empty objects.
+//! The normalised form is what the snapshot stores, what the diff compares and what events
+//! carry, so a change of representation alone (`"42"` to `42`) is no change.
 
-use serde_json::{Map, Number, Value};
+mod time;
+mod values;
+
+use serde_json::{Map, Value};
 
 use crate::catalogue::{Column, ColumnKind, LineItems, Resource};
+pub use time::{Clock, DayOrder};
+pub use values::{ascii_digits, canonical_decimal, canonical_extra};
+use values::{decimal, int, text};
 
 /// A normalised record: known columns with normalised values (derived ones included), plus any
 /// extra field Daftra sent, kept as sent. Keys are sorted, so its JSON text is canonical.
@@ -25,182 +32,6 @@ fn bad(field: &str, message: impl Into<String>) -> RecordError {
     }
 }
 
-/// Replaces Arabic-Indic (U+0660..) and Extended Arabic-Indic (U+06F0..) digits by ASCII digits,
-/// and the Arabic decimal separator (U+066B) by `.`; Daftra tenants were seen sending `٣٠٠`.
-pub fn ascii_digits(s: &str) -> std::borrow::Cow<'_, str> {
-    if s.is_ascii() {
-        return std::borrow::Cow::Borrowed(s);
-    }
-    s.chars()
-        .map(|c| match c {
-            '\u{0660}'..='\u{0669}' => char::from(b'0' + (c as u32 - 0x0660) as u8),
-            '\u{06F0}'..='\u{06F9}' => char::from(b'0' + (c as u32 - 0x06F0) as u8),
-            '\u{066B}' => '.',
-            _ => c,
-        })
-        .collect::<String>()
-        .into()
-}
-
-/// `true` for the values Daftra uses to say "nothing": `null`, `""`, `[]`, `{}`.
-fn is_empty(v: &Value) -> bool {
-    match v {
-        Value::Null => true,
-        Value::String(s) => s.trim().is_empty(),
-        Value::Array(a) => a.is_empty(),
-        Value::Object(o) => o.is_empty(),
-        _ => false,
-    }
-}
-
-fn int(field: &str, v: &Value) -> Result<Value, RecordError> {
-    if is_empty(v) {
-        return Ok(Value::Null);
-    }
-    match v {
-        Value::Number(n) => {
-            if let Some(i) = n.as_i64() {
-                Ok(i.into())
-            } else {
-                match n.as_f64() {
-                    Some(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Ok((f as i64).into()),
-                    _ => Err(bad(field, format!("expected a whole number, got {n}"))),
-                }
-            }
-        }
-        Value::String(s) => {
-            let t = ascii_digits(s.trim());
-            if let Ok(i) = t.parse::<i64>() {
-                return Ok(i.into());
-            }
-            match t.parse::<f64>() {
-                Ok(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Ok((f as i64).into()),
-                _ => Err(bad(field, format!("expected a whole number, got {s:?}"))),
-            }
-        }
-        Value::Bool(b) => Ok(i64::from(*b).into()),
-        other => Err(bad(field, format!("expected a whole number, got {other}"))),
-    }
-}
-
-fn decimal(field: &str, v: &Value) -> Result<Value, RecordError> {
-    if is_empty(v) {
-        return Ok(Value::Null);
-    }
-    let f = match v {
-        Value::Number(n) => n.as_f64(),
-        Value::String(s) => ascii_digits(s.trim()).replace(',', "").parse::<f64>().ok(),
-        _ => None,
-    };
-    match f.filter(|f| f.is_finite()).and_then(Number::from_f64) {
-        // Integral amounts are stored as integers so that 0 and "0.00" compare equal.
-        Some(n)
-            if n.as_f64()
-                .is_some_and(|f| f.fract() == 0.0 && f.abs() < 9.0e15) =>
-        {
-            Ok(Value::from(n.as_f64().unwrap_or_default() as i64))
-        }
-        Some(n) => Ok(Value::Number(n)),
-        None => Err(bad(field, format!("expected a number, got {v}"))),
-    }
-}
-
-fn text(v: Value) -> Value {
-    match v {
-        _ if is_empty(&v) => Value::Null,
-        Value::String(s) => Value::String(s),
-        Value::Number(n) => Value::String(n.to_string()),
-        Value::Bool(b) => Value::String(b.to_string()),
-        other => Value::String(other.to_string()),
-    }
-}
-
-fn valid_date(y: &str, m: &str, d: &str) -> Option<String> {
-    let (y, m, d): (i32, u32, u32) = (y.parse().ok()?, m.parse().ok()?, d.parse().ok()?);
-    chrono::NaiveDate::from_ymd_opt(y, m, d).map(|date| date.format("%Y-%m-%d").to_string())
-}
-
-/// `YYYY-MM-DD` from `YYYY-MM-DD`, `DD/MM/YYYY` or the date part of a timestamp.
-fn parse_date(s: &str) -> Option<String> {
-    let s = ascii_digits(s.trim());
-    let day = s.split([' ', 'T']).next()?;
-    if let [y, m, d] = day.split('-').collect::<Vec<_>>()[..] {
-        return valid_date(y, m, d);
-    }
-    if let [d, m, y] = day.split('/').collect::<Vec<_>>()[..] {
-        return valid_date(y, m, d);
-    }
-    None
-}
-
-fn is_zero_date(s: &str) -> bool {
-    s.trim()
-        .chars()
-        .all(|c| matches!(c, '0' | '-' | ':' | ' ' | '/' | 'T'))
-}
-
-/// `true` when `s` is exactly `YYYY-MM-DD` (with ` HH:MM:SS` when `with_time`) and valid: the
-/// form Daftra documents, kept as is without reformatting.
-fn is_canonical_date(s: &str, with_time: bool) -> bool {
-    let b = s.as_bytes();
-    let digits = |r: std::ops::Range<usize>| {
-        b[r.clone()]
-            .iter()
-            .all(u8::is_ascii_digit)
-            .then(|| s[r].parse::<u32>().ok())
-            .flatten()
-    };
-    let date_ok = b.len() >= 10 && b[4] == b'-' && b[7] == b'-' && {
-        match (digits(0..4), digits(5..7), digits(8..10)) {
-            (Some(y), Some(m), Some(d)) => {
-                chrono::NaiveDate::from_ymd_opt(y as i32, m, d).is_some()
-            }
-            _ => false,
-        }
-    };
-    if !with_time {
-        return date_ok && b.len() == 10;
-    }
-    date_ok
-        && b.len() == 19
-        && b[10] == b' '
-        && b[13] == b':'
-        && b[16] == b':'
-        && matches!((digits(11..13), digits(14..16), digits(17..19)), (Some(h), Some(m), Some(s)) if h < 24 && m < 60 && s < 60)
-}
-
-/// The normalised form of a date or timestamp: `Ok(None)` when `v` is already canonical (kept
-/// as it is, without a copy).
-fn date(field: &str, v: &Value, with_time: bool) -> Result<Option<Value>, RecordError> {
-    if is_empty(v) {
-        return Ok(Some(Value::Null));
-    }
-    let Value::String(s) = v else {
-        return Err(bad(field, format!("expected a date, got {v}")));
-    };
-    if is_canonical_date(s, with_time) {
-        return Ok(None);
-    }
-    if is_zero_date(s) {
-        return Ok(Some(Value::Null));
-    }
-    let day = parse_date(s).ok_or_else(|| bad(field, format!("expected YYYY-MM-DD, got {s:?}")))?;
-    if !with_time {
-        return Ok(Some(Value::String(day)));
-    }
-    let time = ascii_digits(s.trim())
-        .split_once([' ', 'T'])
-        .map(|(_, t)| t.to_string())
-        .unwrap_or_else(|| "00:00:00".into());
-    let time = chrono::NaiveTime::parse_from_str(time.trim_end_matches('Z'), "%H:%M:%S")
-        .or_else(|_| chrono::NaiveTime::parse_from_str(time.trim_end_matches('Z'), "%H:%M"))
-        .map_err(|_| bad(field, format!("expected YYYY-MM-DD HH:MM:SS, got {s:?}")))?;
-    Ok(Some(Value::String(format!(
-        "{day} {}",
-        time.format("%H:%M:%S")
-    ))))
-}
-
 /// A record normalised by [`normalise_owned`], with the values that could not be read as their
 /// column's kind: those are kept as text in their field, so the record is never dropped and its
 /// other fields still diff.
@@ -214,6 +45,7 @@ pub struct Normalised {
 /// noting it in `unreadable`; what is left in `raw` are the fields beyond the columns.
 fn normalise_columns(
     columns: &[Column],
+    clock: &Clock,
     raw: &mut Map<String, Value>,
     out: &mut Record,
     unreadable: &mut Vec<RecordError>,
@@ -226,8 +58,8 @@ fn normalise_columns(
             ColumnKind::Text => Ok(None),
             ColumnKind::Int => int(&column.name, &v).map(Some),
             ColumnKind::Decimal => decimal(&column.name, &v).map(Some),
-            ColumnKind::Date => date(&column.name, &v, false),
-            ColumnKind::Timestamp => date(&column.name, &v, true),
+            ColumnKind::Date => clock.normalise(&column.name, &v, false),
+            ColumnKind::Timestamp => clock.normalise(&column.name, &v, true),
             ColumnKind::Derived => continue,
         };
         let value = match value {
@@ -271,12 +103,17 @@ fn items_of(v: Value) -> Vec<Map<String, Value>> {
 
 /// Normalises one line-item group: each item by the group's columns, then sorted by the item's
 /// key (then by content), so a reorder alone is no change.
-fn normalise_group(group: &LineItems, v: Value, unreadable: &mut Vec<RecordError>) -> Value {
+fn normalise_group(
+    group: &LineItems,
+    clock: &Clock,
+    v: Value,
+    unreadable: &mut Vec<RecordError>,
+) -> Value {
     let mut items: Vec<(Option<i64>, String, Record)> = items_of(v)
         .into_iter()
         .map(|mut raw| {
             let mut item = Record::new();
-            normalise_columns(&group.columns, &mut raw, &mut item, unreadable);
+            normalise_columns(&group.columns, clock, &mut raw, &mut item, unreadable);
             for column in group
                 .columns
                 .iter()
@@ -296,7 +133,7 @@ fn normalise_group(group: &LineItems, v: Value, unreadable: &mut Vec<RecordError
                     .unwrap_or(Value::Null);
                 item.insert(column.name.clone(), value);
             }
-            item.extend(raw);
+            item.extend(raw.into_iter().map(|(k, v)| (k, canonical_extra(v))));
             let key = group
                 .item_key
                 .as_deref()
@@ -326,7 +163,7 @@ fn normalise_group(group: &LineItems, v: Value, unreadable: &mut Vec<RecordError
 /// such a record rather than treat it as missing. A value of the wrong type in another field is
 /// kept as text and listed in [`Normalised::unreadable`].
 pub fn normalise(resource: &Resource, raw: &Map<String, Value>) -> Result<Record, RecordError> {
-    normalise_owned(resource, raw.clone()).map(|n| n.record)
+    normalise_owned(resource, raw.clone(), &Clock::default()).map(|n| n.record)
 }
 
 /// As [`normalise`], taking the raw record by value so its text moves instead of being copied
@@ -334,10 +171,17 @@ pub fn normalise(resource: &Resource, raw: &Map<String, Value>) -> Result<Record
 pub fn normalise_owned(
     resource: &Resource,
     mut raw: Map<String, Value>,
+    clock: &Clock,
 ) -> Result<Normalised, RecordError> {
     let mut out = Record::new();
     let mut unreadable = Vec::new();
-    normalise_columns(&resource.columns, &mut raw, &mut out, &mut unreadable);
+    normalise_columns(
+        &resource.columns,
+        clock,
+        &mut raw,
+        &mut out,
+        &mut unreadable,
+    );
     if !out.get(&resource.key).is_some_and(Value::is_i64) {
         return Err(bad(&resource.key, "missing or unreadable key"));
     }
@@ -346,11 +190,12 @@ pub fn normalise_owned(
         let v = raw.remove(&group.key).unwrap_or(Value::Null);
         out.insert(
             group.key.clone(),
-            normalise_group(group, v, &mut unreadable),
+            normalise_group(group, clock, v, &mut unreadable),
         );
     }
     // What is left are the fields Daftra sent beyond the known columns.
-    out.extend(raw);
+    // Compared after the same canonical form as the declared columns.
+    out.extend(raw.into_iter().map(|(k, v)| (k, canonical_extra(v))));
     Ok(Normalised {
         record: out,
         unreadable,
@@ -464,6 +309,7 @@ mod tests {
                 .as_object()
                 .cloned()
                 .unwrap(),
+            &Clock::default(),
         )
         .unwrap();
         assert_eq!(odd.record["status"], json!("open"), "kept as text");
