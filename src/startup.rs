@@ -144,6 +144,30 @@ impl Application {
         if self.publish {
             tracker.spawn(self.publisher.clone().run(cancel.clone(), deadline));
         }
+        // The zone Daftra reports, for /status: read once, and never in the way of anything.
+        let (client, status, stop) = (
+            self.state.client.clone(),
+            self.state.status.clone(),
+            cancel.clone(),
+        );
+        tracker.spawn(async move {
+            tokio::select! {
+                _ = stop.cancelled() => {}
+                zone = client.site_zone() => {
+                    let zone = match zone {
+                        Ok(z) => Ok(z.unwrap_or_default()),
+                        Err(e) => Err(e.to_string()),
+                    };
+                    if let Ok(crate::daftra::SiteZone { zone: Some(z), .. }) = &zone {
+                        if z != client.clock().zone.name() {
+                            tracing::warn!(daftra = %z, in_use = client.clock().zone.name(),
+                                "Daftra reports another time zone for the account than DAFTRA_TIMEZONE");
+                        }
+                    }
+                    status.set_site_zone(zone);
+                }
+            }
+        });
         tracker.close();
         tracing::info!(port = self.port, "daftra-bridge running");
         cancel.cancelled().await;

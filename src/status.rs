@@ -73,6 +73,8 @@ impl BrokerState {
 #[derive(Debug, Default)]
 pub struct StatusBoard {
     polls: Mutex<BTreeMap<String, PollStatus>>,
+    /// What Daftra's Site Info says of the account's zone, once read (or why it could not be).
+    site_zone: Mutex<Option<Result<crate::daftra::SiteZone, String>>>,
 }
 
 impl StatusBoard {
@@ -99,6 +101,7 @@ impl StatusBoard {
             .collect();
         StatusBoard {
             polls: Mutex::new(polls),
+            site_zone: Mutex::new(None),
         }
     }
 
@@ -106,6 +109,30 @@ impl StatusBoard {
     pub fn update(&self, resource: &str, f: impl FnOnce(&mut PollStatus)) {
         let mut polls = self.polls.lock().unwrap_or_else(|e| e.into_inner());
         f(polls.entry(resource.to_string()).or_default());
+    }
+
+    /// Records what Site Info said of the account's zone.
+    pub fn set_site_zone(&self, zone: Result<crate::daftra::SiteZone, String>) {
+        *self.site_zone.lock().unwrap_or_else(|e| e.into_inner()) = Some(zone);
+    }
+
+    /// `{"in_use", "daftra_reports", "daftra_zone", "matches", "error"}`: the zone the bridge
+    /// reads timestamps in (`DAFTRA_TIMEZONE`) beside the one Daftra reports, so an operator sees
+    /// a mismatch; `matches` is `null` while Daftra's is unknown.
+    pub fn timezone(&self, in_use: &str) -> serde_json::Value {
+        let site = self
+            .site_zone
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let (reported, zone, error) = match site {
+            None => (None, None, None),
+            Some(Ok(z)) => (z.reported, z.zone, None),
+            Some(Err(e)) => (None, None, Some(e)),
+        };
+        let matches = zone.as_deref().map(|z| z == in_use);
+        serde_json::json!({"in_use": in_use, "daftra_reports": reported, "daftra_zone": zone,
+            "matches": matches, "error": error})
     }
 
     /// A copy of every resource's status.

@@ -224,7 +224,7 @@ impl DaftraClient {
     /// `parse` (a parse failure is retried as `malformed`). `Ok(None)` is a 404.
     async fn call<T>(
         &self,
-        resource: &Resource,
+        label: &str,
         operation: &str,
         url: &str,
         parse: impl Fn(&[u8]) -> Result<T, String>,
@@ -236,7 +236,7 @@ impl DaftraClient {
             let observe_token = |d: Duration, status: &str| {
                 self.metrics
                     .api_request_duration
-                    .with_label_values(&[&resource.name, "token", status])
+                    .with_label_values(&[label, "token", status])
                     .observe(d.as_secs_f64());
             };
             let (name, value) = self
@@ -255,7 +255,7 @@ impl DaftraClient {
             let (reason, retry_after, failure): (RetryReason, Option<Duration>, FetchError) =
                 match sent {
                     Err(e) => {
-                        self.observe(resource, operation, "error", started);
+                        self.observe(label, operation, "error", started);
                         transport_failure(e)
                     }
                     Ok(resp) => {
@@ -267,7 +267,7 @@ impl DaftraClient {
                             .and_then(|v| retry::parse_retry_after(v, SystemTime::now()));
                         let body: Result<Bytes, _> = resp.bytes().await;
                         drop(permit);
-                        self.observe(resource, operation, status.as_str(), started);
+                        self.observe(label, operation, status.as_str(), started);
                         match body {
                             Err(e) => transport_failure(e),
                             Ok(body) if status.is_success() => match parse(&body) {
@@ -305,23 +305,23 @@ impl DaftraClient {
             }
             self.metrics
                 .api_retries
-                .with_label_values(&[&resource.name, reason.label()])
+                .with_label_values(&[label, reason.label()])
                 .inc();
             let wait = retry::delay(attempt, retry_after, self.settings.max_backoff);
             if reason == RetryReason::RateLimited {
                 // The account is over its limit, not this resource: every request waits.
                 self.budget.pause(wait);
             }
-            tracing::debug!(resource = %resource.name, attempt, reason = reason.label(), wait_ms = wait.as_millis() as u64, error = %failure, "Retrying Daftra request");
+            tracing::debug!(resource = label, attempt, reason = reason.label(), wait_ms = wait.as_millis() as u64, error = %failure, "Retrying Daftra request");
             tokio::time::sleep(wait).await;
             attempt += 1;
         }
     }
 
-    fn observe(&self, resource: &Resource, operation: &str, status: &str, started: Instant) {
+    fn observe(&self, label: &str, operation: &str, status: &str, started: Instant) {
         self.metrics
             .api_request_duration
-            .with_label_values(&[&resource.name, operation, status])
+            .with_label_values(&[label, operation, status])
             .observe(started.elapsed().as_secs_f64());
     }
 
@@ -335,7 +335,7 @@ impl DaftraClient {
             url.push_str(&format!("&{k}={v}"));
         }
         let page = self
-            .call(resource, "list", &url, parse_list)
+            .call(&resource.name, "list", &url, parse_list)
             .await?
             .ok_or_else(|| FetchError::Status {
                 status: 404,
@@ -363,7 +363,73 @@ impl DaftraClient {
                 .cloned()
                 .ok_or_else(|| format!("no data.{} object", resource.model_key))
         };
-        self.call(resource, "get", &url, parse).await
+        self.call(&resource.name, "get", &url, parse).await
+    }
+}
+
+/// The account's zone as Daftra's Site Info reports it (`GET /api2/site_info`,
+/// `data.Site.timezone`: a zone name, or an id resolved through `GET /api2/listing/Timezone`;
+/// daftra-api.md).
+#[derive(Clone, Debug, Default, serde::Serialize, PartialEq, Eq)]
+pub struct SiteZone {
+    /// `data.Site.timezone` as sent.
+    pub reported: Option<String>,
+    /// The IANA name it resolves to, when it does.
+    pub zone: Option<String>,
+}
+
+/// The first string under an object whose `id` is `id` that names an IANA zone.
+fn zone_in_listing(v: &Value, id: &str) -> Option<String> {
+    let is_zone = |s: &str| s.parse::<chrono_tz::Tz>().is_ok();
+    match v {
+        Value::Object(o) => {
+            let matches = o.get("id").is_some_and(|x| match x {
+                Value::String(s) => s == id,
+                Value::Number(n) => n.to_string() == id,
+                _ => false,
+            });
+            if matches {
+                if let Some(name) = o.values().find_map(|x| x.as_str().filter(|s| is_zone(s))) {
+                    return Some(name.to_string());
+                }
+            }
+            o.values().find_map(|x| zone_in_listing(x, id))
+        }
+        Value::Array(a) => a.iter().find_map(|x| zone_in_listing(x, id)),
+        _ => None,
+    }
+}
+
+impl DaftraClient {
+    /// Reads the account's zone from Site Info (metrics label `site_info`); `Ok(None)` when
+    /// Daftra has no such page.
+    pub async fn site_zone(&self) -> Result<Option<SiteZone>, FetchError> {
+        let json = |b: &[u8]| serde_json::from_slice::<Value>(b).map_err(|e| e.to_string());
+        let url = format!("{}/api2/site_info", self.settings.base_url);
+        let Some(info) = self.call("site_info", "get", &url, json).await? else {
+            return Ok(None);
+        };
+        let reported = match &info["data"]["Site"]["timezone"] {
+            Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        };
+        let Some(reported) = reported else {
+            return Ok(Some(SiteZone::default()));
+        };
+        let zone = if reported.parse::<chrono_tz::Tz>().is_ok() {
+            Some(reported.clone())
+        } else {
+            let url = format!("{}/api2/listing/Timezone", self.settings.base_url);
+            match self.call("site_info", "get", &url, json).await {
+                Ok(Some(listing)) => zone_in_listing(&listing, &reported),
+                _ => None,
+            }
+        };
+        Ok(Some(SiteZone {
+            reported: Some(reported),
+            zone,
+        }))
     }
 }
 

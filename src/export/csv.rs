@@ -12,11 +12,27 @@ use crate::catalogue::Column;
 /// The UTF-8 byte order mark that makes Excel read a CSV as UTF-8.
 pub const BOM: &[u8] = b"\xEF\xBB\xBF";
 
-/// Text that a spreadsheet would evaluate, prefixed with `'`; other text unchanged.
+/// C0 control characters other than tab, CR and LF, and DEL: they have no meaning in a cell,
+/// and some readers stop at NUL or show them as boxes.
+fn is_stray_control(c: char) -> bool {
+    (c.is_ascii_control() && !matches!(c, '\t' | '\r' | '\n')) || c == '\u{7f}'
+}
+
+/// A text cell made safe for spreadsheets: stray control characters (C0 other than tab, CR and
+/// LF, and DEL) removed, then text that a spreadsheet would evaluate prefixed with `'`; other
+/// text unchanged.
 pub fn neutralise(text: &str) -> std::borrow::Cow<'_, str> {
+    let text: std::borrow::Cow<'_, str> = if text.chars().any(is_stray_control) {
+        text.chars()
+            .filter(|c| !is_stray_control(*c))
+            .collect::<String>()
+            .into()
+    } else {
+        text.into()
+    };
     match text.chars().next() {
         Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{text}").into(),
-        _ => text.into(),
+        _ => text,
     }
 }
 
@@ -137,5 +153,13 @@ mod tests {
         }
         assert_eq!(neutralise("صيانة"), "صيانة");
         assert_eq!(neutralise(""), "");
+        // Stray controls go; tab, CR and LF inside a cell stay (the csv crate quotes them).
+        assert_eq!(neutralise("a\u{0}b\u{7}c\u{1b}\u{7f}"), "abc");
+        assert_eq!(neutralise("a\tb\r\nc"), "a\tb\r\nc");
+        assert_eq!(
+            neutralise("\u{1}=1+1"),
+            "'=1+1",
+            "removed before the formula check"
+        );
     }
 }

@@ -67,6 +67,7 @@ pub async fn status(
         .collect();
     Ok(HttpResponse::Ok().json(json!({
         "version": env!("CARGO_PKG_VERSION"),
+        "timezone": state.status.timezone(state.client.clock().zone.name()),
         "resources": state.status.snapshot(),
         "outbox_pending": pending,
         "broker": state.broker.get(),

@@ -473,11 +473,61 @@ pub async fn stats(state: State) -> HttpResponse {
     HttpResponse::Ok().json(state.stats())
 }
 
+/// `GET /api2/site_info`: the account's Site Info, whose `timezone` is an id of the listing.
+pub async fn site_info(state: State, req: HttpRequest) -> HttpResponse {
+    if let Err(r) = authorise(&state, &req) {
+        return r;
+    }
+    HttpResponse::Ok().json(
+        json!({"code": 200, "result": "successful", "data": {"Site": {
+        "business_name": "شركة المحاكاة", "currency_code": "EGP", "timezone": "13",
+        "date_format": "0"}}}),
+    )
+}
+
+/// `GET /api2/listing/Timezone`: id to zone, as Daftra's general listing gives it.
+pub async fn timezones(state: State, req: HttpRequest) -> HttpResponse {
+    if let Err(r) = authorise(&state, &req) {
+        return r;
+    }
+    let zone = state.timezone.clone();
+    HttpResponse::Ok().json(json!({"code": 200, "result": "successful", "data": [
+        {"Timezone": {"id": "12", "zone_name": "Asia/Riyadh", "title": "(GMT+03:00) Riyadh"}},
+        {"Timezone": {"id": "13", "zone_name": zone, "title": format!("{zone}")}}]}))
+}
+
+/// `PUT /__sim/records/{resource}/{id}`: stores the JSON body as record `id` exactly as given
+/// (no `modified` bump), so any form Daftra might send (offsets, fractions, day-first dates,
+/// huge amounts, `[]` for `{}`, Arabic-Indic digits) can be served on demand.
+pub async fn put_raw(
+    state: State,
+    path: web::Path<(String, i64)>,
+    body: web::Json<Map<String, Value>>,
+) -> HttpResponse {
+    let (resource, id) = path.into_inner();
+    let Some(r) = crate::catalogue::by_name(&resource) else {
+        return failed(StatusCode::NOT_FOUND, "no such resource");
+    };
+    let mut record = body.into_inner();
+    record.insert(r.key.clone(), json!(id));
+    match state.insert_raw_in(&resource, record) {
+        Some(_) => HttpResponse::NoContent().finish(),
+        None => failed(
+            StatusCode::NOT_FOUND,
+            "the simulator does not serve that resource",
+        ),
+    }
+}
+
 /// Registers every route on an actix `App`.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/v2/oauth/token", web::post().to(token))
         .route("/api2/v2/oauth/token", web::post().to(token))
         .route("/__sim/faults", web::post().to(set_faults))
         .route("/__sim/stats", web::get().to(stats))
+        .route("/__sim/records/{resource}/{id}", web::put().to(put_raw))
+        .route("/api2/site_info", web::get().to(site_info))
+        .route("/api2/site_info.json", web::get().to(site_info))
+        .route("/api2/listing/Timezone", web::get().to(timezones))
         .default_service(web::to(dispatch));
 }

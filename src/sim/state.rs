@@ -233,6 +233,8 @@ pub struct SimState {
     pub api_key: String,
     pub oauth: Option<OAuthClient>,
     pub seed: u64,
+    /// The IANA zone Site Info reports for the tenant.
+    pub timezone: String,
 }
 
 impl SimState {
@@ -261,6 +263,7 @@ impl SimState {
             api_key,
             oauth,
             seed,
+            timezone: "Africa/Cairo".into(),
         }
     }
 

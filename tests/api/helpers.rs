@@ -46,6 +46,8 @@ pub struct Options {
     pub publisher: bool,
     /// `DAFTRA_RESOURCES`; unset means the default (work orders).
     pub resources: Option<String>,
+    /// `DAFTRA_TIMEZONE`; unset means UTC.
+    pub timezone: Option<String>,
 }
 
 impl Options {
@@ -72,6 +74,7 @@ impl Default for Options {
             sim: None,
             publisher: true,
             resources: None,
+            timezone: None,
         }
     }
 }
@@ -107,6 +110,7 @@ pub fn settings_for(sim: &Simulator, opts: &Options, db: &tempfile::TempDir) -> 
         bind_addr: Some("127.0.0.1:0".into()),
         export_token: opts.export_token.clone(),
         daftra_resources: opts.resources.clone(),
+        daftra_timezone: opts.timezone.clone(),
         shutdown_deadline_secs: Some("5".into()),
         ..Default::default()
     };

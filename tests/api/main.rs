@@ -12,3 +12,4 @@ mod packaging;
 mod proxy;
 mod startup;
 mod upstream;
+mod values;
