@@ -125,7 +125,7 @@ async fn a_wrong_api_key_is_not_retried() {
         "no secret in errors"
     );
     assert_eq!(
-        app.sim.state.stats().unauthorized,
+        app.sim.state.stats().list_requests_by_resource["work_orders"],
         1,
         "a 401 is not retried"
     );
