@@ -1,5 +1,6 @@
 //! Diff of a scan against the stored snapshot, by key, on canonical JSON of normalised records:
-//! equal text is no change, and only changed records are parsed back to list their fields.
+//! the scan already dropped records whose content hash matches the snapshot's, equal text is no
+//! change, and only changed records are parsed back to list their fields.
 
 use std::collections::{HashMap, HashSet};
 
@@ -7,20 +8,36 @@ use crate::events::{Change, Op};
 use crate::record::Record;
 use crate::store::SnapshotWrite;
 
-/// A scanned record: its key and canonical JSON text (what the snapshot stores).
+/// A scanned record: its key, canonical JSON text (what the snapshot stores) and that text's
+/// content hash ([`crate::record::content_hash`]).
 pub struct Scanned {
     pub id: i64,
     pub canonical: String,
+    pub hash: i64,
 }
 
 impl Scanned {
     /// The canonical text of a normalised record (keys sorted, so equal records give equal text).
     pub fn new(id: i64, record: &Record) -> Self {
+        let canonical = serde_json::to_string(record).unwrap_or_default();
         Scanned {
             id,
-            canonical: serde_json::to_string(record).unwrap_or_default(),
+            hash: crate::record::content_hash(&canonical),
+            canonical,
         }
     }
+}
+
+/// Ids of the snapshot (`known`, id -> hash) that the scan did not see and that are not
+/// `keep` (present in Daftra but unreadable), in order: deleted only after a direct 404 check.
+pub fn missing<V>(known: &HashMap<i64, V>, seen: &HashSet<i64>, keep: &HashSet<i64>) -> Vec<i64> {
+    let mut missing: Vec<i64> = known
+        .keys()
+        .filter(|id| !seen.contains(id) && !keep.contains(id))
+        .copied()
+        .collect();
+    missing.sort_unstable();
+    missing
 }
 
 /// Creates and updates found, plus the ids that the scan no longer contains.

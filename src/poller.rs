@@ -16,7 +16,7 @@ use crate::daftra::{DaftraClient, FetchError};
 use crate::diff::diff;
 use crate::events::{to_outbox, Change, Op};
 use crate::metrics::Metrics;
-use crate::scan::scan;
+use crate::scan::{scan, Keep, ScanError};
 use crate::status::{now_rfc3339, StatusBoard};
 use crate::store::{SnapshotWrite, Store, StoreError};
 
@@ -73,6 +73,15 @@ pub enum PollError {
     Store(#[from] StoreError),
 }
 
+impl From<ScanError> for PollError {
+    fn from(e: ScanError) -> Self {
+        match e {
+            ScanError::Upstream(e) => PollError::Upstream(e),
+            ScanError::Store(e) => PollError::Store(e),
+        }
+    }
+}
+
 impl PollError {
     /// The account cannot read this resource: 401 or 403 for its path, or 404 (a Daftra
     /// plugin is off). Such a resource is retried rarely and never holds up the others.
@@ -111,6 +120,7 @@ impl Poller {
             Err(_) => Err(PollError::Deadline(self.deadline)),
         };
         let elapsed = started.elapsed();
+        release_memory();
         let n = resource.name.as_str();
         self.metrics
             .poll_duration
@@ -200,9 +210,24 @@ impl Poller {
 
     async fn poll_inner(&self, resource: &'static Resource) -> Result<PollOutcome, PollError> {
         let n = resource.name.as_str();
+        let store = self.store.clone();
+        let (known, has_baseline) = tokio::task::spawn_blocking(move || {
+            Ok::<_, StoreError>((store.load_hashes(n)?, store.has_baseline(n)?))
+        })
+        .await
+        .expect("snapshot load task")?;
+        let baseline = !has_baseline;
+        let emit = !baseline || self.emit_initial;
+        // A silent first poll writes its pages as they come; later polls keep only the
+        // records whose hash changed: memory is a few pages plus an id and a hash per record.
+        let keep_mode = if baseline && !self.emit_initial {
+            Keep::Baseline(&self.store)
+        } else {
+            Keep::Changed(&known)
+        };
         let mut attempt = 0;
         let scan = loop {
-            let s = scan(&self.client, resource).await?;
+            let s = scan(&self.client, resource, keep_mode).await?;
             if s.consistent || attempt >= MAX_RESCANS {
                 break s;
             }
@@ -229,39 +254,32 @@ impl Poller {
         }
         self.note_unreadable(n, &scan.unreadable);
         let complete = scan.consistent;
-        let store = self.store.clone();
-        let (snapshot, has_baseline) = tokio::task::spawn_blocking(move || {
-            Ok::<_, StoreError>((store.load_snapshot(n)?, store.has_baseline(n)?))
-        })
-        .await
-        .expect("snapshot load task")?;
         let records = scan.len();
         let keep = scan.invalid_keys();
         let invalid = scan.invalid.len();
-        let baseline = !has_baseline;
-        let emit = !baseline || self.emit_initial;
+        let missing = crate::diff::missing(&known, &scan.seen, &keep);
+        // Only the changed records are read back in full, for their `before` image.
+        let changed: Vec<i64> = scan
+            .records
+            .iter()
+            .map(|s| s.id)
+            .filter(|id| known.contains_key(id))
+            .collect();
+        drop(known);
+        let snapshot = self.load_many(n, changed).await?;
         let mut d = diff(&snapshot, scan.records, &keep, emit);
+        drop(snapshot);
         let mut deleted = 0;
         if complete {
-            let checks = futures::stream::iter(d.missing.clone())
+            let mut gone = Vec::new();
+            let checks = futures::stream::iter(missing.clone())
                 .map(|id| async move { (id, self.client.get_record(resource, id).await) })
                 .buffer_unordered(DELETE_CHECKS_IN_FLIGHT)
                 .collect::<Vec<_>>()
                 .await;
             for (id, answer) in checks {
                 match answer {
-                    Ok(None) => {
-                        deleted += 1;
-                        d.writes.push(SnapshotWrite::Delete { id });
-                        let before = snapshot.get(&id).and_then(|t| serde_json::from_str(t).ok());
-                        d.changes.push(Change {
-                            op: Op::Deleted,
-                            id,
-                            changed: vec![],
-                            before,
-                            after: None,
-                        });
-                    }
+                    Ok(None) => gone.push(id),
                     Ok(Some(_)) => tracing::info!(
                         resource = n,
                         id,
@@ -272,6 +290,20 @@ impl Poller {
                     }
                 }
             }
+            gone.sort_unstable();
+            let images = self.load_many(n, gone.clone()).await?;
+            for id in gone {
+                deleted += 1;
+                d.writes.push(SnapshotWrite::Delete { id });
+                let before = images.get(&id).and_then(|t| serde_json::from_str(t).ok());
+                d.changes.push(Change {
+                    op: Op::Deleted,
+                    id,
+                    changed: vec![],
+                    before,
+                    after: None,
+                });
+            }
         } else {
             self.metrics
                 .poll_incomplete_scans
@@ -279,11 +311,10 @@ impl Poller {
                 .inc();
             tracing::warn!(
                 resource = n,
-                missing = d.missing.len(),
+                missing = missing.len(),
                 "Scan could not prove completeness; no deletes applied"
             );
         }
-        drop(snapshot);
         let time = now_rfc3339();
         let events: Vec<_> = if emit {
             d.changes
@@ -345,6 +376,21 @@ impl Poller {
         Ok(outcome)
     }
 
+    /// The snapshot's canonical text of `ids`, off the async executor.
+    async fn load_many(
+        &self,
+        resource: &str,
+        ids: Vec<i64>,
+    ) -> Result<std::collections::HashMap<i64, String>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Default::default());
+        }
+        let (store, name) = (self.store.clone(), resource.to_string());
+        tokio::task::spawn_blocking(move || store.load_many(&name, &ids))
+            .await
+            .expect("snapshot read task")
+    }
+
     /// Logs and counts each unreadable value once per record and field, not on every poll.
     fn note_unreadable(&self, resource: &str, unreadable: &[(i64, crate::record::RecordError)]) {
         if unreadable.is_empty() {
@@ -401,6 +447,16 @@ impl Poller {
             };
         }
         tracing::info!(resource = %resource.name, "Poller stopped");
+    }
+}
+
+/// Hands the memory a poll freed back to the operating system (glibc keeps freed pages for
+/// reuse otherwise, so a pod's RSS would stay at its largest poll's peak).
+fn release_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free heap pages to the kernel; it has no preconditions.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 

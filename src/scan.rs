@@ -1,18 +1,36 @@
-//! A scan: every list page of a resource read once and normalised page by page, with the proof
-//! of completeness the poller needs before it may apply deletes.
+//! A scan: every list page of a resource read once and normalised page by page, compared with
+//! the snapshot's content hashes as it goes, with the proof of completeness the poller needs
+//! before it may apply deletes. A scan holds a few pages, the ids it saw and the records that
+//! changed; unchanged records are dropped as soon as their hash matches.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use crate::catalogue::Resource;
 use crate::daftra::{DaftraClient, FetchError};
 use crate::diff::Scanned;
 use crate::record::{self, RecordError};
+use crate::store::{Store, StoreError};
+
+/// Why a scan stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ScanError {
+    #[error(transparent)]
+    Upstream(#[from] FetchError),
+    /// A first poll's page could not be stored.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
 
 /// Every page of one resource, read once.
 pub struct Scan {
-    /// Normalised records as canonical JSON, in page order.
+    /// Normalised records as canonical JSON, in page order: those whose content hash differs
+    /// from the snapshot's (new or changed), or all of them when no hashes were given.
     pub records: Vec<Scanned>,
+    /// Every key seen, changed or not.
+    pub seen: HashSet<i64>,
+    /// Records read, valid or not.
+    pub read: usize,
     /// Records that could not be normalised, with their key when it could be read.
     pub invalid: Vec<(Option<i64>, RecordError)>,
     /// Values kept as text because they could not be read as their column's kind, by record key.
@@ -29,12 +47,12 @@ pub struct Scan {
 impl Scan {
     /// Records read from Daftra, valid or not.
     pub fn len(&self) -> usize {
-        self.records.len() + self.invalid.len()
+        self.read
     }
 
     /// `true` when Daftra sent no record.
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.read == 0
     }
 
     /// Keys of the records that could not be normalised: present in Daftra, so never deleted.
@@ -46,17 +64,32 @@ impl Scan {
 /// Pages waiting between the fetching task and the normalisation, per page in flight.
 const PAGES_BUFFERED_PER_REQUEST: usize = 2;
 
+/// Where a scan puts the records it reads.
+#[derive(Clone, Copy)]
+pub enum Keep<'a> {
+    /// Every record (benchmarks, and a first poll that announces every record).
+    All,
+    /// Only records whose content hash differs from `known` (id -> hash of the snapshot).
+    Changed(&'a HashMap<i64, i64>),
+    /// None: each page goes to the snapshot as it arrives (a silent first poll), so memory
+    /// stays a few pages whatever the resource's size.
+    Baseline(&'a Store),
+}
+
 /// Reads every page (see [`DaftraClient::pages`]) in a task of its own and normalises each page
 /// as it arrives, so requests stay in flight while a page is normalised and only a few pages of
 /// raw JSON are held at a time. The first failed page fails the scan.
 pub async fn scan(
     client: &Arc<DaftraClient>,
     resource: &'static Resource,
-) -> Result<Scan, FetchError> {
+    keep: Keep<'_>,
+) -> Result<Scan, ScanError> {
     let buffer = PAGES_BUFFERED_PER_REQUEST * client.concurrency();
     let mut pages = crate::daftra::spawn_pages(client.clone(), resource, buffer);
     let mut scan = Scan {
         records: Vec::new(),
+        seen: HashSet::new(),
+        read: 0,
         invalid: Vec::new(),
         unreadable: Vec::new(),
         pages: 0,
@@ -69,7 +102,8 @@ pub async fn scan(
         scan.pages += 1;
         scan.page_count = page.pagination.page_count;
         totals.insert(page.pagination.total_results);
-        scan.records.reserve(page.len());
+        scan.read += page.len();
+        let mut baseline_rows = Vec::new();
         for raw in page.into_records(resource) {
             let raw = match raw {
                 Ok(raw) => raw,
@@ -85,16 +119,36 @@ pub async fn scan(
                     let id = record::key(resource, &n.record);
                     scan.unreadable
                         .extend(n.unreadable.into_iter().map(|e| (id, e)));
-                    scan.records.push(Scanned::new(id, &n.record));
+                    let s = Scanned::new(id, &n.record);
+                    if !scan.seen.insert(id) {
+                        continue;
+                    }
+                    match &keep {
+                        Keep::All => scan.records.push(s),
+                        Keep::Changed(known) if known.get(&id) == Some(&s.hash) => {}
+                        Keep::Changed(_) => scan.records.push(s),
+                        Keep::Baseline(_) => baseline_rows.push((s.id, s.canonical)),
+                    }
                 }
                 Err(e) => scan.invalid.push((key, e)),
             }
         }
+        if let (Keep::Baseline(store), false) = (&keep, baseline_rows.is_empty()) {
+            let store = (*store).clone();
+            let name = resource.name.clone();
+            tokio::task::spawn_blocking(move || store.write_baseline_page(&name, &baseline_rows))
+                .await
+                .expect("baseline write task")?;
+        }
     }
-    let mut ids: HashSet<i64> = scan.records.iter().map(|s| s.id).collect();
     let unkeyed = scan.invalid.iter().filter(|(k, _)| k.is_none()).count();
-    ids.extend(scan.invalid_keys());
+    let distinct = scan.seen.len()
+        + scan
+            .invalid_keys()
+            .iter()
+            .filter(|k| !scan.seen.contains(k))
+            .count();
     let total = totals.iter().next().copied().unwrap_or(0);
-    scan.consistent = totals.len() == 1 && unkeyed == 0 && ids.len() as u64 == total;
+    scan.consistent = totals.len() == 1 && unkeyed == 0 && distinct as u64 == total;
     Ok(scan)
 }

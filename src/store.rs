@@ -8,12 +8,14 @@ use std::sync::{Arc, Mutex};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 
 use crate::events::OutboxEvent;
+use crate::record::content_hash;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS snapshot (
     resource TEXT NOT NULL,
     id INTEGER NOT NULL,
     record TEXT NOT NULL,
+    hash INTEGER,
     PRIMARY KEY (resource, id)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS outbox (
@@ -29,6 +31,32 @@ CREATE TABLE IF NOT EXISTS baseline (
     recorded_at TEXT NOT NULL
 );
 ";
+
+/// Adds the `hash` column to a snapshot made before it existed, and fills it.
+fn migrate_hashes(conn: &Connection) -> rusqlite::Result<()> {
+    let has_column = conn
+        .prepare("SELECT 1 FROM pragma_table_info('snapshot') WHERE name = 'hash'")?
+        .exists([])?;
+    if !has_column {
+        conn.execute_batch("ALTER TABLE snapshot ADD COLUMN hash INTEGER")?;
+    }
+    let missing: Vec<(String, i64, String)> = conn
+        .prepare("SELECT resource, id, record FROM snapshot WHERE hash IS NULL")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<Result<_, _>>()?;
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let tx = conn.unchecked_transaction()?;
+    {
+        let mut set =
+            tx.prepare("UPDATE snapshot SET hash = ?3 WHERE resource = ?1 AND id = ?2")?;
+        for (resource, id, record) in &missing {
+            set.execute(params![resource, id, content_hash(record)])?;
+        }
+    }
+    tx.commit()
+}
 
 /// One snapshot write of a poll.
 #[derive(Debug)]
@@ -77,6 +105,7 @@ impl Store {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         conn.execute_batch(SCHEMA).context("creating the schema")?;
+        migrate_hashes(&conn).context("adding content hashes to the snapshot")?;
         Ok(Store {
             path: path.to_path_buf(),
             writer: Arc::new(Mutex::new(conn)),
@@ -114,6 +143,62 @@ impl Store {
         })
     }
 
+    /// The content hash of every snapshot record of `resource`, by id: what a poll compares
+    /// against (tens of bytes per record, whatever their size).
+    pub fn load_hashes(&self, resource: &str) -> Result<HashMap<i64, i64>, StoreError> {
+        self.with(|c| {
+            let mut stmt = c.prepare_cached("SELECT id, hash FROM snapshot WHERE resource = ?1")?;
+            let rows = stmt.query_map([resource], |r| {
+                Ok((r.get(0)?, r.get::<_, Option<i64>>(1)?.unwrap_or_default()))
+            })?;
+            rows.collect()
+        })
+    }
+
+    /// The canonical JSON of the snapshot records `ids` of `resource` that exist.
+    pub fn load_many(
+        &self,
+        resource: &str,
+        ids: &[i64],
+    ) -> Result<HashMap<i64, String>, StoreError> {
+        self.with(|c| {
+            let mut stmt =
+                c.prepare_cached("SELECT record FROM snapshot WHERE resource = ?1 AND id = ?2")?;
+            let mut out = HashMap::with_capacity(ids.len());
+            for id in ids {
+                if let Some(text) = stmt
+                    .query_row(params![resource, id], |r| r.get::<_, String>(0))
+                    .optional()?
+                {
+                    out.insert(*id, text);
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// Writes snapshot records of a first poll as its pages arrive, in a transaction of their
+    /// own and without the baseline mark: a poll that fails later leaves a baseline still to
+    /// be recorded, so nothing is announced from these rows.
+    pub fn write_baseline_page(
+        &self,
+        resource: &str,
+        records: &[(i64, String)],
+    ) -> Result<(), StoreError> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            {
+                let mut upsert = tx.prepare_cached(
+                    "INSERT OR REPLACE INTO snapshot (resource, id, record, hash) VALUES (?1, ?2, ?3, ?4)",
+                )?;
+                for (id, record) in records {
+                    upsert.execute(params![resource, id, record, content_hash(record)])?;
+                }
+            }
+            tx.commit()
+        })
+    }
+
     /// The snapshot of `resource` as id -> canonical JSON text.
     pub fn load_snapshot(&self, resource: &str) -> Result<HashMap<i64, String>, StoreError> {
         self.with(|c| {
@@ -146,11 +231,11 @@ impl Store {
         self.with(|c| {
             let tx = c.transaction()?;
             {
-                let mut upsert = tx.prepare_cached("INSERT OR REPLACE INTO snapshot (resource, id, record) VALUES (?1, ?2, ?3)")?;
+                let mut upsert = tx.prepare_cached("INSERT OR REPLACE INTO snapshot (resource, id, record, hash) VALUES (?1, ?2, ?3, ?4)")?;
                 let mut delete = tx.prepare_cached("DELETE FROM snapshot WHERE resource = ?1 AND id = ?2")?;
                 for w in writes {
                     match w {
-                        SnapshotWrite::Upsert { id, record } => upsert.execute(params![resource, id, record])?,
+                        SnapshotWrite::Upsert { id, record } => upsert.execute(params![resource, id, record, content_hash(record)])?,
                         SnapshotWrite::Delete { id } => delete.execute(params![resource, id])?,
                     };
                 }

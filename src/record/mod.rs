@@ -207,6 +207,12 @@ pub fn raw_key(resource: &Resource, raw: &Map<String, Value>) -> Option<i64> {
     int(&resource.key, raw.get(&resource.key)?).ok()?.as_i64()
 }
 
+/// A stable 64-bit hash of a record's canonical JSON text (XXH3), stored beside each snapshot
+/// row so a poll compares hashes and reads in full only the records that changed.
+pub fn content_hash(canonical: &str) -> i64 {
+    xxhash_rust::xxh3::xxh3_64(canonical.as_bytes()) as i64
+}
+
 /// The key of a normalised record.
 pub fn key(resource: &Resource, record: &Record) -> i64 {
     record

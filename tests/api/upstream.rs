@@ -422,3 +422,63 @@ async fn an_unreachable_daftra_is_reported_with_its_cause() {
     assert_eq!(retries(&m, "connection"), 1.0);
     app.cancel.cancel();
 }
+
+#[tokio::test]
+async fn a_poll_holds_only_the_records_whose_hash_changed() {
+    use daftra_bridge::scan::{scan, Keep};
+    let app = spawn_app(Options::without_publisher()).await;
+    let r = default_resource();
+    // A silent first poll writes its pages to the snapshot as they arrive and keeps none.
+    let first = scan(&app.poller.client, r, Keep::Baseline(&app.state.store))
+        .await
+        .unwrap();
+    assert!(first.records.is_empty());
+    assert_eq!(first.seen.len(), 45);
+    assert_eq!(app.state.store.snapshot_len("work_orders").unwrap(), 45);
+    assert!(
+        !app.state.store.has_baseline("work_orders").unwrap(),
+        "not marked before the commit"
+    );
+    app.sim.state.update(
+        4,
+        serde_json::Map::from_iter([("title".into(), json!("changed"))]),
+    );
+    app.sim.state.update(
+        9,
+        serde_json::Map::from_iter([("title".into(), json!("changed"))]),
+    );
+    let hashes = app.state.store.load_hashes("work_orders").unwrap();
+    let second = scan(&app.poller.client, r, Keep::Changed(&hashes))
+        .await
+        .unwrap();
+    let kept: Vec<i64> = second.records.iter().map(|s| s.id).collect();
+    assert_eq!(kept, [4, 9], "only the changed records are held");
+    assert_eq!((second.seen.len(), second.read), (45, 45));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_snapshot_from_before_content_hashes_is_migrated_without_spurious_updates() {
+    let app = spawn_app(Options::without_publisher()).await;
+    app.poll().await;
+    let path = app._db.path().join("bridge.sqlite3");
+    {
+        // The schema of earlier versions: no hash column.
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE old AS SELECT resource, id, record FROM snapshot;
+             DROP TABLE snapshot;
+             CREATE TABLE snapshot (resource TEXT NOT NULL, id INTEGER NOT NULL, record TEXT NOT NULL,
+                 PRIMARY KEY (resource, id)) WITHOUT ROWID;
+             INSERT INTO snapshot SELECT * FROM old; DROP TABLE old;",
+        )
+        .unwrap();
+    }
+    let reopened = daftra_bridge::store::Store::open(&path).unwrap();
+    let hashes = reopened.load_hashes("work_orders").unwrap();
+    assert_eq!(hashes.len(), 45);
+    assert!(hashes.values().all(|h| *h != 0), "every row got its hash");
+    let o = app.poll().await;
+    assert_eq!((o.created, o.updated, o.deleted), (0, 0, 0));
+    app.stop().await;
+}
