@@ -16,8 +16,9 @@ use crate::metrics::Metrics;
 use crate::startup::{shutdown_on_signals, Application};
 use crate::store::Store;
 
-/// Bridge from Daftra work orders to spreadsheets by URL, RabbitMQ change events and
-/// Prometheus metrics. Configured by environment variables (see .env.example).
+/// Bridge from Daftra (every list resource: invoices, clients, products, stock, journals, work
+/// orders, ...) to spreadsheets by URL, RabbitMQ change events and Prometheus metrics.
+/// Configured by environment variables (see .env.example).
 #[derive(Parser, Debug)]
 #[command(name = "daftra-bridge", version)]
 pub struct Cli {
@@ -41,7 +42,7 @@ pub enum SourceArg {
 pub enum Command {
     /// HTTP server + poller + publisher, configured from the environment (the default).
     Serve,
-    /// The same against a built-in simulated Daftra tenant whose work orders change over time.
+    /// The whole bridge against a built-in simulated Daftra tenant whose records change over time.
     Demo(crate::demo::DemoArgs),
     /// The catalogue: every Daftra resource the bridge knows, its area, columns and line-item
     /// groups, and whether DAFTRA_RESOURCES enables it.
@@ -138,7 +139,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 /// `daftra-bridge resources`: the catalogue as a table (or JSON), enabled ones marked.
 fn print_resources(as_json: bool) -> anyhow::Result<()> {
     let raw = RawEnv::from_env()?;
-    let enabled = crate::config::resolve_resources(&raw.daftra_resources)?;
+    // The command that lists the valid names still lists them when the variable is wrong.
+    let enabled = match crate::config::resolve_resources(&raw.daftra_resources) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("daftra-bridge: {e}");
+            Vec::new()
+        }
+    };
     let is_enabled = |r: &crate::catalogue::Resource| enabled.iter().any(|e| e.name == r.name);
     let mut out = std::io::stdout().lock();
     if as_json {
@@ -149,9 +157,9 @@ fn print_resources(as_json: bool) -> anyhow::Result<()> {
                     "name": r.name, "area": r.area, "title": r.title, "enabled": is_enabled(r),
                     "path": r.list_path, "model_key": r.model_key,
                     "columns": r.columns.iter().map(|c| &c.name).collect::<Vec<_>>(),
-                    "line_items": r.line_items.iter().map(|g| serde_json::json!({
-                        "group": g.key, "export": g.export,
-                        "columns": g.columns.iter().map(|c| &c.name).collect::<Vec<_>>()})).collect::<Vec<_>>(),
+                    "line_items": crate::catalogue::line_item_exports(r).map(|e| serde_json::json!({
+                        "group": e.model_key, "export": e.name,
+                        "columns": e.columns.iter().map(|c| &c.name).collect::<Vec<_>>()})).collect::<Vec<_>>(),
                     "notes": r.notes,
                 })
             })
@@ -265,24 +273,34 @@ async fn export_command(
         Source::Live => {
             let settings = Settings::from_raw(&raw, None)?;
             let client = Arc::new(DaftraClient::new(settings.daftra, Metrics::new()));
-            Rows::Live {
-                first: None,
-                rest: export::live_pages(client, resource, Metrics::new()),
-            }
+            // The first page is read before anything is written, so a Daftra that cannot be read
+            // fails the command with no output at all.
+            let mut rest = export::live_pages(client, resource, Metrics::new());
+            let first = match rest.recv().await {
+                Some(page) => Some(page.context("reading Daftra")?),
+                None => None,
+            };
+            Rows::Live { first, rest }
         }
     };
     let n = tokio::task::spawn_blocking(move || -> anyhow::Result<u64> {
         match (format, output) {
             (Format::Csv, Some(path)) => {
-                let file = std::io::BufWriter::new(
-                    std::fs::File::create(&path)
-                        .with_context(|| format!("creating {}", path.display()))?,
-                );
-                Ok(export::write_rows(
-                    rows,
-                    &q,
-                    &mut CsvSink::new(file, q.bom)?,
-                )?)
+                // Written beside the target and renamed into place once complete: a failed
+                // export leaves no partial file and never replaces an existing one.
+                let dir = path
+                    .parent()
+                    .filter(|d| !d.as_os_str().is_empty())
+                    .unwrap_or(std::path::Path::new("."));
+                let tmp = tempfile::NamedTempFile::new_in(dir)
+                    .with_context(|| format!("creating a file in {}", dir.display()))?;
+                let file = std::io::BufWriter::new(tmp.reopen()?);
+                let mut sink = CsvSink::new(file, q.bom)?;
+                let n = export::write_rows(rows, &q, &mut sink)?;
+                drop(sink);
+                tmp.persist(&path)
+                    .with_context(|| format!("writing {}", path.display()))?;
+                Ok(n)
             }
             (Format::Csv, None) => {
                 let out = std::io::BufWriter::new(std::io::stdout().lock());

@@ -169,6 +169,11 @@ impl Application {
             }
         });
         tracker.close();
+        for name in self.settings.poll_intervals.keys() {
+            if !self.settings.resources.iter().any(|r| &r.name == name) {
+                tracing::warn!(resource = %name, "POLL_INTERVAL_SECS_{} is set but {name} is not in DAFTRA_RESOURCES; it has no effect", name.to_uppercase());
+            }
+        }
         tracing::info!(port = self.port, "daftra-bridge running");
         cancel.cancelled().await;
         tracing::info!("Shutting down");

@@ -52,16 +52,34 @@ impl Column {
             .map(|(_, l)| l.as_str())
     }
 
-    /// The enum value meant by `given`: a documented number, or a label in any case.
-    pub fn enum_value(&self, given: &str) -> Option<i64> {
+    /// The enum values meant by `given`: a documented number, or every value that a label
+    /// names, in any case (Daftra's docs give one label to several values: `payment_status`
+    /// "Unpaid" is `null`, `""` and `0`); `None` stands for no value. Empty when unknown.
+    pub fn enum_values(&self, given: &str) -> Vec<Option<i64>> {
         let given = given.trim();
         if let Ok(n) = given.parse::<i64>() {
-            return self.labels.iter().any(|(k, _)| *k == Some(n)).then_some(n);
+            return if self.labels.iter().any(|(k, _)| *k == Some(n)) {
+                vec![Some(n)]
+            } else {
+                Vec::new()
+            };
         }
         self.labels
             .iter()
-            .find(|(_, l)| l.eq_ignore_ascii_case(given))
-            .and_then(|(k, _)| *k)
+            .filter(|(_, l)| l.eq_ignore_ascii_case(given))
+            .map(|(k, _)| *k)
+            .collect()
+    }
+
+    /// The distinct labels, in the docs' order (for hints and forms).
+    pub fn distinct_labels(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = Vec::new();
+        for (_, l) in &self.labels {
+            if !out.contains(&l.as_str()) {
+                out.push(l);
+            }
+        }
+        out
     }
 }
 
@@ -175,7 +193,8 @@ fn line_item_export(parent: &Resource, group: &LineItems) -> Resource {
         deletable: false,
         create_required: Vec::new(),
         doc_url: parent.doc_url.clone(),
-        columns: with_label_columns(columns),
+        // The group's columns already carry their label columns.
+        columns,
         line_items: Vec::new(),
         notes: Vec::new(),
         parent: Some((parent.name.clone(), group.key.clone())),
@@ -345,14 +364,27 @@ mod tests {
     fn enum_labels_and_values() {
         let wo = default_resource();
         let status = wo.column("status").unwrap();
-        assert_eq!(status.enum_value("closed"), Some(2));
-        assert_eq!(status.enum_value("3"), Some(3));
-        assert_eq!(status.enum_value("9"), None);
+        assert_eq!(status.enum_values("closed"), [Some(2)]);
+        assert_eq!(status.enum_values("3"), [Some(3)]);
+        assert!(status.enum_values("9").is_empty());
         let rec = serde_json::json!({"status": 4});
         let label = wo.column("status_label").unwrap();
         assert_eq!(wo.derive(label, rec.as_object().unwrap()), "Draft");
         let inv = by_name("invoices").unwrap();
         let ps = inv.column("payment_status_label").unwrap();
         assert_eq!(inv.derive(ps, &Map::new()), "Unpaid");
+        let unpaid = inv.column("payment_status").unwrap().enum_values("UNPAID");
+        assert_eq!(unpaid, [None, Some(0)], "one label, every value it names");
+    }
+
+    #[test]
+    fn every_export_names_each_column_once() {
+        for r in all().iter().chain(&CATALOGUE.line_item_exports) {
+            let mut names: Vec<_> = r.columns.iter().map(|c| c.name.as_str()).collect();
+            let n = names.len();
+            names.sort();
+            names.dedup();
+            assert_eq!(names.len(), n, "{}", r.name);
+        }
     }
 }

@@ -44,8 +44,9 @@ pub struct ExportQuery {
     pub resource: &'static Resource,
     /// Columns in output order.
     pub columns: Vec<&'static Column>,
-    /// Enum filters: the column and the values kept (`status=open,2`).
-    pub enums: Vec<(&'static Column, Vec<i64>)>,
+    /// Enum filters: the column and the values kept (`status=open,2`); `None` keeps rows with
+    /// no value (a label such as "Unpaid" that Daftra documents for `null`).
+    pub enums: Vec<(&'static Column, Vec<Option<i64>>)>,
     /// Exact matches on integer columns (`client_id`, `staff_id`).
     pub equals: Vec<(&'static str, i64)>,
     pub dates: Vec<DateRange>,
@@ -118,25 +119,37 @@ impl ExportQuery {
                     let choices = column
                         .labels
                         .iter()
-                        .filter_map(|(v, l)| v.map(|v| format!("{v} ({l})")))
+                        .map(|(v, l)| match v {
+                            Some(v) => format!("{v} ({l})"),
+                            None => format!("{l:?} (no value)"),
+                        })
                         .collect::<Vec<_>>()
                         .join(", ");
-                    let codes = v
-                        .split(',')
-                        .map(str::trim)
-                        .filter(|s| !s.is_empty())
-                        .map(|s| {
-                            column.enum_value(s).ok_or_else(|| {
-                                bad(key, format!("unknown value {s:?}; use a number or a label of: {choices}"))
-                            })
-                        })
-                        .collect::<Result<Vec<_>, _>>()?;
+                    let mut codes = Vec::new();
+                    for s in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                        let values = column.enum_values(s);
+                        if values.is_empty() {
+                            return Err(bad(
+                                key,
+                                format!(
+                                    "unknown value {s:?}; use a number or a label of: {choices}"
+                                ),
+                            ));
+                        }
+                        codes.extend(values);
+                    }
                     if codes.is_empty() {
                         return Err(bad(key, "list at least one value"));
                     }
                     q.enums.push((column, codes));
                 }
                 "sort" => {
+                    if v.contains(',') {
+                        return Err(bad(
+                            key,
+                            "sort by one column (name, or -name for descending)",
+                        ));
+                    }
                     let (desc, name) = match v.strip_prefix('-') {
                         Some(rest) => (true, rest),
                         None => (false, v.strip_prefix('+').unwrap_or(v)),
@@ -214,7 +227,13 @@ impl ExportQuery {
             _ => None,
         };
         for (column, codes) in &self.enums {
-            if !int(&column.name).is_some_and(|s| codes.contains(&s)) {
+            let value = match row.cell(column) {
+                Cell::Int(n) => Some(n),
+                Cell::Empty => None,
+                // A value kept as text matches no documented value.
+                _ => return false,
+            };
+            if !codes.contains(&value) {
                 return false;
             }
         }
@@ -288,7 +307,7 @@ mod tests {
             ["title", "id"]
         );
         assert_eq!(q.enums[0].0.name, "status");
-        assert_eq!(q.enums[0].1, vec![1, 2]);
+        assert_eq!(q.enums[0].1, vec![Some(1), Some(2)]);
         assert_eq!(q.sort, ("budget", true));
         assert!(q.bom);
     }

@@ -45,9 +45,11 @@ pub fn content_disposition(name: &str) -> ContentDisposition {
 }
 
 fn resolve(state: &AppState, file: &str) -> Result<(&'static Resource, Format), ApiError> {
-    let (name, ext) = file
-        .rsplit_once('.')
-        .ok_or_else(|| ApiError::NotFound(format!("no export named {file:?}")))?;
+    let (name, ext) = file.rsplit_once('.').ok_or_else(|| {
+        ApiError::NotFound(format!(
+            "no export named {file:?}; add .csv or .xlsx (GET /exports lists them)"
+        ))
+    })?;
     let resource = state.export(name).ok_or_else(|| {
         let hint = match catalogue::export_by_name(name) {
             Some(r) => format!(
@@ -371,10 +373,10 @@ pub async fn index(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpR
                         "<label>{n} <input name=\"{n}\" placeholder=\"{p}\"></label> ",
                         n = c.name,
                         p = html_escape(
-                            &c.labels
+                            &c.distinct_labels()
                                 .iter()
                                 .take(2)
-                                .map(|(_, l)| l.to_lowercase())
+                                .map(|l| l.to_lowercase())
                                 .collect::<Vec<_>>()
                                 .join(",")
                         )

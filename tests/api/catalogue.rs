@@ -494,3 +494,85 @@ fn an_unknown_resource_name_stops_start_up_naming_the_variable() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_label_that_names_several_values_filters_by_all_of_them() {
+    let app = spawn_app(Options {
+        resources: Some("invoices".into()),
+        publisher: false,
+        ..Default::default()
+    })
+    .await;
+    app.poll_resource("invoices").await;
+    let invoices = catalogue::by_name("invoices").unwrap();
+    let unpaid = app
+        .sim
+        .state
+        .records_of("invoices")
+        .iter()
+        .map(|r| record::normalise(invoices, r).unwrap())
+        .filter(|r| matches!(r["payment_status"].as_i64(), None | Some(0)))
+        .count();
+    assert!(unpaid > 0);
+    let body = app
+        .get("/exports/invoices.csv?payment_status=Unpaid&fields=id,payment_status,payment_status_label")
+        .await;
+    assert_eq!(body.status(), 200);
+    let (_, data) = rows(&body.text().await.unwrap());
+    assert_eq!(data.len(), unpaid, "null, \"\" and 0 are all Unpaid");
+    assert!(data.iter().all(|r| &r[2] == "Unpaid"));
+    let page = app.get("/").await.text().await.unwrap();
+    assert!(
+        !page.contains("unpaid,unpaid"),
+        "hints name each label once"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_failed_cli_export_leaves_no_file_behind() {
+    let app = spawn_app(Options::without_publisher()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("invoices.csv");
+    std::fs::write(&target, "yesterday's file").unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_daftra-bridge"))
+        .args(["export", "invoices", "-o"])
+        .arg(&target)
+        .env_clear()
+        .env("DAFTRA_BASE_URL", &app.sim.base_url)
+        .env("DAFTRA_API_KEY", "wrong")
+        .env("DAFTRA_MAX_RETRIES", "0")
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("401"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(&target).unwrap(),
+        "yesterday's file"
+    );
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        1,
+        "no temporary file left"
+    );
+    let ok = tokio::process::Command::new(env!("CARGO_BIN_EXE_daftra-bridge"))
+        .args(["export", "invoices_invoice_item", "-o"])
+        .arg(&target)
+        .env_clear()
+        .env("DAFTRA_BASE_URL", &app.sim.base_url)
+        .env("DAFTRA_API_KEY", "sim-api-key")
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(std::fs::read_to_string(&target)
+        .unwrap()
+        .starts_with("invoice_id,id,"));
+    app.stop().await;
+}
