@@ -74,7 +74,7 @@ struct Args {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "poll,events,snapshot,live,baseline,catalogue"
+        default_value = "poll,events,snapshot,live,baseline,catalogue,memory"
     )]
     phases: Vec<Phase>,
     /// Print the table only; leave BENCHMARKS.md alone.
@@ -83,6 +83,9 @@ struct Args {
     /// Keep the temporary folder (databases, exports) for profiling, and print its path.
     #[arg(long)]
     keep: bool,
+    /// Resource sizes of the `memory` phase.
+    #[arg(long, value_delimiter = ',', default_value = "50000,200000,400000,1000000")]
+    memory_records: Vec<usize>,
     /// Records of each resource in the `catalogue` phase (all 31 resources).
     #[arg(long, default_value_t = 10_000)]
     catalogue_records: usize,
@@ -105,9 +108,11 @@ enum Phase {
     Baseline,
     /// Every declared resource at `--catalogue-records` each: one round of `serve`.
     Catalogue,
+    /// Peak and after-poll RSS of `serve` for each of `--memory-records`.
+    Memory,
 }
 
-const ALL_PHASES: usize = 6;
+const ALL_PHASES: usize = 7;
 
 /// One row of the table.
 struct Figure {
@@ -553,6 +558,65 @@ impl Bench {
             300.0 * MB,
             Unit::Bytes,
         ));
+        Ok(())
+    }
+
+    /// `serve` on one resource of N records: first poll, then a second with 1% changed; peak
+    /// RSS of each and RSS after, for every N of `--memory-records`.
+    async fn memory_table(&mut self) -> anyhow::Result<()> {
+        for n in self.args.memory_records.clone() {
+            log(&format!("memory: {n} work orders"));
+            let sim = Simulator::start_local(SimConfig {
+                records: n,
+                resources: vec![default_resource().name.clone()],
+                ..Default::default()
+            })?;
+            let state = sim.state.clone();
+            let row = round::memory_row(
+                env!("CARGO_BIN_EXE_daftra-bridge"),
+                self.dir.path(),
+                &sim.base_url,
+                self.args.concurrency,
+                n,
+                move || {
+                    for id in (100..=n as i64).step_by(100) {
+                        let mut fields = Map::new();
+                        fields.insert("status".into(), common::edited_raw(id)["status"].clone());
+                        state.update(id, fields);
+                    }
+                },
+            )
+            .await;
+            sim.stop().await;
+            let row = row?;
+            let per_record = row.second_secs / n as f64 * 1e6;
+            self.figures.push(Figure::info(
+                format!("`serve`, {n} records: first poll (time, peak RSS), second poll with 1% changed (time, peak RSS), RSS 2 s after"),
+                format!(
+                    "{} / {} · {} / {} · {} ({:.1} µs per record)",
+                    Unit::Secs.show(row.first_secs),
+                    Unit::Bytes.show(row.first_peak),
+                    Unit::Secs.show(row.second_secs),
+                    Unit::Bytes.show(row.second_peak),
+                    Unit::Bytes.show(row.rss_after),
+                    per_record,
+                ),
+            ));
+            if n >= 1_000_000 {
+                self.figures.push(Figure::at_most(
+                    format!("  second-poll peak RSS of `serve`, {n} records, 1% changed"),
+                    row.second_peak,
+                    150.0 * MB,
+                    Unit::Bytes,
+                ));
+                self.figures.push(Figure::at_most(
+                    format!("  RSS of `serve` after that poll, {n} records"),
+                    row.rss_after,
+                    100.0 * MB,
+                    Unit::Bytes,
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -1189,6 +1253,7 @@ async fn main() -> anyhow::Result<()> {
             Phase::Live => live = Some(bench.live_exports().await?),
             Phase::Baseline => bench.baseline(live.as_ref()).await?,
             Phase::Catalogue => bench.catalogue_round().await?,
+            Phase::Memory => bench.memory_table().await?,
         }
     }
     bench.sim.stop().await;

@@ -148,3 +148,83 @@ pub async fn measure(
         pages: names.len() * records.div_ceil(1000),
     })
 }
+
+/// One row of the memory table: a resource of `records`, polled twice by `serve`.
+pub struct MemoryRow {
+    /// First poll (baseline) time in seconds, from /status, and the process's peak RSS (bytes).
+    pub first_secs: f64,
+    pub first_peak: f64,
+    /// Second poll (1% changed) time and the peak RSS during it (peak reset before it).
+    pub second_secs: f64,
+    pub second_peak: f64,
+    /// RSS two seconds after the second poll.
+    pub rss_after: f64,
+}
+
+fn status_bytes(pid: u32, field: &str) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map(|kb| kb * 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
+/// Polls the work orders of the simulator at `base_url` with `serve` twice: a first poll, then,
+/// after `change` edits 1% of the records, a second one; peak RSS of each and RSS after.
+pub async fn memory_row(
+    bin: &str,
+    dir: &std::path::Path,
+    base_url: &str,
+    concurrency: usize,
+    records: usize,
+    change: impl FnOnce(),
+) -> anyhow::Result<MemoryRow> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let db = dir.join(format!("memory-{records}.sqlite3"));
+    let mut child = tokio::process::Command::new(bin)
+        .arg("serve")
+        .env_clear()
+        .envs([
+            ("DAFTRA_BASE_URL", base_url.to_string()),
+            ("DAFTRA_API_KEY", "sim-api-key".into()),
+            ("DAFTRA_PAGE_SIZE", "1000".into()),
+            ("DAFTRA_CONCURRENCY", concurrency.to_string()),
+            ("DATABASE_URL", format!("sqlite://{}", db.display())),
+            ("AMQP_URL", "amqp://guest:guest@127.0.0.1:1/%2f".into()),
+            ("BIND_ADDR", format!("127.0.0.1:{port}")),
+            ("POLL_INTERVAL_SECS", "3600".into()),
+            ("POLL_DEADLINE_SECS", "3600".into()),
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?;
+    let pid = child.id().unwrap_or_default();
+    let first = wait_round(port, &Value::Null, 1).await?;
+    let first_peak = status_bytes(pid, "VmHWM");
+    change();
+    // Linux >= 4.0: writing 5 resets the peak RSS of the process to its current RSS.
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5")?;
+    reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/poll/work_orders"))
+        .send()
+        .await?;
+    let second = wait_round(port, &first, 1).await?;
+    let second_peak = status_bytes(pid, "VmHWM");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rss_after = status_bytes(pid, "VmRSS");
+    child.kill().await?;
+    let secs = |s: &Value| s["resources"]["work_orders"]["last_duration_seconds"].as_f64().unwrap_or(f64::NAN);
+    Ok(MemoryRow {
+        first_secs: secs(&first),
+        first_peak,
+        second_secs: secs(&second),
+        second_peak,
+        rss_after,
+    })
+}
