@@ -84,7 +84,11 @@ struct Args {
     #[arg(long)]
     keep: bool,
     /// Resource sizes of the `memory` phase.
-    #[arg(long, value_delimiter = ',', default_value = "50000,200000,400000,1000000")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "50000,200000,400000,1000000"
+    )]
     memory_records: Vec<usize>,
     /// Records of each resource in the `catalogue` phase (all 31 resources).
     #[arg(long, default_value_t = 10_000)]

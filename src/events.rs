@@ -5,8 +5,8 @@ use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::catalogue::ColumnKind;
 use crate::catalogue::Resource;
+use crate::catalogue::{Column, ColumnKind, LineItems};
 use crate::record::{Clock, Record};
 
 /// What happened to a record.
@@ -59,8 +59,70 @@ struct Data<'a> {
     id: i64,
     op: Op,
     changed: &'a [String],
-    before: &'a Option<Record>,
-    after: &'a Option<Record>,
+    before: Option<Image<'a>>,
+    after: Option<Image<'a>>,
+}
+
+/// A record as an event shows it: exact decimals (stored as their digits) written as JSON
+/// numbers with every digit, in the record and in its line items.
+struct Image<'a> {
+    columns: &'a [Column],
+    groups: &'a [LineItems],
+    record: Record,
+}
+
+/// A canonical decimal's digits as a JSON number, not a string.
+struct RawNumber<'a>(&'a str);
+
+impl Serialize for RawNumber<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match serde_json::value::RawValue::from_string(self.0.to_string()) {
+            Ok(raw) => raw.serialize(s),
+            Err(_) => s.serialize_str(self.0),
+        }
+    }
+}
+
+fn serialize_fields<S: serde::Serializer>(
+    columns: &[Column],
+    groups: &[LineItems],
+    record: &Record,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut map = s.serialize_map(Some(record.len()))?;
+    for (k, v) in record {
+        if let (Some(g), Value::Array(items)) = (groups.iter().find(|g| &g.key == k), v) {
+            let items: Vec<_> = items
+                .iter()
+                .filter_map(Value::as_object)
+                .map(|i| ItemImage(&g.columns, i))
+                .collect();
+            map.serialize_entry(k, &items)?;
+            continue;
+        }
+        match (columns.iter().find(|c| &c.name == k), v) {
+            (Some(c), Value::String(d)) if c.kind == ColumnKind::Decimal => {
+                map.serialize_entry(k, &RawNumber(d))?
+            }
+            _ => map.serialize_entry(k, v)?,
+        }
+    }
+    map.end()
+}
+
+struct ItemImage<'a>(&'a [Column], &'a Record);
+
+impl Serialize for ItemImage<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        serialize_fields(self.0, &[], self.1, s)
+    }
+}
+
+impl Serialize for Image<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        serialize_fields(self.columns, self.groups, &self.record, s)
+    }
 }
 
 #[derive(Serialize)]
@@ -112,8 +174,8 @@ fn with_offsets(columns: &[crate::catalogue::Column], clock: &Clock, record: &mu
 }
 
 /// An event image: the normalised record with every timestamp, line items' included, as
-/// RFC 3339 with the account's offset.
-fn image(resource: &Resource, clock: &Clock, record: &Option<Record>) -> Option<Record> {
+/// RFC 3339 with the account's offset, and amounts as JSON numbers.
+fn image<'a>(resource: &'a Resource, clock: &Clock, record: &Option<Record>) -> Option<Image<'a>> {
     let mut r = record.clone()?;
     with_offsets(&resource.columns, clock, &mut r);
     for g in &resource.line_items {
@@ -123,7 +185,11 @@ fn image(resource: &Resource, clock: &Clock, record: &Option<Record>) -> Option<
             }
         }
     }
-    Some(r)
+    Some(Image {
+        columns: &resource.columns,
+        groups: &resource.line_items,
+        record: r,
+    })
 }
 
 /// Builds the outbox row of `change`. `source_base` is the Daftra site root; `time` an RFC 3339
@@ -154,8 +220,8 @@ pub fn to_outbox(
             id: change.id,
             op: change.op,
             changed: &change.changed,
-            before: &before,
-            after: &after,
+            before,
+            after,
         },
     };
     OutboxEvent {
@@ -194,6 +260,7 @@ mod tests {
         let mut c = change();
         for image in [c.before.as_mut().unwrap(), c.after.as_mut().unwrap()] {
             image.insert("modified".into(), json!("2024-03-05 14:21:35"));
+            image.insert("budget".into(), json!("12345678901234567.89"));
         }
         let e = to_outbox(
             default_resource(),
@@ -217,6 +284,11 @@ mod tests {
             "timestamps carry the account's offset"
         );
         assert_eq!(e.event_id, event_id(default_resource(), &c));
+        assert!(
+            e.body.contains(r#""budget":12345678901234567.89"#),
+            "an amount is a JSON number with every digit: {}",
+            e.body
+        );
     }
 
     #[test]

@@ -219,7 +219,11 @@ pub async fn memory_row(
     tokio::time::sleep(Duration::from_secs(2)).await;
     let rss_after = status_bytes(pid, "VmRSS");
     child.kill().await?;
-    let secs = |s: &Value| s["resources"]["work_orders"]["last_duration_seconds"].as_f64().unwrap_or(f64::NAN);
+    let secs = |s: &Value| {
+        s["resources"]["work_orders"]["last_duration_seconds"]
+            .as_f64()
+            .unwrap_or(f64::NAN)
+    };
     Ok(MemoryRow {
         first_secs: secs(&first),
         first_peak,

@@ -22,7 +22,11 @@ fn is_stray_control(c: char) -> bool {
 /// LF, and DEL) removed, then text that a spreadsheet would evaluate prefixed with `'`; other
 /// text unchanged.
 pub fn neutralise(text: &str) -> std::borrow::Cow<'_, str> {
-    let text: std::borrow::Cow<'_, str> = if text.chars().any(is_stray_control) {
+    // A byte scan: every stray control is ASCII, and this runs for every text cell.
+    let stray = text
+        .bytes()
+        .any(|b| (b < 0x20 && !matches!(b, b'\t' | b'\r' | b'\n')) || b == 0x7f);
+    let text: std::borrow::Cow<'_, str> = if stray {
         text.chars()
             .filter(|c| !is_stray_control(*c))
             .collect::<String>()
@@ -81,6 +85,7 @@ impl<W: Write> RowSink for CsvSink<W> {
                 Cell::Empty => {}
                 Cell::Int(i) => slot.push_str(itoa::Buffer::new().format(i)),
                 Cell::Decimal(d) => slot.push_str(d),
+                Cell::Float(f) => slot.push_str(ryu::Buffer::new().format(f)),
                 Cell::Text(t) => slot.push_str(&neutralise(t)),
                 Cell::Date(d) | Cell::Timestamp(d) => slot.push_str(d),
             }

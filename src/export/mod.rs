@@ -127,7 +127,18 @@ fn snapshot_sql(q: &ExportQuery) -> String {
         format!("SELECT record FROM snapshot WHERE resource = ?1 ORDER BY id {dir}")
     } else {
         // The column name comes from the resource's declared columns, never from user text.
-        format!("SELECT record FROM snapshot WHERE resource = ?1 ORDER BY json_extract(record, '$.{}') {dir}, id {dir}", q.sort.0)
+        // Exact decimals are stored as their digits: compared as numbers, not as text.
+        let decimal = q
+            .resource
+            .column(q.sort.0)
+            .is_some_and(|c| c.kind == crate::catalogue::ColumnKind::Decimal);
+        let value = format!("json_extract(record, '$.{}')", q.sort.0);
+        let value = if decimal {
+            format!("CAST({value} AS REAL)")
+        } else {
+            value
+        };
+        format!("SELECT record FROM snapshot WHERE resource = ?1 ORDER BY {value} {dir}, id {dir}")
     }
 }
 

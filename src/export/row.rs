@@ -18,6 +18,8 @@ pub enum Cell<'a> {
     Int(i64),
     /// An exact decimal, as its canonical text (`1500.5`, `12345678901234567.89`).
     Decimal(&'a str),
+    /// A number of an undeclared or text field that is not whole.
+    Float(f64),
     Text(&'a str),
     /// `YYYY-MM-DD`.
     Date(&'a str),
@@ -33,6 +35,8 @@ pub trait Row {
 
 fn text_cell<'a>(kind: ColumnKind, s: &'a str) -> Cell<'a> {
     match kind {
+        // Exact decimals are stored as their canonical digits.
+        ColumnKind::Decimal => Cell::Decimal(s),
         ColumnKind::Date => Cell::Date(s),
         ColumnKind::Timestamp => Cell::Timestamp(s),
         _ => Cell::Text(s),
@@ -46,23 +50,20 @@ impl Row for Record {
             Some(Value::String(s)) => text_cell(column.kind, s),
             Some(Value::Number(n)) => match n.as_i64() {
                 Some(i) => Cell::Int(i),
-                None => Cell::Decimal(n.as_str()),
+                None => Cell::Float(n.as_f64().unwrap_or_default()),
             },
             Some(_) => Cell::Empty,
         }
     }
 }
 
-/// The key under which serde_json's `arbitrary_precision` passes a number's digits.
-const NUMBER_TOKEN: &str = "$serde_json::private::Number";
-
 /// A scalar of the snapshot JSON, borrowing its text where no unescaping was needed.
 #[derive(Debug, PartialEq)]
 enum Scalar<'a> {
     Null,
     Int(i64),
-    /// A number that is not an `i64`, as written (serde_json's `arbitrary_precision`).
-    Num(Cow<'a, str>),
+    /// A number that is not an `i64`.
+    Float(f64),
     Str(Cow<'a, str>),
     /// Objects, arrays and booleans: extra fields no export column shows.
     Other,
@@ -112,10 +113,10 @@ impl<'de> Deserialize<'de> for Scalar<'de> {
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
                 Ok(i64::try_from(v)
                     .map(Scalar::Int)
-                    .unwrap_or(Scalar::Num(Cow::Owned(v.to_string()))))
+                    .unwrap_or(Scalar::Float(v as f64)))
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
-                Ok(Scalar::Num(Cow::Owned(v.to_string())))
+                Ok(Scalar::Float(v))
             }
             fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
                 Ok(Scalar::Str(Cow::Borrowed(v)))
@@ -128,19 +129,6 @@ impl<'de> Deserialize<'de> for Scalar<'de> {
                 Ok(Scalar::Other)
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                // serde_json hands a number over as a one-entry map under this key when it
-                // keeps numbers as written (`arbitrary_precision`).
-                let Some(Text(key)) = map.next_key::<Text>()? else {
-                    return Ok(Scalar::Other);
-                };
-                if key == NUMBER_TOKEN {
-                    let Text(digits) = map.next_value::<Text>()?;
-                    return Ok(match digits.parse::<i64>() {
-                        Ok(i) => Scalar::Int(i),
-                        Err(_) => Scalar::Num(digits),
-                    });
-                }
-                map.next_value::<IgnoredAny>()?;
                 while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
                 Ok(Scalar::Other)
             }
@@ -191,7 +179,7 @@ impl Row for StoredRow<'_> {
         {
             None | Some(Scalar::Null | Scalar::Other) => Cell::Empty,
             Some(Scalar::Int(i)) => Cell::Int(*i),
-            Some(Scalar::Num(n)) => Cell::Decimal(n),
+            Some(Scalar::Float(f)) => Cell::Float(*f),
             Some(Scalar::Str(s)) => text_cell(column.kind, s),
         }
     }

@@ -157,6 +157,9 @@ impl RowSink for XlsxSink<'_> {
                 }
                 // Excel holds numbers as doubles: a number cell shows up to 15 digits, as
                 // Excel itself would.
+                Cell::Float(f) => {
+                    ws.write_number(row, col, f)?;
+                }
                 Cell::Decimal(d) => match d.parse::<f64>() {
                     Ok(f) if f.is_finite() => {
                         ws.write_number(row, col, f)?;

@@ -51,7 +51,13 @@ fn normalise_columns(
     unreadable: &mut Vec<RecordError>,
 ) {
     for column in columns {
-        let v = raw.remove(&column.name).unwrap_or(Value::Null);
+        if column.kind == ColumnKind::Derived {
+            continue;
+        }
+        // The key moves over with its value: no copy of the name per field and record.
+        let (name, v) = raw
+            .remove_entry(&column.name)
+            .unwrap_or_else(|| (column.name.clone(), Value::Null));
         // The raw value moves into the record when it is already canonical; only a value that
         // cannot be read falls back to its text.
         let value = match column.kind {
@@ -70,7 +76,7 @@ fn normalise_columns(
                 text(v)
             }
         };
-        out.insert(column.name.clone(), value);
+        out.insert(name, value);
     }
 }
 
@@ -270,7 +276,7 @@ mod tests {
         assert_eq!(a, b);
         assert_eq!(a["client_id"], json!(300));
         assert_eq!(a["status_label"], json!("Open"));
-        assert_eq!(a["budget"], json!(1500.5));
+        assert_eq!(a["budget"], json!("1500.5"));
     }
 
     #[test]
@@ -363,7 +369,11 @@ mod tests {
         let rows = line_item_rows(items, inv, &a);
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[1]["invoice_id"], json!(1));
-        assert_eq!(rows[1]["unit_price"], json!(5.5));
+        assert_eq!(
+            rows[1]["unit_price"],
+            json!("5.5"),
+            "exact decimals keep their digits"
+        );
     }
 
     #[test]

@@ -57,22 +57,31 @@ fn is_zero_date(s: &str) -> bool {
 }
 
 /// `true` when `s` is exactly `YYYY-MM-DD` (with ` HH:MM:SS` when `with_time`) and valid: the
-/// canonical form, kept as it is.
+/// canonical form, kept as it is. A byte check: it runs for every date of every record.
 fn is_canonical(s: &str, with_time: bool) -> bool {
     let b = s.as_bytes();
-    let len_ok = if with_time {
-        b.len() == 19
-    } else {
-        b.len() == 10
-    };
-    if !len_ok || !s.is_ascii() {
+    let len = if with_time { 19 } else { 10 };
+    if b.len() != len {
         return false;
     }
-    if with_time {
-        NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").is_ok()
-    } else {
-        NaiveDate::parse_from_str(s, "%Y-%m-%d").is_ok()
+    let num = |r: std::ops::Range<usize>| -> Option<u32> {
+        b[r].iter().try_fold(0u32, |n, d| {
+            d.is_ascii_digit().then(|| n * 10 + u32::from(d - b'0'))
+        })
+    };
+    let date_ok = b[4] == b'-'
+        && b[7] == b'-'
+        && matches!((num(0..4), num(5..7), num(8..10)),
+            (Some(y), Some(m), Some(d)) if NaiveDate::from_ymd_opt(y as i32, m, d).is_some());
+    if !with_time {
+        return date_ok;
     }
+    date_ok
+        && b[10] == b' '
+        && b[13] == b':'
+        && b[16] == b':'
+        && matches!((num(11..13), num(14..16), num(17..19)),
+            (Some(h), Some(m), Some(s)) if h < 24 && m < 60 && s < 60)
 }
 
 impl Clock {

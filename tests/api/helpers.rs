@@ -227,6 +227,8 @@ pub struct Received {
     pub content_type: Option<String>,
     pub delivery_mode: Option<u8>,
     pub body: Value,
+    /// The body as sent (amounts with more digits than a double holds are exact only here).
+    pub text: String,
 }
 
 impl EventQueue {
@@ -284,6 +286,7 @@ impl EventQueue {
                 content_type: d.properties.content_type().as_ref().map(|s| s.to_string()),
                 delivery_mode: *d.properties.delivery_mode(),
                 body: serde_json::from_slice(&d.data).expect("JSON body"),
+                text: String::from_utf8_lossy(&d.data).into_owned(),
             });
         }
         out
