@@ -22,7 +22,7 @@ use std::time::Instant;
 use clap::Parser;
 use daftra_bridge::catalogue::default_resource;
 use daftra_bridge::config::{DaftraAuth, RawEnv, Secret, Settings};
-use daftra_bridge::diff::{diff, Scanned};
+use daftra_bridge::diff::{diff, Known, Scanned};
 use daftra_bridge::events::{to_outbox, OutboxEvent};
 use daftra_bridge::poller::Poller;
 use daftra_bridge::publisher;
@@ -365,11 +365,11 @@ impl Bench {
         let client = self.poller().client.clone();
         let store = self.poller().store.clone();
         let name = default_resource().name.clone();
-        let (hashes, load) = Step::measure(|| store.load_hashes(&name));
-        let hashes = hashes?;
+        let (hashes, load) = Step::measure(|| store.load_hashes(&name).map(Known::new));
+        let mut hashes = hashes?;
         let (heap0, started) = (heap_live(), Instant::now());
         // As the poller scans: records whose content hash matches the snapshot are dropped.
-        let scanned = scan(&client, default_resource(), Keep::Changed(&hashes)).await?;
+        let scanned = scan(&client, default_resource(), Keep::Changed(&mut hashes)).await?;
         let scan_step = Step::since(started, heap0);
         anyhow::ensure!(scanned.invalid.is_empty(), "invalid records in the scan");
         let all = scan(&client, default_resource(), Keep::All).await?;

@@ -28,16 +28,75 @@ impl Scanned {
     }
 }
 
-/// Ids of the snapshot (`known`, id -> hash) that the scan did not see and that are not
-/// `keep` (present in Daftra but unreadable), in order: deleted only after a direct 404 check.
-pub fn missing<V>(known: &HashMap<i64, V>, seen: &HashSet<i64>, keep: &HashSet<i64>) -> Vec<i64> {
-    let mut missing: Vec<i64> = known
-        .keys()
-        .filter(|id| !seen.contains(id) && !keep.contains(id))
-        .copied()
-        .collect();
-    missing.sort_unstable();
-    missing
+/// The snapshot's content hashes, sorted by id (16 bytes per record, whatever its size), with a
+/// bit per record that a scan sets for each id it sees: what a poll holds instead of records.
+#[derive(Debug, Default)]
+pub struct Known {
+    entries: Vec<(i64, i64)>,
+    seen: Vec<u64>,
+}
+
+impl Known {
+    /// From `(id, hash)` pairs in any order.
+    pub fn new(mut entries: Vec<(i64, i64)>) -> Self {
+        entries.sort_unstable();
+        entries.dedup_by_key(|e| e.0);
+        let seen = vec![0; entries.len().div_ceil(64)];
+        Known { entries, seen }
+    }
+
+    /// Records in the snapshot.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// `true` when the snapshot is empty.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    fn index(&self, id: i64) -> Option<usize> {
+        self.entries.binary_search_by_key(&id, |e| e.0).ok()
+    }
+
+    /// `true` when the snapshot holds `id`.
+    pub fn contains(&self, id: i64) -> bool {
+        self.index(id).is_some()
+    }
+
+    /// Marks `id` seen by the scan and returns its stored hash, when the snapshot holds it.
+    pub fn see(&mut self, id: i64) -> Option<i64> {
+        let i = self.index(id)?;
+        self.seen[i / 64] |= 1 << (i % 64);
+        Some(self.entries[i].1)
+    }
+
+    /// Whether `id` was seen, and so whether seeing it again is a repeat.
+    pub fn was_seen(&self, id: i64) -> bool {
+        self.index(id)
+            .is_some_and(|i| self.seen[i / 64] & (1 << (i % 64)) != 0)
+    }
+
+    /// Forgets what a scan saw (before a rescan).
+    pub fn reset_seen(&mut self) {
+        self.seen.iter_mut().for_each(|w| *w = 0);
+    }
+
+    /// Ids of the snapshot the scan saw.
+    pub fn seen_count(&self) -> usize {
+        self.seen.iter().map(|w| w.count_ones() as usize).sum()
+    }
+
+    /// Ids of the snapshot the scan did not see and that are not `keep` (present in Daftra but
+    /// unreadable), in order: deleted only after a direct 404 check.
+    pub fn missing(&self, keep: &HashSet<i64>) -> Vec<i64> {
+        self.entries
+            .iter()
+            .enumerate()
+            .filter(|(i, (id, _))| self.seen[i / 64] & (1 << (i % 64)) == 0 && !keep.contains(id))
+            .map(|(_, (id, _))| *id)
+            .collect()
+    }
 }
 
 /// Creates and updates found, plus the ids that the scan no longer contains.
@@ -141,6 +200,19 @@ mod tests {
 
     fn text(v: serde_json::Value) -> String {
         serde_json::to_string(&rec(v)).unwrap()
+    }
+
+    #[test]
+    fn known_hashes_mark_what_a_scan_saw() {
+        let mut k = Known::new(vec![(9, 90), (3, 30), (5, 50), (3, 31)]);
+        assert_eq!(k.len(), 3);
+        assert_eq!(k.see(5), Some(50));
+        assert_eq!(k.see(4), None);
+        assert!(k.was_seen(5) && !k.was_seen(3));
+        assert_eq!(k.seen_count(), 1);
+        assert_eq!(k.missing(&HashSet::from([9])), vec![3]);
+        k.reset_seen();
+        assert_eq!(k.missing(&HashSet::new()), vec![3, 5, 9]);
     }
 
     #[test]

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::catalogue::Resource;
 use crate::daftra::{DaftraClient, FetchError};
-use crate::diff::diff;
+use crate::diff::{diff, Known};
 use crate::events::{to_outbox, Change, Op};
 use crate::metrics::Metrics;
 use crate::scan::{scan, Keep, ScanError};
@@ -211,8 +211,8 @@ impl Poller {
     async fn poll_inner(&self, resource: &'static Resource) -> Result<PollOutcome, PollError> {
         let n = resource.name.as_str();
         let store = self.store.clone();
-        let (known, has_baseline) = tokio::task::spawn_blocking(move || {
-            Ok::<_, StoreError>((store.load_hashes(n)?, store.has_baseline(n)?))
+        let (mut known, has_baseline) = tokio::task::spawn_blocking(move || {
+            Ok::<_, StoreError>((Known::new(store.load_hashes(n)?), store.has_baseline(n)?))
         })
         .await
         .expect("snapshot load task")?;
@@ -220,13 +220,14 @@ impl Poller {
         let emit = !baseline || self.emit_initial;
         // A silent first poll writes its pages as they come; later polls keep only the
         // records whose hash changed: memory is a few pages plus an id and a hash per record.
-        let keep_mode = if baseline && !self.emit_initial {
-            Keep::Baseline(&self.store)
-        } else {
-            Keep::Changed(&known)
-        };
+        let spill = baseline && !self.emit_initial;
         let mut attempt = 0;
         let scan = loop {
+            let keep_mode = if spill {
+                Keep::Baseline(&self.store, &mut known)
+            } else {
+                Keep::Changed(&mut known)
+            };
             let s = scan(&self.client, resource, keep_mode).await?;
             if s.consistent || attempt >= MAX_RESCANS {
                 break s;
@@ -257,13 +258,13 @@ impl Poller {
         let records = scan.len();
         let keep = scan.invalid_keys();
         let invalid = scan.invalid.len();
-        let missing = crate::diff::missing(&known, &scan.seen, &keep);
+        let missing = known.missing(&keep);
         // Only the changed records are read back in full, for their `before` image.
         let changed: Vec<i64> = scan
             .records
             .iter()
             .map(|s| s.id)
-            .filter(|id| known.contains_key(id))
+            .filter(|id| known.contains(*id))
             .collect();
         drop(known);
         let snapshot = self.load_many(n, changed).await?;

@@ -3,12 +3,12 @@
 //! before it may apply deletes. A scan holds a few pages, the ids it saw and the records that
 //! changed; unchanged records are dropped as soon as their hash matches.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use crate::catalogue::Resource;
 use crate::daftra::{DaftraClient, FetchError};
-use crate::diff::Scanned;
+use crate::diff::{Known, Scanned};
 use crate::record::{self, RecordError};
 use crate::store::{Store, StoreError};
 
@@ -27,8 +27,8 @@ pub struct Scan {
     /// Normalised records as canonical JSON, in page order: those whose content hash differs
     /// from the snapshot's (new or changed), or all of them when no hashes were given.
     pub records: Vec<Scanned>,
-    /// Every key seen, changed or not.
-    pub seen: HashSet<i64>,
+    /// Distinct keys seen, changed or not.
+    pub distinct: usize,
     /// Records read, valid or not.
     pub read: usize,
     /// Records that could not be normalised, with their key when it could be read.
@@ -65,15 +65,16 @@ impl Scan {
 const PAGES_BUFFERED_PER_REQUEST: usize = 2;
 
 /// Where a scan puts the records it reads.
-#[derive(Clone, Copy)]
 pub enum Keep<'a> {
     /// Every record (benchmarks, and a first poll that announces every record).
     All,
-    /// Only records whose content hash differs from `known` (id -> hash of the snapshot).
-    Changed(&'a HashMap<i64, i64>),
+    /// Only records whose content hash differs from the snapshot's; the scan marks in `known`
+    /// every id it sees.
+    Changed(&'a mut Known),
     /// None: each page goes to the snapshot as it arrives (a silent first poll), so memory
-    /// stays a few pages whatever the resource's size.
-    Baseline(&'a Store),
+    /// stays a few pages whatever the resource's size; ids are marked in `known` (rows a failed
+    /// earlier first poll left) as for `Changed`.
+    Baseline(&'a Store, &'a mut Known),
 }
 
 /// Reads every page (see [`DaftraClient::pages`]) in a task of its own and normalises each page
@@ -82,13 +83,18 @@ pub enum Keep<'a> {
 pub async fn scan(
     client: &Arc<DaftraClient>,
     resource: &'static Resource,
-    keep: Keep<'_>,
+    mut keep: Keep<'_>,
 ) -> Result<Scan, ScanError> {
+    if let Keep::Changed(known) | Keep::Baseline(_, known) = &mut keep {
+        known.reset_seen();
+    }
+    // Keys not in the snapshot, to count distinct keys and skip repeats.
+    let mut new_ids = HashSet::new();
     let buffer = PAGES_BUFFERED_PER_REQUEST * client.concurrency();
     let mut pages = crate::daftra::spawn_pages(client.clone(), resource, buffer);
     let mut scan = Scan {
         records: Vec::new(),
-        seen: HashSet::new(),
+        distinct: 0,
         read: 0,
         invalid: Vec::new(),
         unreadable: Vec::new(),
@@ -120,20 +126,27 @@ pub async fn scan(
                     scan.unreadable
                         .extend(n.unreadable.into_iter().map(|e| (id, e)));
                     let s = Scanned::new(id, &n.record);
-                    if !scan.seen.insert(id) {
+                    let stored = match &mut keep {
+                        Keep::Changed(known) | Keep::Baseline(_, known) if known.was_seen(id) => {
+                            continue
+                        }
+                        Keep::Changed(known) | Keep::Baseline(_, known) => known.see(id),
+                        Keep::All => None,
+                    };
+                    if stored.is_none() && !new_ids.insert(id) {
                         continue;
                     }
                     match &keep {
                         Keep::All => scan.records.push(s),
-                        Keep::Changed(known) if known.get(&id) == Some(&s.hash) => {}
+                        Keep::Changed(_) if stored == Some(s.hash) => {}
                         Keep::Changed(_) => scan.records.push(s),
-                        Keep::Baseline(_) => baseline_rows.push((s.id, s.canonical)),
+                        Keep::Baseline(..) => baseline_rows.push((s.id, s.canonical)),
                     }
                 }
                 Err(e) => scan.invalid.push((key, e)),
             }
         }
-        if let (Keep::Baseline(store), false) = (&keep, baseline_rows.is_empty()) {
+        if let (Keep::Baseline(store, _), false) = (&keep, baseline_rows.is_empty()) {
             let store = (*store).clone();
             let name = resource.name.clone();
             tokio::task::spawn_blocking(move || store.write_baseline_page(&name, &baseline_rows))
@@ -142,12 +155,16 @@ pub async fn scan(
         }
     }
     let unkeyed = scan.invalid.iter().filter(|(k, _)| k.is_none()).count();
-    let distinct = scan.seen.len()
-        + scan
-            .invalid_keys()
-            .iter()
-            .filter(|k| !scan.seen.contains(k))
-            .count();
+    let known_seen = match &keep {
+        Keep::Changed(known) | Keep::Baseline(_, known) => known.seen_count(),
+        Keep::All => 0,
+    };
+    scan.distinct = known_seen + new_ids.len();
+    let seen = |k: &i64| {
+        new_ids.contains(k)
+            || matches!(&keep, Keep::Changed(known) | Keep::Baseline(_, known) if known.was_seen(*k))
+    };
+    let distinct = scan.distinct + scan.invalid_keys().iter().filter(|k| !seen(k)).count();
     let total = totals.iter().next().copied().unwrap_or(0);
     scan.consistent = totals.len() == 1 && unkeyed == 0 && distinct as u64 == total;
     Ok(scan)

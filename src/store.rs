@@ -143,15 +143,19 @@ impl Store {
         })
     }
 
-    /// The content hash of every snapshot record of `resource`, by id: what a poll compares
-    /// against (tens of bytes per record, whatever their size).
-    pub fn load_hashes(&self, resource: &str) -> Result<HashMap<i64, i64>, StoreError> {
+    /// `(id, content hash)` of every snapshot record of `resource`, by id: what a poll compares
+    /// against (16 bytes per record, whatever their size).
+    pub fn load_hashes(&self, resource: &str) -> Result<Vec<(i64, i64)>, StoreError> {
+        let n = self.snapshot_len(resource)? as usize;
         self.with(|c| {
-            let mut stmt = c.prepare_cached("SELECT id, hash FROM snapshot WHERE resource = ?1")?;
-            let rows = stmt.query_map([resource], |r| {
-                Ok((r.get(0)?, r.get::<_, Option<i64>>(1)?.unwrap_or_default()))
-            })?;
-            rows.collect()
+            let mut stmt =
+                c.prepare_cached("SELECT id, hash FROM snapshot WHERE resource = ?1 ORDER BY id")?;
+            let mut out = Vec::with_capacity(n);
+            let mut rows = stmt.query([resource])?;
+            while let Some(r) = rows.next()? {
+                out.push((r.get(0)?, r.get::<_, Option<i64>>(1)?.unwrap_or_default()));
+            }
+            Ok(out)
         })
     }
 

@@ -429,11 +429,16 @@ async fn a_poll_holds_only_the_records_whose_hash_changed() {
     let app = spawn_app(Options::without_publisher()).await;
     let r = default_resource();
     // A silent first poll writes its pages to the snapshot as they arrive and keeps none.
-    let first = scan(&app.poller.client, r, Keep::Baseline(&app.state.store))
-        .await
-        .unwrap();
+    let mut empty = daftra_bridge::diff::Known::default();
+    let first = scan(
+        &app.poller.client,
+        r,
+        Keep::Baseline(&app.state.store, &mut empty),
+    )
+    .await
+    .unwrap();
     assert!(first.records.is_empty());
-    assert_eq!(first.seen.len(), 45);
+    assert_eq!(first.distinct, 45);
     assert_eq!(app.state.store.snapshot_len("work_orders").unwrap(), 45);
     assert!(
         !app.state.store.has_baseline("work_orders").unwrap(),
@@ -448,12 +453,14 @@ async fn a_poll_holds_only_the_records_whose_hash_changed() {
         serde_json::Map::from_iter([("title".into(), json!("changed"))]),
     );
     let hashes = app.state.store.load_hashes("work_orders").unwrap();
-    let second = scan(&app.poller.client, r, Keep::Changed(&hashes))
+    let mut known = daftra_bridge::diff::Known::new(hashes);
+    let second = scan(&app.poller.client, r, Keep::Changed(&mut known))
         .await
         .unwrap();
     let kept: Vec<i64> = second.records.iter().map(|s| s.id).collect();
     assert_eq!(kept, [4, 9], "only the changed records are held");
-    assert_eq!((second.seen.len(), second.read), (45, 45));
+    assert_eq!((second.distinct, second.read), (45, 45));
+    assert_eq!(known.seen_count(), 45, "every snapshot id marked seen");
     app.stop().await;
 }
 
@@ -477,7 +484,10 @@ async fn a_snapshot_from_before_content_hashes_is_migrated_without_spurious_upda
     let reopened = daftra_bridge::store::Store::open(&path).unwrap();
     let hashes = reopened.load_hashes("work_orders").unwrap();
     assert_eq!(hashes.len(), 45);
-    assert!(hashes.values().all(|h| *h != 0), "every row got its hash");
+    assert!(
+        hashes.iter().all(|(_, h)| *h != 0),
+        "every row got its hash"
+    );
     let o = app.poll().await;
     assert_eq!((o.created, o.updated, o.deleted), (0, 0, 0));
     app.stop().await;
