@@ -53,10 +53,13 @@ async fn wait_round(port: u16, before: &Value, resources: usize) -> anyhow::Resu
             let done = body["resources"].as_object().map_or(0, |m| {
                 m.iter()
                     .filter(|(k, v)| {
+                        let was = &before["resources"][k.as_str()];
+                        // End times have one-second resolution: a poll's duration tells two
+                        // polls that ended in the same second apart.
                         v["last_poll_ended"].is_string()
                             && !v["polling"].as_bool().unwrap_or(true)
-                            && v["last_poll_ended"]
-                                != before["resources"][k.as_str()]["last_poll_ended"]
+                            && (v["last_poll_ended"] != was["last_poll_ended"]
+                                || v["last_duration_seconds"] != was["last_duration_seconds"])
                     })
                     .count()
             });
