@@ -2,6 +2,7 @@
 //! with fault injection, for the demo, the tests, the benchmarks and users testing their own
 //! consumers.
 
+mod api;
 mod data;
 mod server;
 mod state;

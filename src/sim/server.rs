@@ -1,5 +1,6 @@
-//! HTTP routes of the simulated Daftra API: every served resource's list, record and write
-//! paths as the catalogue declares them, the OAuth token, and fault control.
+//! HTTP routes of the simulated Daftra API around the resources ([`super::api`]):
+//! authentication, injected faults, the OAuth token, Site Info and the fault and fixture
+//! controls under `/__sim`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -9,20 +10,18 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::data::flip_number_forms;
-use super::state::{Drift, Faults, RetryAfterForm, SimState};
-use crate::catalogue::Resource;
+use super::state::{Faults, RetryAfterForm, SimState};
 
 type State = web::Data<Arc<SimState>>;
 
-fn failed(status: StatusCode, message: &str) -> HttpResponse {
+pub(super) fn failed(status: StatusCode, message: &str) -> HttpResponse {
     HttpResponse::build(status)
         .json(json!({"result": "failed", "code": status.as_u16(), "message": message}))
 }
 
 /// Checks `apikey` or `Authorization: Bearer`; both at once fail, as Daftra documents.
 #[allow(clippy::result_large_err)]
-fn authorise(state: &SimState, req: &HttpRequest) -> Result<(), HttpResponse> {
+pub(super) fn authorise(state: &SimState, req: &HttpRequest) -> Result<(), HttpResponse> {
     let apikey = req.headers().get("apikey").and_then(|v| v.to_str().ok());
     let bearer = req
         .headers()
@@ -47,7 +46,7 @@ fn authorise(state: &SimState, req: &HttpRequest) -> Result<(), HttpResponse> {
 }
 
 /// Common faults of every API request: latency, 429 and 5xx.
-async fn common_faults(state: &SimState) -> Option<HttpResponse> {
+pub(super) async fn common_faults(state: &SimState) -> Option<HttpResponse> {
     let latency = state.lock().faults.latency_ms;
     if latency > 0 {
         tokio::time::sleep(Duration::from_millis(latency)).await;
@@ -85,333 +84,6 @@ async fn common_faults(state: &SimState) -> Option<HttpResponse> {
         inner.stats.faults_injected += 1;
     }
     response
-}
-
-#[derive(Deserialize)]
-pub struct PageQuery {
-    page: Option<String>,
-    limit: Option<String>,
-    recursive: Option<String>,
-}
-
-fn take(counter: &mut u32) -> bool {
-    let hit = *counter > 0;
-    *counter = counter.saturating_sub(1);
-    hit
-}
-
-/// What a request path names: a resource's list, or one of its records.
-enum Target {
-    List(&'static Resource),
-    Record(&'static Resource, Option<i64>),
-}
-
-/// Resolves `/api2/...` and `/v2/api/entity/...` paths (with or without `.json`) against the
-/// served resources' declared paths.
-fn target(state: &SimState, path: &str) -> Option<Target> {
-    let path = path.trim_start_matches('/');
-    let path = path.strip_suffix(".json").unwrap_or(path);
-    let resources = state.resources();
-    if let Some(r) = resources.iter().find(|r| r.list_path == path) {
-        return Some(Target::List(r));
-    }
-    resources.iter().find_map(|r| {
-        let (head, tail) = r.item_path.split_once("{id}")?;
-        let id = path.strip_prefix(head)?.strip_suffix(tail)?;
-        (!id.contains('/')).then(|| Target::Record(r, id.parse().ok()))
-    })
-}
-
-/// An injected 401/403/404 for a resource the tenant pretends not to give access to.
-fn unavailable(state: &SimState, resource: &Resource) -> Option<HttpResponse> {
-    let code = *state.lock().faults.unavailable.get(&resource.name)?;
-    let status = StatusCode::from_u16(code).unwrap_or(StatusCode::FORBIDDEN);
-    Some(failed(
-        status,
-        status.canonical_reason().unwrap_or("Forbidden"),
-    ))
-}
-
-/// Counts a request in flight while alive, keeping the maximum in [`super::SimStats`].
-struct InFlight<'a>(&'a SimState);
-
-impl<'a> InFlight<'a> {
-    fn enter(state: &'a SimState) -> Self {
-        let mut inner = state.lock();
-        inner.stats.in_flight += 1;
-        inner.stats.max_in_flight = inner.stats.max_in_flight.max(inner.stats.in_flight);
-        InFlight(state)
-    }
-}
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.0.lock().stats.in_flight -= 1;
-    }
-}
-
-/// Every simulated API path: lists, records, and their writes.
-pub async fn dispatch(
-    state: State,
-    req: HttpRequest,
-    q: web::Query<PageQuery>,
-    body: web::Bytes,
-) -> HttpResponse {
-    let Some(target) = target(&state, req.path()) else {
-        return failed(StatusCode::NOT_FOUND, "Page not found");
-    };
-    let method = req.method().clone();
-    let resource = match &target {
-        Target::List(r) | Target::Record(r, _) => *r,
-    };
-    if method == actix_web::http::Method::GET {
-        let mut inner = state.lock();
-        match target {
-            Target::List(_) => {
-                inner.stats.list_requests += 1;
-                *inner
-                    .stats
-                    .list_requests_by_resource
-                    .entry(resource.name.clone())
-                    .or_default() += 1;
-            }
-            Target::Record(..) => inner.stats.get_requests += 1,
-        }
-    }
-    let _in_flight = InFlight::enter(&state);
-    if let Err(r) = authorise(&state, &req) {
-        return r;
-    }
-    if let Some(r) = unavailable(&state, resource) {
-        return r;
-    }
-    let json = || serde_json::from_slice::<Value>(&body).ok();
-    match (target, method.as_str()) {
-        (Target::List(r), "GET") => list(&state, r, &q).await,
-        (Target::List(r), "POST") => create(&state, r, json()),
-        (Target::Record(r, id), "GET") => get_one(&state, r, id).await,
-        (Target::Record(r, id), "PUT") => update(&state, r, id, json()),
-        (Target::Record(r, id), "DELETE") => delete(&state, r, id),
-        _ => failed(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed"),
-    }
-}
-
-/// `GET /api2/{resource}{.json}?page&limit`: Daftra's list envelope with `pagination`.
-async fn list(state: &SimState, resource: &'static Resource, q: &PageQuery) -> HttpResponse {
-    if let Some(r) = common_faults(state).await {
-        return r;
-    }
-    let page: usize = q.page.as_deref().unwrap_or("1").parse().unwrap_or(0);
-    let limit: usize = q.limit.as_deref().unwrap_or("20").parse().unwrap_or(0);
-    if page < 1 || !(1..=1000).contains(&limit) {
-        return HttpResponse::BadRequest().json(json!({"result": "failed", "code": 400,
-            "message": "Invalid page or limit", "validation_errors": {"limit": "between 1 and 1000"}}));
-    }
-    // Where the docs say line items only come with `recursive=1`, the list leaves them out
-    // unless it is asked.
-    let needs_recursive = resource.list_params.iter().any(|(k, _)| k == "recursive");
-    let with_items = !needs_recursive || q.recursive.as_deref() == Some("1");
-    let mut inner = state.lock();
-    let inner = &mut *inner;
-    let f = &mut inner.faults;
-    // One malformed answer per request, in this order.
-    let truncated = take(&mut f.truncated_next);
-    let html = !truncated && take(&mut f.html_next);
-    let failed_result = !truncated && !html && take(&mut f.failed_result_next);
-    let no_pagination =
-        !truncated && !html && !failed_result && take(&mut f.missing_pagination_next);
-    if html {
-        inner.stats.faults_injected += 1;
-        return HttpResponse::Ok()
-            .content_type("text/html")
-            .body("<html><body><h1>502 Bad Gateway</h1></body></html>");
-    }
-    if failed_result {
-        inner.stats.faults_injected += 1;
-        return HttpResponse::Ok()
-            .json(json!({"result": "failed", "code": 500, "message": "Database busy"}));
-    }
-    let flip = inner.faults.flip_number_forms && {
-        inner.flip = !inner.flip;
-        inner.flip
-    };
-    let offset = inner.faults.total_results_offset;
-    let table = inner
-        .tables
-        .get_mut(&resource.name)
-        .expect("served resource");
-    let total = table.records.len();
-    let page_count = total.div_ceil(limit);
-    let ids: Vec<i64> = table
-        .records
-        .keys()
-        .skip((page - 1) * limit)
-        .take(limit)
-        .copied()
-        .collect();
-    let link = |p: usize| Value::from(format!("/{}?page={p}&limit={limit}", resource.list_path));
-    let pagination = json!({
-        "prev": if page > 1 { link(page - 1) } else { Value::Null },
-        "next": if page < page_count { link(page + 1) } else { Value::Null },
-        "page": page,
-        "page_count": page_count,
-        "total_results": (total as i64 + offset).max(0),
-    });
-    // The envelope is assembled from cached item texts: serialising 1,000 records per request
-    // under the lock made the simulator, not the bridge, the bottleneck of benchmarks.
-    let mut body = String::with_capacity(ids.len() * 700 + 300);
-    body.push_str(r#"{"code":200,"result":"successful","data":["#);
-    for (i, id) in ids.iter().enumerate() {
-        if i > 0 {
-            body.push(',');
-        }
-        if flip {
-            let flipped = flip_number_forms(&table.records[id]);
-            body.push_str(&super::state::item_json(resource, &flipped));
-        } else {
-            body.push_str(table.item_json(*id, with_items));
-        }
-    }
-    body.push(']');
-    if no_pagination {
-        inner.stats.faults_injected += 1;
-    } else {
-        body.push_str(r#","pagination":"#);
-        body.push_str(&pagination.to_string());
-    }
-    body.push('}');
-    let mut bytes = body.into_bytes();
-    if truncated {
-        inner.stats.faults_injected += 1;
-        bytes.truncate(bytes.len() / 2);
-    } else if !no_pagination {
-        inner.stats.pages_served += 1;
-    }
-    apply_drift(inner, resource, page as u32, state.seed);
-    HttpResponse::Ok()
-        .content_type("application/json")
-        .body(bytes)
-}
-
-fn apply_drift(inner: &mut super::state::Inner, resource: &Resource, page: u32, seed: u64) {
-    let Some(drift) = inner.faults.drift.clone() else {
-        return;
-    };
-    let table = inner
-        .tables
-        .get_mut(&resource.name)
-        .expect("served resource");
-    match drift {
-        Drift::Delete { after_page, id } if after_page == page => {
-            table.records.remove(&id);
-            table.item_json.retain(|(k, _), _| *k != id);
-        }
-        Drift::Insert { after_page } if after_page == page => {
-            let id = table.next_id;
-            table.next_id += 1;
-            table
-                .records
-                .insert(id, super::data::seeded_record(resource, seed, id));
-        }
-        _ => return,
-    }
-    inner.faults.drift = None;
-}
-
-/// `GET /api2/{resource}/{id}`: one record, or Daftra's 404 body.
-async fn get_one(state: &SimState, resource: &Resource, id: Option<i64>) -> HttpResponse {
-    if let Some(r) = common_faults(state).await {
-        return r;
-    }
-    let record = id.and_then(|id| {
-        state
-            .lock()
-            .tables
-            .get(&resource.name)
-            .and_then(|t| t.records.get(&id).cloned())
-    });
-    match record {
-        Some(r) => {
-            let mut data = Map::new();
-            data.insert(resource.model_key.clone(), Value::Object(r));
-            HttpResponse::Ok().json(json!({"code": 200, "result": "successful", "data": data}))
-        }
-        None => failed(StatusCode::NOT_FOUND, "Item not found"),
-    }
-}
-
-/// The record fields of a create or edit body, `{"Model": {...}, "Group": [...]}`: the line
-/// items, written next to the model key as Daftra's docs say, move inside the record.
-fn model(resource: &Resource, body: Option<Value>) -> Option<Map<String, Value>> {
-    let mut body = match body? {
-        Value::Object(o) => o,
-        _ => return None,
-    };
-    let mut fields = match body.remove(&resource.model_key)? {
-        Value::Object(o) => o,
-        _ => return None,
-    };
-    for g in &resource.line_items {
-        if let Some(items) = body.remove(&g.key) {
-            fields.insert(g.key.clone(), items);
-        }
-    }
-    Some(fields)
-}
-
-fn expected_model(resource: &Resource) -> HttpResponse {
-    failed(
-        StatusCode::BAD_REQUEST,
-        &format!("Expected a {} object", resource.model_key),
-    )
-}
-
-/// `POST /api2/{resource}` with `{"Model":{...}}`: 202 `{"code":202,"result":"successful","id":"2415"}`.
-fn create(state: &SimState, resource: &Resource, body: Option<Value>) -> HttpResponse {
-    let Some(fields) = model(resource, body) else {
-        return expected_model(resource);
-    };
-    let mut errors = Map::new();
-    for required in &resource.create_required {
-        if fields.get(required).is_none_or(|v| v.is_null() || v == "") {
-            errors.insert(required.clone(), json!("This field is required"));
-        }
-    }
-    if !errors.is_empty() {
-        return HttpResponse::BadRequest()
-            .json(json!({"result": "failed", "code": 400, "message": "Validation error", "validation_errors": errors}));
-    }
-    match state.create_in(&resource.name, fields) {
-        Some(id) => HttpResponse::Accepted()
-            .json(json!({"code": 202, "result": "successful", "id": id.to_string()})),
-        None => failed(StatusCode::NOT_FOUND, "Page not found"),
-    }
-}
-
-/// `PUT /api2/{resource}/{id}`.
-fn update(
-    state: &SimState,
-    resource: &Resource,
-    id: Option<i64>,
-    body: Option<Value>,
-) -> HttpResponse {
-    let (Some(id), Some(fields)) = (id, model(resource, body)) else {
-        return expected_model(resource);
-    };
-    if state.update_in(&resource.name, id, fields) {
-        HttpResponse::Ok().json(json!({"code": 200, "result": "successful", "id": id.to_string()}))
-    } else {
-        failed(StatusCode::NOT_FOUND, "Item not found")
-    }
-}
-
-/// `DELETE /api2/{resource}/{id}`.
-fn delete(state: &SimState, resource: &Resource, id: Option<i64>) -> HttpResponse {
-    if id.is_some_and(|id| state.delete_in(&resource.name, id)) {
-        HttpResponse::Ok().json(json!({"code": 200, "result": "successful"}))
-    } else {
-        failed(StatusCode::NOT_FOUND, "Item not found")
-    }
 }
 
 #[derive(Deserialize)]
@@ -529,5 +201,5 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/api2/site_info", web::get().to(site_info))
         .route("/api2/site_info.json", web::get().to(site_info))
         .route("/api2/listing/Timezone", web::get().to(timezones))
-        .default_service(web::to(dispatch));
+        .default_service(web::to(super::api::dispatch));
 }

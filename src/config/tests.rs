@@ -1,0 +1,128 @@
+//! Settings from the environment: defaults, errors naming the variable, secrets.
+
+use super::*;
+
+fn raw() -> RawEnv {
+    RawEnv {
+        daftra_subdomain: Some("acme".into()),
+        daftra_api_key: Some("k".into()),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn defaults_follow_the_contract() {
+    let s = Settings::from_raw(&raw(), None).unwrap();
+    assert_eq!(s.daftra.base_url, "https://acme.daftra.com");
+    assert_eq!(s.daftra.page_size, 1000);
+    assert_eq!(s.daftra.concurrency, 4);
+    assert_eq!(s.poll_interval, Duration::from_secs(60));
+    assert!(!s.poll_emit_initial);
+    assert_eq!(s.database_path, PathBuf::from("data/daftra-bridge.sqlite3"));
+    assert_eq!(s.amqp_exchange, "daftra.events");
+}
+
+#[test]
+fn bad_values_name_the_variable() {
+    let mut r = raw();
+    r.daftra_page_size = Some("1001".into());
+    let e = Settings::from_raw(&r, None).unwrap_err();
+    assert_eq!(e.name, "DAFTRA_PAGE_SIZE");
+    assert!(e.to_string().contains("1001") && e.to_string().contains("1 to 1000"));
+    let mut r = raw();
+    r.poll_emit_initial = Some("maybe".into());
+    assert_eq!(
+        Settings::from_raw(&r, None).unwrap_err().name,
+        "POLL_EMIT_INITIAL"
+    );
+    let mut r = raw();
+    r.database_url = Some("postgres://x".into());
+    assert_eq!(
+        Settings::from_raw(&r, None).unwrap_err().name,
+        "DATABASE_URL"
+    );
+}
+
+#[test]
+fn empty_means_unset_and_booleans_take_common_spellings() {
+    let mut r = raw();
+    r.daftra_page_size = Some("  ".into());
+    r.poll_emit_initial = Some("YES".into());
+    let s = Settings::from_raw(&r, None).unwrap();
+    assert_eq!(s.daftra.page_size, 1000);
+    assert!(s.poll_emit_initial);
+}
+
+#[test]
+fn secrets_never_print() {
+    let mut r = raw();
+    r.daftra_api_key = Some("supersecretkey".into());
+    r.amqp_url = Some("amqp://u:hunter2@h/%2f".into());
+    r.export_token = Some("tok3n".into());
+    let s = Settings::from_raw(&r, None).unwrap();
+    let shown = format!("{s:?}");
+    assert!(
+        !shown.contains("supersecretkey") && !shown.contains("hunter2") && !shown.contains("tok3n")
+    );
+    assert_eq!(redact_url("amqp://u:hunter2@h/%2f"), "amqp://u:***@h/%2f");
+}
+
+#[test]
+fn resources_are_chosen_by_name() {
+    let s = Settings::from_raw(&raw(), None).unwrap();
+    assert_eq!(s.resources.len(), 1);
+    assert_eq!(s.resources[0].name, "work_orders");
+    let mut r = raw();
+    r.daftra_resources = Some(" invoices , work_orders,clients ".into());
+    let s = Settings::from_raw(&r, None).unwrap();
+    let names: Vec<_> = s.resources.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["invoices", "clients", "work_orders"],
+        "catalogue order"
+    );
+    r.daftra_resources = Some("ALL".into());
+    assert_eq!(Settings::from_raw(&r, None).unwrap().resources.len(), 31);
+    r.daftra_resources = Some("work_orders,invoice".into());
+    let e = Settings::from_raw(&r, None).unwrap_err();
+    assert_eq!(e.name, "DAFTRA_RESOURCES");
+    let line = e.to_string();
+    assert!(
+        line.contains("\"invoice\"") && line.contains("invoices, estimates"),
+        "{line}"
+    );
+    assert!(!line.contains('\n'));
+}
+
+#[test]
+fn per_resource_intervals_override_the_default() {
+    let mut r = raw();
+    r.poll_interval_secs = Some("120".into());
+    r.poll_interval_overrides = [("INVOICES".to_string(), "30".to_string())].into();
+    let s = Settings::from_raw(&r, None).unwrap();
+    assert_eq!(s.interval_for("invoices"), Duration::from_secs(30));
+    assert_eq!(s.interval_for("work_orders"), Duration::from_secs(120));
+    r.poll_interval_overrides = [("INVOICE".to_string(), "30".to_string())].into();
+    assert_eq!(
+        Settings::from_raw(&r, None).unwrap_err().name,
+        "POLL_INTERVAL_SECS_INVOICE"
+    );
+    r.poll_interval_overrides = [("INVOICES".to_string(), "0".to_string())].into();
+    assert_eq!(
+        Settings::from_raw(&r, None).unwrap_err().name,
+        "POLL_INTERVAL_SECS_INVOICES"
+    );
+}
+
+#[test]
+fn missing_credentials_are_named() {
+    let r = RawEnv {
+        daftra_subdomain: Some("acme".into()),
+        daftra_client_id: Some("id".into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        Settings::from_raw(&r, None).unwrap_err().name,
+        "DAFTRA_CLIENT_SECRET"
+    );
+}
