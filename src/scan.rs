@@ -90,6 +90,22 @@ pub async fn scan(
     }
     // Keys not in the snapshot, to count distinct keys and skip repeats.
     let mut new_ids = HashSet::new();
+    // A silent first poll's pages go to the store on a thread of their own, two pages queued
+    // at most, so writing overlaps reading and normalising.
+    let writer = match &keep {
+        Keep::Baseline(store, _) => {
+            let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<(i64, String)>>(2);
+            let (store, name) = ((*store).clone(), resource.name.clone());
+            let handle = tokio::task::spawn_blocking(move || -> Result<(), StoreError> {
+                while let Some(rows) = rx.blocking_recv() {
+                    store.write_baseline_page(&name, &rows)?;
+                }
+                Ok(())
+            });
+            Some((tx, handle))
+        }
+        _ => None,
+    };
     let buffer = PAGES_BUFFERED_PER_REQUEST * client.concurrency();
     let mut pages = crate::daftra::spawn_pages(client.clone(), resource, buffer);
     let mut scan = Scan {
@@ -146,15 +162,16 @@ pub async fn scan(
                 Err(e) => scan.invalid.push((key, e)),
             }
         }
-        if let (Keep::Baseline(store, _), false) = (&keep, baseline_rows.is_empty()) {
-            let store = (*store).clone();
-            let name = resource.name.clone();
-            tokio::task::spawn_blocking(move || store.write_baseline_page(&name, &baseline_rows))
-                .await
-                .expect("baseline write task")?;
+        if let (Some(w), false) = (&writer, baseline_rows.is_empty()) {
+            // A failed write ends the writer; its error is taken below.
+            let _ = w.0.send(baseline_rows).await;
         }
     }
     let unkeyed = scan.invalid.iter().filter(|(k, _)| k.is_none()).count();
+    if let Some((tx, handle)) = writer {
+        drop(tx);
+        handle.await.expect("baseline write task")?;
+    }
     let known_seen = match &keep {
         Keep::Changed(known) | Keep::Baseline(_, known) => known.seen_count(),
         Keep::All => 0,

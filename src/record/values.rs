@@ -121,6 +121,13 @@ pub fn int(field: &str, v: &Value) -> Result<Value, RecordError> {
     if is_empty(v) {
         return Ok(Value::Null);
     }
+    // Fast paths: most whole numbers arrive as JSON integers or plain digit strings.
+    if let Some(i) = v.as_i64() {
+        return Ok(i.into());
+    }
+    if let Some(i) = v.as_str().and_then(|s| s.parse::<i64>().ok()) {
+        return Ok(i.into());
+    }
     let text = match v {
         Value::Number(n) => n.to_string(),
         Value::String(s) => ascii_digits(s.trim()).into_owned(),
@@ -141,6 +148,9 @@ pub fn int(field: &str, v: &Value) -> Result<Value, RecordError> {
 pub fn decimal(field: &str, v: &Value) -> Result<Value, RecordError> {
     if is_empty(v) {
         return Ok(Value::Null);
+    }
+    if let Some(i) = v.as_i64() {
+        return Ok(i.into());
     }
     let text = match v {
         Value::Number(n) => n.to_string(),
