@@ -138,14 +138,18 @@ struct CloudEvent<'a> {
     data: Data<'a>,
 }
 
-/// A stable id for a change, derived from the change itself (resource, record id, operation and
-/// both images), so the same change detected again after a crash keeps its id.
-pub fn event_id(resource: &Resource, change: &Change) -> String {
+/// The id of a change: a hash of the resource, record id, operation, both images and the time
+/// it was detected (RFC 3339). It is stored in the outbox with the event, so every republish
+/// keeps it; a record that later flips back and forth between the same two images gets a new id
+/// each time, so a consumer's dedupe never drops a real change. (A change is committed with its
+/// outbox row in one transaction, so it is never detected twice.)
+pub fn event_id(resource: &Resource, change: &Change, time: &str) -> String {
     let mut h = Sha256::new();
     for part in [
         resource.name.as_str(),
         &change.id.to_string(),
         change.op.as_str(),
+        time,
     ] {
         h.update(part.as_bytes());
         h.update([0]);
@@ -201,7 +205,7 @@ pub fn to_outbox(
     change: &Change,
     clock: &Clock,
 ) -> OutboxEvent {
-    let id = event_id(resource, change);
+    let id = event_id(resource, change, time);
     let (before, after) = (
         image(resource, clock, &change.before),
         image(resource, clock, &change.after),
@@ -283,7 +287,10 @@ mod tests {
             v["data"]["after"]["modified"], "2024-03-05T14:21:35+02:00",
             "timestamps carry the account's offset"
         );
-        assert_eq!(e.event_id, event_id(default_resource(), &c));
+        assert_eq!(
+            e.event_id,
+            event_id(default_resource(), &c, "2026-11-29T13:00:00Z")
+        );
         assert!(
             e.body.contains(r#""budget":12345678901234567.89"#),
             "an amount is a JSON number with every digit: {}",
@@ -307,13 +314,27 @@ mod tests {
             &change(),
             &Clock::default(),
         );
-        assert_eq!(a.event_id, b.event_id);
+        assert_ne!(
+            a.event_id, b.event_id,
+            "the same images changing again later is another change, with another id"
+        );
+        let again = to_outbox(
+            default_resource(),
+            "x",
+            "2026-11-29T13:00:00Z",
+            &change(),
+            &Clock::default(),
+        );
+        assert_eq!(a.event_id, again.event_id, "one change, one id");
         let mut other = change();
         other
             .after
             .as_mut()
             .unwrap()
             .insert("status".into(), json!(3));
-        assert_ne!(event_id(default_resource(), &other), a.event_id);
+        assert_ne!(
+            event_id(default_resource(), &other, "2026-11-29T13:00:00Z"),
+            a.event_id
+        );
     }
 }

@@ -133,12 +133,20 @@ fn snapshot_sql(q: &ExportQuery) -> String {
             .column(q.sort.0)
             .is_some_and(|c| c.kind == crate::catalogue::ColumnKind::Decimal);
         let value = format!("json_extract(record, '$.{}')", q.sort.0);
-        let value = if decimal {
-            format!("CAST({value} AS REAL)")
+        let order = if decimal {
+            // Doubles order amounts up to ~15 digits; among amounts a double cannot tell apart
+            // (same magnitude, so same integer digits), canonical text orders positives and,
+            // reversed, negatives.
+            let back = if q.sort.1 { "ASC" } else { "DESC" };
+            let real = format!("CAST({value} AS REAL)");
+            format!(
+                "{real} {dir}, CASE WHEN {real} >= 0 THEN {value} END {dir}, \
+                 CASE WHEN {real} < 0 THEN {value} END {back}"
+            )
         } else {
-            value
+            format!("{value} {dir}")
         };
-        format!("SELECT record FROM snapshot WHERE resource = ?1 ORDER BY {value} {dir}, id {dir}")
+        format!("SELECT record FROM snapshot WHERE resource = ?1 ORDER BY {order}, id {dir}")
     }
 }
 

@@ -169,7 +169,7 @@ impl ExportQuery {
                     }
                 }
                 k if resource.id_filters().any(|c| c.name == k) => {
-                    let n = v
+                    let n = crate::record::ascii_digits(v)
                         .parse::<i64>()
                         .map_err(|_| bad(key, format!("expected a whole number, got {v:?}")))?;
                     q.equals.push((

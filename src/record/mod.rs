@@ -32,6 +32,14 @@ fn bad(field: &str, message: impl Into<String>) -> RecordError {
     }
 }
 
+/// The undeclared fields in canonical form; an empty one (`null`, `""`, `[]`, `{}`) is left
+/// out, so a field going from absent to empty is no change.
+fn canonical_extras(raw: Map<String, Value>) -> impl Iterator<Item = (String, Value)> {
+    raw.into_iter()
+        .map(|(k, v)| (k, canonical_extra(v)))
+        .filter(|(_, v)| !v.is_null())
+}
+
 /// A record normalised by [`normalise_owned`], with the values that could not be read as their
 /// column's kind: those are kept as text in their field, so the record is never dropped and its
 /// other fields still diff.
@@ -139,7 +147,7 @@ fn normalise_group(
                     .unwrap_or(Value::Null);
                 item.insert(column.name.clone(), value);
             }
-            item.extend(raw.into_iter().map(|(k, v)| (k, canonical_extra(v))));
+            item.extend(canonical_extras(raw));
             let key = group
                 .item_key
                 .as_deref()
@@ -201,7 +209,7 @@ pub fn normalise_owned(
     }
     // What is left are the fields Daftra sent beyond the known columns.
     // Compared after the same canonical form as the declared columns.
-    out.extend(raw.into_iter().map(|(k, v)| (k, canonical_extra(v))));
+    out.extend(canonical_extras(raw));
     Ok(Normalised {
         record: out,
         unreadable,

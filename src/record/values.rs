@@ -204,11 +204,17 @@ pub fn canonical_extra(v: Value) -> Value {
         },
         Value::Array(a) => Value::Array(a.into_iter().map(canonical_extra).collect()),
         Value::Object(o) => {
+            // An empty member is the same as a missing one.
             let o: serde_json::Map<String, Value> = o
                 .into_iter()
                 .map(|(k, v)| (k, canonical_extra(v)))
+                .filter(|(_, v)| !v.is_null())
                 .collect();
-            Value::Object(o)
+            if o.is_empty() {
+                Value::Null
+            } else {
+                Value::Object(o)
+            }
         }
         other => other,
     }
@@ -259,8 +265,13 @@ mod tests {
         assert_eq!(canonical_extra(json!("3.50")), canonical_extra(json!(3.5)));
         assert_eq!(canonical_extra(json!("007")), json!("007"));
         assert_eq!(
-            canonical_extra(json!({"b": "1", "a": {"c": []}})),
-            canonical_extra(json!({"a": {"c": {}}, "b": 1}))
+            canonical_extra(json!({"b": "1", "a": {"c": []}, "d": 2})),
+            canonical_extra(json!({"a": {"c": {}}, "b": 1, "d": 2}))
+        );
+        assert_eq!(
+            canonical_extra(json!({"b": 1, "e": null})),
+            canonical_extra(json!({"b": 1})),
+            "an empty member is a missing one"
         );
     }
 

@@ -263,3 +263,71 @@ fn a_bad_time_zone_or_date_format_stops_start_up_naming_the_variable() {
         assert_eq!(err.trim().lines().count(), 1, "{err}");
     }
 }
+
+#[tokio::test]
+async fn huge_amounts_sort_exactly_and_repeated_flips_keep_distinct_ids() {
+    let app = spawn_app(Options {
+        records: 10,
+        ..Default::default()
+    })
+    .await;
+    let mut queue = EventQueue::bind(&app.exchange, "work_order.*").await;
+    for (id, budget) in [
+        (6, "12345678901234567.9"),
+        (7, "12345678901234567.1"),
+        (8, "12345678901234567.5"),
+        (9, "-12345678901234567.5"),
+        (10, "-12345678901234567.1"),
+    ] {
+        put_raw(&app, id, json!({"budget": budget, "client_id": 300})).await;
+    }
+    app.poll().await;
+    for source in ["snapshot", "live"] {
+        let body = app
+            .get(&format!(
+                "/exports/work_orders.csv?sort=-budget&fields=id&client_id=٣٠٠&source={source}"
+            ))
+            .await
+            .text()
+            .await
+            .unwrap();
+        let ids: Vec<&str> = body.lines().skip(1).collect();
+        assert_eq!(
+            ids,
+            ["6", "8", "7", "10", "9"],
+            "{source}: exact order, Arabic-Indic digits in the filter"
+        );
+        let asc = app
+            .get(&format!(
+                "/exports/work_orders.csv?sort=budget&fields=id&client_id=300&source={source}"
+            ))
+            .await
+            .text()
+            .await
+            .unwrap();
+        let ids: Vec<&str> = asc.lines().skip(1).collect();
+        assert_eq!(ids, ["9", "10", "7", "8", "6"], "{source}");
+    }
+
+    // The same two images, back and forth: every real change has its own id.
+    // flip -> flop happens twice, with identical images.
+    for title in ["flip", "flop", "flip", "flop"] {
+        put_raw(&app, 3, json!({"title": title})).await;
+        assert_eq!(app.poll().await.updated, 1);
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+    }
+    // An undeclared field going from absent to empty is no change.
+    put_raw(&app, 4, json!({"custom_fields": []})).await;
+    assert_eq!(app.poll().await.updated, 0);
+    let events = queue.take(5, Duration::from_secs(5)).await;
+    assert_eq!(events.len(), 4);
+    let mut ids: Vec<_> = events
+        .iter()
+        .map(|e| e.body["id"].as_str().unwrap().to_string())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 4, "a consumer deduping by id keeps every change");
+    queue.close().await;
+    app.stop().await;
+}
