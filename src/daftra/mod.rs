@@ -291,6 +291,8 @@ impl DaftraClient {
                                 };
                                 if status == StatusCode::TOO_MANY_REQUESTS {
                                     (RetryReason::RateLimited, retry_after, failure)
+                                } else if status == StatusCode::REQUEST_TIMEOUT {
+                                    (RetryReason::Timeout, retry_after, failure)
                                 } else if status.is_server_error() {
                                     (RetryReason::ServerError, retry_after, failure)
                                 } else {

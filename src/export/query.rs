@@ -56,6 +56,8 @@ pub struct ExportQuery {
     pub sort_given: bool,
     pub bom: bool,
     pub source: Source,
+    /// `source` was given explicitly: a `snapshot` asked for is never served live instead.
+    pub source_given: bool,
 }
 
 fn parse_day(field: &str, v: &str) -> Result<String, QueryError> {
@@ -77,6 +79,7 @@ impl ExportQuery {
             sort_given: false,
             bom: false,
             source: Source::Snapshot,
+            source_given: false,
         }
     }
 
@@ -162,6 +165,7 @@ impl ExportQuery {
                 }
                 "bom" => q.bom = parse_bool(v).ok_or_else(|| bad(key, "expected true or false"))?,
                 "source" => {
+                    q.source_given = true;
                     q.source = match v {
                         "snapshot" => Source::Snapshot,
                         "live" => Source::Live,

@@ -78,6 +78,15 @@ async fn rows(state: &AppState, q: &ExportQuery) -> Result<Rows, ApiError> {
     if q.source == Source::Snapshot && has_snapshot {
         return Ok(Rows::Snapshot(state.store.clone()));
     }
+    if q.source == Source::Snapshot && q.source_given {
+        return Err(ApiError::Unavailable {
+            message: format!(
+                "no snapshot of {} yet (the first poll has not finished); retry later, or ask for source=live",
+                q.resource.source().name
+            ),
+            retry_after: RETRY_AFTER_SECS,
+        });
+    }
     let mut rest = export::live_pages(state.client.clone(), q.resource, state.metrics.clone());
     match rest.recv().await {
         Some(Ok(first)) => Ok(Rows::Live {
@@ -187,6 +196,35 @@ pub async fn download(
     }
     let started = Instant::now();
     let disposition = content_disposition(&export::file_name(resource, format));
+    if req.method() == actix_web::http::Method::HEAD {
+        // What a GET would answer, without building the file.
+        let store = state.store.clone();
+        let name = resource.source().name.clone();
+        let has_snapshot = web::block(move || store.has_baseline(&name))
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))?
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        if q.source == Source::Snapshot && q.source_given && !has_snapshot {
+            return Err(ApiError::Unavailable {
+                message: "no snapshot yet".into(),
+                retry_after: RETRY_AFTER_SECS,
+            });
+        }
+        let from = if q.source == Source::Snapshot && has_snapshot {
+            "snapshot"
+        } else {
+            "live"
+        };
+        let content_type = match format {
+            Format::Csv => "text/csv; charset=utf-8",
+            Format::Xlsx => "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        };
+        return Ok(HttpResponse::Ok()
+            .content_type(content_type)
+            .insert_header(disposition)
+            .insert_header(("X-Data-Source", from))
+            .finish());
+    }
     match format {
         Format::Csv => {
             let rows = rows(&state, &q).await?;

@@ -108,14 +108,20 @@ fn get_or_head(path: &str, handler: actix_web::Route) -> actix_web::Resource {
     only(
         path,
         handler.guard(actix_web::guard::Any(actix_web::guard::Get()).or(actix_web::guard::Head())),
+        "GET, HEAD",
     )
 }
 
-/// A route for one method; other methods get 405 with a JSON body.
-fn only(path: &str, route: actix_web::Route) -> actix_web::Resource {
-    web::resource(path).route(route).default_service(web::to(|| async {
-        HttpResponse::MethodNotAllowed().json(json!({"error": "method_not_allowed", "message": "this route does not answer that method"}))
-    }))
+/// A route for the methods in `allow`; other methods get 405 with `Allow` (RFC 9110 section
+/// 15.5.6) and a JSON body.
+fn only(path: &str, route: actix_web::Route, allow: &'static str) -> actix_web::Resource {
+    web::resource(path)
+        .route(route)
+        .default_service(web::to(move || async move {
+            HttpResponse::MethodNotAllowed()
+                .insert_header(("Allow", allow))
+                .json(json!({"error": "method_not_allowed", "message": format!("this route answers {allow}")}))
+        }))
 }
 
 /// Builds the actix `App` factory with every route and the request metrics.
@@ -165,8 +171,8 @@ pub fn app(
         })
         .service(get_or_head("/", web::to(exports::index)))
         .service(get_or_head("/exports", web::to(exports::list)))
-        .service(only("/exports/{file}", web::get().to(exports::download)))
-        .service(only("/poll/{resource}", web::post().to(ops::poll)))
+        .service(get_or_head("/exports/{file}", web::to(exports::download)))
+        .service(only("/poll/{resource}", web::post().to(ops::poll), "POST"))
         .service(get_or_head("/status", web::to(ops::status)))
         .service(get_or_head("/healthz", web::to(ops::healthz)))
         .service(get_or_head("/readyz", web::to(ops::readyz)))

@@ -67,6 +67,9 @@ pub(super) async fn common_faults(state: &SimState) -> Option<HttpResponse> {
             RetryAfterForm::Absent => {}
         }
         Some(r.json(json!({"result": "failed", "code": 429, "message": "Too Many Requests"})))
+    } else if f.request_timeouts_next > 0 {
+        f.request_timeouts_next -= 1;
+        Some(failed(StatusCode::REQUEST_TIMEOUT, "Request Timeout"))
     } else if f.server_errors_next > 0 {
         f.server_errors_next -= 1;
         let status = if f.server_errors_next % 2 == 0 {

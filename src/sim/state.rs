@@ -94,6 +94,8 @@ pub struct Faults {
     pub retry_after: RetryAfterForm,
     /// The next N API requests answer 503 (or 500 every other time).
     pub server_errors_next: u32,
+    /// The next N API requests answer 408 Request Timeout.
+    pub request_timeouts_next: u32,
     /// Share (0..1) of API requests that answer 500 at random.
     pub server_error_rate: f64,
     /// The next N list requests answer 200 with JSON cut in half.

@@ -216,3 +216,64 @@ async fn readiness_follows_the_broker_and_status_reports_the_last_poll() {
     assert_eq!(app.get("/healthz").await.status(), 200);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn head_works_on_every_read_route_and_a_405_says_what_is_allowed() {
+    let app = spawn_app(Options::without_publisher()).await;
+    // Before any poll: an explicit snapshot is refused rather than served live.
+    let refused = app.get("/exports/work_orders.csv?source=snapshot").await;
+    assert_eq!(refused.status(), 503);
+    assert!(refused.headers().contains_key("retry-after"));
+    assert_eq!(
+        app.get("/exports/work_orders.csv").await.status(),
+        200,
+        "the default falls back to live"
+    );
+    app.poll().await;
+    for path in [
+        "/",
+        "/exports",
+        "/exports/work_orders.csv",
+        "/exports/work_orders.xlsx",
+        "/status",
+        "/metrics",
+        "/healthz",
+    ] {
+        let head = app
+            .http
+            .head(format!("{}{path}", app.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(head.status(), 200, "HEAD {path}");
+    }
+    let head = app
+        .http
+        .head(format!("{}/exports/work_orders.csv", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.headers()["x-data-source"], "snapshot");
+    assert!(head.headers()["content-disposition"]
+        .to_str()
+        .unwrap()
+        .contains("attachment"));
+    let bad = app
+        .http
+        .head(format!("{}/exports/work_orders.csv?stauts=1", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400, "HEAD checks the query as GET does");
+    let wrong = app
+        .http
+        .delete(format!("{}/exports/work_orders.csv", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 405);
+    assert_eq!(wrong.headers()["allow"], "GET, HEAD");
+    let wrong = app.get("/poll/work_orders").await;
+    assert_eq!(wrong.headers()["allow"], "POST");
+    app.stop().await;
+}

@@ -492,3 +492,22 @@ async fn a_snapshot_from_before_content_hashes_is_migrated_without_spurious_upda
     assert_eq!((o.created, o.updated, o.deleted), (0, 0, 0));
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_408_is_retried_like_other_transient_answers() {
+    let app = spawn_app(Options::without_publisher()).await;
+    app.sim.state.set_faults(Faults {
+        request_timeouts_next: 2,
+        ..Default::default()
+    });
+    assert_eq!(app.poll().await.records, 45);
+    let m = app.metrics().await;
+    assert_eq!(
+        metric(
+            &m,
+            "daftra_api_retries_total{reason=\"timeout\",resource=\"work_orders\"}"
+        ),
+        Some(2.0)
+    );
+    app.stop().await;
+}
