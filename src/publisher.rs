@@ -275,6 +275,11 @@ impl Publisher {
                             _ => "connection attempt timed out".into(),
                         };
                         self.broker.set_error(Some(error.clone()));
+                        // Every failed attempt counts, so an outage shows in the counter.
+                        self.metrics
+                            .publish_failures
+                            .with_label_values(&["connection"])
+                            .inc();
                         let wait = crate::daftra::retry::BACKOFF_BASE
                             .saturating_mul(1 << attempt.min(10))
                             .min(MAX_RECONNECT_BACKOFF);

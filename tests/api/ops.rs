@@ -213,6 +213,19 @@ async fn readiness_follows_the_broker_and_status_reports_the_last_poll() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(named, "readiness says why the broker is unusable");
+    let mut counted = 0.0;
+    for _ in 0..30 {
+        counted = metric(
+            &app.metrics().await,
+            "bridge_publish_failures_total{reason=\"connection\"}",
+        )
+        .unwrap_or(0.0);
+        if counted >= 2.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(counted >= 2.0, "every failed connection attempt is counted ({counted})");
     assert_eq!(app.get("/healthz").await.status(), 200);
     app.stop().await;
 }
