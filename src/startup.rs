@@ -64,6 +64,26 @@ impl Application {
         let names: Vec<&str> = settings.resources.iter().map(|r| r.name.as_str()).collect();
         metrics.init_resources(&names);
         let status = Arc::new(StatusBoard::new(&names));
+        // The last poll of each resource, as the previous run left it.
+        for (name, saved) in store.poll_statuses().unwrap_or_default() {
+            if let (true, Ok(mut s)) = (
+                names.contains(&name.as_str()),
+                serde_json::from_str::<crate::status::PollStatus>(&saved),
+            ) {
+                s.polling = false;
+                if let Some(at) = s
+                    .last_success
+                    .as_deref()
+                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                {
+                    metrics
+                        .poll_last_success
+                        .with_label_values(&[&name])
+                        .set(at.timestamp() as f64);
+                }
+                status.update(&name, |slot| *slot = s);
+            }
+        }
         let broker = Arc::new(BrokerState::default());
         let outbox_notify = Arc::new(Notify::new());
         let triggers: HashMap<_, _> = settings

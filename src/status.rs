@@ -7,7 +7,8 @@ use std::sync::Mutex;
 use serde::Serialize;
 
 /// Last poll of one resource.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct PollStatus {
     /// RFC 3339 UTC start and end of the last poll.
     pub last_poll_started: Option<String>,
@@ -133,6 +134,15 @@ impl StatusBoard {
         let matches = zone.as_deref().map(|z| z == in_use);
         serde_json::json!({"in_use": in_use, "daftra_reports": reported, "daftra_zone": zone,
             "matches": matches, "error": error})
+    }
+
+    /// The status of one resource.
+    pub fn get(&self, resource: &str) -> Option<PollStatus> {
+        self.polls
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(resource)
+            .cloned()
     }
 
     /// A copy of every resource's status.

@@ -26,6 +26,10 @@ CREATE TABLE IF NOT EXISTS outbox (
     routing_key TEXT NOT NULL,
     body TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS poll_status (
+    resource TEXT PRIMARY KEY,
+    status TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS baseline (
     resource TEXT PRIMARY KEY,
     recorded_at TEXT NOT NULL
@@ -302,6 +306,26 @@ impl Store {
 }
 
 impl Store {
+    /// Keeps the last poll's status of `resource` (JSON), so `/status` shows it after a restart.
+    pub fn save_poll_status(&self, resource: &str, status: &str) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT OR REPLACE INTO poll_status (resource, status) VALUES (?1, ?2)",
+                params![resource, status],
+            )
+            .map(|_| ())
+        })
+    }
+
+    /// The saved poll status of every resource, as JSON by name.
+    pub fn poll_statuses(&self) -> Result<HashMap<String, String>, StoreError> {
+        self.with(|c| {
+            let mut stmt = c.prepare("SELECT resource, status FROM poll_status")?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect()
+        })
+    }
+
     /// The canonical JSON of one snapshot record.
     pub fn load_one(&self, resource: &str, id: i64) -> Result<Option<String>, StoreError> {
         self.with(|c| {

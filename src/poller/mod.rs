@@ -171,6 +171,18 @@ impl Poller {
             }
             s.available = !matches!(&result, Err(e) if e.is_unavailable());
         });
+        if let Some(saved) = self
+            .status
+            .get(n)
+            .and_then(|s| serde_json::to_string(&s).ok())
+        {
+            let (store, name) = (self.store.clone(), n.to_string());
+            let kept =
+                tokio::task::spawn_blocking(move || store.save_poll_status(&name, &saved)).await;
+            if let Ok(Err(e)) = kept {
+                tracing::warn!(resource = n, error = %e, "Could not keep the poll status");
+            }
+        }
         let available = !matches!(&result, Err(e) if e.is_unavailable());
         self.metrics
             .resource_available

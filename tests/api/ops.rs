@@ -225,7 +225,10 @@ async fn readiness_follows_the_broker_and_status_reports_the_last_poll() {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert!(counted >= 2.0, "every failed connection attempt is counted ({counted})");
+    assert!(
+        counted >= 2.0,
+        "every failed connection attempt is counted ({counted})"
+    );
     assert_eq!(app.get("/healthz").await.status(), 200);
     app.stop().await;
 }
@@ -288,5 +291,30 @@ async fn head_works_on_every_read_route_and_a_405_says_what_is_allowed() {
     assert_eq!(wrong.headers()["allow"], "GET, HEAD");
     let wrong = app.get("/poll/work_orders").await;
     assert_eq!(wrong.headers()["allow"], "POST");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn status_after_a_restart_shows_the_last_poll_from_the_store() {
+    let app = spawn_app(Options::without_publisher()).await;
+    app.poll().await;
+    // A second bridge on the same database, as after a restart.
+    let settings = crate::helpers::settings_for(&app.sim, &Options::without_publisher(), &app._db);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let again =
+        daftra_bridge::startup::Application::build_with_listener(settings, listener).unwrap();
+    let status = again.state.status.snapshot();
+    let wo = &status["work_orders"];
+    assert_eq!(wo.records, 45);
+    assert_eq!(wo.last_outcome.as_deref(), Some("baseline"));
+    assert!(wo.last_success.is_some());
+    assert!(!wo.polling);
+    let m = again.state.metrics.render();
+    let at = metric(
+        &m,
+        "bridge_poll_last_success_timestamp_seconds{resource=\"work_orders\"}",
+    )
+    .unwrap();
+    assert!(at > 1.0e9, "the freshness gauge survives too ({at})");
     app.stop().await;
 }
