@@ -1,5 +1,5 @@
-//! daftra-bridge: Daftra work orders as spreadsheets by URL, RabbitMQ change events and
-//! Prometheus metrics. `main.rs` only parses the command line; everything is built here so that
+//! daftra-bridge: every Daftra list resource (invoices, clients, products, stock, journals, work
+//! orders, ...) as spreadsheets by URL, RabbitMQ change events and Prometheus metrics. `main.rs` only parses the command line; everything is built here so that
 //! tests can start the whole bridge on port 0.
 
 pub mod catalogue;

@@ -36,8 +36,8 @@ pub enum Drift {
     Insert { after_page: u32 },
 }
 
-/// The JSON form of [`Drift`], a plain struct: an internally tagged enum would buffer its
-/// numbers, which serde_json's `arbitrary_precision` (exact amounts) cannot read back.
+/// The JSON form of [`Drift`], a plain struct, so that a delete without an id or an unknown
+/// action is refused with a message saying which.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct DriftSpec {
