@@ -30,13 +30,19 @@ pub fn truncate_cell(text: &str) -> &str {
 /// need nothing here: rust_xlsxwriter writes them as Excel's `_xHHHH_` escapes.
 pub fn xml_safe(text: &str) -> std::borrow::Cow<'_, str> {
     let bad = |c: char| matches!(c, '\u{FFFE}' | '\u{FFFF}');
+    // Excel's line break inside a cell is LF; a CR would show as `_x000D_` in many readers.
+    let text: std::borrow::Cow<'_, str> = if text.contains('\r') {
+        text.replace("\r\n", "\n").replace('\r', "\n").into()
+    } else {
+        text.into()
+    };
     if text.chars().any(bad) {
         text.chars()
             .map(|c| if bad(c) { '\u{FFFD}' } else { c })
             .collect::<String>()
             .into()
     } else {
-        text.into()
+        text
     }
 }
 
@@ -281,5 +287,6 @@ mod tests {
     fn xml_unsafe_characters_are_replaced() {
         assert_eq!(xml_safe("a\u{FFFF}b\u{1}\tc\n"), "a\u{FFFD}b\u{1}\tc\n");
         assert_eq!(xml_safe("fine"), "fine");
+        assert_eq!(xml_safe("one\r\ntwo\rthree\nfour"), "one\ntwo\nthree\nfour");
     }
 }

@@ -423,8 +423,9 @@ async fn hard_text_round_trips_through_csv_and_xlsx() {
             assert!(description.starts_with(&got));
         } else {
             assert_eq!(
-                got, *description,
-                "control characters survive as Excel escapes"
+                got,
+                description.replace("\r\n", "\n").replace('\r', "\n"),
+                "control characters survive as Excel escapes; CR LF becomes LF"
             );
         }
         assert!(row[2].as_f64().unwrap() < 0.0);
@@ -545,5 +546,40 @@ async fn a_sorted_live_export_is_sorted() {
         budgets.windows(2).all(|w| w[0] <= w[1]),
         "ascending budgets, no value first"
     );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn xlsx_whole_numbers_are_integers_and_line_breaks_are_lf() {
+    let app = spawn_app(Options::without_publisher()).await;
+    let mut raw = app.sim.state.records()[0].clone();
+    raw.insert("description".into(), json!("first\r\nsecond\rthird"));
+    raw.insert("budget".into(), json!("1500.50"));
+    app.sim.state.insert_raw(raw).unwrap();
+    app.poll().await;
+    let bytes = app
+        .get("/exports/work_orders.xlsx?fields=id,staff_id,budget,description")
+        .await
+        .bytes()
+        .await
+        .unwrap();
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes.to_vec())).unwrap();
+    let mut sheet = String::new();
+    std::io::Read::read_to_string(
+        &mut zip.by_name("xl/worksheets/sheet1.xml").unwrap(),
+        &mut sheet,
+    )
+    .unwrap();
+    assert!(sheet.contains("<v>1</v>"), "id 1 is written as an integer");
+    assert!(
+        !sheet.contains(".0</v>"),
+        "no whole number is written as x.0"
+    );
+    assert!(sheet.contains("<v>1500.5</v>"));
+    assert!(
+        !sheet.contains('\r') && !sheet.contains("_x000D_"),
+        "CR becomes LF"
+    );
+    assert!(sheet.contains("first\nsecond\nthird"));
     app.stop().await;
 }

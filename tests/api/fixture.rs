@@ -85,7 +85,8 @@ async fn the_fixture_survives_snapshot_csv_and_xlsx() {
     assert_eq!(row(1)[9].as_f64(), Some(1500.5));
     assert_eq!(
         row(1)[13],
-        Data::String("تغيير الحشوات\r\nوفحص المحرك، ثم \"اختبار\" الضغط".into())
+        Data::String("تغيير الحشوات\nوفحص المحرك، ثم \"اختبار\" الضغط".into()),
+        "CR LF becomes Excel's in-cell line break, LF"
     );
     assert_eq!(row(2)[8], Data::Empty);
     app.stop().await;

@@ -104,7 +104,7 @@ async fn secrets_never_appear_in_logs_status_or_metrics() {
         .unwrap();
     let http = reqwest::Client::new();
     let mut status = String::new();
-    for _ in 0..100 {
+    for _ in 0..300 {
         if let Ok(r) = http
             .get(format!("http://127.0.0.1:{port}/status"))
             .bearer_auth(token)
