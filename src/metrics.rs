@@ -58,6 +58,8 @@ pub struct Metrics {
     pub broker_blocked: IntGauge,
     pub export_rows: IntCounterVec,
     pub export_duration: HistogramVec,
+    /// XLSX text cells cut at Excel's 32,767-unit limit.
+    pub export_cells_truncated: IntCounterVec,
     /// HTTP requests served, by route template (never a raw path), method and status.
     pub http_requests: IntCounterVec,
     pub http_request_duration: HistogramVec,
@@ -205,6 +207,12 @@ impl Metrics {
                 "Duration in seconds of one export.",
                 &["resource", "format"],
             ),
+            export_cells_truncated: counter(
+                &r,
+                "bridge_export_cells_truncated_total",
+                "XLSX text cells cut at Excel's limit of 32,767 UTF-16 units per cell.",
+                &["resource"],
+            ),
             http_requests: counter(
                 &r,
                 "bridge_http_requests_total",
@@ -232,6 +240,7 @@ impl Metrics {
         for n in resources {
             let n = n.as_ref();
             self.api_unreadable_values.with_label_values(&[n]);
+            self.export_cells_truncated.with_label_values(&[n]);
             self.resource_available.with_label_values(&[n]).set(1);
             self.api_pages_fetched.with_label_values(&[n]);
             self.api_scan_pages.with_label_values(&[n]);

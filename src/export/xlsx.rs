@@ -85,6 +85,8 @@ pub struct XlsxSink<'p> {
     header: Format,
     date: Format,
     timestamp: Format,
+    /// Text cells cut at Excel's 32,767-unit limit so far.
+    pub truncated: u64,
 }
 
 impl<'p> XlsxSink<'p> {
@@ -100,6 +102,7 @@ impl<'p> XlsxSink<'p> {
             header: Format::new().set_bold(),
             date: Format::new().set_num_format("yyyy-mm-dd"),
             timestamp: Format::new().set_num_format("yyyy-mm-dd hh:mm:ss"),
+            truncated: 0,
         }
     }
 
@@ -153,6 +156,7 @@ impl RowSink for XlsxSink<'_> {
             self.new_sheet(columns)?;
         }
         let (row, date, timestamp) = (self.row, self.date.clone(), self.timestamp.clone());
+        let mut cut_cells = 0;
         let ws = self.sheet()?;
         for (i, column) in columns.iter().enumerate() {
             let col = i as u16;
@@ -175,7 +179,11 @@ impl RowSink for XlsxSink<'_> {
                     }
                 },
                 Cell::Text(t) => {
-                    ws.write_string(row, col, xml_safe(truncate_cell(t)))?;
+                    let cut = truncate_cell(t);
+                    if cut.len() < t.len() {
+                        cut_cells += 1;
+                    }
+                    ws.write_string(row, col, xml_safe(cut))?;
                 }
                 Cell::Date(d) | Cell::Timestamp(d) => {
                     let format = if matches!(column.kind, ColumnKind::Timestamp) {
@@ -191,6 +199,7 @@ impl RowSink for XlsxSink<'_> {
                 }
             }
         }
+        self.truncated += cut_cells;
         self.row += 1;
         Ok(())
     }

@@ -262,8 +262,17 @@ pub async fn download(
                 let _permit = permit;
                 let tmp = tempfile::NamedTempFile::new()?;
                 let mut sink = XlsxSink::new(tmp.path(), &q.resource.name);
-                let result = export::write_rows(rows, &q, &mut sink)
-                    .and_then(|n| sink.save(q.columns.len()).map(|_| n));
+                let written = export::write_rows(rows, &q, &mut sink);
+                let truncated = sink.truncated;
+                let result = written.and_then(|n| sink.save(q.columns.len()).map(|_| n));
+                if truncated > 0 {
+                    st.metrics
+                        .export_cells_truncated
+                        .with_label_values(&[&q.resource.name])
+                        .inc_by(truncated);
+                    tracing::warn!(resource = %q.resource.name, cells = truncated,
+                        "XLSX cells cut at Excel's 32,767-character limit (the CSV has them whole)");
+                }
                 record_export(
                     &st,
                     &q,

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use calamine::{Data, DataType, Reader, Xlsx};
 use serde_json::{json, Value};
 
-use crate::helpers::{spawn_app, Options};
+use crate::helpers::{metric, spawn_app, Options};
 
 /// The normalised value Daftra meant, computed independently of the bridge's code.
 fn expected(column: &str, raw: &serde_json::Map<String, Value>) -> String {
@@ -430,6 +430,14 @@ async fn hard_text_round_trips_through_csv_and_xlsx() {
         }
         assert!(row[2].as_f64().unwrap() < 0.0);
     }
+    assert_eq!(
+        metric(
+            &app.metrics().await,
+            "bridge_export_cells_truncated_total{resource=\"work_orders\"}"
+        ),
+        Some(1.0),
+        "the one cell over Excel's limit is counted"
+    );
     app.stop().await;
 }
 
