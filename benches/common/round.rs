@@ -82,6 +82,38 @@ fn outcome(status: &Value, started: Instant, cpu: f64) -> Round {
     }
 }
 
+/// `daftra-bridge serve` against the simulator at `base_url`, polling `resources` once an hour
+/// (the caller triggers further polls), with no broker and no output.
+fn spawn_serve(
+    bin: &str,
+    base_url: &str,
+    concurrency: usize,
+    resources: &str,
+    db: &std::path::Path,
+    port: u16,
+) -> std::io::Result<tokio::process::Child> {
+    tokio::process::Command::new(bin)
+        .arg("serve")
+        .env_clear()
+        .envs([
+            ("DAFTRA_BASE_URL", base_url.to_string()),
+            ("DAFTRA_API_KEY", "sim-api-key".into()),
+            ("DAFTRA_PAGE_SIZE", "1000".into()),
+            ("DAFTRA_CONCURRENCY", concurrency.to_string()),
+            ("DAFTRA_RESOURCES", resources.to_string()),
+            ("DATABASE_URL", format!("sqlite://{}", db.display())),
+            ("AMQP_URL", "amqp://guest:guest@127.0.0.1:1/%2f".into()),
+            ("BIND_ADDR", format!("127.0.0.1:{port}")),
+            ("POLL_INTERVAL_SECS", "3600".into()),
+            ("POLL_DEADLINE_SECS", "3600".into()),
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+}
+
 /// Runs `daftra-bridge serve` with `DAFTRA_RESOURCES=all` against the simulator at `base_url`
 /// (which serves every resource), measures the first round (baseline) and a second one
 /// (diff, triggered with `POST /poll/{name}`), then stops it.
@@ -100,26 +132,7 @@ pub async fn measure(
         .local_addr()?
         .port();
     let db = dir.join("catalogue.sqlite3");
-    let mut child = tokio::process::Command::new(bin)
-        .arg("serve")
-        .env_clear()
-        .envs([
-            ("DAFTRA_BASE_URL", base_url.to_string()),
-            ("DAFTRA_API_KEY", "sim-api-key".into()),
-            ("DAFTRA_PAGE_SIZE", "1000".into()),
-            ("DAFTRA_CONCURRENCY", concurrency.to_string()),
-            ("DAFTRA_RESOURCES", "all".into()),
-            ("DATABASE_URL", format!("sqlite://{}", db.display())),
-            ("AMQP_URL", "amqp://guest:guest@127.0.0.1:1/%2f".into()),
-            ("BIND_ADDR", format!("127.0.0.1:{port}")),
-            ("POLL_INTERVAL_SECS", "3600".into()),
-            ("POLL_DEADLINE_SECS", "3600".into()),
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()?;
+    let mut child = spawn_serve(bin, base_url, concurrency, "all", &db, port)?;
     let pid = child.id().unwrap_or_default();
     let started = Instant::now();
     let cpu0 = cpu_secs(pid);
@@ -135,13 +148,7 @@ pub async fn measure(
     }
     let second_status = wait_round(port, &first_status, names.len()).await?;
     let second = outcome(&second_status, started, cpu_secs(pid) - cpu1);
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let peak_rss = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map(|kb| kb * 1024.0)
-        .unwrap_or(f64::NAN);
+    let peak_rss = status_bytes(pid, "VmHWM");
     child.kill().await?;
     Ok(Rounds {
         first,
@@ -188,25 +195,7 @@ pub async fn memory_row(
         .local_addr()?
         .port();
     let db = dir.join(format!("memory-{records}.sqlite3"));
-    let mut child = tokio::process::Command::new(bin)
-        .arg("serve")
-        .env_clear()
-        .envs([
-            ("DAFTRA_BASE_URL", base_url.to_string()),
-            ("DAFTRA_API_KEY", "sim-api-key".into()),
-            ("DAFTRA_PAGE_SIZE", "1000".into()),
-            ("DAFTRA_CONCURRENCY", concurrency.to_string()),
-            ("DATABASE_URL", format!("sqlite://{}", db.display())),
-            ("AMQP_URL", "amqp://guest:guest@127.0.0.1:1/%2f".into()),
-            ("BIND_ADDR", format!("127.0.0.1:{port}")),
-            ("POLL_INTERVAL_SECS", "3600".into()),
-            ("POLL_DEADLINE_SECS", "3600".into()),
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()?;
+    let mut child = spawn_serve(bin, base_url, concurrency, "work_orders", &db, port)?;
     let pid = child.id().unwrap_or_default();
     let first = wait_round(port, &Value::Null, 1).await?;
     let first_peak = status_bytes(pid, "VmHWM");

@@ -66,9 +66,10 @@ fn resolve(state: &AppState, file: &str) -> Result<(&'static Resource, Format), 
     Ok((resource, format))
 }
 
-/// Picks the row source: the snapshot once a baseline exists, else (or with `source=live`)
-/// Daftra, whose first page must arrive before the answer starts, so an outage is a 503.
-async fn rows(state: &AppState, q: &ExportQuery) -> Result<Rows, ApiError> {
+/// Whether the export reads the snapshot: `Ok(true)` once a baseline exists (unless
+/// `source=live`), `Ok(false)` to read Daftra live, and a 503 for an explicit `source=snapshot`
+/// before the first snapshot.
+async fn reads_snapshot(state: &AppState, q: &ExportQuery) -> Result<bool, ApiError> {
     let store = state.store.clone();
     let name = &q.resource.source().name;
     let has_snapshot = web::block(move || store.has_baseline(name))
@@ -76,7 +77,7 @@ async fn rows(state: &AppState, q: &ExportQuery) -> Result<Rows, ApiError> {
         .map_err(|e| ApiError::Internal(e.to_string()))?
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     if q.source == Source::Snapshot && has_snapshot {
-        return Ok(Rows::Snapshot(state.store.clone()));
+        return Ok(true);
     }
     if q.source == Source::Snapshot && q.source_given {
         return Err(ApiError::Unavailable {
@@ -87,6 +88,17 @@ async fn rows(state: &AppState, q: &ExportQuery) -> Result<Rows, ApiError> {
             retry_after: RETRY_AFTER_SECS,
         });
     }
+    Ok(false)
+}
+
+/// Picks the row source (see [`reads_snapshot`]); a live read's first page must arrive before
+/// the answer starts, so an outage is a 503.
+async fn rows(state: &AppState, q: &ExportQuery) -> Result<Rows, ApiError> {
+    if reads_snapshot(state, q).await? {
+        return Ok(Rows::Snapshot(state.store.clone()));
+    }
+    // Not read from the snapshot: with the default source that means there is none yet.
+    let has_snapshot = q.source == Source::Live;
     let mut rest = export::live_pages(state.client.clone(), q.resource, state.metrics.clone());
     match rest.recv().await {
         Some(Ok(first)) => Ok(Rows::Live {
@@ -198,19 +210,7 @@ pub async fn download(
     let disposition = content_disposition(&export::file_name(resource, format));
     if req.method() == actix_web::http::Method::HEAD {
         // What a GET would answer, without building the file.
-        let store = state.store.clone();
-        let name = resource.source().name.clone();
-        let has_snapshot = web::block(move || store.has_baseline(&name))
-            .await
-            .map_err(|e| ApiError::Internal(e.to_string()))?
-            .map_err(|e| ApiError::Internal(e.to_string()))?;
-        if q.source == Source::Snapshot && q.source_given && !has_snapshot {
-            return Err(ApiError::Unavailable {
-                message: "no snapshot yet".into(),
-                retry_after: RETRY_AFTER_SECS,
-            });
-        }
-        let from = if q.source == Source::Snapshot && has_snapshot {
+        let from = if reads_snapshot(&state, &q).await? {
             "snapshot"
         } else {
             "live"
