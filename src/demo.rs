@@ -154,11 +154,11 @@ fn change_some(sim: &Simulator, round: u64) {
 /// Declares [`DEMO_QUEUE`] bound to every work-order event and prints what arrives.
 async fn print_events(settings: Settings, cancel: CancellationToken) {
     let consume = async {
-        let conn = crate::publisher::connect(&settings.amqp_url).await?;
+        let conn = crate::sinks::amqp::connect(&settings.amqp_url).await?;
         let ch = conn.create_channel().await?;
         let mut args = FieldTable::default();
         args.insert("x-max-length".into(), AMQPValue::LongInt(10_000));
-        crate::publisher::declare_exchange(&ch, &settings.amqp_exchange).await?;
+        crate::sinks::amqp::declare_exchange(&ch, &settings.amqp_exchange).await?;
         // Exclusive and auto-deleted: the queue goes away with the demo, so it never collects
         // a later `serve`'s events nor hides unroutable ones.
         ch.queue_declare(

@@ -51,6 +51,8 @@ pub struct OutboxEvent {
     pub routing_key: String,
     /// The CloudEvents JSON.
     pub body: String,
+    /// The record's id (the CloudEvents `subject`): a sink keeps one record's events in order.
+    pub record_id: i64,
 }
 
 #[derive(Serialize)]
@@ -234,6 +236,7 @@ pub fn to_outbox(
         routing_key: format!("{}.{}", resource.singular, change.op.as_str()),
         body: serde_json::to_string(&event).unwrap_or_else(|_| Value::Null.to_string()),
         event_id: id,
+        record_id: change.id,
     }
 }
 

@@ -63,8 +63,27 @@ pub struct Metrics {
     /// HTTP requests served, by route template (never a raw path), method and status.
     pub http_requests: IntCounterVec,
     pub http_request_duration: HistogramVec,
+    /// Webhook delivery attempts by endpoint id and outcome ([`WEBHOOK_OUTCOMES`]).
+    pub webhook_deliveries: IntCounterVec,
+    /// Seconds per webhook delivery attempt, by endpoint id.
+    pub webhook_attempt_duration: HistogramVec,
+    /// Events waiting for an endpoint (its queue and the outbox past its cursor).
+    pub webhook_pending: IntGaugeVec,
+    /// 1 while an endpoint is disabled (410 Gone, retries exhausted, or the operator).
+    pub webhook_disabled: IntGaugeVec,
     pub build_info: Gauge,
 }
+
+/// Outcomes of `bridge_webhook_deliveries_total`: `delivered` (2xx), `rejected` (another
+/// status), `timeout`, `connection` (no answer) and `refused` (a target address not allowed).
+pub const WEBHOOK_OUTCOMES: &[&str] =
+    &["delivered", "rejected", "timeout", "connection", "refused"];
+
+/// Buckets of one webhook attempt: a local receiver answers in a millisecond, the timeout is
+/// at most 300 s.
+const WEBHOOK_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
 
 /// Registers `metric` on `r` and hands it back; names are fixed here, so a clash is a bug.
 fn register<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, metric: T) -> T {
@@ -225,6 +244,36 @@ impl Metrics {
                 "Duration in seconds of HTTP requests, by route template.",
                 &["route", "method"],
             ),
+            webhook_deliveries: counter(
+                &r,
+                "bridge_webhook_deliveries_total",
+                "Webhook delivery attempts by endpoint and outcome.",
+                &["endpoint", "outcome"],
+            ),
+            webhook_attempt_duration: register(
+                &r,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "bridge_webhook_attempt_duration_seconds",
+                        "Duration in seconds of one webhook delivery attempt.",
+                    )
+                    .buckets(WEBHOOK_BUCKETS.to_vec()),
+                    &["endpoint"],
+                )
+                .expect("valid metric"),
+            ),
+            webhook_pending: int_gauge_vec(
+                &r,
+                "bridge_webhook_pending",
+                "Events waiting for a webhook endpoint.",
+                &["endpoint"],
+            ),
+            webhook_disabled: int_gauge_vec(
+                &r,
+                "bridge_webhook_endpoint_disabled",
+                "1 while a webhook endpoint is disabled, else 0.",
+                &["endpoint"],
+            ),
             build_info,
             registry: r,
         };
@@ -232,6 +281,26 @@ impl Metrics {
             m.publish_failures.with_label_values(&[reason]);
         }
         m
+    }
+
+    /// Exports the series of webhook endpoint `id` at zero.
+    pub fn init_endpoint(&self, id: &str) {
+        for outcome in WEBHOOK_OUTCOMES {
+            self.webhook_deliveries.with_label_values(&[id, outcome]);
+        }
+        self.webhook_attempt_duration.with_label_values(&[id]);
+        self.webhook_pending.with_label_values(&[id]);
+        self.webhook_disabled.with_label_values(&[id]);
+    }
+
+    /// Drops the series of a deleted endpoint.
+    pub fn forget_endpoint(&self, id: &str) {
+        for outcome in WEBHOOK_OUTCOMES {
+            let _ = self.webhook_deliveries.remove_label_values(&[id, outcome]);
+        }
+        let _ = self.webhook_attempt_duration.remove_label_values(&[id]);
+        let _ = self.webhook_pending.remove_label_values(&[id]);
+        let _ = self.webhook_disabled.remove_label_values(&[id]);
     }
 
     /// Exports the series of each resource named in `resources` at zero, so dashboards see them

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use actix_web::HttpServer;
 use anyhow::Context;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -16,7 +16,8 @@ use crate::daftra::DaftraClient;
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
 use crate::poller::{PollTrigger, Poller};
-use crate::publisher::Publisher;
+use crate::sinks::amqp::Publisher;
+use crate::sinks::webhook::WebhookSink;
 use crate::status::{BrokerState, StatusBoard};
 use crate::store::Store;
 
@@ -28,6 +29,8 @@ pub struct Application {
     pub state: AppState,
     pub poller: Poller,
     pub publisher: Publisher,
+    /// The webhook sink (runs with the publisher).
+    pub webhooks: WebhookSink,
     pub settings: Settings,
     /// Run the periodic poll loop (tests drive `poller.poll_once` themselves instead).
     pub poll_loop: bool,
@@ -85,7 +88,7 @@ impl Application {
             }
         }
         let broker = Arc::new(BrokerState::default());
-        let outbox_notify = Arc::new(Notify::new());
+        let outbox_notify = Arc::new(crate::sinks::OutboxSignal::default());
         let triggers: HashMap<_, _> = settings
             .resources
             .iter()
@@ -108,9 +111,15 @@ impl Application {
             amqp_url: settings.amqp_url.clone(),
             exchange: settings.amqp_exchange.clone(),
             confirm_timeout: settings.confirm_timeout,
-            notify: outbox_notify,
+            notify: outbox_notify.clone(),
             broker: broker.clone(),
         };
+        let webhooks = WebhookSink::new(
+            store.clone(),
+            metrics.clone(),
+            settings.webhooks.clone(),
+            outbox_notify,
+        )?;
         let state = AppState {
             store,
             metrics,
@@ -121,6 +130,8 @@ impl Application {
             resources: Arc::new(settings.resources.clone()),
             export_token: settings.export_token.clone(),
             xlsx_builds: Arc::new(Semaphore::new(settings.max_xlsx_builds)),
+            webhooks: Arc::new(settings.webhooks.clone()),
+            endpoints_changed: webhooks.endpoints_changed.clone(),
         };
         Ok(Application {
             listener,
@@ -128,6 +139,7 @@ impl Application {
             state,
             poller,
             publisher,
+            webhooks,
             settings,
             poll_loop: true,
             publish: true,
@@ -163,6 +175,7 @@ impl Application {
         }
         if self.publish {
             tracker.spawn(self.publisher.clone().run(cancel.clone(), deadline));
+            tracker.spawn(self.webhooks.clone().run(cancel.clone()));
         }
         // The zone Daftra reports, for /status: read once, and never in the way of anything.
         let (client, status, stop) = (

@@ -13,6 +13,7 @@ use serde::Deserialize;
 mod account;
 mod secret;
 mod values;
+mod webhooks;
 
 use account::{resolve_clock, resolve_intervals};
 pub use account::{resolve_resources, POLL_INTERVAL_PREFIX};
@@ -20,6 +21,7 @@ pub use account::{resolve_resources, POLL_INTERVAL_PREFIX};
 pub use secret::{redact_url, Secret};
 use values::{boolean, err, int_in, non_empty, secret, secs};
 pub use values::{parse_bool, parse_database_url};
+pub use webhooks::{WebhookSettings, DEFAULT_RETRY_SCHEDULE};
 
 /// How the bridge authenticates to Daftra.
 #[derive(Clone, Debug)]
@@ -94,6 +96,8 @@ pub struct Settings {
     /// Time allowed on SIGTERM to finish HTTP requests and drain the outbox.
     pub shutdown_deadline: Duration,
     pub log_format: LogFormat,
+    /// Outgoing webhooks, the inbound Daftra webhook and the event log.
+    pub webhooks: WebhookSettings,
 }
 
 impl Settings {
@@ -152,6 +156,12 @@ pub struct RawEnv {
     pub export_max_xlsx_builds: Option<String>,
     pub shutdown_deadline_secs: Option<String>,
     pub log_format: Option<String>,
+    pub admin_token: Option<String>,
+    pub inbound_webhook_token: Option<String>,
+    pub webhook_retry_schedule_secs: Option<String>,
+    pub webhook_timeout_secs: Option<String>,
+    pub webhook_allow_private_targets: Option<String>,
+    pub event_log_retention_secs: Option<String>,
 }
 
 impl RawEnv {
@@ -357,6 +367,7 @@ impl Settings {
                 3600,
             )?,
             log_format,
+            webhooks: WebhookSettings::from_raw(raw)?,
         })
     }
 }

@@ -3,6 +3,7 @@
 mod access;
 mod exports;
 mod ops;
+mod webhooks;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,7 +15,7 @@ use serde_json::json;
 use tokio::sync::Semaphore;
 
 use crate::catalogue::Resource;
-use crate::config::Secret;
+use crate::config::{Secret, WebhookSettings};
 use crate::daftra::DaftraClient;
 use crate::metrics::Metrics;
 use crate::poller::PollTrigger;
@@ -36,6 +37,10 @@ pub struct AppState {
     pub export_token: Option<Secret>,
     /// Limits concurrent XLSX builds (`EXPORT_MAX_XLSX_BUILDS`).
     pub xlsx_builds: Arc<Semaphore>,
+    /// The admin and inbound tokens and the target rules of the webhook routes.
+    pub webhooks: Arc<WebhookSettings>,
+    /// Tells the webhook sink that an endpoint was created, changed or deleted.
+    pub endpoints_changed: Arc<tokio::sync::Notify>,
 }
 
 /// An error answer with a JSON body `{"error": kind, "message": ..., "field"?: ...}`.
@@ -115,8 +120,14 @@ fn get_or_head(path: &str, handler: actix_web::Route) -> actix_web::Resource {
 /// A route for the methods in `allow`; other methods get 405 with `Allow` (RFC 9110 section
 /// 15.5.6) and a JSON body.
 fn only(path: &str, route: actix_web::Route, allow: &'static str) -> actix_web::Resource {
-    web::resource(path)
-        .route(route)
+    methods(path, vec![route], allow)
+}
+
+/// As [`only`], with one route per method.
+fn methods(path: &str, routes: Vec<actix_web::Route>, allow: &'static str) -> actix_web::Resource {
+    routes
+        .into_iter()
+        .fold(web::resource(path), |r, route| r.route(route))
         .default_service(web::to(move || async move {
             HttpResponse::MethodNotAllowed()
                 .insert_header(("Allow", allow))
@@ -177,6 +188,42 @@ pub fn app(
         .service(get_or_head("/healthz", web::to(ops::healthz)))
         .service(get_or_head("/readyz", web::to(ops::readyz)))
         .service(get_or_head("/metrics", web::to(ops::metrics)))
+        .service(only(
+            "/webhooks/daftra/{resource}",
+            web::post().to(webhooks::inbound),
+            "POST",
+        ))
+        .service(methods(
+            "/webhooks/endpoints",
+            vec![
+                web::get().to(webhooks::list),
+                web::post().to(webhooks::create),
+            ],
+            "GET, POST",
+        ))
+        .service(methods(
+            "/webhooks/endpoints/{id}",
+            vec![
+                web::get().to(webhooks::get),
+                web::patch().to(webhooks::patch),
+                web::delete().to(webhooks::delete),
+            ],
+            "GET, PATCH, DELETE",
+        ))
+        .service(only(
+            "/webhooks/endpoints/{id}/rotate-secret",
+            web::post().to(webhooks::rotate),
+            "POST",
+        ))
+        .service(only(
+            "/webhooks/endpoints/{id}/replay",
+            web::post().to(webhooks::replay),
+            "POST",
+        ))
+        .service(get_or_head(
+            "/webhooks/endpoints/{id}/deliveries",
+            web::to(webhooks::deliveries),
+        ))
         .default_service(web::to(|| async {
             ApiError::NotFound("no such route".into()).error_response()
         }))

@@ -72,6 +72,7 @@ pub async fn status(
         "outbox_pending": pending,
         "broker": state.broker.get(),
         "publish_failures": publish_failures,
+        "webhooks": super::webhooks::status_part(&state).await,
     })))
 }
 

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Semaphore;
 
 use crate::catalogue::Resource;
 use crate::daftra::{DaftraClient, FetchError};
@@ -35,7 +35,7 @@ pub struct Poller {
     pub metrics: Metrics,
     pub status: Arc<StatusBoard>,
     /// Woken after a commit that appended events.
-    pub outbox_notify: Arc<Notify>,
+    pub outbox_notify: Arc<crate::sinks::OutboxSignal>,
     pub emit_initial: bool,
     /// Overall deadline of one poll.
     pub deadline: Duration,
@@ -386,7 +386,7 @@ impl Poller {
         }
         if n_events > 0 {
             self.metrics.outbox_pending.add(n_events as i64);
-            self.outbox_notify.notify_one();
+            self.outbox_notify.notify();
         }
         Ok(outcome)
     }

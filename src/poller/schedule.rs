@@ -77,4 +77,13 @@ impl PollTrigger {
         }
         running
     }
+
+    /// Asks for a poll now, or for one more right after the running one; calls while a poll
+    /// runs are coalesced into that one more poll (the notification holds one permit). Returns
+    /// `true` when a poll was running.
+    pub fn request_again(&self) -> bool {
+        let running = self.running.load(Ordering::SeqCst);
+        self.notify.notify_one();
+        running
+    }
 }

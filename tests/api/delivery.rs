@@ -90,7 +90,7 @@ async fn a_nacked_event_stays_in_the_outbox_until_it_is_confirmed() {
     })
     .await;
     // A full queue that rejects publishes makes the broker nack them.
-    let conn = daftra_bridge::publisher::connect(&Secret::new(amqp_url()))
+    let conn = daftra_bridge::sinks::amqp::connect(&Secret::new(amqp_url()))
         .await
         .unwrap();
     let ch = conn.create_channel().await.unwrap();
@@ -311,7 +311,7 @@ async fn a_real_broker_restart_loses_no_event() {
     let mut queue_name = None;
     {
         // A durable queue, so it survives the restart and holds what is published after it.
-        let conn = daftra_bridge::publisher::connect(&Secret::new(amqp_url()))
+        let conn = daftra_bridge::sinks::amqp::connect(&Secret::new(amqp_url()))
             .await
             .unwrap();
         let ch = conn.create_channel().await.unwrap();
@@ -358,7 +358,7 @@ async fn a_real_broker_restart_loses_no_event() {
         "the outbox drained after the restart",
     )
     .await;
-    let conn = daftra_bridge::publisher::connect(&Secret::new(amqp_url()))
+    let conn = daftra_bridge::sinks::amqp::connect(&Secret::new(amqp_url()))
         .await
         .unwrap();
     let ch = conn.create_channel().await.unwrap();

@@ -48,6 +48,18 @@ pub struct Options {
     pub resources: Option<String>,
     /// `DAFTRA_TIMEZONE`; unset means UTC.
     pub timezone: Option<String>,
+    /// `ADMIN_TOKEN` (the webhook admin API).
+    pub admin_token: Option<String>,
+    /// `INBOUND_WEBHOOK_TOKEN`.
+    pub inbound_token: Option<String>,
+    /// `WEBHOOK_RETRY_SCHEDULE_SECS`.
+    pub webhook_schedule: Option<String>,
+    /// `WEBHOOK_TIMEOUT_SECS`.
+    pub webhook_timeout: Option<String>,
+    /// `WEBHOOK_ALLOW_PRIVATE_TARGETS` (true by default here: receivers listen on loopback).
+    pub allow_private: bool,
+    /// Run the periodic poll loop (off by default: tests call `poll()`).
+    pub poll_loop: bool,
 }
 
 impl Options {
@@ -75,6 +87,12 @@ impl Default for Options {
             publisher: true,
             resources: None,
             timezone: None,
+            admin_token: None,
+            inbound_token: None,
+            webhook_schedule: None,
+            webhook_timeout: None,
+            allow_private: true,
+            poll_loop: false,
         }
     }
 }
@@ -112,6 +130,11 @@ pub fn settings_for(sim: &Simulator, opts: &Options, db: &tempfile::TempDir) -> 
         daftra_resources: opts.resources.clone(),
         daftra_timezone: opts.timezone.clone(),
         shutdown_deadline_secs: Some("5".into()),
+        admin_token: opts.admin_token.clone(),
+        inbound_webhook_token: opts.inbound_token.clone(),
+        webhook_retry_schedule_secs: opts.webhook_schedule.clone(),
+        webhook_timeout_secs: opts.webhook_timeout.clone(),
+        webhook_allow_private_targets: Some(opts.allow_private.to_string()),
         ..Default::default()
     };
     let auth = opts
@@ -132,7 +155,7 @@ pub async fn spawn_app(opts: Options) -> TestApp {
     let settings = settings_for(&sim, &opts, &db);
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let mut app = Application::build_with_listener(settings.clone(), listener).expect("app");
-    app.poll_loop = false;
+    app.poll_loop = opts.poll_loop;
     app.publish = opts.publisher;
     let (port, poller, state) = (app.port, app.poller.clone(), app.state.clone());
     let exchange = settings.amqp_exchange.clone();
@@ -157,11 +180,11 @@ pub async fn spawn_app(opts: Options) -> TestApp {
 }
 
 pub async fn declare_exchange(exchange: &str) {
-    let conn = daftra_bridge::publisher::connect(&Secret::new(amqp_url()))
+    let conn = daftra_bridge::sinks::amqp::connect(&Secret::new(amqp_url()))
         .await
         .expect("RabbitMQ is running (tests/run.sh starts it)");
     let ch = conn.create_channel().await.unwrap();
-    daftra_bridge::publisher::declare_exchange(&ch, exchange)
+    daftra_bridge::sinks::amqp::declare_exchange(&ch, exchange)
         .await
         .unwrap();
     let _ = conn.close(200, "declared").await;
@@ -233,7 +256,7 @@ pub struct Received {
 
 impl EventQueue {
     pub async fn bind(exchange: &str, key: &str) -> EventQueue {
-        let conn = daftra_bridge::publisher::connect(&Secret::new(amqp_url()))
+        let conn = daftra_bridge::sinks::amqp::connect(&Secret::new(amqp_url()))
             .await
             .expect("RabbitMQ");
         let ch = conn.create_channel().await.unwrap();

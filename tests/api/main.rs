@@ -13,3 +13,4 @@ mod proxy;
 mod startup;
 mod upstream;
 mod values;
+mod webhooks;

@@ -45,8 +45,8 @@ fn a_bad_variable_stops_start_up_naming_it() {
             .output()
             .unwrap();
         assert!(
-            started.elapsed() < Duration::from_secs(1),
-            "{name}: stops within a second"
+            started.elapsed() < Duration::from_secs(15),
+            "{name}: stops at once, without retrying anything"
         );
         assert!(!out.status.success(), "{name}={value} must stop start-up");
         let stderr = String::from_utf8_lossy(&out.stderr);

@@ -1,5 +1,6 @@
-//! The publisher: drains the outbox in order to the RabbitMQ topic exchange with publisher
-//! confirms, deleting a row only after its confirm. Owns reconnection with capped backoff.
+//! The RabbitMQ sink: drains the outbox in order to the topic exchange with publisher
+//! confirms, moving its cursor past a row only after its confirm. Owns reconnection with
+//! capped backoff.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,13 +9,12 @@ use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareO
 use lapin::publisher_confirm::Confirmation;
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{redact_url, Secret};
 use crate::metrics::Metrics;
 use crate::status::{BrokerConnection, BrokerState};
-use crate::store::{OutboxRow, Store};
+use crate::store::{OutboxRow, Store, AMQP_SINK};
 
 /// Outbox rows published per batch; their confirms are awaited together (pipelined).
 pub const BATCH_SIZE: usize = 1000;
@@ -31,7 +31,7 @@ pub struct Publisher {
     /// Deadline of one publish and of its confirm.
     pub confirm_timeout: Duration,
     /// Woken when the poller appends events.
-    pub notify: Arc<Notify>,
+    pub notify: Arc<crate::sinks::OutboxSignal>,
     pub broker: Arc<BrokerState>,
 }
 
@@ -92,13 +92,16 @@ impl Publisher {
         Ok(channel)
     }
 
-    /// Publishes one batch of the outbox; returns the number of rows confirmed and removed.
+    /// Publishes one batch of the outbox past this sink's cursor; returns the number of rows
+    /// confirmed (the cursor moves past them).
     pub async fn drain_batch(&self, channel: &Channel) -> Result<usize, PublishError> {
         let store = self.store.clone();
-        let rows: Vec<OutboxRow> =
-            tokio::task::spawn_blocking(move || store.outbox_batch(0, BATCH_SIZE))
-                .await
-                .expect("outbox read task")?;
+        let rows: Vec<OutboxRow> = tokio::task::spawn_blocking(move || {
+            let cursor = store.sink_cursor(AMQP_SINK)?;
+            store.outbox_batch(cursor, BATCH_SIZE)
+        })
+        .await
+        .expect("outbox read task")?;
         if rows.is_empty() {
             return Ok(0);
         }
@@ -133,7 +136,7 @@ impl Publisher {
                 }
             }
         }
-        // Only the confirmed prefix leaves the outbox, so per-record order is never broken.
+        // The cursor moves past the confirmed prefix only, so per-record order is never broken.
         let mut done = Vec::with_capacity(confirms.len());
         for (row, confirm) in rows.iter().zip(confirms) {
             let answer = match tokio::time::timeout(self.confirm_timeout, confirm).await {
@@ -170,11 +173,11 @@ impl Publisher {
             done.push(row.seq);
         }
         let confirmed = done.len();
-        if confirmed > 0 {
+        if let Some(&last) = done.last() {
             let store = self.store.clone();
-            tokio::task::spawn_blocking(move || store.outbox_delete(&done))
+            tokio::task::spawn_blocking(move || store.confirm_sink(AMQP_SINK, last))
                 .await
-                .expect("outbox delete task")?;
+                .expect("outbox confirm task")?;
             self.metrics.outbox_pending.sub(confirmed as i64);
         }
         match failure {
@@ -250,6 +253,7 @@ impl Publisher {
         let shown_url = redact_url(self.amqp_url.expose());
         let mut attempt: u32 = 0;
         let mut conn: Option<(Connection, Channel)> = None;
+        let mut appended = self.notify.subscribe();
         while !cancel.is_cancelled() {
             if conn
                 .as_ref()
@@ -306,7 +310,7 @@ impl Publisher {
                 Ok(_) => {
                     tokio::select! {
                         _ = cancel.cancelled() => {}
-                        _ = self.notify.notified() => {}
+                        _ = appended.changed() => {}
                         _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                     }
                 }

@@ -1,0 +1,414 @@
+//! The webhook sink: signed HTTP deliveries of the outbox's events to every enabled endpoint,
+//! at least once, in order per record, each endpoint on its own task so a slow or dead one
+//! never delays the others or RabbitMQ.
+//!
+//! Per endpoint: the events past its cursor that its filter accepts are queued (one
+//! transaction moves the cursor with them); due messages, each the oldest of its record, are
+//! attempted together; every outcome is committed before the next batch. A 2xx removes the
+//! message; another answer or no answer schedules the next attempt by the retry schedule with
+//! jitter; 410 Gone or an exhausted schedule disables the endpoint (its messages wait for it to
+//! be re-enabled). A crash between an attempt and its commit repeats that attempt.
+
+pub mod filter;
+pub mod signature;
+pub mod target;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use rand::Rng;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::WebhookSettings;
+use crate::metrics::Metrics;
+use crate::sinks::OutboxSignal;
+use crate::store::{AttemptOutcome, AttemptRecord, DueMessage, Endpoint, Store};
+
+/// Messages attempted at once per endpoint.
+pub const BATCH: usize = 64;
+/// Bytes of a response body read (the rest is dropped; only the status counts).
+pub const RESPONSE_LIMIT: usize = 4096;
+/// How long a rotated-out secret keeps signing next to the new one.
+pub const ROTATION_OVERLAP: Duration = Duration::from_secs(24 * 3600);
+/// Outbox rows queued per fan-out step.
+const FAN_OUT_BATCH: usize = 1000;
+
+/// The sink's shared parts. Cheap to clone.
+#[derive(Clone)]
+pub struct WebhookSink {
+    pub store: Store,
+    pub metrics: Metrics,
+    pub settings: WebhookSettings,
+    /// Woken when the poller appends events.
+    pub appended: Arc<OutboxSignal>,
+    /// Woken when the admin API changes an endpoint.
+    pub endpoints_changed: Arc<Notify>,
+    client: reqwest::Client,
+}
+
+/// One attempt's result before it is committed.
+struct Tried {
+    status: Option<u16>,
+    error: Option<String>,
+    outcome: &'static str,
+    latency: Duration,
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, crate::store::StoreError> + Send + 'static,
+) -> Result<T, crate::store::StoreError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .expect("store task panicked")
+}
+
+impl WebhookSink {
+    /// Builds the sink and its HTTP client: no redirects followed, `settings.timeout` per
+    /// attempt, and the private-address guard on every connection.
+    pub fn new(
+        store: Store,
+        metrics: Metrics,
+        settings: WebhookSettings,
+        appended: Arc<OutboxSignal>,
+    ) -> anyhow::Result<Self> {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(settings.timeout)
+            .connect_timeout(settings.timeout)
+            .dns_resolver(Arc::new(target::GuardedResolver {
+                allow_private: settings.allow_private,
+            }))
+            .user_agent(concat!(
+                "daftra-bridge-webhooks/",
+                env!("CARGO_PKG_VERSION")
+            ))
+            .pool_max_idle_per_host(BATCH)
+            .build()?;
+        Ok(WebhookSink {
+            store,
+            metrics,
+            settings,
+            appended,
+            endpoints_changed: Arc::new(Notify::new()),
+            client,
+        })
+    }
+
+    /// Runs one delivery task per enabled endpoint (started and stopped as endpoints are
+    /// created, disabled and deleted) and prunes the event log, until `cancel`.
+    pub async fn run(self, cancel: CancellationToken) {
+        let mut workers: HashMap<String, (CancellationToken, tokio::task::JoinHandle<()>)> =
+            HashMap::new();
+        let mut last_prune: Option<Instant> = None;
+        while !cancel.is_cancelled() {
+            let store = self.store.clone();
+            match blocking(move || store.endpoints()).await {
+                Ok(endpoints) => {
+                    workers.retain(|id, (stop, task)| {
+                        let keep = !task.is_finished()
+                            && endpoints.iter().any(|e| &e.id == id && !e.disabled);
+                        if !keep {
+                            stop.cancel();
+                        }
+                        keep
+                    });
+                    for e in &endpoints {
+                        self.metrics.init_endpoint(&e.id);
+                        self.metrics
+                            .webhook_disabled
+                            .with_label_values(&[&e.id])
+                            .set(i64::from(e.disabled));
+                        if e.disabled {
+                            if let Ok(n) = self.store.endpoint_pending(&e.id) {
+                                self.metrics
+                                    .webhook_pending
+                                    .with_label_values(&[&e.id])
+                                    .set(n as i64);
+                            }
+                        } else if !workers.contains_key(&e.id) {
+                            let stop = cancel.child_token();
+                            let task = tokio::spawn(
+                                self.clone().serve_endpoint(e.id.clone(), stop.clone()),
+                            );
+                            workers.insert(e.id.clone(), (stop, task));
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "Cannot read the webhook endpoints; retrying"),
+            }
+            if last_prune.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
+                last_prune = Some(Instant::now());
+                let (store, retention) = (self.store.clone(), self.settings.event_log_retention);
+                match blocking(move || {
+                    Ok((store.prune_event_log(retention)?, store.prune_attempts()?))
+                })
+                .await
+                {
+                    Ok((events, attempts)) if events + attempts > 0 => {
+                        tracing::debug!(
+                            events,
+                            attempts,
+                            "Pruned the event log and the attempt log"
+                        )
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "Pruning the event log failed"),
+                }
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => {}
+                _ = self.endpoints_changed.notified() => {}
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+        for (_, (stop, task)) in workers {
+            stop.cancel();
+            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+        }
+        tracing::info!("Webhook sink stopped; undelivered events resume after the next start");
+    }
+
+    /// Delivers to endpoint `id` until it is disabled, deleted or `cancel` fires.
+    async fn serve_endpoint(self, id: String, cancel: CancellationToken) {
+        let mut appended = self.appended.subscribe();
+        while !cancel.is_cancelled() {
+            match self.step(&id, &cancel).await {
+                Ok(Some(wait)) => {
+                    tokio::select! {
+                        _ = cancel.cancelled() => {}
+                        _ = appended.changed() => {}
+                        _ = tokio::time::sleep(wait) => {}
+                    }
+                }
+                Ok(None) => {}
+                Err(Stop) => break,
+            }
+        }
+        tracing::debug!(endpoint = %id, "Webhook delivery task stopped");
+    }
+
+    /// One round: queue new events, attempt what is due, commit. `Ok(Some(wait))` when nothing
+    /// was due (wait that long or until new events), `Ok(None)` to go again at once.
+    async fn step(&self, id: &str, cancel: &CancellationToken) -> Result<Option<Duration>, Stop> {
+        let store = self.store.clone();
+        let owned = id.to_string();
+        let loaded = blocking(move || {
+            let Some(endpoint) = store.endpoint(&owned)? else {
+                return Ok(None);
+            };
+            if endpoint.disabled {
+                return Ok(None);
+            }
+            let endpoint = fan_out(&store, endpoint)?;
+            let due = store.due_messages(&owned, chrono::Utc::now().timestamp_millis(), BATCH)?;
+            let pending = store.endpoint_pending(&owned)?;
+            let next = if due.is_empty() {
+                store.next_due(&owned)?
+            } else {
+                None
+            };
+            Ok(Some((endpoint, due, pending, next)))
+        })
+        .await;
+        let (endpoint, due, pending, next) = match loaded {
+            Ok(Some(x)) => x,
+            Ok(None) => return Err(Stop),
+            Err(e) => {
+                tracing::warn!(endpoint = %id, error = %e, "Webhook delivery cannot read the store; retrying");
+                return Ok(Some(Duration::from_secs(1)));
+            }
+        };
+        self.metrics
+            .webhook_pending
+            .with_label_values(&[id])
+            .set(pending as i64);
+        if due.is_empty() {
+            let now = chrono::Utc::now().timestamp_millis();
+            let wait = next.map_or(1000, |t| t.saturating_sub(now).clamp(10, 1000));
+            return Ok(Some(Duration::from_millis(wait as u64)));
+        }
+        let attempts = futures::future::join_all(due.iter().map(|m| self.attempt(&endpoint, m)));
+        let tried = tokio::select! {
+            _ = cancel.cancelled() => return Err(Stop),
+            t = attempts => t,
+        };
+        let mut disable = None;
+        let now = chrono::Utc::now().timestamp_millis();
+        let records: Vec<AttemptRecord> = due
+            .iter()
+            .zip(tried)
+            .map(|(m, t)| {
+                let attempt = m.attempt + 1;
+                let outcome = match t.status {
+                    Some(s) if (200..300).contains(&s) => AttemptOutcome::Delivered,
+                    Some(410) => {
+                        disable = Some("the endpoint answered 410 Gone".to_string());
+                        AttemptOutcome::Stopped
+                    }
+                    _ => match self.settings.retry_schedule.get(m.attempt as usize) {
+                        Some(delay) => AttemptOutcome::RetryAt(now + jittered(*delay)),
+                        None => {
+                            disable = Some(format!(
+                                "every attempt of the retry schedule failed ({attempt} attempts of event {})",
+                                m.event_id
+                            ));
+                            AttemptOutcome::Stopped
+                        }
+                    },
+                };
+                self.metrics
+                    .webhook_deliveries
+                    .with_label_values(&[id, t.outcome])
+                    .inc();
+                self.metrics
+                    .webhook_attempt_duration
+                    .with_label_values(&[id])
+                    .observe(t.latency.as_secs_f64());
+                if outcome != AttemptOutcome::Delivered {
+                    tracing::debug!(endpoint = %id, event_id = %m.event_id, attempt, status = ?t.status, error = ?t.error, "Webhook attempt failed");
+                }
+                AttemptRecord {
+                    seq: m.seq,
+                    event_id: m.event_id.clone(),
+                    attempt,
+                    at_ms: now - t.latency.as_millis() as i64,
+                    status: t.status,
+                    latency_ms: t.latency.as_millis() as i64,
+                    error: t.error,
+                    outcome,
+                }
+            })
+            .collect();
+        if let Some(reason) = &disable {
+            tracing::warn!(endpoint = %id, %reason, "Webhook endpoint disabled; its events wait until it is re-enabled");
+        }
+        let store = self.store.clone();
+        let owned = id.to_string();
+        if let Err(e) =
+            blocking(move || store.record_attempts(&owned, &records, disable.as_deref())).await
+        {
+            // Not committed: those attempts are repeated (at least once).
+            tracing::warn!(endpoint = %id, error = %e, "Cannot record webhook attempts; they will be repeated");
+            return Ok(Some(Duration::from_secs(1)));
+        }
+        Ok(None)
+    }
+
+    /// One signed POST of `m` to `endpoint`.
+    async fn attempt(&self, endpoint: &Endpoint, m: &DueMessage) -> Tried {
+        let started = Instant::now();
+        let failed = |outcome, error: String| Tried {
+            status: None,
+            error: Some(error),
+            outcome,
+            latency: started.elapsed(),
+        };
+        let url = match target::validate(&endpoint.url, self.settings.allow_private) {
+            Ok(u) => u,
+            Err(e) => return failed("refused", e),
+        };
+        if let Some(ip) = target::literal_refused(&url, self.settings.allow_private) {
+            return failed("refused", format!("{ip}: {}", target::PRIVATE_REFUSAL));
+        }
+        let timestamp = chrono::Utc::now().timestamp();
+        let signature = signature::header(
+            &endpoint.secret,
+            endpoint.previous_secret.as_ref(),
+            &m.event_id,
+            timestamp,
+            m.body.as_bytes(),
+        );
+        let sent = self
+            .client
+            .post(url)
+            .header("content-type", "application/cloudevents+json")
+            .header("webhook-id", &m.event_id)
+            .header("webhook-timestamp", timestamp.to_string())
+            .header("webhook-signature", signature)
+            .body(m.body.clone())
+            .send()
+            .await;
+        match sent {
+            Ok(resp) => {
+                let status = resp.status().as_u16();
+                // Read a little of the body so the connection can be reused; the rest is dropped.
+                let mut stream = resp.bytes_stream();
+                let mut read = 0;
+                while let Some(Ok(chunk)) = stream.next().await {
+                    read += chunk.len();
+                    if read >= RESPONSE_LIMIT {
+                        break;
+                    }
+                }
+                Tried {
+                    status: Some(status),
+                    error: (!(200..300).contains(&status))
+                        .then(|| format!("the endpoint answered {status}")),
+                    outcome: if (200..300).contains(&status) {
+                        "delivered"
+                    } else {
+                        "rejected"
+                    },
+                    latency: started.elapsed(),
+                }
+            }
+            Err(e) => {
+                // Without the URL: its query may carry credentials.
+                let e = e.without_url();
+                let message = error_chain(&e);
+                let outcome = if e.is_timeout() {
+                    "timeout"
+                } else if message.contains(target::PRIVATE_REFUSAL) {
+                    "refused"
+                } else {
+                    "connection"
+                };
+                failed(outcome, message)
+            }
+        }
+    }
+}
+
+/// The delivery task of an endpoint that is gone or disabled stops.
+struct Stop;
+
+/// Queues the events past `endpoint`'s cursor that its filter accepts, moving the cursor.
+fn fan_out(store: &Store, mut endpoint: Endpoint) -> Result<Endpoint, crate::store::StoreError> {
+    loop {
+        let rows = store.outbox_keys(endpoint.cursor, FAN_OUT_BATCH)?;
+        let Some(last) = rows.last().map(|r| r.0) else {
+            return Ok(endpoint);
+        };
+        let messages: Vec<(i64, String)> = rows
+            .into_iter()
+            .filter(|(_, key, _, _)| filter::accepts(&endpoint.events, key))
+            .map(|(seq, _, resource, id)| (seq, format!("{resource}:{id}")))
+            .collect();
+        store.enqueue_messages(&endpoint.id, &messages, last)?;
+        endpoint.cursor = last;
+    }
+}
+
+/// `delay` +-20%, in milliseconds: retries of many messages spread instead of arriving at once.
+fn jittered(delay: Duration) -> i64 {
+    let factor = rand::thread_rng().gen_range(0.8..1.2);
+    (delay.as_secs_f64() * factor * 1000.0) as i64
+}
+
+/// The error and its causes, one after the other (reqwest's own text is only the outermost).
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}

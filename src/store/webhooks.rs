@@ -1,0 +1,478 @@
+//! Webhook endpoints and their delivery state: one queue of messages per endpoint (an outbox
+//! position and its attempt count), filled from the outbox past the endpoint's cursor, and a
+//! log of recent attempts. A message leaves its queue only when the endpoint answered 2xx.
+
+use rusqlite::{params, Connection, OptionalExtension, Row};
+
+use super::{Store, StoreError};
+use crate::config::Secret;
+
+pub(super) const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS webhook_endpoint (
+    id TEXT PRIMARY KEY,
+    url TEXT NOT NULL,
+    events TEXT NOT NULL,
+    description TEXT NOT NULL,
+    secret TEXT NOT NULL,
+    previous_secret TEXT,
+    previous_secret_until INTEGER,
+    disabled INTEGER NOT NULL DEFAULT 0,
+    disabled_reason TEXT,
+    created_at INTEGER NOT NULL,
+    cursor INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS webhook_message (
+    endpoint_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    record_key TEXT NOT NULL,
+    attempt INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER NOT NULL,
+    PRIMARY KEY (endpoint_id, seq)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS webhook_message_record ON webhook_message (endpoint_id, record_key, seq);
+CREATE INDEX IF NOT EXISTS webhook_message_due ON webhook_message (endpoint_id, next_attempt_at);
+CREATE INDEX IF NOT EXISTS webhook_message_seq ON webhook_message (seq);
+CREATE TABLE IF NOT EXISTS webhook_attempt (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    endpoint_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    event_id TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    at INTEGER NOT NULL,
+    status INTEGER,
+    latency_ms INTEGER NOT NULL,
+    error TEXT,
+    next_attempt_at INTEGER
+);
+CREATE INDEX IF NOT EXISTS webhook_attempt_endpoint ON webhook_attempt (endpoint_id, id);
+";
+
+/// Attempts kept in the log per endpoint (`GET /webhooks/endpoints/{id}/deliveries`).
+pub const ATTEMPTS_KEPT: i64 = 1000;
+
+/// An endpoint as given to `POST /webhooks/endpoints`, validated.
+#[derive(Debug, Clone)]
+pub struct NewEndpoint {
+    pub url: String,
+    /// AMQP topic patterns over the routing keys (`work_order.*`, `#`).
+    pub events: Vec<String>,
+    pub description: String,
+}
+
+/// The fields `PATCH /webhooks/endpoints/{id}` may change; `None` keeps the stored value.
+#[derive(Debug, Clone, Default)]
+pub struct EndpointPatch {
+    pub url: Option<String>,
+    pub events: Option<Vec<String>>,
+    pub description: Option<String>,
+    pub disabled: Option<bool>,
+}
+
+/// A stored endpoint.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    /// `ep_` and 16 hex digits.
+    pub id: String,
+    pub url: String,
+    pub events: Vec<String>,
+    pub description: String,
+    /// `whsec_` and the base64 key.
+    pub secret: Secret,
+    /// The secret before the last rotation and until when (Unix seconds) it still signs.
+    pub previous_secret: Option<(Secret, i64)>,
+    pub disabled: bool,
+    /// Why it was disabled (`410 Gone`, the retry schedule exhausted, or the operator).
+    pub disabled_reason: Option<String>,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Outbox position up to which every event was queued for this endpoint.
+    pub cursor: i64,
+}
+
+/// A message whose attempt is due: the outbox row and how many attempts came before.
+#[derive(Debug, Clone)]
+pub struct DueMessage {
+    pub seq: i64,
+    pub attempt: u32,
+    pub event_id: String,
+    pub body: String,
+}
+
+/// What happened to one attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AttemptOutcome {
+    /// 2xx: the message leaves the queue.
+    Delivered,
+    /// Tried again at this time (Unix milliseconds).
+    RetryAt(i64),
+    /// Not tried again while the endpoint stays disabled (re-enabling it resumes).
+    Stopped,
+}
+
+/// One delivery attempt, as logged.
+#[derive(Debug, Clone)]
+pub struct AttemptRecord {
+    pub seq: i64,
+    pub event_id: String,
+    /// 1 for the first attempt.
+    pub attempt: u32,
+    /// Unix milliseconds when it started.
+    pub at_ms: i64,
+    /// The HTTP status, when the endpoint answered.
+    pub status: Option<u16>,
+    pub latency_ms: i64,
+    /// Why it failed, without secrets.
+    pub error: Option<String>,
+    pub outcome: AttemptOutcome,
+}
+
+fn endpoint_row(r: &Row<'_>) -> rusqlite::Result<Endpoint> {
+    let events: String = r.get(2)?;
+    let previous: Option<String> = r.get(5)?;
+    let until: Option<i64> = r.get(6)?;
+    Ok(Endpoint {
+        id: r.get(0)?,
+        url: r.get(1)?,
+        events: serde_json::from_str(&events).unwrap_or_default(),
+        description: r.get(3)?,
+        secret: Secret::new(r.get::<_, String>(4)?),
+        previous_secret: previous.zip(until).map(|(s, u)| (Secret::new(s), u)),
+        disabled: r.get::<_, i64>(7)? != 0,
+        disabled_reason: r.get(8)?,
+        created_at: r.get(9)?,
+        cursor: r.get(10)?,
+    })
+}
+
+const ENDPOINT_COLUMNS: &str = "id, url, events, description, secret, previous_secret, previous_secret_until, disabled, disabled_reason, created_at, cursor";
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+fn load_endpoint(c: &Connection, id: &str) -> rusqlite::Result<Option<Endpoint>> {
+    c.query_row(
+        &format!("SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoint WHERE id = ?1"),
+        [id],
+        endpoint_row,
+    )
+    .optional()
+}
+
+impl Store {
+    /// Stores a new endpoint; it receives the events appended from now on.
+    pub fn create_endpoint(
+        &self,
+        id: &str,
+        new: &NewEndpoint,
+        secret: &Secret,
+    ) -> Result<Endpoint, StoreError> {
+        let head = self.outbox_head()?;
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO webhook_endpoint (id, url, events, description, secret, created_at, cursor) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![id, new.url, serde_json::to_string(&new.events).unwrap_or_default(), new.description, secret.expose(), chrono::Utc::now().timestamp(), head],
+            )?;
+            Ok(load_endpoint(c, id)?.expect("just inserted"))
+        })
+    }
+
+    /// Every endpoint, oldest first.
+    pub fn endpoints(&self) -> Result<Vec<Endpoint>, StoreError> {
+        self.with(|c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoint ORDER BY created_at, id"
+            ))?;
+            let rows = stmt.query_map([], endpoint_row)?;
+            rows.collect()
+        })
+    }
+
+    /// One endpoint.
+    pub fn endpoint(&self, id: &str) -> Result<Option<Endpoint>, StoreError> {
+        self.with(|c| load_endpoint(c, id))
+    }
+
+    /// Applies `patch`; re-enabling an endpoint makes its waiting messages due at once.
+    pub fn update_endpoint(
+        &self,
+        id: &str,
+        patch: &EndpointPatch,
+    ) -> Result<Option<Endpoint>, StoreError> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            let Some(old) = load_endpoint(&tx, id)? else {
+                return Ok(None);
+            };
+            let events = patch.events.as_ref().unwrap_or(&old.events);
+            let disabled = patch.disabled.unwrap_or(old.disabled);
+            let reason = match (patch.disabled, disabled) {
+                (_, false) => None,
+                (Some(true), true) if !old.disabled => Some("disabled by the operator".to_string()),
+                _ => old.disabled_reason.clone(),
+            };
+            tx.execute(
+                "UPDATE webhook_endpoint SET url = ?2, events = ?3, description = ?4, disabled = ?5, disabled_reason = ?6 WHERE id = ?1",
+                params![
+                    id,
+                    patch.url.as_ref().unwrap_or(&old.url),
+                    serde_json::to_string(events).unwrap_or_default(),
+                    patch.description.as_ref().unwrap_or(&old.description),
+                    disabled as i64,
+                    reason
+                ],
+            )?;
+            if old.disabled && !disabled {
+                tx.execute(
+                    "UPDATE webhook_message SET attempt = 0, next_attempt_at = ?2 WHERE endpoint_id = ?1",
+                    params![id, now_ms()],
+                )?;
+            }
+            let updated = load_endpoint(&tx, id)?;
+            tx.commit()?;
+            Ok(updated)
+        })
+    }
+
+    /// Disables an endpoint, saying why (shown in `/status` and the admin API).
+    pub fn disable_endpoint(&self, id: &str, reason: &str) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE webhook_endpoint SET disabled = 1, disabled_reason = ?2 WHERE id = ?1",
+                params![id, reason],
+            )
+            .map(|_| ())
+        })
+    }
+
+    /// Deletes an endpoint with its queue and attempt log; `false` when there was none.
+    pub fn delete_endpoint(&self, id: &str) -> Result<bool, StoreError> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            let n = tx.execute("DELETE FROM webhook_endpoint WHERE id = ?1", [id])?;
+            tx.execute("DELETE FROM webhook_message WHERE endpoint_id = ?1", [id])?;
+            tx.execute("DELETE FROM webhook_attempt WHERE endpoint_id = ?1", [id])?;
+            tx.commit()?;
+            Ok(n > 0)
+        })
+    }
+
+    /// Replaces the secret; the old one keeps signing until `old_until` (Unix seconds).
+    pub fn rotate_secret(
+        &self,
+        id: &str,
+        secret: &Secret,
+        old_until: i64,
+    ) -> Result<bool, StoreError> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE webhook_endpoint SET previous_secret = secret, previous_secret_until = ?3, secret = ?2 WHERE id = ?1",
+                params![id, secret.expose(), old_until],
+            )
+            .map(|n| n > 0)
+        })
+    }
+
+    /// `(seq, routing_key, resource, record id)` of up to `limit` outbox rows after `after`.
+    pub fn outbox_keys(
+        &self,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<(i64, String, String, i64)>, StoreError> {
+        self.with(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT seq, routing_key, resource, record_id FROM outbox WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![after, limit as i64], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })?;
+            rows.collect()
+        })
+    }
+
+    /// Queues `messages` (`(seq, record key)`) for endpoint `id` and moves its cursor to
+    /// `cursor`, in one transaction. Returns `false` when the endpoint no longer exists.
+    pub fn enqueue_messages(
+        &self,
+        id: &str,
+        messages: &[(i64, String)],
+        cursor: i64,
+    ) -> Result<bool, StoreError> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            let n = tx.execute(
+                "UPDATE webhook_endpoint SET cursor = max(cursor, ?2) WHERE id = ?1",
+                params![id, cursor],
+            )?;
+            if n == 0 {
+                return Ok(false);
+            }
+            {
+                let mut insert = tx.prepare_cached(
+                    "INSERT OR IGNORE INTO webhook_message (endpoint_id, seq, record_key, next_attempt_at) VALUES (?1, ?2, ?3, ?4)",
+                )?;
+                let now = now_ms();
+                for (seq, key) in messages {
+                    insert.execute(params![id, seq, key, now])?;
+                }
+            }
+            tx.commit()?;
+            Ok(true)
+        })
+    }
+
+    /// Up to `limit` messages of endpoint `id` due at `now_ms`, oldest first, each the oldest
+    /// waiting message of its record (so one record's events arrive in order).
+    pub fn due_messages(
+        &self,
+        id: &str,
+        now_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<DueMessage>, StoreError> {
+        self.with(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT m.seq, m.attempt, o.event_id, o.body FROM webhook_message m JOIN outbox o ON o.seq = m.seq
+                 WHERE m.endpoint_id = ?1 AND m.next_attempt_at <= ?2
+                   AND NOT EXISTS (SELECT 1 FROM webhook_message p WHERE p.endpoint_id = m.endpoint_id AND p.record_key = m.record_key AND p.seq < m.seq)
+                 ORDER BY m.seq LIMIT ?3",
+            )?;
+            let rows = stmt.query_map(params![id, now_ms, limit as i64], |r| {
+                Ok(DueMessage {
+                    seq: r.get(0)?,
+                    attempt: r.get(1)?,
+                    event_id: r.get(2)?,
+                    body: r.get(3)?,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
+    /// When the next message of endpoint `id` is due (Unix milliseconds), if any is waiting.
+    pub fn next_due(&self, id: &str) -> Result<Option<i64>, StoreError> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT min(m.next_attempt_at) FROM webhook_message m WHERE m.endpoint_id = ?1
+                   AND NOT EXISTS (SELECT 1 FROM webhook_message p WHERE p.endpoint_id = m.endpoint_id AND p.record_key = m.record_key AND p.seq < m.seq)",
+                [id],
+                |r| r.get(0),
+            )
+        })
+    }
+
+    /// Commits a batch of attempts of endpoint `id`: the log, the queue (delivered messages
+    /// leave it, failed ones wait for their next attempt) and, with `disable`, the endpoint's
+    /// disabling, all in one transaction.
+    pub fn record_attempts(
+        &self,
+        id: &str,
+        attempts: &[AttemptRecord],
+        disable: Option<&str>,
+    ) -> Result<(), StoreError> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            {
+                let mut log = tx.prepare_cached(
+                    "INSERT INTO webhook_attempt (endpoint_id, seq, event_id, attempt, at, status, latency_ms, error, next_attempt_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                )?;
+                let mut done =
+                    tx.prepare_cached("DELETE FROM webhook_message WHERE endpoint_id = ?1 AND seq = ?2")?;
+                let mut retry = tx.prepare_cached(
+                    "UPDATE webhook_message SET attempt = ?3, next_attempt_at = ?4 WHERE endpoint_id = ?1 AND seq = ?2",
+                )?;
+                for a in attempts {
+                    let next = match a.outcome {
+                        AttemptOutcome::RetryAt(t) => Some(t),
+                        _ => None,
+                    };
+                    log.execute(params![id, a.seq, a.event_id, a.attempt, a.at_ms, a.status, a.latency_ms, a.error, next])?;
+                    match a.outcome {
+                        AttemptOutcome::Delivered => done.execute(params![id, a.seq])?,
+                        AttemptOutcome::RetryAt(t) => retry.execute(params![id, a.seq, a.attempt, t])?,
+                        AttemptOutcome::Stopped => retry.execute(params![id, a.seq, a.attempt, i64::MAX])?,
+                    };
+                }
+            }
+            if let Some(reason) = disable {
+                tx.execute(
+                    "UPDATE webhook_endpoint SET disabled = 1, disabled_reason = ?2 WHERE id = ?1",
+                    params![id, reason],
+                )?;
+            }
+            tx.commit()
+        })
+    }
+
+    /// The newest `limit` attempts of endpoint `id`, newest first.
+    pub fn attempts(&self, id: &str, limit: usize) -> Result<Vec<AttemptRecord>, StoreError> {
+        self.with(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT seq, event_id, attempt, at, status, latency_ms, error, next_attempt_at FROM webhook_attempt WHERE endpoint_id = ?1 ORDER BY id DESC LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![id, limit as i64], |r| {
+                let status: Option<u16> = r.get(4)?;
+                let next: Option<i64> = r.get(7)?;
+                Ok(AttemptRecord {
+                    seq: r.get(0)?,
+                    event_id: r.get(1)?,
+                    attempt: r.get(2)?,
+                    at_ms: r.get(3)?,
+                    latency_ms: r.get(5)?,
+                    error: r.get(6)?,
+                    outcome: match next {
+                        Some(t) => AttemptOutcome::RetryAt(t),
+                        None if status.is_some_and(|s| (200..300).contains(&s)) => {
+                            AttemptOutcome::Delivered
+                        }
+                        None => AttemptOutcome::Stopped,
+                    },
+                    status,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
+    /// Events waiting for endpoint `id`: its queue plus the outbox rows past its cursor (an
+    /// upper bound: its filter may skip some of those).
+    pub fn endpoint_pending(&self, id: &str) -> Result<u64, StoreError> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT (SELECT count(*) FROM webhook_message WHERE endpoint_id = ?1)
+                      + (SELECT count(*) FROM outbox WHERE seq > (SELECT cursor FROM webhook_endpoint WHERE id = ?1))",
+                [id],
+                |r| r.get::<_, i64>(0),
+            )
+        })
+        .map(|n| n as u64)
+    }
+
+    /// `(seq, routing_key, resource, record id)` of the logged events appended at or after
+    /// `since` (Unix seconds) up to the endpoint's cursor: what a replay queues again.
+    pub fn events_since(
+        &self,
+        since: i64,
+        up_to: i64,
+    ) -> Result<Vec<(i64, String, String, i64)>, StoreError> {
+        self.with(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT seq, routing_key, resource, record_id FROM outbox WHERE created_at >= ?1 AND seq <= ?2 ORDER BY seq",
+            )?;
+            let rows = stmt.query_map(params![since, up_to], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })?;
+            rows.collect()
+        })
+    }
+
+    /// Keeps the newest [`ATTEMPTS_KEPT`] attempts of each endpoint.
+    pub fn prune_attempts(&self) -> Result<usize, StoreError> {
+        self.with(|c| {
+            c.execute(
+                "DELETE FROM webhook_attempt WHERE id IN (
+                   SELECT id FROM (SELECT id, row_number() OVER (PARTITION BY endpoint_id ORDER BY id DESC) AS n FROM webhook_attempt) WHERE n > ?1)",
+                [ATTEMPTS_KEPT],
+            )
+        })
+    }
+}
