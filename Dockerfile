@@ -14,7 +14,17 @@
 ########################################################################
 FROM rust:1-slim-bookworm AS builder
 
+# bash with pipefail for the RUN steps of this stage, so a failing command in a pipe fails the step.
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+
 WORKDIR /build
+
+# Stripped binaries without debug info in the image. Cargo.toml keeps `debug = 1` in the
+# release profile for profiling on developer machines; these override it for both cargo
+# builds below (the dependency layer and the real build), so the cached dependency artefacts
+# match the final build's profile.
+ENV CARGO_PROFILE_RELEASE_DEBUG=0 \
+    CARGO_PROFILE_RELEASE_STRIP=symbols
 
 # 1. Dependency layer: build the dependencies against placeholder sources so
 #    that this layer is only rebuilt when Cargo.toml or Cargo.lock changes.
@@ -27,7 +37,8 @@ RUN set -eux; \
     echo '' > src/lib.rs; \
     echo 'fn main() {}' > src/main.rs; \
     echo 'fn main() {}' > src/bin/daftra-sim.rs; \
-    for p in $(sed -n 's/^[[:space:]]*path[[:space:]]*=[[:space:]]*"\([^"]*\)".*/\1/p' Cargo.toml); do \
+    sed -n 's/^[[:space:]]*path[[:space:]]*=[[:space:]]*"\([^"]*\)".*/\1/p' Cargo.toml \
+    | while IFS= read -r p; do \
         if [ ! -e "$p" ]; then mkdir -p "$(dirname "$p")"; echo 'fn main() {}' > "$p"; fi; \
     done; \
     cargo build --release --locked; \
@@ -56,6 +67,10 @@ LABEL org.opencontainers.image.title="daftra-bridge" \
       org.opencontainers.image.licenses="MIT" \
       org.opencontainers.image.version="${VERSION}"
 
+# ca-certificates is not pinned on purpose: it is the trust store, which must follow Debian's
+# security updates, and bookworm drops the superseded version from its archive, so a pin would
+# break the build at the next update.
+# hadolint ignore=DL3008
 RUN set -eux; \
     apt-get update; \
     apt-get install -y --no-install-recommends ca-certificates; \

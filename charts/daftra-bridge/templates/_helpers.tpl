@@ -73,7 +73,7 @@ Name of the PersistentVolumeClaim mounted at /data.
 Variables that are secrets: injected from the Secret, never from `config`.
 */}}
 {{- define "daftra-bridge.secretKeys" -}}
-DAFTRA_API_KEY DAFTRA_CLIENT_SECRET DAFTRA_PASSWORD EXPORT_TOKEN AMQP_URL
+DAFTRA_API_KEY DAFTRA_CLIENT_SECRET DAFTRA_PASSWORD EXPORT_TOKEN AMQP_URL ADMIN_TOKEN INBOUND_WEBHOOK_TOKEN
 {{- end }}
 
 {{/*
