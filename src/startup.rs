@@ -132,6 +132,13 @@ impl Application {
             xlsx_builds: Arc::new(Semaphore::new(settings.max_xlsx_builds)),
             webhooks: Arc::new(settings.webhooks.clone()),
             endpoints_changed: webhooks.endpoints_changed.clone(),
+            poll_intervals: Arc::new(
+                settings
+                    .resources
+                    .iter()
+                    .map(|r| (r.name.as_str(), settings.interval_for(&r.name)))
+                    .collect(),
+            ),
         };
         Ok(Application {
             listener,

@@ -41,6 +41,8 @@ pub struct AppState {
     pub webhooks: Arc<WebhookSettings>,
     /// Tells the webhook sink that an endpoint was created, changed or deleted.
     pub endpoints_changed: Arc<tokio::sync::Notify>,
+    /// The poll interval of each enabled resource, by name (for freshness).
+    pub poll_intervals: Arc<HashMap<&'static str, std::time::Duration>>,
 }
 
 /// An error answer with a JSON body `{"error": kind, "message": ..., "field"?: ...}`.
