@@ -207,6 +207,9 @@ fn settings() -> anyhow::Result<Settings> {
 async fn serve() -> anyhow::Result<()> {
     let settings = settings()?;
     crate::telemetry::init(settings.log_format);
+    for w in &settings.warnings {
+        tracing::warn!("{w}");
+    }
     tracing::info!(daftra = %settings.daftra.base_url, bind = %settings.bind_addr, exchange = %settings.amqp_exchange,
         database = %settings.database_path.display(), "Starting daftra-bridge");
     let app = Application::build(settings)?;

@@ -42,6 +42,9 @@ pub enum BrokerConnection {
     Connected,
     /// Connected, but the broker blocks publishers (memory or disk alarm).
     Blocked,
+    /// The broker answers but refuses us (wrong credentials or permissions, or an exchange of
+    /// another type); the error names the variable to fix.
+    Refused,
 }
 
 impl BrokerState {
@@ -65,6 +68,7 @@ impl BrokerState {
         match self.0.load(Ordering::SeqCst) {
             1 => BrokerConnection::Connected,
             2 => BrokerConnection::Blocked,
+            3 => BrokerConnection::Refused,
             _ => BrokerConnection::Disconnected,
         }
     }

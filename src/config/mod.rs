@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 mod account;
+pub mod env;
 mod secret;
 mod values;
 mod webhooks;
@@ -98,6 +99,8 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// Outgoing webhooks, the inbound Daftra webhook and the event log.
     pub webhooks: WebhookSettings,
+    /// Warnings about the environment, logged once logging is set up.
+    pub warnings: Vec<String>,
 }
 
 impl Settings {
@@ -162,22 +165,31 @@ pub struct RawEnv {
     pub webhook_timeout_secs: Option<String>,
     pub webhook_allow_private_targets: Option<String>,
     pub event_log_retention_secs: Option<String>,
+    /// Warnings about variables with the bridge's prefixes that it does not read.
+    #[serde(skip)]
+    pub warnings: Vec<String>,
 }
 
 impl RawEnv {
-    /// Reads the process environment (after `.env`, which `main` loads).
+    /// Reads the process environment (after `.env`, which `main` loads). A value that is not
+    /// UTF-8 is an error naming the variable when it is one of the bridge's, and skipped
+    /// otherwise; it never panics.
     pub fn from_env() -> Result<Self, ConfigError> {
-        let mut raw = envy::from_env::<RawEnv>().map_err(|e| ConfigError {
-            name: "environment",
-            shown: String::new(),
-            expected: e.to_string(),
-        })?;
-        raw.poll_interval_overrides = std::env::vars()
+        let vars = env::utf8_vars(std::env::vars_os())?;
+        let mut raw =
+            envy::from_iter::<_, RawEnv>(vars.iter().cloned()).map_err(|e| ConfigError {
+                name: "environment",
+                shown: String::new(),
+                expected: e.to_string(),
+            })?;
+        raw.poll_interval_overrides = vars
+            .iter()
             .filter_map(|(k, v)| {
                 let name = k.strip_prefix(POLL_INTERVAL_PREFIX)?;
-                Some((name.to_string(), v))
+                Some((name.to_string(), v.clone()))
             })
             .collect();
+        raw.warnings = env::unknown_variable_warnings(&vars);
         Ok(raw)
     }
 }
@@ -368,6 +380,7 @@ impl Settings {
             )?,
             log_format,
             webhooks: WebhookSettings::from_raw(raw)?,
+            warnings: raw.warnings.clone(),
         })
     }
 }

@@ -123,6 +123,19 @@ impl Authenticator {
     }
 }
 
+/// What a refused token request says (`error`, `error_description` of RFC 6749 section 5.2,
+/// or Daftra's `message`), at most 300 characters; the request's own secrets are never in it.
+fn token_error_text(body: &[u8]) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let parts: Vec<&str> = ["error", "error_description", "message"]
+        .iter()
+        .filter_map(|k| v.get(*k).and_then(serde_json::Value::as_str))
+        .filter(|s| !s.is_empty())
+        .collect();
+    let text = parts.join(": ");
+    (!text.is_empty()).then(|| text.chars().take(300).collect())
+}
+
 async fn request_token(
     http: &reqwest::Client,
     url: &str,
@@ -143,10 +156,12 @@ async fn request_token(
         ))
     })?;
     if !answer.status().is_success() {
-        return Err(AuthError(format!(
-            "token endpoint answered {}",
-            answer.status()
-        )));
+        let status = answer.status();
+        let body = answer.bytes().await.unwrap_or_default();
+        return Err(AuthError(match token_error_text(&body) {
+            Some(said) => format!("token endpoint answered {status}: {said}"),
+            None => format!("token endpoint answered {status}"),
+        }));
     }
     let t: TokenAnswer = answer
         .json()

@@ -120,6 +120,8 @@ pub struct DaftraClient {
     metrics: Metrics,
     /// Shared by every resource's requests.
     budget: budget::Budget,
+    /// Unix milliseconds of Daftra's last successful answer (2xx or 404), 0 before any.
+    last_answer_ms: std::sync::atomic::AtomicI64,
 }
 
 fn parse_list(body: &[u8]) -> Result<Page, String> {
@@ -197,7 +199,25 @@ impl DaftraClient {
             settings,
             auth,
             metrics,
+            last_answer_ms: Default::default(),
         }
+    }
+
+    /// When Daftra last answered a request successfully (2xx, or 404 for a missing record).
+    pub fn last_answer(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        let ms = self
+            .last_answer_ms
+            .load(std::sync::atomic::Ordering::Relaxed);
+        (ms > 0)
+            .then(|| chrono::DateTime::from_timestamp_millis(ms))
+            .flatten()
+    }
+
+    fn answered(&self) {
+        self.last_answer_ms.store(
+            chrono::Utc::now().timestamp_millis(),
+            std::sync::atomic::Ordering::Relaxed,
+        );
     }
 
     /// Page size (`limit`) of list requests, in rows.
@@ -271,10 +291,16 @@ impl DaftraClient {
                         match body {
                             Err(e) => transport_failure(e),
                             Ok(body) if status.is_success() => match parse(&body) {
-                                Ok(v) => return Ok(Some(v)),
+                                Ok(v) => {
+                                    self.answered();
+                                    return Ok(Some(v));
+                                }
                                 Err(m) => (RetryReason::Malformed, None, FetchError::Malformed(m)),
                             },
-                            Ok(_) if status == StatusCode::NOT_FOUND => return Ok(None),
+                            Ok(_) if status == StatusCode::NOT_FOUND => {
+                                self.answered();
+                                return Ok(None);
+                            }
                             Ok(_)
                                 if status == StatusCode::UNAUTHORIZED
                                     && self.auth.is_oauth()

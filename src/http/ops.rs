@@ -11,29 +11,65 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
-/// `GET /readyz`: 200 when the store answers and the broker connection is up and not blocked;
-/// 503 with the problems named otherwise.
+/// How long a Daftra answer counts as recent for readiness, at least: a replica that reads
+/// Daftra live must have reached it within this, or within three poll intervals if longer.
+const DAFTRA_RECENT: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// `GET /readyz`: whether this replica can serve exports. 200 when the store answers and a
+/// snapshot exists or Daftra answered recently; 503 otherwise. The body lists each component
+/// (`store`, `daftra`, `broker`) with its state; the broker's state never makes it 503 (exports
+/// do not need it; `/status`, the gauges and the alerts report it).
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    let mut problems = Vec::new();
     let store = state.store.clone();
-    match web::block(move || store.outbox_len()).await {
-        Ok(Ok(_)) => {}
-        _ => problems
-            .push(json!({"component": "store", "message": "the SQLite store does not answer"})),
+    let store_answer = web::block(move || store.any_baseline()).await;
+    let (store_part, snapshot) = match store_answer {
+        Ok(Ok(snapshot)) => (json!({"state": "ok"}), snapshot),
+        Ok(Err(e)) => (json!({"state": "error", "message": e.to_string()}), false),
+        Err(e) => (json!({"state": "error", "message": e.to_string()}), false),
+    };
+    let longest = state
+        .poll_intervals
+        .values()
+        .max()
+        .copied()
+        .unwrap_or_default();
+    let window = DAFTRA_RECENT.max(longest * 3);
+    let last = state.client.last_answer();
+    let recent = last.is_some_and(|t| {
+        (chrono::Utc::now() - t)
+            .to_std()
+            .is_ok_and(|age| age <= window)
+    });
+    let daftra_part = json!({
+        "state": if recent { "ok" } else if last.is_some() { "stale" } else { "unknown" },
+        "last_answer": last.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+        "snapshot": snapshot,
+    });
+    let broker = state.broker.get();
+    let mut broker_part = json!({"state": broker});
+    if broker != BrokerConnection::Connected {
+        if let Some(e) = state.broker.error() {
+            broker_part["message"] = e.into();
+        } else if broker == BrokerConnection::Blocked {
+            broker_part["message"] = "RabbitMQ blocks publishing (resource alarm)".into();
+        }
     }
-    match state.broker.get() {
-        BrokerConnection::Connected => {}
-        BrokerConnection::Blocked => problems.push(json!({"component": "broker", "message": "RabbitMQ blocks publishing (resource alarm)"})),
-        BrokerConnection::Disconnected => problems.push(json!({"component": "broker", "message": match state.broker.error() {
-            Some(e) => format!("not connected to RabbitMQ: {e}"),
-            None => "not connected to RabbitMQ".into(),
-        }})),
+    let mut problems = Vec::new();
+    if store_part["state"] != "ok" {
+        problems.push(json!({"component": "store", "message": format!("the store does not answer: {}", store_part["message"].as_str().unwrap_or_default())}));
     }
+    if store_part["state"] == "ok" && !snapshot && !recent {
+        problems.push(json!({"component": "daftra", "message": format!(
+            "no snapshot yet and no answer from Daftra in the last {} s: exports cannot be served",
+            window.as_secs()
+        )}));
+    }
+    let components = json!({"store": store_part, "daftra": daftra_part, "broker": broker_part});
     if problems.is_empty() {
-        HttpResponse::Ok().json(json!({"status": "ready"}))
+        HttpResponse::Ok().json(json!({"status": "ready", "components": components}))
     } else {
         HttpResponse::ServiceUnavailable()
-            .json(json!({"status": "not_ready", "problems": problems}))
+            .json(json!({"status": "not_ready", "problems": problems, "components": components}))
     }
 }
 

@@ -58,6 +58,25 @@ impl PublishError {
     }
 }
 
+/// A refusal by the broker, with the variable to fix: `ACCESS_REFUSED` (403) and `NOT_ALLOWED`
+/// (530) mean the credentials, virtual host or permissions of `AMQP_URL`;
+/// `PRECONDITION_FAILED` (406) on the declaration means `AMQP_EXCHANGE` exists with another type
+/// or durability (AMQP 0-9-1 reply codes).
+pub fn refusal(e: &lapin::Error) -> Option<(&'static str, String)> {
+    let lapin::Error::ProtocolError(p) = e else {
+        return None;
+    };
+    let variable = match p.get_id() {
+        403 | 530 => "AMQP_URL",
+        406 => "AMQP_EXCHANGE",
+        _ => return None,
+    };
+    Some((
+        variable,
+        format!("RabbitMQ refused: {} (check {variable})", p.get_message()),
+    ))
+}
+
 /// Opens a connection on the tokio runtime.
 pub async fn connect(url: &Secret) -> Result<Connection, lapin::Error> {
     let props = ConnectionProperties::default()
@@ -259,11 +278,20 @@ impl Publisher {
                 .as_ref()
                 .is_none_or(|(c, ch)| !c.status().connected() || !ch.status().connected())
             {
-                self.set_state(BrokerConnection::Disconnected);
+                // A refusal stays shown while the next attempts are made.
+                if self.broker.get() != BrokerConnection::Refused {
+                    self.set_state(BrokerConnection::Disconnected);
+                }
                 let opened = async {
                     let c = connect(&self.amqp_url).await?;
-                    let ch = self.open_channel(&c).await?;
-                    Ok::<_, lapin::Error>((c, ch))
+                    match self.open_channel(&c).await {
+                        Ok(ch) => Ok::<_, lapin::Error>((c, ch)),
+                        Err(e) => {
+                            // Refused on the channel (the exchange): close the connection too.
+                            let _ = c.close(200, "channel refused").await;
+                            Err(e)
+                        }
+                    }
                 };
                 match tokio::time::timeout(Duration::from_secs(15), opened).await {
                     Ok(Ok(pair)) => {
@@ -274,10 +302,20 @@ impl Publisher {
                         conn = Some(pair);
                     }
                     failed => {
-                        let error = match failed {
-                            Ok(Err(e)) => e.to_string(),
+                        let refused = match &failed {
+                            Ok(Err(e)) => refusal(e),
+                            _ => None,
+                        };
+                        let error = match (&refused, failed) {
+                            (Some((_, said)), _) => said.clone(),
+                            (None, Ok(Err(e))) => e.to_string(),
                             _ => "connection attempt timed out".into(),
                         };
+                        if let Some((variable, _)) = &refused {
+                            self.set_state(BrokerConnection::Refused);
+                            tracing::error!(url = %shown_url, exchange = %self.exchange, %error, variable,
+                                "RabbitMQ refuses the bridge; fix {variable}. Events stay in the outbox");
+                        }
                         self.broker.set_error(Some(error.clone()));
                         // Every failed attempt counts, so an outage shows in the counter.
                         self.metrics
@@ -287,8 +325,10 @@ impl Publisher {
                         let wait = crate::daftra::retry::BACKOFF_BASE
                             .saturating_mul(1 << attempt.min(10))
                             .min(MAX_RECONNECT_BACKOFF);
-                        tracing::warn!(url = %shown_url, %error, retry_in_ms = wait.as_millis() as u64,
-                            "RabbitMQ not reachable; events stay in the outbox until it is");
+                        if refused.is_none() {
+                            tracing::warn!(url = %shown_url, %error, retry_in_ms = wait.as_millis() as u64,
+                                "RabbitMQ not reachable; events stay in the outbox until it is");
+                        }
                         attempt += 1;
                         tokio::select! {
                             _ = cancel.cancelled() => break,

@@ -193,6 +193,16 @@ impl Store {
         })
     }
 
+    /// Whether any resource has a snapshot (a recorded baseline), so exports can be served
+    /// without Daftra.
+    pub fn any_baseline(&self) -> Result<bool, StoreError> {
+        self.with(|c| {
+            c.query_row("SELECT 1 FROM baseline LIMIT 1", [], |_| Ok(()))
+                .optional()
+                .map(|r| r.is_some())
+        })
+    }
+
     /// `(id, content hash)` of every snapshot record of `resource`, by id: what a poll compares
     /// against (16 bytes per record, whatever their size).
     pub fn load_hashes(&self, resource: &str) -> Result<Vec<(i64, i64)>, StoreError> {

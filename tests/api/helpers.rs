@@ -60,6 +60,8 @@ pub struct Options {
     pub allow_private: bool,
     /// Run the periodic poll loop (off by default: tests call `poll()`).
     pub poll_loop: bool,
+    /// `AMQP_EXCHANGE`; unset means a unique name.
+    pub amqp_exchange: Option<String>,
 }
 
 impl Options {
@@ -93,6 +95,7 @@ impl Default for Options {
             webhook_timeout: None,
             allow_private: true,
             poll_loop: false,
+            amqp_exchange: None,
         }
     }
 }
@@ -123,7 +126,11 @@ pub fn settings_for(sim: &Simulator, opts: &Options, db: &tempfile::TempDir) -> 
         poll_emit_initial: Some(opts.emit_initial.to_string()),
         database_url: Some(format!("sqlite://{}/bridge.sqlite3", db.path().display())),
         amqp_url: Some(opts.amqp_url.clone().unwrap_or_else(amqp_url)),
-        amqp_exchange: Some(unique("exchange")),
+        amqp_exchange: Some(
+            opts.amqp_exchange
+                .clone()
+                .unwrap_or_else(|| unique("exchange")),
+        ),
         publish_confirm_timeout_secs: Some("5".into()),
         bind_addr: Some("127.0.0.1:0".into()),
         export_token: opts.export_token.clone(),
@@ -172,7 +179,7 @@ pub async fn spawn_app(opts: Options) -> TestApp {
         _db: db,
         running,
     };
-    if opts.publisher {
+    if opts.publisher && opts.amqp_exchange.is_none() {
         // Declare the exchange now so that queues can bind before the first publish.
         declare_exchange(&test_app.exchange).await;
     }

@@ -134,7 +134,7 @@ async fn metrics_count_the_pages_the_simulator_served() {
 }
 
 #[tokio::test]
-async fn readiness_follows_the_broker_and_status_reports_the_last_poll() {
+async fn readiness_means_exports_can_be_served_and_status_reports_the_last_poll() {
     let app = spawn_app(Options::default()).await;
     let mut ready = 0;
     for _ in 0..50 {
@@ -186,7 +186,7 @@ async fn readiness_follows_the_broker_and_status_reports_the_last_poll() {
     );
     app.stop().await;
 
-    // A broker that does not answer: not ready, and the reason is named.
+    // A broker that does not answer: exports go on (ready), and the broker's state is named.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = closed.local_addr().unwrap().port();
     drop(closed);
@@ -195,18 +195,17 @@ async fn readiness_follows_the_broker_and_status_reports_the_last_poll() {
         ..Default::default()
     })
     .await;
-    let resp = app.get("/readyz").await;
-    assert_eq!(resp.status(), 503);
-    let body: Value = resp.json().await.unwrap();
-    assert_eq!(body["problems"][0]["component"], "broker");
+    app.poll().await;
     let mut named = false;
     for _ in 0..50 {
-        let body: Value = app.get("/readyz").await.json().await.unwrap();
-        let message = body["problems"][0]["message"]
-            .as_str()
-            .unwrap_or("")
-            .to_string();
-        if message.starts_with("not connected to RabbitMQ: ") {
+        let resp = app.get("/readyz").await;
+        assert_eq!(resp.status(), 200, "a broker outage does not stop exports");
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["components"]["store"]["state"], "ok", "{body}");
+        assert_eq!(body["components"]["daftra"]["snapshot"], true, "{body}");
+        let broker = &body["components"]["broker"];
+        assert_eq!(broker["state"], "disconnected", "{body}");
+        if broker["message"].as_str().is_some_and(|m| !m.is_empty()) {
             named = true;
             break;
         }
@@ -317,4 +316,111 @@ async fn status_after_a_restart_shows_the_last_poll_from_the_store() {
     .unwrap();
     assert!(at > 1.0e9, "the freshness gauge survives too ({at})");
     app.stop().await;
+}
+
+#[tokio::test]
+async fn readiness_needs_a_snapshot_or_a_recent_answer_from_daftra() {
+    // A key Daftra refuses: no snapshot and no answer, so exports cannot be served.
+    let app = spawn_app(Options {
+        auth: Some(daftra_bridge::config::DaftraAuth::ApiKey(
+            daftra_bridge::config::Secret::new("a-key-daftra-refuses"),
+        )),
+        ..Options::without_publisher()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let resp = app.get("/readyz").await;
+    assert_eq!(resp.status(), 503);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["problems"][0]["component"], "daftra", "{body}");
+    assert_eq!(body["components"]["daftra"]["state"], "unknown", "{body}");
+    assert_eq!(body["components"]["store"]["state"], "ok");
+    app.stop().await;
+
+    // The same bridge with the right key is ready once Daftra answered, before any snapshot.
+    let app = spawn_app(Options::without_publisher()).await;
+    let mut ready = false;
+    for _ in 0..50 {
+        let body: Value = app.get("/readyz").await.json().await.unwrap();
+        if body["status"] == "ready" {
+            assert_eq!(body["components"]["daftra"]["state"], "ok", "{body}");
+            assert_eq!(body["components"]["daftra"]["snapshot"], false, "{body}");
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ready, "ready once Daftra answers");
+    app.stop().await;
+}
+
+async fn broker_state(app: &crate::helpers::TestApp, want: &str) -> (Value, Value) {
+    for _ in 0..100 {
+        let status: Value = app.get("/status").await.json().await.unwrap();
+        if status["broker"] == want {
+            let ready: Value = app.get("/readyz").await.json().await.unwrap();
+            return (status, ready);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the broker never became {want}");
+}
+
+#[tokio::test]
+async fn a_broker_that_refuses_is_reported_naming_the_variable_to_fix() {
+    let wrong_password =
+        crate::helpers::amqp_url().replace("guest:guest@", "guest:not-the-password@");
+    let app = spawn_app(Options {
+        amqp_url: Some(wrong_password),
+        ..Default::default()
+    })
+    .await;
+    let (status, ready) = broker_state(&app, "refused").await;
+    let message = ready["components"]["broker"]["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        message.contains("AMQP_URL") && message.contains("ACCESS_REFUSED"),
+        "{message}"
+    );
+    assert!(
+        !message.contains("not-the-password") && !status.to_string().contains("not-the-password")
+    );
+    assert_eq!(ready["components"]["broker"]["state"], "refused");
+    app.stop().await;
+
+    // An exchange that exists with another type.
+    let exchange = crate::helpers::unique("fanout");
+    let conn = daftra_bridge::sinks::amqp::connect(&daftra_bridge::config::Secret::new(
+        crate::helpers::amqp_url(),
+    ))
+    .await
+    .unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    ch.exchange_declare(
+        &exchange,
+        lapin::ExchangeKind::Fanout,
+        lapin::options::ExchangeDeclareOptions {
+            durable: true,
+            ..Default::default()
+        },
+        lapin::types::FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    let app = spawn_app(Options {
+        amqp_exchange: Some(exchange.clone()),
+        ..Default::default()
+    })
+    .await;
+    let (_, ready) = broker_state(&app, "refused").await;
+    let message = ready["components"]["broker"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("AMQP_EXCHANGE") && message.contains("PRECONDITION_FAILED"),
+        "{message}"
+    );
+    app.stop().await;
+    let _ = ch.exchange_delete(&exchange, Default::default()).await;
+    let _ = conn.close(200, "done").await;
 }

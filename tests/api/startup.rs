@@ -159,3 +159,76 @@ fn terminate(child: &std::process::Child) {
         .arg(child.id().to_string())
         .status();
 }
+
+#[test]
+fn a_malformed_dotenv_line_stops_start_up_naming_the_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join(".env"),
+        "# settings\nDAFTRA_TIMEZONE=Africa/Cairo\nDAFTRA_PAGE_SIZE 10 s3cr3t\nLOG_FORMAT=json\n",
+    )
+    .unwrap();
+    let out = bridge()
+        .current_dir(dir.path())
+        .arg("serve")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+    assert!(
+        stderr.contains(".env line 3") && stderr.contains("DAFTRA_PAGE_SIZE"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("s3cr3t"), "no value is echoed: {stderr}");
+}
+
+#[test]
+fn non_utf8_values_never_panic_and_unknown_variables_are_warned() {
+    use std::os::unix::ffi::OsStrExt;
+    let not_utf8 = std::ffi::OsStr::from_bytes(&[0x61, 0xff, 0x62]);
+    // A variable of the bridge's: an error naming it, exit 1 (not a panic's 101).
+    let out = bridge()
+        .env("DAFTRA_TIMEZONE", not_utf8)
+        .arg("serve")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("DAFTRA_TIMEZONE") && stderr.contains("UTF-8"),
+        "{stderr}"
+    );
+
+    // Someone else's variable is ignored; a typo of ours is warned with the closest name.
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("stderr.log");
+    let mut child = bridge()
+        .env("SOME_TOOL_SETTING", not_utf8)
+        .env("DAFTRA_PAGESIZE", "10")
+        .env(
+            "DATABASE_URL",
+            format!("sqlite://{}/x.sqlite3", dir.path().display()),
+        )
+        .env("AMQP_URL", "amqp://guest:guest@127.0.0.1:1/%2f")
+        .stderr(std::fs::File::create(&log).unwrap())
+        .arg("serve")
+        .spawn()
+        .unwrap();
+    let mut text = String::new();
+    for _ in 0..100 {
+        text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains("did you mean") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let running = child.try_wait().unwrap().is_none();
+    terminate(&child);
+    let _ = child.wait();
+    assert!(running, "start-up went on: {text}");
+    assert!(
+        text.contains("DAFTRA_PAGESIZE") && text.contains("did you mean DAFTRA_PAGE_SIZE"),
+        "{text}"
+    );
+}

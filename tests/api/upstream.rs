@@ -255,6 +255,30 @@ async fn oauth_tokens_are_obtained_reused_and_renewed_after_revocation() {
 }
 
 #[tokio::test]
+async fn a_refused_token_request_keeps_daftras_own_error_text() {
+    let mut opts = oauth_options();
+    opts.auth = Some(DaftraAuth::OAuth {
+        client_id: "cid".into(),
+        client_secret: Secret::new("csecret"),
+        username: "owner@example.com".into(),
+        password: Secret::new("not-the-password"),
+    });
+    let app = spawn_app(opts).await;
+    let e = app
+        .poller
+        .poll_once(daftra_bridge::catalogue::default_resource())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("invalid_grant"),
+        "the token endpoint's own words: {e}"
+    );
+    assert!(!e.contains("not-the-password"), "{e}");
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn a_short_lived_token_is_refreshed_before_it_expires() {
     let app = spawn_app(oauth_options()).await;
     app.sim.state.set_faults(Faults {
