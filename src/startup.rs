@@ -130,6 +130,7 @@ impl Application {
             resources: Arc::new(settings.resources.clone()),
             export_token: settings.export_token.clone(),
             xlsx_builds: Arc::new(Semaphore::new(settings.max_xlsx_builds)),
+            xlsx_shared: Default::default(),
             webhooks: Arc::new(settings.webhooks.clone()),
             endpoints_changed: webhooks.endpoints_changed.clone(),
             poll_intervals: Arc::new(

@@ -66,6 +66,32 @@ fn parse_day(field: &str, v: &str) -> Result<String, QueryError> {
         .map_err(|_| bad(field, format!("expected a date as YYYY-MM-DD, got {v:?}")))
 }
 
+/// Every query parameter an export of `resource` accepts besides `token`, in the order a form
+/// shows them: `fields`, each enum column, each `*_id` column, `{column}_from` and
+/// `{column}_to` for each date or timestamp column, `sort`, `source`, `bom`.
+/// [`ExportQuery::parse`] rejects any other name, so this list cannot drift from the parser;
+/// `GET /` builds its forms from it.
+pub fn parameters(resource: &Resource) -> Vec<String> {
+    let mut out = vec!["fields".to_string()];
+    let dates = resource
+        .columns
+        .iter()
+        .filter(|c| matches!(c.kind, ColumnKind::Date | ColumnKind::Timestamp))
+        .flat_map(|c| [format!("{}_from", c.name), format!("{}_to", c.name)]);
+    let names = resource
+        .enum_columns()
+        .map(|c| c.name.clone())
+        .chain(resource.id_filters().map(|c| c.name.clone()))
+        .chain(dates)
+        .chain(["sort", "source", "bom"].map(String::from));
+    for name in names {
+        if !out.contains(&name) {
+            out.push(name);
+        }
+    }
+    out
+}
+
 impl ExportQuery {
     /// Every row, every column, default order.
     pub fn all(resource: &'static Resource) -> Self {
@@ -90,6 +116,7 @@ impl ExportQuery {
         pairs: &[(String, String)],
     ) -> Result<Self, QueryError> {
         let mut q = Self::all(resource);
+        let known = parameters(resource);
         let mut seen = std::collections::HashSet::new();
         for (key, value) in pairs {
             if !seen.insert(key.as_str()) {
@@ -98,6 +125,9 @@ impl ExportQuery {
             // An empty value counts as not given: browsers send every field of a form.
             if key == "token" || value.trim().is_empty() {
                 continue;
+            }
+            if !known.contains(key) {
+                return Err(bad(key, "unknown parameter"));
             }
             let v = value.trim();
             match key.as_str() {
@@ -291,6 +321,27 @@ mod tests {
                 .field,
             "created_to"
         );
+    }
+
+    #[test]
+    fn every_listed_parameter_is_accepted() {
+        let exports = crate::catalogue::all()
+            .iter()
+            .flat_map(|r| std::iter::once(r).chain(crate::catalogue::line_item_exports(r)));
+        for r in exports {
+            for name in parameters(r) {
+                let value = match r.column(&name) {
+                    _ if name == "fields" || name == "sort" => r.key.clone(),
+                    Some(c) if !c.labels.is_empty() => c.distinct_labels()[0].to_string(),
+                    Some(_) => "1".into(),
+                    None if name == "source" => "live".into(),
+                    None if name == "bom" => "true".into(),
+                    None => "2026-01-01".into(),
+                };
+                let pairs = [(name.clone(), value)];
+                assert!(ExportQuery::parse(r, &pairs).is_ok(), "{} {name}", r.name);
+            }
+        }
     }
 
     #[test]

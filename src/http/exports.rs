@@ -1,4 +1,5 @@
-//! Export endpoints: `GET /exports/{resource}.{csv|xlsx}`, `GET /exports` and the `GET /` page.
+//! Export endpoints: `GET /exports/{resource}.{csv|xlsx}` and `GET /exports` (the `GET /` page
+//! is in `index.rs`).
 
 use std::time::Instant;
 
@@ -11,6 +12,7 @@ use serde_json::json;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
+use super::conditional::Validators;
 use super::{access, ApiError, AppState};
 use crate::catalogue::{self, ColumnKind, Resource};
 use crate::export::csv::{ChannelWriter, CsvSink};
@@ -123,10 +125,14 @@ async fn rows(state: &AppState, q: &ExportQuery) -> Result<Rows, ApiError> {
 /// Where the rows come from: `X-Data-Source: snapshot|live`, and for a snapshot the end of the
 /// last successful poll (`X-Snapshot-Polled-At`, RFC 3339) when this process has seen one, so a
 /// stale file can be told from a fresh one.
-fn provenance(state: &AppState, q: &ExportQuery, rows: &Rows) -> Vec<(&'static str, String)> {
-    match rows {
-        Rows::Live { .. } => vec![("X-Data-Source", "live".into())],
-        Rows::Snapshot(_) => {
+fn provenance(
+    state: &AppState,
+    q: &ExportQuery,
+    from_snapshot: bool,
+) -> Vec<(&'static str, String)> {
+    match from_snapshot {
+        false => vec![("X-Data-Source", "live".into())],
+        true => {
             let mut h = vec![("X-Data-Source", "snapshot".into())];
             if let Some(at) = state
                 .status
@@ -141,16 +147,6 @@ fn provenance(state: &AppState, q: &ExportQuery, rows: &Rows) -> Vec<(&'static s
     }
 }
 
-fn with_provenance(
-    mut builder: actix_web::HttpResponseBuilder,
-    headers: Vec<(&'static str, String)>,
-) -> actix_web::HttpResponseBuilder {
-    for h in headers {
-        builder.insert_header(h);
-    }
-    builder
-}
-
 fn record_export(
     state: &AppState,
     q: &ExportQuery,
@@ -159,6 +155,8 @@ fn record_export(
     started: Instant,
     result: &Result<u64, ExportError>,
 ) {
+    // The export's buffers are free now: hand them back, so a burst does not stay in RSS.
+    crate::memory::release();
     let labels = [q.resource.name.as_str(), format.as_str()];
     state
         .metrics
@@ -208,29 +206,41 @@ pub async fn download(
     }
     let started = Instant::now();
     let disposition = content_disposition(&export::file_name(resource, format));
+    let from_snapshot = reads_snapshot(&state, &q).await?;
+    let validators = match from_snapshot {
+        true => snapshot_validators(&state, &q, format, &pairs).await?,
+        false => None,
+    };
+    let content_type = match format {
+        Format::Csv => "text/csv; charset=utf-8",
+        Format::Xlsx => "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    };
+    let answer = |mut builder: actix_web::HttpResponseBuilder| {
+        for h in provenance(&state, &q, from_snapshot) {
+            builder.insert_header(h);
+        }
+        for h in validators.iter().flat_map(Validators::headers) {
+            builder.insert_header(h);
+        }
+        builder
+    };
+    if let Some(v) = validators.as_ref().filter(|v| v.not_modified(&req)) {
+        tracing::debug!(resource = %resource.name, etag = %v.etag, "Export not modified");
+        return Ok(answer(HttpResponse::NotModified()).finish());
+    }
     if req.method() == actix_web::http::Method::HEAD {
         // What a GET would answer, without building the file.
-        let from = if reads_snapshot(&state, &q).await? {
-            "snapshot"
-        } else {
-            "live"
-        };
-        let content_type = match format {
-            Format::Csv => "text/csv; charset=utf-8",
-            Format::Xlsx => "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-        };
-        return Ok(HttpResponse::Ok()
+        return Ok(answer(HttpResponse::Ok())
             .content_type(content_type)
             .insert_header(disposition)
-            .insert_header(("X-Data-Source", from))
             .finish());
     }
     match format {
         Format::Csv => {
             let rows = rows(&state, &q).await?;
-            let provenance = provenance(&state, &q, &rows);
             let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(8);
             let st = state.get_ref().clone();
+            let mut response = answer(HttpResponse::Ok());
             tokio::task::spawn_blocking(move || {
                 let err_tx = tx.clone();
                 let result = CsvSink::new(ChannelWriter::new(tx), q.bom)
@@ -243,56 +253,35 @@ pub async fn download(
                     let _ = err_tx.blocking_send(Err(std::io::Error::other(e.to_string())));
                 }
             });
-            Ok(with_provenance(HttpResponse::Ok(), provenance)
-                .content_type("text/csv; charset=utf-8")
+            Ok(response
+                .content_type(content_type)
                 .insert_header(disposition)
                 .streaming(ReceiverStream::new(rx)))
         }
         Format::Xlsx => {
-            let permit = state
-                .xlsx_builds
-                .clone()
-                .acquire_owned()
-                .await
-                .map_err(|e| ApiError::Internal(e.to_string()))?;
-            let rows = rows(&state, &q).await?;
-            let provenance = provenance(&state, &q, &rows);
+            let mut response = answer(HttpResponse::Ok());
             let st = state.get_ref().clone();
-            let built = tokio::task::spawn_blocking(move || {
-                let _permit = permit;
-                let tmp = tempfile::NamedTempFile::new()?;
-                let mut sink = XlsxSink::new(tmp.path(), &q.resource.name);
-                let written = export::write_rows(rows, &q, &mut sink);
-                let truncated = sink.truncated;
-                let result = written.and_then(|n| sink.save(q.columns.len()).map(|_| n));
-                if truncated > 0 {
-                    st.metrics
-                        .export_cells_truncated
-                        .with_label_values(&[&q.resource.name])
-                        .inc_by(truncated);
-                    tracing::warn!(resource = %q.resource.name, cells = truncated,
-                        "XLSX cells cut at Excel's 32,767-character limit (the CSV has them whole)");
-                }
-                record_export(
-                    &st,
-                    &q,
-                    Format::Xlsx,
-                    *result.as_ref().unwrap_or(&0),
-                    started,
-                    &result,
-                );
-                result?;
-                Ok::<_, ExportError>(tmp)
-            })
-            .await
-            .map_err(|e| ApiError::Internal(e.to_string()))?;
-            let tmp = built.map_err(|e| match e {
-                ExportError::Upstream(e) => ApiError::Unavailable {
-                    message: e.to_string(),
-                    retry_after: RETRY_AFTER_SECS,
+            let build = || async move { build_xlsx(st, q, started).await };
+            let tmp = match &validators {
+                // Identical requests of one snapshot version share one build.
+                Some(v) => match state
+                    .xlsx_shared
+                    .get_or_build(&v.etag, || async {
+                        build().await.map_err(|e| e.to_string())
+                    })
+                    .await
+                {
+                    (Ok(tmp), _) => tmp,
+                    (Err(e), _) => return Err(ApiError::Internal(e)),
                 },
-                other => ApiError::Internal(other.to_string()),
-            })?;
+                None => std::sync::Arc::new(build().await.map_err(|e| match e {
+                    ExportError::Upstream(e) => ApiError::Unavailable {
+                        message: e.to_string(),
+                        retry_after: RETRY_AFTER_SECS,
+                    },
+                    other => ApiError::Internal(other.to_string()),
+                })?),
+            };
             // The open handle keeps the data readable after the temporary file is unlinked.
             let file = tokio::fs::File::open(tmp.path())
                 .await
@@ -303,13 +292,79 @@ pub async fn download(
                 .map_err(|e| ApiError::Internal(e.to_string()))?
                 .len();
             drop(tmp);
-            Ok(with_provenance(HttpResponse::Ok(), provenance)
-                .content_type("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
+            Ok(response
+                .content_type(content_type)
                 .insert_header(disposition)
                 .no_chunking(len)
                 .streaming(tokio_util::io::ReaderStream::new(file)))
         }
     }
+}
+
+/// The validators of a snapshot export, once its resource has a snapshot version.
+async fn snapshot_validators(
+    state: &AppState,
+    q: &ExportQuery,
+    format: Format,
+    pairs: &[(String, String)],
+) -> Result<Option<Validators>, ApiError> {
+    let store = state.store.clone();
+    let source = &q.resource.source().name;
+    let version = web::block(move || store.snapshot_version(source))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(version.map(|v| Validators::new(v, &q.resource.name, format, pairs)))
+}
+
+/// Builds the workbook of `q` into a temporary file on a worker thread, holding one of the
+/// `EXPORT_MAX_XLSX_BUILDS` permits.
+async fn build_xlsx(
+    state: AppState,
+    q: ExportQuery,
+    started: Instant,
+) -> Result<tempfile::NamedTempFile, ExportError> {
+    let permit = state
+        .xlsx_builds
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|e| ExportError::Io(std::io::Error::other(e.to_string())))?;
+    let rows = rows(&state, &q).await.map_err(|e| match e {
+        ApiError::Unavailable { message, .. } => {
+            ExportError::Upstream(crate::daftra::FetchError::Transport(message))
+        }
+        other => ExportError::Io(std::io::Error::other(other.to_string())),
+    })?;
+    tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        let tmp = tempfile::NamedTempFile::new()?;
+        let mut sink = XlsxSink::new(tmp.path(), &q.resource.name);
+        let written = export::write_rows(rows, &q, &mut sink);
+        let truncated = sink.truncated;
+        let result = written.and_then(|n| sink.save(q.columns.len()).map(|_| n));
+        if truncated > 0 {
+            state
+                .metrics
+                .export_cells_truncated
+                .with_label_values(&[&q.resource.name])
+                .inc_by(truncated);
+            tracing::warn!(resource = %q.resource.name, cells = truncated,
+                "XLSX cells cut at Excel's 32,767-character limit (the CSV has them whole)");
+        }
+        record_export(
+            &state,
+            &q,
+            Format::Xlsx,
+            *result.as_ref().unwrap_or(&0),
+            started,
+            &result,
+        );
+        result?;
+        Ok::<_, ExportError>(tmp)
+    })
+    .await
+    .map_err(|e| ExportError::Io(std::io::Error::other(e.to_string())))?
 }
 
 fn describe(r: &Resource) -> serde_json::Value {
@@ -353,7 +408,7 @@ fn describe(r: &Resource) -> serde_json::Value {
 }
 
 /// Every enabled export: each resource followed by its line-item exports.
-fn enabled_exports(state: &AppState) -> Vec<&'static Resource> {
+pub(super) fn enabled_exports(state: &AppState) -> Vec<&'static Resource> {
     state
         .resources
         .iter()
@@ -367,97 +422,4 @@ pub async fn list(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpRe
     Ok(HttpResponse::Ok().json(
         json!({"exports": enabled_exports(&state).into_iter().map(describe).collect::<Vec<_>>()}),
     ))
-}
-
-fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('"', "&quot;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-}
-
-/// `GET /`: a small HTML page with download links and a filter form, grouped by area.
-pub async fn index(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    access::check(&state, &req)?;
-    // A token given in the address travels on in every link and form, or a browser user would
-    // meet a 401 at the first click.
-    let token = access::web_query_pairs(&req)
-        .into_iter()
-        .find(|(k, _)| k == "token")
-        .map(|(_, v)| v);
-    let (link_token, form_token) = match &token {
-        Some(t) => {
-            let encoded = serde_urlencoded::to_string([("token", t)]).unwrap_or_default();
-            (
-                format!("&amp;{encoded}"),
-                format!(
-                    "<input type=\"hidden\" name=\"token\" value=\"{}\">",
-                    html_escape(t)
-                ),
-            )
-        }
-        None => (String::new(), String::new()),
-    };
-    let mut html = String::from(include_str!("index_head.html"));
-    let exports = enabled_exports(&state);
-    for area in catalogue::AREAS {
-        let here: Vec<_> = exports.iter().filter(|r| r.area == *area).collect();
-        if here.is_empty() {
-            continue;
-        }
-        html.push_str(&format!("<h2>{area}</h2>"));
-        for r in here {
-            let cols: String = r
-                .columns
-                .iter()
-                .map(|c| format!("<code>{}</code> ", c.name))
-                .collect();
-            let level = if r.parent.is_some() { "h4" } else { "h3" };
-            let enum_inputs: String = r
-                .enum_columns()
-                .map(|c| {
-                    format!(
-                        "<label>{n} <input name=\"{n}\" placeholder=\"{p}\"></label> ",
-                        n = c.name,
-                        p = html_escape(
-                            &c.distinct_labels()
-                                .iter()
-                                .take(2)
-                                .map(|l| l.to_lowercase())
-                                .collect::<Vec<_>>()
-                                .join(",")
-                        )
-                    )
-                })
-                .collect();
-            let date_inputs: String = r
-                .columns
-                .iter()
-                .filter(|c| c.name == "created" || c.name == "date")
-                .map(|c| {
-                    format!(
-                        "<label>{n}_from <input name=\"{n}_from\" type=\"date\"></label> \
-                         <label>{n}_to <input name=\"{n}_to\" type=\"date\"></label> ",
-                        n = c.name
-                    )
-                })
-                .collect();
-            html.push_str(&format!(
-                "<{level}>{title} <small><code>{n}</code></small></{level}><p><a href=\"/exports/{n}.csv?bom=true{link_token}\">CSV (Excel)</a> · <a href=\"/exports/{n}.csv?source=snapshot{link_token}\">CSV</a> · \
-                 <a href=\"/exports/{n}.xlsx?source=snapshot{link_token}\">XLSX</a></p><details><summary>Columns and filters</summary><p>{cols}</p>\
-                 <form action=\"/exports/{n}.csv\" method=\"get\">{form_token}<label>format <select onchange=\"this.form.action='/exports/{n}.'+this.value\">\
-                 <option>csv</option><option>xlsx</option></select></label> \
-                 {enum_inputs}{date_inputs}<label>sort <input name=\"sort\" placeholder=\"-{key}\"></label> \
-                 <button>Download</button></form></details>",
-                n = r.name,
-                title = html_escape(&r.title),
-                key = r.key,
-            ));
-        }
-    }
-    let first = link_token.replacen("&amp;", "?", 1);
-    html.push_str(&format!("<p><a href=\"/exports{first}\">/exports</a> (JSON) · <a href=\"/status{first}\">/status</a> · <a href=\"/metrics\">/metrics</a></p></body></html>"));
-    Ok(HttpResponse::Ok()
-        .content_type("text/html; charset=utf-8")
-        .body(html))
 }

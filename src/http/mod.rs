@@ -1,8 +1,12 @@
 //! The HTTP API (CONTRACT section 3): exports, discovery, poll trigger, status, health, metrics.
 
 mod access;
+mod conditional;
 mod exports;
+mod index;
+mod openapi;
 mod ops;
+mod shared_builds;
 mod webhooks;
 
 use std::collections::HashMap;
@@ -41,6 +45,8 @@ pub struct AppState {
     pub webhooks: Arc<WebhookSettings>,
     /// Tells the webhook sink that an endpoint was created, changed or deleted.
     pub endpoints_changed: Arc<tokio::sync::Notify>,
+    /// XLSX builds shared by identical requests of one snapshot version.
+    pub xlsx_shared: Arc<shared_builds::SharedBuilds>,
     /// The poll interval of each enabled resource, by name (for freshness).
     pub poll_intervals: Arc<HashMap<&'static str, std::time::Duration>>,
 }
@@ -54,6 +60,9 @@ pub enum ApiError {
     Unauthorized,
     #[error("{0}")]
     NotFound(String),
+    /// A request body over the route's limit.
+    #[error("{0}")]
+    TooLarge(String),
     /// Daftra cannot be read now; retry after the given seconds.
     #[error("{message}")]
     Unavailable { message: String, retry_after: u64 },
@@ -80,6 +89,7 @@ impl ResponseError for ApiError {
             ApiError::InvalidQuery(_) => S::BAD_REQUEST,
             ApiError::Unauthorized => S::UNAUTHORIZED,
             ApiError::NotFound(_) => S::NOT_FOUND,
+            ApiError::TooLarge(_) => S::PAYLOAD_TOO_LARGE,
             ApiError::Unavailable { .. } => S::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => S::INTERNAL_SERVER_ERROR,
         }
@@ -96,6 +106,7 @@ impl ResponseError for ApiError {
                 json!({"error": "unauthorized", "message": self.to_string()})
             }
             ApiError::NotFound(m) => json!({"error": "not_found", "message": m}),
+            ApiError::TooLarge(m) => json!({"error": "payload_too_large", "message": m}),
             ApiError::Unavailable {
                 message,
                 retry_after,
@@ -182,7 +193,7 @@ pub fn app(
                 Ok(res)
             }
         })
-        .service(get_or_head("/", web::to(exports::index)))
+        .service(get_or_head("/", web::to(index::index)))
         .service(get_or_head("/exports", web::to(exports::list)))
         .service(get_or_head("/exports/{file}", web::to(exports::download)))
         .service(only("/poll/{resource}", web::post().to(ops::poll), "POST"))
@@ -190,6 +201,7 @@ pub fn app(
         .service(get_or_head("/healthz", web::to(ops::healthz)))
         .service(get_or_head("/readyz", web::to(ops::readyz)))
         .service(get_or_head("/metrics", web::to(ops::metrics)))
+        .service(get_or_head("/openapi.json", web::to(openapi::document)))
         .service(only(
             "/webhooks/daftra/{resource}",
             web::post().to(webhooks::inbound),

@@ -146,22 +146,30 @@ fn events_field(map: &Map<String, Value>) -> Result<Option<Vec<String>>, ApiErro
         .map(Some)
 }
 
-async fn read_body(mut payload: web::Payload, limit: usize) -> Result<web::BytesMut, HttpResponse> {
+async fn read_body(mut payload: web::Payload, limit: usize) -> Result<web::BytesMut, ApiError> {
     let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| {
-            HttpResponse::BadRequest()
-                .json(json!({"error": "invalid_body", "message": e.to_string()}))
-        })?;
+        let chunk = chunk.map_err(|e| bad("body", e.to_string()))?;
         if body.len() + chunk.len() > limit {
-            return Err(HttpResponse::PayloadTooLarge().json(json!({
-                "error": "payload_too_large",
-                "message": format!("the body is larger than {limit} bytes"),
-            })));
+            return Err(ApiError::TooLarge(format!(
+                "the body is larger than {limit} bytes"
+            )));
         }
         body.extend_from_slice(&chunk);
     }
     Ok(body)
+}
+
+/// The admin check, then the body as a JSON object with only the `allowed` fields.
+async fn admin_object(
+    state: &AppState,
+    req: &HttpRequest,
+    payload: web::Payload,
+    allowed: &[&str],
+) -> Result<Map<String, Value>, ApiError> {
+    admin(state, req)?;
+    let body = read_body(payload, ADMIN_BODY_LIMIT).await?;
+    object(&body, allowed)
 }
 
 fn new_id() -> String {
@@ -175,12 +183,7 @@ pub async fn create(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    admin(&state, &req)?;
-    let body = match read_body(payload, ADMIN_BODY_LIMIT).await {
-        Ok(b) => b,
-        Err(r) => return Ok(r),
-    };
-    let map = object(&body, &["url", "events", "description"])?;
+    let map = admin_object(&state, &req, payload, &["url", "events", "description"]).await?;
     let url = url_field(&state, &map)?
         .ok_or_else(|| bad("url", "required: the https URL to deliver to"))?;
     let new = NewEndpoint {
@@ -244,12 +247,13 @@ pub async fn patch(
     id: web::Path<String>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    admin(&state, &req)?;
-    let body = match read_body(payload, ADMIN_BODY_LIMIT).await {
-        Ok(b) => b,
-        Err(r) => return Ok(r),
-    };
-    let map = object(&body, &["url", "events", "description", "disabled"])?;
+    let map = admin_object(
+        &state,
+        &req,
+        payload,
+        &["url", "events", "description", "disabled"],
+    )
+    .await?;
     let disabled = match map.get("disabled") {
         None => None,
         Some(Value::Bool(b)) => Some(*b),
@@ -317,12 +321,7 @@ pub async fn replay(
     id: web::Path<String>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    admin(&state, &req)?;
-    let body = match read_body(payload, ADMIN_BODY_LIMIT).await {
-        Ok(b) => b,
-        Err(r) => return Ok(r),
-    };
-    let map = object(&body, &["since"])?;
+    let map = admin_object(&state, &req, payload, &["since"]).await?;
     let since = text_field(&map, "since", 64)?.ok_or_else(|| {
         bad(
             "since",
@@ -424,9 +423,7 @@ pub async fn inbound(
             "{resource} is not an enabled resource (DAFTRA_RESOURCES)"
         )));
     };
-    if let Err(r) = read_body(payload, INBOUND_BODY_LIMIT).await {
-        return Ok(r);
-    }
+    read_body(payload, INBOUND_BODY_LIMIT).await?;
     let joined = trigger.request_again();
     tracing::info!(resource = %resource, queued_after_running = joined, "Daftra webhook received; polling");
     Ok(HttpResponse::Accepted().json(json!({

@@ -19,7 +19,6 @@ use crate::status::{now_rfc3339, StatusBoard};
 
 mod schedule;
 use crate::store::{SnapshotWrite, Store, StoreError};
-use schedule::release_memory;
 pub use schedule::PollTrigger;
 
 /// Scans repeated when a scan is inconsistent, before applying it without deletes.
@@ -122,7 +121,7 @@ impl Poller {
             Err(_) => Err(PollError::Deadline(self.deadline)),
         };
         let elapsed = started.elapsed();
-        release_memory();
+        crate::memory::release();
         let n = resource.name.as_str();
         self.metrics
             .poll_duration

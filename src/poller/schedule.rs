@@ -51,16 +51,6 @@ impl Poller {
     }
 }
 
-/// Hands the memory a poll freed back to the operating system (glibc keeps freed pages for
-/// reuse otherwise, so a pod's RSS would stay at its largest poll's peak).
-pub(super) fn release_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only returns free heap pages to the kernel; it has no preconditions.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
-
 /// Starts a poll on demand (`POST /poll/{resource}`), or joins the one running.
 #[derive(Debug, Default)]
 pub struct PollTrigger {

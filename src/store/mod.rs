@@ -47,6 +47,13 @@ CREATE TABLE IF NOT EXISTS baseline (
     resource TEXT PRIMARY KEY,
     recorded_at TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS snapshot_version (
+    resource TEXT PRIMARY KEY,
+    version INTEGER NOT NULL,
+    modified_at INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO snapshot_version (resource, version, modified_at)
+    SELECT resource, 1, CAST(strftime('%s', 'now') AS INTEGER) FROM baseline;
 ";
 
 /// Adds the event log columns (`record_id`, `created_at`) to an outbox made before them, and the
@@ -193,6 +200,20 @@ impl Store {
         })
     }
 
+    /// The snapshot version of `resource` (raised by every commit that changes its snapshot)
+    /// and when that commit happened (Unix seconds): what `ETag` and `Last-Modified` of
+    /// snapshot exports are made of. `None` before the first baseline.
+    pub fn snapshot_version(&self, resource: &str) -> Result<Option<(i64, i64)>, StoreError> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT version, modified_at FROM snapshot_version WHERE resource = ?1",
+                [resource],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+        })
+    }
+
     /// Whether any resource has a snapshot (a recorded baseline), so exports can be served
     /// without Daftra.
     pub fn any_baseline(&self) -> Result<bool, StoreError> {
@@ -310,10 +331,17 @@ impl Store {
                 for e in events {
                     append.execute(params![e.resource, e.op, e.event_id, e.routing_key, e.body, e.record_id, now])?;
                 }
-                tx.execute(
+                let first = tx.execute(
                     "INSERT OR IGNORE INTO baseline (resource, recorded_at) VALUES (?1, datetime('now'))",
                     [resource],
                 )?;
+                if first > 0 || !writes.is_empty() {
+                    tx.execute(
+                        "INSERT INTO snapshot_version (resource, version, modified_at) VALUES (?1, 1, CAST(strftime('%s', 'now') AS INTEGER))
+                         ON CONFLICT (resource) DO UPDATE SET version = version + 1, modified_at = excluded.modified_at",
+                        [resource],
+                    )?;
+                }
             }
             tx.commit()
         })

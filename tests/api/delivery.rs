@@ -1,19 +1,17 @@
 //! At-least-once delivery: broker outages, nacks, shutdown and SIGKILL lose nothing.
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use daftra_bridge::config::Secret;
 use lapin::options::{QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions};
 use lapin::types::{AMQPValue, FieldTable};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
-use crate::helpers::{amqp_url, metric, spawn_app, unique, EventQueue, Options};
+use crate::helpers::{
+    amqp_url, fields, metric, spawn_app, start_serve, unique, EventQueue, Options, ServeProcess,
+};
 use crate::proxy::{broker_addr, Proxy};
-
-fn fields(v: Value) -> Map<String, Value> {
-    v.as_object().cloned().unwrap()
-}
 
 async fn wait_for(mut check: impl AsyncFnMut() -> bool, what: &str) {
     for _ in 0..150 {
@@ -193,40 +191,24 @@ async fn shutdown_with_the_broker_away_keeps_the_outbox_and_returns() {
     );
 }
 
-struct Bridge(Child);
-
-impl Drop for Bridge {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn start_bridge(
     sim_url: &str,
     db: &std::path::Path,
     amqp: &str,
     exchange: &str,
     port: u16,
-) -> Bridge {
-    let child = Command::new(env!("CARGO_BIN_EXE_daftra-bridge"))
-        .arg("serve")
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("DAFTRA_BASE_URL", sim_url)
-        .env("DAFTRA_API_KEY", "sim-api-key")
-        .env("DAFTRA_PAGE_SIZE", "7")
-        .env("DATABASE_URL", format!("sqlite://{}", db.display()))
-        .env("AMQP_URL", amqp)
-        .env("AMQP_EXCHANGE", exchange)
-        .env("BIND_ADDR", format!("127.0.0.1:{port}"))
-        .env("POLL_INTERVAL_SECS", "1")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the built daftra-bridge binary");
-    Bridge(child)
+) -> ServeProcess {
+    start_serve(
+        sim_url,
+        db,
+        port,
+        &[
+            ("DAFTRA_PAGE_SIZE", "7".into()),
+            ("AMQP_URL", amqp.into()),
+            ("AMQP_EXCHANGE", exchange.into()),
+            ("POLL_INTERVAL_SECS", "1".into()),
+        ],
+    )
 }
 
 async fn status(port: u16) -> Option<Value> {

@@ -2,13 +2,9 @@
 
 use std::time::Duration;
 
-use serde_json::{json, Map, Value};
+use serde_json::json;
 
-use crate::helpers::{metric, spawn_app, EventQueue, Options};
-
-fn fields(v: Value) -> Map<String, Value> {
-    v.as_object().cloned().unwrap()
-}
+use crate::helpers::{fields, metric, spawn_app, EventQueue, Options};
 
 #[tokio::test]
 async fn two_creates_two_updates_one_delete_give_exactly_five_events() {

@@ -5,7 +5,9 @@ use std::collections::HashMap;
 use calamine::{Data, DataType, Reader, Xlsx};
 use serde_json::{json, Value};
 
-use crate::helpers::{metric, spawn_app, Options};
+use std::time::Duration;
+
+use crate::helpers::{fields, metric, spawn_app, Options};
 
 /// The normalised value Daftra meant, computed independently of the bridge's code.
 fn expected(column: &str, raw: &serde_json::Map<String, Value>) -> String {
@@ -589,5 +591,113 @@ async fn xlsx_whole_numbers_are_integers_and_line_breaks_are_lf() {
         "CR becomes LF"
     );
     assert!(sheet.contains("first\nsecond\nthird"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn snapshot_exports_answer_304_to_a_tool_that_already_has_this_version() {
+    let app = spawn_app(Options::without_publisher()).await;
+    app.poll().await;
+    let url = "/exports/work_orders.csv?fields=id,title&status=1,2";
+    let first = app.get(url).await;
+    assert_eq!(first.status(), 200);
+    let etag = first.headers()["etag"].to_str().unwrap().to_string();
+    let modified = first.headers()["last-modified"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(etag.starts_with("W/\""), "{etag}");
+    let body = first.text().await.unwrap();
+    let conditional = |name: &'static str, value: String| {
+        app.http
+            .get(format!("{}{url}", app.base))
+            .header(name, value)
+            .send()
+    };
+    let again = conditional("if-none-match", etag.clone()).await.unwrap();
+    assert_eq!(again.status(), 304);
+    assert_eq!(again.headers()["etag"], etag.as_str());
+    assert!(again.text().await.unwrap().is_empty());
+    let since = conditional("if-modified-since", modified.clone())
+        .await
+        .unwrap();
+    assert_eq!(since.status(), 304);
+    // The same selection in another order is the same file; another selection is not.
+    let reordered = app
+        .http
+        .get(format!(
+            "{}/exports/work_orders.csv?status=1,2&fields=id,title",
+            app.base
+        ))
+        .header("if-none-match", etag.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reordered.status(), 304);
+    let other = app.get("/exports/work_orders.csv?fields=id").await;
+    assert_ne!(other.headers()["etag"], etag.as_str());
+    let head = app
+        .http
+        .head(format!("{}{url}", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.headers()["etag"], etag.as_str());
+    // Live data has no version: no validators.
+    let live = app.get("/exports/work_orders.csv?source=live").await;
+    assert!(live.headers().get("etag").is_none());
+
+    // A poll that changes nothing keeps the version; a change makes a new one.
+    app.poll().await;
+    assert_eq!(
+        conditional("if-none-match", etag.clone())
+            .await
+            .unwrap()
+            .status(),
+        304
+    );
+    app.sim
+        .state
+        .update(1, fields(json!({"title": "changed", "status": 1})));
+    app.poll().await;
+    let changed = conditional("if-none-match", etag.clone()).await.unwrap();
+    assert_eq!(changed.status(), 200);
+    assert_ne!(changed.headers()["etag"], etag.as_str());
+    assert_ne!(changed.text().await.unwrap(), body);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn identical_xlsx_requests_of_one_version_share_one_build() {
+    let app = spawn_app(Options::without_publisher()).await;
+    app.poll().await;
+    let count = async || {
+        metric(
+            &app.metrics().await,
+            "bridge_export_duration_seconds_count{format=\"xlsx\",resource=\"work_orders\"}",
+        )
+        .unwrap_or(0.0)
+    };
+    let before = count().await;
+    // Hold every build permit, so the eight requests all arrive while the first build waits.
+    let builds = app.state.xlsx_builds.clone();
+    let held = builds.clone().acquire_many_owned(2).await.unwrap();
+    let url = format!("{}/exports/work_orders.xlsx?fields=id,title", app.base);
+    let requests: Vec<_> = (0..8)
+        .map(|_| {
+            let (http, url) = (app.http.clone(), url.clone());
+            tokio::spawn(async move { http.get(url).send().await.unwrap().bytes().await.unwrap() })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    drop(held);
+    let mut bodies = Vec::new();
+    for r in requests {
+        bodies.push(r.await.unwrap());
+    }
+    assert!(bodies
+        .iter()
+        .all(|b| b.starts_with(b"PK") && *b == bodies[0]));
+    assert_eq!(count().await - before, 1.0, "one build for eight requests");
     app.stop().await;
 }

@@ -235,6 +235,46 @@ impl TestApp {
     }
 }
 
+/// A `daftra-bridge serve` child process, killed with SIGKILL when dropped (a crash).
+pub struct ServeProcess(pub std::process::Child);
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts the built `daftra-bridge serve` against `sim_url`, with its store at `db` and HTTP on
+/// `port`, in a clean environment plus `extra` (which may override the defaults).
+pub fn start_serve(
+    sim_url: &str,
+    db: &std::path::Path,
+    port: u16,
+    extra: &[(&str, String)],
+) -> ServeProcess {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_daftra-bridge"));
+    c.arg("serve")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DAFTRA_BASE_URL", sim_url)
+        .env("DAFTRA_API_KEY", "sim-api-key")
+        .env("DATABASE_URL", format!("sqlite://{}", db.display()))
+        .env("BIND_ADDR", format!("127.0.0.1:{port}"))
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    for (k, v) in extra {
+        c.env(k, v);
+    }
+    ServeProcess(c.spawn().expect("the built daftra-bridge binary"))
+}
+
+/// The fields of a JSON object literal, as the simulator's `create` and `update` take them.
+pub fn fields(v: Value) -> serde_json::Map<String, Value> {
+    v.as_object().cloned().expect("a JSON object")
+}
+
 /// Value of one sample of `/metrics` text, e.g. `daftra_api_pages_fetched_total{resource="work_orders"}`.
 pub fn metric(text: &str, series: &str) -> Option<f64> {
     text.lines().find_map(|l| {

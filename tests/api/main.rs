@@ -7,6 +7,8 @@ mod events;
 mod exports;
 mod fixture;
 mod helpers;
+mod index;
+mod openapi;
 mod ops;
 mod packaging;
 mod proxy;

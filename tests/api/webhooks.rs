@@ -10,15 +10,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
-use crate::helpers::{metric, spawn_app, unique, EventQueue, Options, TestApp};
+use crate::helpers::{
+    fields, metric, spawn_app, start_serve, unique, EventQueue, Options, ServeProcess, TestApp,
+};
 
 const ADMIN: &str = "admin-token-for-tests";
-
-fn fields(v: Value) -> Map<String, Value> {
-    v.as_object().cloned().unwrap()
-}
 
 async fn wait_for(mut check: impl AsyncFnMut() -> bool, what: &str) {
     for _ in 0..300 {
@@ -919,39 +917,23 @@ async fn the_inbound_webhook_is_guarded_and_coalesces_calls_into_one_more_poll()
     app.stop().await;
 }
 
-struct Bridge(Child);
-
-impl Drop for Bridge {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_bridge(sim_url: &str, db: &std::path::Path, exchange: &str, port: u16) -> Bridge {
-    let child = Command::new(env!("CARGO_BIN_EXE_daftra-bridge"))
-        .arg("serve")
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("DAFTRA_BASE_URL", sim_url)
-        .env("DAFTRA_API_KEY", "sim-api-key")
-        .env("DATABASE_URL", format!("sqlite://{}", db.display()))
-        .env("AMQP_URL", crate::helpers::amqp_url())
-        .env("AMQP_EXCHANGE", exchange)
-        .env("BIND_ADDR", format!("127.0.0.1:{port}"))
-        .env("POLL_INTERVAL_SECS", "3600")
-        .env("ADMIN_TOKEN", ADMIN)
-        .env("WEBHOOK_ALLOW_PRIVATE_TARGETS", "true")
-        .env(
-            "WEBHOOK_RETRY_SCHEDULE_SECS",
-            "0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5",
-        )
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the built daftra-bridge binary");
-    Bridge(child)
+fn start_bridge(sim_url: &str, db: &std::path::Path, exchange: &str, port: u16) -> ServeProcess {
+    start_serve(
+        sim_url,
+        db,
+        port,
+        &[
+            ("AMQP_URL", crate::helpers::amqp_url()),
+            ("AMQP_EXCHANGE", exchange.into()),
+            ("POLL_INTERVAL_SECS", "3600".into()),
+            ("ADMIN_TOKEN", ADMIN.into()),
+            ("WEBHOOK_ALLOW_PRIVATE_TARGETS", "true".into()),
+            (
+                "WEBHOOK_RETRY_SCHEDULE_SECS",
+                "0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5".into(),
+            ),
+        ],
+    )
 }
 
 #[tokio::test]
