@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 records=${1:-100000}
 concurrent=${2:-8}
-bin=target/release
+bin=${BIN:-target/release}
 tmp=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$tmp"' EXIT
 port_sim=$((20000 + RANDOM % 10000)); port_bridge=$((port_sim + 1))

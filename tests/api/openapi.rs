@@ -241,7 +241,8 @@ fn schemathesis_version() -> Option<String> {
 }
 
 /// Runs `schemathesis run <base>/openapi.json` with the checks below and `extra` arguments, in a
-/// temporary folder (it looks for a config file there); panics with its output when it fails.
+/// temporary folder (it looks for a config file there); prints its output (shown on failure or
+/// with `--nocapture`) and fails when it finds a problem.
 async fn schemathesis(base: &str, max_examples: u32, extra: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
     let checks = [
@@ -353,6 +354,21 @@ async fn a_running_bridge_conforms_to_its_openapi_document() {
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"], "upstream_unavailable");
     assert!(body["message"].is_string() && body.as_object().unwrap().len() == 2);
+    // So is a 304 (schemathesis seldom sends a matching `If-None-Match`): its documented
+    // headers, and no body.
+    let r = app
+        .http
+        .get(format!("{}/exports/work_orders.csv", app.base))
+        .bearer_auth(TOKEN)
+        .header("If-None-Match", "*")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 304);
+    assert_eq!(r.headers()["x-data-source"], "snapshot");
+    assert!(r.headers()["etag"].to_str().unwrap().starts_with("W/\""));
+    assert!(r.headers().contains_key("last-modified"));
+    assert!(r.bytes().await.unwrap().is_empty());
 
     let r = app
         .http
