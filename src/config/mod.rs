@@ -198,13 +198,17 @@ impl RawEnv {
 pub fn resolve_base_url(raw: &RawEnv) -> Result<Option<String>, ConfigError> {
     if let Some(url) = non_empty(&raw.daftra_base_url) {
         if !(url.starts_with("http://") || url.starts_with("https://")) {
-            return Err(err("DAFTRA_BASE_URL", url, "an http:// or https:// URL"));
+            return Err(err(
+                "DAFTRA_BASE_URL",
+                &redact_url(url),
+                "an http:// or https:// URL",
+            ));
         }
         let root = url.trim_end_matches('/');
         if root.ends_with("/api2") || root.contains("/api2/") {
             return Err(err(
                 "DAFTRA_BASE_URL",
-                url,
+                &redact_url(url),
                 "the site root without /api2, for example https://acme.daftra.com",
             ));
         }
@@ -303,7 +307,7 @@ impl Settings {
             Some(s) => parse_database_url(s).ok_or_else(|| {
                 err(
                     "DATABASE_URL",
-                    s,
+                    &redact_url(s),
                     "sqlite://relative/path or sqlite:///absolute/path",
                 )
             })?,

@@ -126,3 +126,22 @@ fn missing_credentials_are_named() {
         "DAFTRA_CLIENT_SECRET"
     );
 }
+
+#[test]
+fn a_bad_url_is_named_without_its_password() {
+    let mut r = raw();
+    r.database_url = Some("mysql://bridge:hunter2@db/x?password=hunter3".into());
+    let e = Settings::from_raw(&r, None).unwrap_err().to_string();
+    assert!(
+        e.contains("DATABASE_URL") && e.contains("mysql://bridge:***@db/x"),
+        "{e}"
+    );
+    assert!(!e.contains("hunter2") && !e.contains("hunter3"), "{e}");
+    let mut r = raw();
+    r.daftra_base_url = Some("ftp://u:hunter2@acme.daftra.com".into());
+    let e = Settings::from_raw(&r, None).unwrap_err().to_string();
+    assert!(
+        e.contains("DAFTRA_BASE_URL") && !e.contains("hunter2"),
+        "{e}"
+    );
+}

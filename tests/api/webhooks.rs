@@ -46,6 +46,8 @@ struct ReceiverState {
     script: Mutex<VecDeque<u16>>,
     /// Answer nothing (hold the request) while set.
     hang: AtomicBool,
+    /// `Location` of 3xx answers.
+    location: Mutex<Option<String>>,
 }
 
 /// An HTTP receiver on a random loopback port that records every delivery.
@@ -80,7 +82,11 @@ async fn receive(
         body: String::from_utf8_lossy(&body).into_owned(),
         answered,
     });
-    HttpResponse::build(actix_web::http::StatusCode::from_u16(answered).unwrap()).finish()
+    let mut answer = HttpResponse::build(actix_web::http::StatusCode::from_u16(answered).unwrap());
+    if let Some(to) = state.location.lock().unwrap().clone() {
+        answer.insert_header(("location", to));
+    }
+    answer.finish()
 }
 
 impl Receiver {
@@ -112,6 +118,10 @@ impl Receiver {
     /// Answers these statuses to the next requests, then 200.
     pub fn answer(&self, statuses: &[u16]) {
         self.state.script.lock().unwrap().extend(statuses);
+    }
+
+    pub fn redirect_to(&self, url: &str) {
+        *self.state.location.lock().unwrap() = Some(url.to_string());
     }
 
     pub fn hang(&self, on: bool) {
@@ -1026,4 +1036,38 @@ async fn sigkill_mid_retry_loses_nothing_and_the_restart_resumes() {
     assert_eq!(rx.accepted().len(), 1, "delivered once it was accepted");
     rx.stop().await;
     sim.stop().await;
+}
+
+#[tokio::test]
+async fn redirects_are_not_followed() {
+    let app = spawn_app(admin_opts()).await;
+    let (rx, elsewhere) = (Receiver::start().await, Receiver::start().await);
+    rx.redirect_to(&elsewhere.url);
+    rx.answer(&[302, 307]);
+    let (id, _) = app.endpoint(&rx.url, None).await;
+    app.poll().await;
+    app.sim
+        .state
+        .update(9, fields(json!({"title": "redirected"})));
+    app.poll().await;
+    wait_for(
+        async || rx.accepted().len() == 1,
+        "the delivery after two redirects",
+    )
+    .await;
+    assert!(
+        elsewhere.log().is_empty(),
+        "the Location was never followed"
+    );
+    let mut statuses: Vec<Value> = app
+        .deliveries(&id)
+        .await
+        .iter()
+        .map(|d| d["status"].clone())
+        .collect();
+    statuses.reverse();
+    assert_eq!(statuses, [json!(302), json!(307), json!(200)]);
+    rx.stop().await;
+    elsewhere.stop().await;
+    app.stop().await;
 }
