@@ -364,7 +364,7 @@ fn the_alert_rules_pass_promtool_check_and_their_unit_tests() {
         "promtool",
         &["check", "rules", &format!("{CHART}/files/alerts.yaml")],
     );
-    assert!(checked.contains("SUCCESS: 6 rules found"), "{checked}");
+    assert!(checked.contains("SUCCESS: 8 rules found"), "{checked}");
     // promtool reads the test's rule_files relative to the test file.
     let tested = run(
         "promtool",
@@ -413,6 +413,8 @@ fn every_alert_has_a_summary_a_runbook_a_severity_a_wait_and_unit_tests() {
             "DaftraBridgeIncompleteScans",
             "DaftraBridgeEventsUnroutable",
             "DaftraBridgeResourceUnavailable",
+            "DaftraBridgeWebhookEndpointDisabled",
+            "DaftraBridgeWebhookBacklog",
         ]
     );
 }
@@ -472,6 +474,10 @@ fn the_alerts_and_the_dashboard_query_only_metrics_of_src_metrics_rs() {
         "bridge_events_unroutable_total",
         "bridge_export_rows_total",
         "bridge_export_duration_seconds_bucket",
+        "bridge_webhook_deliveries_total",
+        "bridge_webhook_attempt_duration_seconds_bucket",
+        "bridge_webhook_pending",
+        "bridge_webhook_endpoint_disabled",
     ] {
         assert!(used.contains(m), "the dashboard has no panel on {m}");
     }
@@ -729,7 +735,7 @@ fn the_chart_ships_the_alerts_and_the_dashboard_as_written() {
         let path = dir.path().join("rendered-alerts.yaml");
         std::fs::write(&path, serde_yaml_ng::to_string(&rule["spec"]).unwrap()).unwrap();
         let checked = run("promtool", &["check", "rules", path.to_str().unwrap()]);
-        assert!(checked.contains("SUCCESS: 6 rules found"), "{checked}");
+        assert!(checked.contains("SUCCESS: 8 rules found"), "{checked}");
     }
 
     // The dashboard ConfigMap: the sidecar's label (configurable) and the JSON as written.
