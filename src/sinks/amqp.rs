@@ -223,8 +223,9 @@ impl Publisher {
         }
     }
 
-    fn refresh_pending(&self) {
-        if let Ok(n) = self.store.outbox_len() {
+    async fn refresh_pending(&self) {
+        let store = self.store.clone();
+        if let Ok(Ok(n)) = tokio::task::spawn_blocking(move || store.outbox_len()).await {
             self.metrics.outbox_pending.set(n as i64);
         }
     }
@@ -268,7 +269,7 @@ impl Publisher {
     /// after any failure, until `cancel`. Then drains what it can within `shutdown_deadline`
     /// and closes the connection cleanly.
     pub async fn run(self, cancel: CancellationToken, shutdown_deadline: Duration) {
-        self.refresh_pending();
+        self.refresh_pending().await;
         let shown_url = redact_url(self.amqp_url.expose());
         let mut attempt: u32 = 0;
         let mut conn: Option<(Connection, Channel)> = None;
@@ -357,7 +358,7 @@ impl Publisher {
                 Err(e) => {
                     tracing::warn!(error = %e, "Publishing stopped; unconfirmed events stay in the outbox");
                     self.broker.set_error(Some(e.to_string()));
-                    self.refresh_pending();
+                    self.refresh_pending().await;
                     if c.status().connected() && c.status().blocked() {
                         // Confirms time out while the broker blocks us: keep the connection.
                         continue;
@@ -386,7 +387,7 @@ impl Publisher {
             let _ = tokio::time::timeout(Duration::from_secs(5), c.close(200, "shutdown")).await;
         }
         self.set_state(BrokerConnection::Disconnected);
-        self.refresh_pending();
+        self.refresh_pending().await;
         tracing::info!(
             outbox_pending = self.metrics.outbox_pending.get(),
             "Publisher stopped; what is pending is published after the next start"

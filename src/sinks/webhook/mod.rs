@@ -122,7 +122,8 @@ impl WebhookSink {
                             .with_label_values(&[&e.id])
                             .set(i64::from(e.disabled));
                         if e.disabled {
-                            if let Ok(n) = self.store.endpoint_pending(&e.id) {
+                            let (store, id) = (self.store.clone(), e.id.clone());
+                            if let Ok(n) = blocking(move || store.endpoint_pending(&id)).await {
                                 self.metrics
                                     .webhook_pending
                                     .with_label_values(&[&e.id])
