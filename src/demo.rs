@@ -48,6 +48,9 @@ fn demo_settings(sim: &Simulator) -> anyhow::Result<(Settings, Option<tempfile::
         tmp = Some(dir);
     }
     raw.poll_interval_secs.get_or_insert_with(|| "5".into());
+    // The simulated account's zone (its Site Info says Africa/Cairo), so the demo agrees with it.
+    raw.daftra_timezone
+        .get_or_insert_with(|| "Africa/Cairo".into());
     raw.daftra_resources
         .get_or_insert_with(|| DEMO_RESOURCES.into());
     raw.daftra_page_size.get_or_insert_with(|| "50".into());

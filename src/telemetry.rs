@@ -13,6 +13,16 @@ pub fn init(format: LogFormat) {
         }),
         _ => EnvFilter::new("info"),
     };
+    // lapin logs every returned (unroutable) message whole, as a byte array: kilobytes of record
+    // data per event. The bridge logs its own one-line warning instead.
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(v) if v.contains("lapin") => filter,
+        _ => filter.add_directive(
+            "lapin::returned_messages=error"
+                .parse()
+                .expect("a valid directive"),
+        ),
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

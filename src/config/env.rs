@@ -105,6 +105,8 @@ pub fn load_dotenv(path: &Path) -> Result<(), DotenvError> {
             .count();
         DotenvError(format!("{shown} line {line} is not UTF-8 text"))
     })?;
+    // Windows editors start UTF-8 files with a byte order mark.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text).to_string();
     let mut found = Vec::new();
     for item in dotenvy::from_read_iter(text.as_bytes()) {
         match item {
@@ -116,11 +118,17 @@ pub fn load_dotenv(path: &Path) -> Result<(), DotenvError> {
                     .lines()
                     .position(|l| l.trim_end() == first || (!first.is_empty() && l.contains(first)))
                     .map_or(0, |i| i + 1);
+                // Named only when it looks like a variable name (upper case, digits, `_`): a bare
+                // word may be a pasted secret.
                 let near = first
-                    .split(['=', ' ', '\t'])
-                    .next()
+                    .split_once('=')
+                    .map(|(name, _)| name)
+                    .or_else(|| first.split_whitespace().next())
+                    .map(str::trim)
                     .filter(|n| {
-                        !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                        n.starts_with(|c: char| c.is_ascii_uppercase() || c == '_')
+                            && n.chars()
+                                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
                     })
                     .map(|n| format!(" (near {n})"))
                     .unwrap_or_default();
@@ -272,5 +280,14 @@ mod tests {
         );
         assert!(!text.contains("secret value"), "{text}");
         assert!(load_dotenv(&dir.path().join("missing")).is_ok());
+        std::fs::write(&path, "A=1\nHunter2Secret\n").unwrap();
+        let text = load_dotenv(&path).unwrap_err().to_string();
+        assert!(
+            text.contains("line 2") && !text.contains("Hunter2"),
+            "{text}"
+        );
+        std::fs::write(&path, "\u{feff}DAFTRA_DOTENV_TEST_BOM=1\n").unwrap();
+        load_dotenv(&path).expect("a byte order mark is allowed");
+        assert_eq!(std::env::var("DAFTRA_DOTENV_TEST_BOM").unwrap(), "1");
     }
 }

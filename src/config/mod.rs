@@ -308,16 +308,18 @@ impl Settings {
                 err(
                     "DATABASE_URL",
                     &redact_url(s),
-                    "sqlite://relative/path or sqlite:///absolute/path",
+                    "sqlite://relative/path or sqlite:///absolute/path (no user, password or ?options: SQLite has none)",
                 )
             })?,
         };
         let amqp_url = non_empty(&raw.amqp_url).unwrap_or("amqp://guest:guest@127.0.0.1:5672/%2f");
-        if !(amqp_url.starts_with("amqp://") || amqp_url.starts_with("amqps://")) {
+        if !(amqp_url.starts_with("amqp://") || amqp_url.starts_with("amqps://"))
+            || amqp_url.parse::<lapin::uri::AMQPUri>().is_err()
+        {
             return Err(err(
                 "AMQP_URL",
                 &redact_url(amqp_url),
-                "an amqp:// or amqps:// URL",
+                "an amqp:// or amqps:// URL with a valid host, port (1-65535) and virtual host",
             ));
         }
         let amqp_exchange = non_empty(&raw.amqp_exchange)

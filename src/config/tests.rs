@@ -145,3 +145,22 @@ fn a_bad_url_is_named_without_its_password() {
         "{e}"
     );
 }
+
+#[test]
+fn an_sqlite_url_with_credentials_or_options_and_a_bad_broker_port_stop_start_up() {
+    for url in [
+        "sqlite://user:Hunter2Secret@host/x.db",
+        "sqlite:///tmp/q.sqlite3?password=Hunter2Secret",
+    ] {
+        let mut r = raw();
+        r.database_url = Some(url.into());
+        let e = Settings::from_raw(&r, None).unwrap_err();
+        assert_eq!(e.name, "DATABASE_URL");
+        assert!(!e.to_string().contains("Hunter2Secret"), "{e}");
+    }
+    let mut r = raw();
+    r.amqp_url = Some("amqp://guest:Hunter2Secret@127.0.0.1:99999/%2f".into());
+    let e = Settings::from_raw(&r, None).unwrap_err();
+    assert_eq!(e.name, "AMQP_URL");
+    assert!(!e.to_string().contains("Hunter2Secret"), "{e}");
+}

@@ -75,5 +75,10 @@ pub(super) fn secret(v: &Option<String>) -> Option<Secret> {
 /// Parses `sqlite://relative/path` or `sqlite:///absolute/path` into a file path.
 pub fn parse_database_url(s: &str) -> Option<PathBuf> {
     let rest = s.strip_prefix("sqlite://")?;
-    (!rest.is_empty()).then(|| PathBuf::from(rest))
+    // SQLite has no user, password or options in its URL: such a URL is a mistake, and taking it
+    // as a path would write the password into a file name (and the logs).
+    if rest.is_empty() || rest.contains('@') || rest.contains('?') {
+        return None;
+    }
+    Some(PathBuf::from(rest))
 }

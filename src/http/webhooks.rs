@@ -297,8 +297,14 @@ pub async fn rotate(
     state: web::Data<AppState>,
     req: HttpRequest,
     id: web::Path<String>,
+    payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     admin(&state, &req)?;
+    // No fields: an empty body or `{}`.
+    let body = read_body(payload, ADMIN_BODY_LIMIT).await?;
+    if !body.iter().all(u8::is_ascii_whitespace) {
+        object(&body, &[])?;
+    }
     let secret = signature::new_secret();
     let until = chrono::Utc::now().timestamp() + ROTATION_OVERLAP.as_secs() as i64;
     let (owned, s) = (id.to_string(), secret.clone());

@@ -78,8 +78,9 @@ pub struct Endpoint {
     pub description: String,
     /// `whsec_` and the base64 key.
     pub secret: Secret,
-    /// The secret before the last rotation and until when (Unix seconds) it still signs.
-    pub previous_secret: Option<(Secret, i64)>,
+    /// Secrets replaced by rotations that still sign, each with the Unix second it stops at
+    /// (a receiver may hold any of them during the overlaps).
+    pub previous_secrets: Vec<(Secret, i64)>,
     pub disabled: bool,
     /// Why it was disabled (`410 Gone`, the retry schedule exhausted, or the operator).
     pub disabled_reason: Option<String>,
@@ -136,12 +137,26 @@ fn endpoint_row(r: &Row<'_>) -> rusqlite::Result<Endpoint> {
         events: serde_json::from_str(&events).unwrap_or_default(),
         description: r.get(3)?,
         secret: Secret::new(r.get::<_, String>(4)?),
-        previous_secret: previous.zip(until).map(|(s, u)| (Secret::new(s), u)),
+        previous_secrets: previous_secrets(previous, until),
         disabled: r.get::<_, i64>(7)? != 0,
         disabled_reason: r.get(8)?,
         created_at: r.get(9)?,
         cursor: r.get(10)?,
     })
+}
+
+/// `previous_secret` holds a JSON list of `[secret, until]` pairs (one plain secret, with
+/// `previous_secret_until`, in stores written before several overlaps were kept).
+fn previous_secrets(column: Option<String>, until: Option<i64>) -> Vec<(Secret, i64)> {
+    match column {
+        None => Vec::new(),
+        Some(text) if text.starts_with('[') => serde_json::from_str::<Vec<(String, i64)>>(&text)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(s, u)| (Secret::new(s), u))
+            .collect(),
+        Some(plain) => until.map(|u| (Secret::new(plain), u)).into_iter().collect(),
+    }
 }
 
 const ENDPOINT_COLUMNS: &str = "id, url, events, description, secret, previous_secret, previous_secret_until, disabled, disabled_reason, created_at, cursor";
@@ -257,7 +272,8 @@ impl Store {
         })
     }
 
-    /// Replaces the secret; the old one keeps signing until `old_until` (Unix seconds).
+    /// Replaces the secret; the old one keeps signing until `old_until` (Unix seconds), beside
+    /// earlier ones whose overlap has not ended.
     pub fn rotate_secret(
         &self,
         id: &str,
@@ -265,11 +281,24 @@ impl Store {
         old_until: i64,
     ) -> Result<bool, StoreError> {
         self.with(|c| {
-            c.execute(
-                "UPDATE webhook_endpoint SET previous_secret = secret, previous_secret_until = ?3, secret = ?2 WHERE id = ?1",
-                params![id, secret.expose(), old_until],
-            )
-            .map(|n| n > 0)
+            let tx = c.transaction()?;
+            let Some(old) = load_endpoint(&tx, id)? else {
+                return Ok(false);
+            };
+            let now = chrono::Utc::now().timestamp();
+            let mut kept: Vec<(String, i64)> = old
+                .previous_secrets
+                .iter()
+                .filter(|(_, until)| *until > now)
+                .map(|(s, until)| (s.expose().to_string(), *until))
+                .collect();
+            kept.push((old.secret.expose().to_string(), old_until));
+            tx.execute(
+                "UPDATE webhook_endpoint SET previous_secret = ?3, previous_secret_until = ?4, secret = ?2 WHERE id = ?1",
+                params![id, secret.expose(), serde_json::to_string(&kept).unwrap_or_default(), old_until],
+            )?;
+            tx.commit()?;
+            Ok(true)
         })
     }
 

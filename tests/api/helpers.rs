@@ -186,6 +186,17 @@ pub async fn spawn_app(opts: Options) -> TestApp {
     test_app
 }
 
+/// Deletes a test exchange (best effort: a broker that is down keeps it).
+pub async fn delete_exchange(exchange: &str) {
+    let Ok(conn) = daftra_bridge::sinks::amqp::connect(&Secret::new(amqp_url())).await else {
+        return;
+    };
+    if let Ok(ch) = conn.create_channel().await {
+        let _ = ch.exchange_delete(exchange, Default::default()).await;
+    }
+    let _ = conn.close(200, "test done").await;
+}
+
 pub async fn declare_exchange(exchange: &str) {
     let conn = daftra_bridge::sinks::amqp::connect(&Secret::new(amqp_url()))
         .await
@@ -225,13 +236,16 @@ impl TestApp {
         self.get("/metrics").await.text().await.unwrap()
     }
 
-    /// Stops the bridge gracefully.
+    /// Stops the bridge gracefully, and deletes its test exchange from the shared broker.
     pub async fn stop(mut self) {
         self.cancel.cancel();
         if let Some(r) = self.running.take() {
             let _ = tokio::time::timeout(Duration::from_secs(20), r).await;
         }
         self.sim.stop().await;
+        if self.exchange.starts_with("test.") {
+            delete_exchange(&self.exchange).await;
+        }
     }
 }
 

@@ -317,7 +317,7 @@ impl WebhookSink {
         let timestamp = chrono::Utc::now().timestamp();
         let signature = signature::header(
             &endpoint.secret,
-            endpoint.previous_secret.as_ref(),
+            &endpoint.previous_secrets,
             &m.event_id,
             timestamp,
             m.body.as_bytes(),

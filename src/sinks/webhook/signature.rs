@@ -37,17 +37,17 @@ pub fn sign(secret: &Secret, msg_id: &str, timestamp: i64, body: &[u8]) -> Optio
     ))
 }
 
-/// The `webhook-signature` header: the current secret's signature, then, while a rotation's
-/// overlap lasts, the previous secret's, space-separated.
+/// The `webhook-signature` header: the current secret's signature, then that of each earlier
+/// secret whose rotation overlap lasts, space-separated.
 pub fn header(
     secret: &Secret,
-    previous: Option<&(Secret, i64)>,
+    previous: &[(Secret, i64)],
     msg_id: &str,
     timestamp: i64,
     body: &[u8],
 ) -> String {
     let mut out = sign(secret, msg_id, timestamp, body).unwrap_or_default();
-    if let Some((old, until)) = previous {
+    for (old, until) in previous {
         if timestamp < *until {
             if let Some(s) = sign(old, msg_id, timestamp, body) {
                 out.push(' ');
@@ -76,11 +76,11 @@ mod tests {
     #[test]
     fn a_rotation_signs_with_both_until_the_overlap_ends() {
         let (new, old) = (new_secret(), new_secret());
-        let both = header(&new, Some(&(old.clone(), 100)), "m", 99, b"{}");
+        let both = header(&new, &[(old.clone(), 100)], "m", 99, b"{}");
         assert_eq!(both.split(' ').count(), 2);
         assert!(both.ends_with(&sign(&old, "m", 99, b"{}").unwrap()));
         assert_eq!(
-            header(&new, Some(&(old, 100)), "m", 100, b"{}")
+            header(&new, &[(old, 100)], "m", 100, b"{}")
                 .split(' ')
                 .count(),
             1

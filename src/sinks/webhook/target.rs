@@ -76,6 +76,13 @@ pub fn validate(url: &str, allow_private: bool) -> Result<Url, String> {
             return Err(format!("{ip}: {PRIVATE_REFUSAL}"));
         }
     }
+    if let url::Host::Domain(name) = host {
+        // RFC 6761: localhost and *.localhost always mean this machine.
+        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        if !allow_private && (name == "localhost" || name.ends_with(".localhost")) {
+            return Err(format!("{name}: {PRIVATE_REFUSAL}"));
+        }
+    }
     if url.len() > 2048 {
         return Err("the URL is longer than 2048 characters".into());
     }
@@ -183,6 +190,9 @@ mod tests {
             .unwrap_err()
             .contains("WEBHOOK_ALLOW_PRIVATE_TARGETS"));
         assert!(validate("https://[::1]/x", false).is_err());
+        assert!(validate("https://LOCALHOST./x", false).is_err());
+        assert!(validate("https://foo.localhost/x", false).is_err());
+        assert!(validate("https://localhost/x", true).is_ok());
         assert!(validate("ftp://example.com", true).is_err());
         assert!(validate("not a url", true).is_err());
         assert_eq!(
