@@ -23,22 +23,16 @@ use clap::Parser;
 use daftra_bridge::catalogue::default_resource;
 use daftra_bridge::config::{DaftraAuth, RawEnv, Secret, Settings};
 use daftra_bridge::diff::{diff, Known, Scanned};
-use daftra_bridge::events::{to_outbox, OutboxEvent};
 use daftra_bridge::poller::Poller;
 use daftra_bridge::record;
 use daftra_bridge::scan::{scan, Keep};
 use daftra_bridge::sim::{Faults, SimConfig, Simulator};
 use daftra_bridge::sinks::amqp as publisher;
 use daftra_bridge::startup::Application;
-use daftra_bridge::status::now_rfc3339;
 use daftra_bridge::store::{SnapshotWrite, Store};
 use futures::{StreamExt, TryStreamExt};
 use heap::{heap_live, heap_peak, reset_heap_peak};
-use lapin::options::{
-    ConfirmSelectOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions,
-    QueueDeleteOptions,
-};
-use lapin::types::{AMQPValue, FieldTable};
+use lapin::options::{ConfirmSelectOptions, ExchangeDeleteOptions, QueueDeleteOptions};
 use serde_json::{Map, Value};
 
 const GNU_TIME: &str = "/usr/bin/time";
@@ -726,7 +720,8 @@ impl Bench {
         channel
             .confirm_select(ConfirmSelectOptions::default())
             .await?;
-        let queue = bind_bounded_queue(&channel, &publisher.exchange).await?;
+        let queue =
+            common::bind_bounded_queue(&channel, &publisher.exchange, "work_order.*").await?;
         log(&format!("publishing {n} events to {}", publisher.exchange));
         let started = Instant::now();
         let published = publisher.drain(&channel).await;
@@ -971,18 +966,7 @@ impl Baseline {
 
 /// Appends `n` `updated` events of distinct work orders to the outbox in one commit.
 fn fill_outbox(store: &Store, base: &str, n: usize) -> anyhow::Result<()> {
-    let time = now_rfc3339();
-    let events: Vec<OutboxEvent> = (1..=n as i64)
-        .map(|id| {
-            to_outbox(
-                default_resource(),
-                base,
-                &time,
-                &common::updated_change(id),
-                &Default::default(),
-            )
-        })
-        .collect();
+    let events = common::updated_events(base, n);
     store.commit_poll(&default_resource().name, &[], &events)?;
     Ok(())
 }
@@ -1005,36 +989,6 @@ fn fill_snapshot(path: &Path, n: usize) -> anyhow::Result<()> {
         store.commit_poll(&default_resource().name, &writes, &[])?;
     }
     Ok(())
-}
-
-/// A bounded, exclusive queue bound to `exchange` (declared here, as the publisher does), so
-/// events are routable (no `mandatory` returns) and do not pile up in the broker.
-async fn bind_bounded_queue(channel: &lapin::Channel, exchange: &str) -> anyhow::Result<String> {
-    publisher::declare_exchange(channel, exchange).await?;
-    let queue = format!("{exchange}.sink");
-    let mut queue_args = FieldTable::default();
-    queue_args.insert("x-max-length".into(), AMQPValue::LongInt(1000));
-    channel
-        .queue_declare(
-            &queue,
-            QueueDeclareOptions {
-                exclusive: true,
-                auto_delete: true,
-                ..Default::default()
-            },
-            queue_args,
-        )
-        .await?;
-    channel
-        .queue_bind(
-            &queue,
-            exchange,
-            "work_order.*",
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
-    Ok(queue)
 }
 
 /// A child process run under GNU time.

@@ -18,14 +18,10 @@ use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use clap::Parser;
 use daftra_bridge::catalogue::default_resource;
 use daftra_bridge::config::{DaftraAuth, RawEnv, Secret, Settings};
-use daftra_bridge::events::{to_outbox, OutboxEvent};
 use daftra_bridge::sim::{SimConfig, Simulator};
 use daftra_bridge::sinks::amqp as publisher;
 use daftra_bridge::startup::Application;
-use daftra_bridge::status::now_rfc3339;
 use daftra_bridge::store::{NewEndpoint, Store};
-use lapin::options::{QueueBindOptions, QueueDeclareOptions};
-use lapin::types::{AMQPValue, FieldTable};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser, Debug)]
@@ -102,22 +98,6 @@ fn settings(args: &Args, sim: &Simulator, db: &std::path::Path) -> Settings {
     Settings::from_raw(&raw, Some((sim.base_url.clone(), auth))).expect("bench settings")
 }
 
-/// `n` `updated` events of distinct work orders, as one poll commits them.
-fn events(base: &str, n: usize) -> Vec<OutboxEvent> {
-    let time = now_rfc3339();
-    (1..=n as i64)
-        .map(|id| {
-            to_outbox(
-                default_resource(),
-                base,
-                &time,
-                &common::updated_change(id),
-                &Default::default(),
-            )
-        })
-        .collect()
-}
-
 /// One run: a fresh bridge with `urls` as endpoints, `n` events committed at once; returns the
 /// seconds until RabbitMQ confirmed them all and until the receiver counted `expect` requests.
 async fn run(
@@ -133,29 +113,7 @@ async fn run(
     let conn = publisher::connect(&settings.amqp_url).await?;
     let channel = conn.create_channel().await?;
     publisher::declare_exchange(&channel, &exchange).await?;
-    let mut queue_args = FieldTable::default();
-    queue_args.insert("x-max-length".into(), AMQPValue::LongInt(1000));
-    let queue = format!("{exchange}.sink");
-    channel
-        .queue_declare(
-            &queue,
-            QueueDeclareOptions {
-                exclusive: true,
-                auto_delete: true,
-                ..Default::default()
-            },
-            queue_args,
-        )
-        .await?;
-    channel
-        .queue_bind(
-            &queue,
-            &exchange,
-            "#",
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
+    common::bind_bounded_queue(&channel, &exchange, "#").await?;
     let app = Application::build_with_listener(settings, TcpListener::bind("127.0.0.1:0")?)?;
     let store: Store = app.state.store.clone();
     for (i, url) in urls.iter().enumerate() {
@@ -175,7 +133,7 @@ async fn run(
     let signal = app.poller.outbox_notify.clone();
     let cancel = CancellationToken::new();
     let running = app.spawn(cancel.clone());
-    let batch = events(&sim.base_url, args.events);
+    let batch = common::updated_events(&sim.base_url, args.events);
     counts.1.store(0, Ordering::SeqCst);
     let started = Instant::now();
     let s = store.clone();

@@ -52,3 +52,56 @@ pub fn updated_change(id: i64) -> Change {
         after: Some(after),
     }
 }
+
+/// `n` `updated` events of distinct work orders, as one poll would commit them.
+pub fn updated_events(base: &str, n: usize) -> Vec<daftra_bridge::events::OutboxEvent> {
+    let time = daftra_bridge::status::now_rfc3339();
+    (1..=n as i64)
+        .map(|id| {
+            daftra_bridge::events::to_outbox(
+                default_resource(),
+                base,
+                &time,
+                &updated_change(id),
+                &Default::default(),
+            )
+        })
+        .collect()
+}
+
+/// A bounded, exclusive queue bound to `exchange` with `key` (declared here, as the publisher does), so
+/// events are routable (no `mandatory` returns) and do not pile up in the broker.
+pub async fn bind_bounded_queue(
+    channel: &lapin::Channel,
+    exchange: &str,
+    key: &str,
+) -> anyhow::Result<String> {
+    daftra_bridge::sinks::amqp::declare_exchange(channel, exchange).await?;
+    let queue = format!("{exchange}.sink");
+    let mut queue_args = lapin::types::FieldTable::default();
+    queue_args.insert(
+        "x-max-length".into(),
+        lapin::types::AMQPValue::LongInt(1000),
+    );
+    channel
+        .queue_declare(
+            &queue,
+            lapin::options::QueueDeclareOptions {
+                exclusive: true,
+                auto_delete: true,
+                ..Default::default()
+            },
+            queue_args,
+        )
+        .await?;
+    channel
+        .queue_bind(
+            &queue,
+            exchange,
+            key,
+            lapin::options::QueueBindOptions::default(),
+            lapin::types::FieldTable::default(),
+        )
+        .await?;
+    Ok(queue)
+}

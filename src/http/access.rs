@@ -5,6 +5,7 @@ use actix_web::HttpRequest;
 use subtle::ConstantTimeEq;
 
 use super::{ApiError, AppState};
+use crate::config::Secret;
 
 fn query_token(req: &HttpRequest) -> Option<String> {
     web_query_pairs(req)
@@ -18,23 +19,36 @@ pub fn web_query_pairs(req: &HttpRequest) -> Vec<(String, String)> {
     serde_urlencoded::from_str(req.query_string()).unwrap_or_default()
 }
 
-/// Passes when no token is configured, or when the request carries it.
-pub fn check(state: &AppState, req: &HttpRequest) -> Result<(), ApiError> {
-    let Some(expected) = &state.export_token else {
-        return Ok(());
-    };
-    let header = req
-        .headers()
+/// The token of `Authorization: Bearer <token>` (the scheme is case-insensitive, RFC 9110
+/// section 11.1).
+pub fn bearer(req: &HttpRequest) -> Option<String> {
+    req.headers()
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split_once(' '))
-        // The scheme is case-insensitive (RFC 9110 section 11.1).
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim().to_string());
-    let given = header.or_else(|| query_token(req)).unwrap_or_default();
-    if bool::from(given.as_bytes().ct_eq(expected.expose().as_bytes())) {
-        Ok(())
-    } else {
-        Err(ApiError::Unauthorized)
+        .map(|(_, token)| token.trim().to_string())
+}
+
+/// Whether `given` is `expected`, compared in constant time.
+pub fn matches(given: &str, expected: &Secret) -> bool {
+    bool::from(given.as_bytes().ct_eq(expected.expose().as_bytes()))
+}
+
+/// Ok when the request carries `expected` as a Bearer token or, with `query_allowed`, as
+/// `?token=`; 401 otherwise.
+pub fn require(req: &HttpRequest, expected: &Secret, query_allowed: bool) -> Result<(), ApiError> {
+    let given = bearer(req).or_else(|| query_allowed.then(|| query_token(req)).flatten());
+    match given {
+        Some(t) if matches(&t, expected) => Ok(()),
+        _ => Err(ApiError::Unauthorized),
+    }
+}
+
+/// Passes when no token is configured, or when the request carries it.
+pub fn check(state: &AppState, req: &HttpRequest) -> Result<(), ApiError> {
+    match &state.export_token {
+        None => Ok(()),
+        Some(expected) => require(req, expected, true),
     }
 }

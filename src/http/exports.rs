@@ -93,10 +93,10 @@ async fn reads_snapshot(state: &AppState, q: &ExportQuery) -> Result<bool, ApiEr
     Ok(false)
 }
 
-/// Picks the row source (see [`reads_snapshot`]); a live read's first page must arrive before
-/// the answer starts, so an outage is a 503.
-async fn rows(state: &AppState, q: &ExportQuery) -> Result<Rows, ApiError> {
-    if reads_snapshot(state, q).await? {
+/// The rows, from the snapshot when [`reads_snapshot`] said so (`from_snapshot`); a live read's
+/// first page must arrive before the answer starts, so an outage is a 503.
+async fn rows(state: &AppState, q: &ExportQuery, from_snapshot: bool) -> Result<Rows, ApiError> {
+    if from_snapshot {
         return Ok(Rows::Snapshot(state.store.clone()));
     }
     // Not read from the snapshot: with the default source that means there is none yet.
@@ -237,7 +237,7 @@ pub async fn download(
     }
     match format {
         Format::Csv => {
-            let rows = rows(&state, &q).await?;
+            let rows = rows(&state, &q, from_snapshot).await?;
             let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(8);
             let st = state.get_ref().clone();
             let mut response = answer(HttpResponse::Ok());
@@ -261,7 +261,7 @@ pub async fn download(
         Format::Xlsx => {
             let mut response = answer(HttpResponse::Ok());
             let st = state.get_ref().clone();
-            let build = || async move { build_xlsx(st, q, started).await };
+            let build = || async move { build_xlsx(st, q, from_snapshot, started).await };
             let tmp = match &validators {
                 // Identical requests of one snapshot version share one build.
                 Some(v) => match state
@@ -322,6 +322,7 @@ async fn snapshot_validators(
 async fn build_xlsx(
     state: AppState,
     q: ExportQuery,
+    from_snapshot: bool,
     started: Instant,
 ) -> Result<tempfile::NamedTempFile, ExportError> {
     let permit = state
@@ -330,7 +331,7 @@ async fn build_xlsx(
         .acquire_owned()
         .await
         .map_err(|e| ExportError::Io(std::io::Error::other(e.to_string())))?;
-    let rows = rows(&state, &q).await.map_err(|e| match e {
+    let rows = rows(&state, &q, from_snapshot).await.map_err(|e| match e {
         ApiError::Unavailable { message, .. } => {
             ExportError::Upstream(crate::daftra::FetchError::Transport(message))
         }

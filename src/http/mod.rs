@@ -3,6 +3,7 @@
 mod access;
 mod conditional;
 mod exports;
+mod inbound;
 mod index;
 mod openapi;
 mod ops;
@@ -204,7 +205,7 @@ pub fn app(
         .service(get_or_head("/openapi.json", web::to(openapi::document)))
         .service(only(
             "/webhooks/daftra/{resource}",
-            web::post().to(webhooks::inbound),
+            web::post().to(inbound::inbound),
             "POST",
         ))
         .service(methods(

@@ -1,22 +1,17 @@
-//! Webhook routes: the admin API of outgoing endpoints (`/webhooks/endpoints...`, guarded by
-//! `ADMIN_TOKEN`, 404 without it) and Daftra's inbound app webhook
-//! (`POST /webhooks/daftra/{resource}`, guarded by `INBOUND_WEBHOOK_TOKEN`).
+//! The admin API of outgoing webhook endpoints (`/webhooks/endpoints...`), guarded by
+//! `ADMIN_TOKEN` (404 without it). Daftra's inbound webhook is in `inbound.rs`.
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures::StreamExt;
 use serde_json::{json, Map, Value};
-use subtle::ConstantTimeEq;
 
 use super::{access, ApiError, AppState};
-use crate::config::Secret;
 use crate::export::QueryError;
 use crate::sinks::webhook::{filter, signature, target, ROTATION_OVERLAP};
 use crate::store::{AttemptOutcome, Endpoint, EndpointPatch, NewEndpoint};
 
 /// Largest admin request body, in bytes.
 const ADMIN_BODY_LIMIT: usize = 64 * 1024;
-/// Largest inbound webhook body, in bytes (413 above).
-pub const INBOUND_BODY_LIMIT: usize = 1024 * 1024;
 
 fn bad(field: &str, message: impl Into<String>) -> ApiError {
     ApiError::InvalidQuery(QueryError {
@@ -25,21 +20,12 @@ fn bad(field: &str, message: impl Into<String>) -> ApiError {
     })
 }
 
+fn no_endpoint(id: &str) -> ApiError {
+    ApiError::NotFound(format!("no webhook endpoint {id}"))
+}
+
 fn internal(e: impl std::fmt::Display) -> ApiError {
     ApiError::Internal(e.to_string())
-}
-
-fn bearer(req: &HttpRequest) -> Option<String> {
-    req.headers()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, t)| t.trim().to_string())
-}
-
-fn same(given: &str, expected: &Secret) -> bool {
-    bool::from(given.as_bytes().ct_eq(expected.expose().as_bytes()))
 }
 
 /// 404 while `ADMIN_TOKEN` is unset, 401 without the right Bearer token.
@@ -49,10 +35,7 @@ fn admin(state: &AppState, req: &HttpRequest) -> Result<(), ApiError> {
             "no such route (the webhook admin API is enabled by ADMIN_TOKEN)".into(),
         ));
     };
-    match bearer(req) {
-        Some(t) if same(&t, expected) => Ok(()),
-        _ => Err(ApiError::Unauthorized),
-    }
+    access::require(req, expected, false)
 }
 
 async fn on_store<T: Send + 'static>(
@@ -146,7 +129,10 @@ fn events_field(map: &Map<String, Value>) -> Result<Option<Vec<String>>, ApiErro
         .map(Some)
 }
 
-async fn read_body(mut payload: web::Payload, limit: usize) -> Result<web::BytesMut, ApiError> {
+pub(super) async fn read_body(
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<web::BytesMut, ApiError> {
     let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| bad("body", e.to_string()))?;
@@ -226,7 +212,7 @@ async fn load(state: &AppState, id: &str) -> Result<(Endpoint, u64), ApiError> {
     })
     .await?
     .map(|(n, e)| (e, n))
-    .ok_or_else(|| ApiError::NotFound(format!("no webhook endpoint {id}")))
+    .ok_or_else(|| no_endpoint(id))
 }
 
 /// `GET /webhooks/endpoints/{id}`.
@@ -268,7 +254,7 @@ pub async fn patch(
     let owned = id.to_string();
     let updated = on_store(&state, move |store| store.update_endpoint(&owned, &patch)).await?;
     if updated.is_none() {
-        return Err(ApiError::NotFound(format!("no webhook endpoint {id}")));
+        return Err(no_endpoint(&id));
     }
     state.endpoints_changed.notify_one();
     let (e, pending) = load(&state, &id).await?;
@@ -284,7 +270,7 @@ pub async fn delete(
     admin(&state, &req)?;
     let owned = id.to_string();
     if !on_store(&state, move |store| store.delete_endpoint(&owned)).await? {
-        return Err(ApiError::NotFound(format!("no webhook endpoint {id}")));
+        return Err(no_endpoint(&id));
     }
     state.metrics.forget_endpoint(&id);
     state.endpoints_changed.notify_one();
@@ -309,7 +295,7 @@ pub async fn rotate(
     let until = chrono::Utc::now().timestamp() + ROTATION_OVERLAP.as_secs() as i64;
     let (owned, s) = (id.to_string(), secret.clone());
     if !on_store(&state, move |store| store.rotate_secret(&owned, &s, until)).await? {
-        return Err(ApiError::NotFound(format!("no webhook endpoint {id}")));
+        return Err(no_endpoint(&id));
     }
     tracing::info!(endpoint = %id, "Webhook secret rotated; the previous one signs too for 24 hours");
     Ok(HttpResponse::Ok().json(json!({
@@ -399,44 +385,6 @@ pub async fn deliveries(
         })
         .collect();
     Ok(HttpResponse::Ok().json(json!({"id": id.as_str(), "deliveries": shown})))
-}
-
-/// `POST /webhooks/daftra/{resource}`: 202 at once, and a poll of that resource now, or one
-/// more right after the running one (calls during one poll are coalesced). The poll decides
-/// what changed; the body is read (up to 1 MB) and ignored.
-pub async fn inbound(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    resource: web::Path<String>,
-    payload: web::Payload,
-) -> Result<HttpResponse, ApiError> {
-    let Some(expected) = &state.webhooks.inbound_token else {
-        return Err(ApiError::NotFound(
-            "no such route (the inbound webhook is enabled by INBOUND_WEBHOOK_TOKEN)".into(),
-        ));
-    };
-    let given = bearer(&req).or_else(|| {
-        access::web_query_pairs(&req)
-            .into_iter()
-            .find(|(k, _)| k == "token")
-            .map(|(_, v)| v)
-    });
-    if !given.is_some_and(|t| same(&t, expected)) {
-        return Err(ApiError::Unauthorized);
-    }
-    let Some(trigger) = state.triggers.get(resource.as_str()) else {
-        return Err(ApiError::NotFound(format!(
-            "{resource} is not an enabled resource (DAFTRA_RESOURCES)"
-        )));
-    };
-    read_body(payload, INBOUND_BODY_LIMIT).await?;
-    let joined = trigger.request_again();
-    tracing::info!(resource = %resource, queued_after_running = joined, "Daftra webhook received; polling");
-    Ok(HttpResponse::Accepted().json(json!({
-        "status": "accepted",
-        "resource": resource.as_str(),
-        "poll": if joined { "queued after the running poll" } else { "started" },
-    })))
 }
 
 /// The `webhooks` part of `/status`: each endpoint's state, with its URL's credentials and

@@ -2,11 +2,13 @@
 //! sink reads in order, with one cursor per sink) and the webhook endpoints. A poll's snapshot
 //! changes and its outbox rows commit in one transaction.
 
+mod outbox;
+mod webhook_attempts;
 mod webhooks;
 
-pub use webhooks::{
-    AttemptOutcome, AttemptRecord, DueMessage, Endpoint, EndpointPatch, NewEndpoint, ATTEMPTS_KEPT,
-};
+pub use outbox::{OutboxRow, AMQP_SINK};
+pub use webhook_attempts::{AttemptOutcome, AttemptRecord, ATTEMPTS_KEPT};
+pub use webhooks::{DueMessage, Endpoint, EndpointPatch, NewEndpoint};
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -56,36 +58,6 @@ INSERT OR IGNORE INTO snapshot_version (resource, version, modified_at)
     SELECT resource, 1, CAST(strftime('%s', 'now') AS INTEGER) FROM baseline;
 ";
 
-/// Adds the event log columns (`record_id`, `created_at`) to an outbox made before them, and the
-/// RabbitMQ sink's cursor before the rows that were still waiting (before cursors, a confirmed
-/// row was deleted, so every row left is unconfirmed).
-fn migrate_outbox(conn: &Connection) -> rusqlite::Result<()> {
-    for (column, fill) in [
-        (
-            "record_id",
-            "CAST(json_extract(body, '$.data.id') AS INTEGER)",
-        ),
-        ("created_at", "CAST(strftime('%s', 'now') AS INTEGER)"),
-    ] {
-        let has = conn
-            .prepare("SELECT 1 FROM pragma_table_info('outbox') WHERE name = ?1")?
-            .exists([column])?;
-        if !has {
-            conn.execute_batch(&format!(
-                "ALTER TABLE outbox ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0; UPDATE outbox SET {column} = coalesce({fill}, 0);"
-            ))?;
-        }
-    }
-    conn.execute(
-        "INSERT OR IGNORE INTO sink_cursor (sink, seq) SELECT ?1, coalesce(min(seq) - 1, max(0, (SELECT coalesce(max(seq), 0) FROM sqlite_sequence WHERE name = 'outbox'))) FROM outbox",
-        [AMQP_SINK],
-    )?;
-    Ok(())
-}
-
-/// The RabbitMQ sink's name in `sink_cursor`.
-pub const AMQP_SINK: &str = "amqp";
-
 /// Adds the `hash` column to a snapshot made before it existed, and fills it.
 fn migrate_hashes(conn: &Connection) -> rusqlite::Result<()> {
     let has_column = conn
@@ -125,14 +97,6 @@ pub enum SnapshotWrite {
     },
 }
 
-/// A row of the outbox.
-#[derive(Clone, Debug)]
-pub struct OutboxRow {
-    /// Position in the outbox; rows are published in this order.
-    pub seq: i64,
-    pub event: OutboxEvent,
-}
-
 /// Handle to the SQLite file. Cheap to clone; the writer connection is shared behind a mutex,
 /// readers (exports) open their own read-only connections.
 #[derive(Clone)]
@@ -160,7 +124,7 @@ impl Store {
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         conn.execute_batch(SCHEMA).context("creating the schema")?;
         migrate_hashes(&conn).context("adding content hashes to the snapshot")?;
-        migrate_outbox(&conn).context("adding the event log columns to the outbox")?;
+        outbox::migrate_outbox(&conn).context("adding the event log columns to the outbox")?;
         conn.execute_batch(webhooks::SCHEMA)
             .context("creating the webhook tables")?;
         Ok(Store {
@@ -346,80 +310,6 @@ impl Store {
             tx.commit()
         })
     }
-
-    /// Up to `limit` outbox rows after `after_seq`, oldest first.
-    pub fn outbox_batch(&self, after_seq: i64, limit: usize) -> Result<Vec<OutboxRow>, StoreError> {
-        self.with(|c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT seq, resource, op, event_id, routing_key, body, record_id FROM outbox WHERE seq > ?1 ORDER BY seq LIMIT ?2",
-            )?;
-            let rows = stmt.query_map(params![after_seq, limit as i64], |r| {
-                Ok(OutboxRow {
-                    seq: r.get(0)?,
-                    event: OutboxEvent {
-                        resource: r.get(1)?,
-                        op: r.get(2)?,
-                        event_id: r.get(3)?,
-                        routing_key: r.get(4)?,
-                        body: r.get(5)?,
-                        record_id: r.get(6)?,
-                    },
-                })
-            })?;
-            rows.collect()
-        })
-    }
-
-    /// The outbox position `sink` has confirmed: every row up to it is done for that sink.
-    pub fn sink_cursor(&self, sink: &str) -> Result<i64, StoreError> {
-        self.with(|c| {
-            c.query_row("SELECT seq FROM sink_cursor WHERE sink = ?1", [sink], |r| {
-                r.get(0)
-            })
-            .optional()
-            .map(Option::unwrap_or_default)
-        })
-    }
-
-    /// Records that `sink` has confirmed every row up to `seq` (never moves backwards).
-    pub fn confirm_sink(&self, sink: &str, seq: i64) -> Result<(), StoreError> {
-        self.with(|c| {
-            c.execute(
-                "INSERT INTO sink_cursor (sink, seq) VALUES (?1, ?2) ON CONFLICT (sink) DO UPDATE SET seq = max(seq, excluded.seq)",
-                params![sink, seq],
-            )
-            .map(|_| ())
-        })
-    }
-
-    /// Events RabbitMQ has not confirmed yet (`bridge_outbox_pending`).
-    pub fn outbox_len(&self) -> Result<u64, StoreError> {
-        self.with(|c| {
-            c.query_row(
-                "SELECT count(*) FROM outbox WHERE seq > coalesce((SELECT seq FROM sink_cursor WHERE sink = ?1), 0)",
-                [AMQP_SINK],
-                |r| r.get::<_, i64>(0),
-            )
-        })
-        .map(|n| n as u64)
-    }
-
-    /// Deletes the event log rows that every sink has confirmed (RabbitMQ, and every enabled
-    /// webhook endpoint with nothing pending for them) and that are older than `retention`
-    /// (the window `POST /webhooks/endpoints/{id}/replay` can reach back). Returns rows deleted.
-    pub fn prune_event_log(&self, retention: std::time::Duration) -> Result<usize, StoreError> {
-        let cutoff = chrono::Utc::now().timestamp() - retention.as_secs() as i64;
-        self.with(|c| {
-            c.execute(
-                "DELETE FROM outbox WHERE created_at < ?1
-                   AND seq <= (SELECT min(seq) FROM (
-                         SELECT seq FROM sink_cursor WHERE sink = ?2
-                         UNION ALL SELECT cursor FROM webhook_endpoint WHERE disabled = 0))
-                   AND NOT EXISTS (SELECT 1 FROM webhook_message m WHERE m.seq = outbox.seq)",
-                params![cutoff, AMQP_SINK],
-            )
-        })
-    }
 }
 
 impl Store {
@@ -440,17 +330,6 @@ impl Store {
             let mut stmt = c.prepare("SELECT resource, status FROM poll_status")?;
             let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
             rows.collect()
-        })
-    }
-
-    /// The newest outbox position (0 when nothing was ever appended).
-    pub fn outbox_head(&self) -> Result<i64, StoreError> {
-        self.with(|c| {
-            c.query_row(
-                "SELECT max(coalesce((SELECT max(seq) FROM outbox), 0), coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'outbox'), 0))",
-                [],
-                |r| r.get(0),
-            )
         })
     }
 

@@ -5,35 +5,14 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-/// CONTRACT section 2, plus the variables this service adds.
-const VARIABLES: &[&str] = &[
-    "DAFTRA_BASE_URL",
-    "DAFTRA_SUBDOMAIN",
-    "DAFTRA_API_KEY",
-    "DAFTRA_CLIENT_ID",
-    "DAFTRA_CLIENT_SECRET",
-    "DAFTRA_USERNAME",
-    "DAFTRA_PASSWORD",
-    "DAFTRA_PAGE_SIZE",
-    "DAFTRA_CONCURRENCY",
-    "DAFTRA_TIMEOUT_SECS",
-    "DAFTRA_MAX_RETRIES",
-    "POLL_INTERVAL_SECS",
-    "POLL_EMIT_INITIAL",
-    "DATABASE_URL",
-    "AMQP_URL",
-    "AMQP_EXCHANGE",
-    "BIND_ADDR",
-    "EXPORT_TOKEN",
-    "RUST_LOG",
-    "LOG_FORMAT",
-    "POLL_DEADLINE_SECS",
-    "SHUTDOWN_DEADLINE_SECS",
-    "EXPORT_MAX_XLSX_BUILDS",
-    "PUBLISH_CONFIRM_TIMEOUT_SECS",
-    "DAFTRA_MAX_BACKOFF_SECS",
-    "EVENT_LOG_RETENTION_SECS",
-];
+/// Every variable the service reads (the configuration's own list, kept equal to its raw
+/// environment by a unit test), plus `RUST_LOG`.
+fn variables() -> impl Iterator<Item = &'static str> {
+    daftra_bridge::config::env::KNOWN
+        .iter()
+        .copied()
+        .chain(["RUST_LOG"])
+}
 
 fn read(path: &str) -> String {
     std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(path))
@@ -48,7 +27,7 @@ fn every_variable_is_in_the_chart_and_the_env_example() {
         read("charts/daftra-bridge/values.yaml"),
         read("charts/daftra-bridge/templates/deployment.yaml")
     );
-    let mut variables: Vec<String> = VARIABLES.iter().map(|v| v.to_string()).collect();
+    let mut variables: Vec<String> = variables().map(str::to_string).collect();
     // When the contract sits beside the checkout, take its variables from there too.
     if let Ok(contract) =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/CONTRACT.md"))
