@@ -359,7 +359,7 @@ impl WebhookSink {
             Err(e) => {
                 // Without the URL: its query may carry credentials.
                 let e = e.without_url();
-                let message = error_chain(&e);
+                let message = crate::daftra::error_chain(&e);
                 let outcome = if e.is_timeout() {
                     "timeout"
                 } else if message.contains(target::PRIVATE_REFUSAL) {
@@ -397,19 +397,4 @@ fn fan_out(store: &Store, mut endpoint: Endpoint) -> Result<Endpoint, crate::sto
 fn jittered(delay: Duration) -> i64 {
     let factor = rand::thread_rng().gen_range(0.8..1.2);
     (delay.as_secs_f64() * factor * 1000.0) as i64
-}
-
-/// The error and its causes, one after the other (reqwest's own text is only the outermost).
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out
 }
