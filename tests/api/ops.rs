@@ -151,7 +151,17 @@ async fn readiness_means_exports_can_be_served_and_status_reports_the_last_poll(
     assert_eq!(wo["last_outcome"], "baseline");
     assert_eq!(wo["records"], 45);
     assert_eq!(wo["pages"], 5);
-    assert_eq!(status["broker"], "connected");
+    // The broker connection is made beside the poll, not before it: wait for it.
+    let mut broker = status["broker"].clone();
+    for _ in 0..100 {
+        if broker == "connected" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let status: Value = app.get("/status").await.json().await.unwrap();
+        broker = status["broker"].clone();
+    }
+    assert_eq!(broker, "connected");
     assert_eq!(
         app.http
             .post(format!("{}/poll/work_orders", app.base))
