@@ -14,7 +14,7 @@ use crate::export::xlsx::XlsxSink;
 use crate::export::{self, ExportQuery, Format, Rows, Source};
 use crate::metrics::Metrics;
 use crate::startup::{shutdown_on_signals, Application};
-use crate::store::Store;
+use crate::store::{Location, Store};
 
 /// Bridge from Daftra (every list resource: invoices, clients, products, stock, journals, work
 /// orders, ...) to spreadsheets by URL, RabbitMQ change events and Prometheus metrics.
@@ -211,7 +211,7 @@ async fn serve() -> anyhow::Result<()> {
         tracing::warn!("{w}");
     }
     tracing::info!(daftra = %settings.daftra.base_url, bind = %settings.bind_addr, exchange = %settings.amqp_exchange,
-        database = %settings.database_path.display(), "Starting daftra-bridge");
+        database = %settings.database.redacted(), "Starting daftra-bridge");
     let app = Application::build(settings)?;
     app.run_until_stopped(shutdown_on_signals()).await
 }
@@ -249,26 +249,32 @@ async fn export_command(
     let raw = RawEnv::from_env()?;
     let rows = match source {
         Source::Snapshot => {
-            let path = match raw
+            let location = match raw
                 .database_url
                 .as_deref()
                 .map(str::trim)
                 .filter(|s| !s.is_empty())
             {
-                Some(url) => crate::config::parse_database_url(url)
-                    .with_context(|| format!("DATABASE_URL={url:?} is not sqlite://path"))?,
-                None => PathBuf::from("data/daftra-bridge.sqlite3"),
+                Some(url) => crate::config::parse_database_url(url).with_context(|| {
+                    format!(
+                        "DATABASE_URL={:?} is not sqlite://path or postgres://...",
+                        crate::config::redact_url(url)
+                    )
+                })?,
+                None => Location::Sqlite(PathBuf::from("data/daftra-bridge.sqlite3")),
             };
-            anyhow::ensure!(
-                path.exists(),
-                "no snapshot at {} (DATABASE_URL): run `daftra-bridge serve` first, or use --source live",
-                path.display()
-            );
-            let store = Store::open(&path)?;
+            if let Location::Sqlite(path) = &location {
+                anyhow::ensure!(
+                    path.exists(),
+                    "no snapshot at {} (DATABASE_URL): run `daftra-bridge serve` first, or use --source live",
+                    path.display()
+                );
+            }
+            let store = Store::connect(&location)?;
             anyhow::ensure!(
                 store.has_baseline(&resource.source().name)?,
                 "the snapshot at {} holds no {} yet: wait for the first poll, or use --source live",
-                path.display(),
+                location.redacted(),
                 resource.source().name
             );
             Rows::Snapshot(store)

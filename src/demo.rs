@@ -260,7 +260,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         settings.amqp_exchange,
         redact_url(settings.amqp_url.expose())
     );
-    println!("  Database:  {}", settings.database_path.display());
+    println!("  Database:  {}", settings.database.redacted());
     println!(
         "Records change every {}s; the bridge polls every {}s. Ctrl-C stops.\n",
         args.change_every_secs,

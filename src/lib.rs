@@ -11,6 +11,7 @@ pub mod diff;
 pub mod events;
 pub mod export;
 pub mod http;
+pub mod leader;
 pub mod memory;
 pub mod metrics;
 pub mod poller;

@@ -52,6 +52,12 @@ pub struct Metrics {
     pub publish_failures: IntCounterVec,
     pub poll_incomplete_scans: IntCounterVec,
     pub outbox_pending: IntGauge,
+    /// 1 while this replica leads (polls and publishes), 0 while it follows.
+    pub leader: IntGauge,
+    /// Times this replica took (`acquired`) or lost (`lost`) the leadership; label `change`.
+    pub leadership_changes: IntCounterVec,
+    /// 1 while the store answers, 0 while it is unreachable.
+    pub store_up: IntGauge,
     /// 1 while the AMQP connection is up and not blocked.
     pub broker_connected: IntGauge,
     /// 1 while the broker blocks publishers.
@@ -139,6 +145,29 @@ impl Metrics {
             "bridge_outbox_pending",
             "Events in the outbox awaiting a publisher confirm.",
         );
+        let leader = int_gauge(
+            &r,
+            "bridge_leader",
+            "1 while this replica is the leader (polls and publishes), 0 while it follows.",
+        );
+        let leadership_changes = IntCounterVec::new(
+            Opts::new(
+                "bridge_leadership_changes_total",
+                "Times this replica took (change=acquired) or lost (change=lost) the leadership.",
+            ),
+            &["change"],
+        )
+        .expect("valid metric");
+        r.register(Box::new(leadership_changes.clone()))
+            .expect("unique metric");
+        for change in ["acquired", "lost"] {
+            leadership_changes.with_label_values(&[change]);
+        }
+        let store_up = int_gauge(
+            &r,
+            "bridge_store_up",
+            "1 while the store (SQLite or PostgreSQL) answers, 0 while it cannot be reached.",
+        );
         let broker_connected = int_gauge(
             &r,
             "bridge_broker_connected",
@@ -217,6 +246,9 @@ impl Metrics {
                 &["resource"],
             ),
             outbox_pending,
+            leader,
+            leadership_changes,
+            store_up,
             broker_connected,
             broker_blocked,
             export_rows: counter(&r, "bridge_export_rows_total", "Rows written to exports.", &["resource", "format"]),

@@ -14,6 +14,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::Settings;
 use crate::daftra::DaftraClient;
 use crate::http::{self, AppState};
+use crate::leader::{self, Role};
 use crate::metrics::Metrics;
 use crate::poller::{PollTrigger, Poller};
 use crate::sinks::amqp::Publisher;
@@ -36,6 +37,8 @@ pub struct Application {
     pub poll_loop: bool,
     /// Run the publisher (tests of the outbox alone turn it off).
     pub publish: bool,
+    /// Where the leader election announces this replica's role (read by `state.role`).
+    role: tokio::sync::watch::Sender<Role>,
 }
 
 impl Application {
@@ -57,36 +60,33 @@ impl Application {
     ) -> anyhow::Result<Application> {
         let port = listener.local_addr()?.port();
         let metrics = Metrics::new();
-        let store = Store::open(&settings.database_path).with_context(|| {
+        let store = Store::connect(&settings.database).with_context(|| {
             format!(
                 "opening the store at {} (DATABASE_URL)",
-                settings.database_path.display()
+                settings.database.redacted()
             )
         })?;
         let client = Arc::new(DaftraClient::new(settings.daftra.clone(), metrics.clone()));
         let names: Vec<&str> = settings.resources.iter().map(|r| r.name.as_str()).collect();
         metrics.init_resources(&names);
         let status = Arc::new(StatusBoard::new(&names));
-        // The last poll of each resource, as the previous run left it.
-        for (name, saved) in store.poll_statuses().unwrap_or_default() {
-            if let (true, Ok(mut s)) = (
-                names.contains(&name.as_str()),
-                serde_json::from_str::<crate::status::PollStatus>(&saved),
-            ) {
-                s.polling = false;
-                if let Some(at) = s
-                    .last_success
-                    .as_deref()
-                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-                {
-                    metrics
-                        .poll_last_success
-                        .with_label_values(&[&name])
-                        .set(at.timestamp() as f64);
-                }
-                status.update(&name, |slot| *slot = s);
+        // The last poll of each resource, as the previous run (or the leader) left it.
+        for (name, s) in status.merge_saved(&store.poll_statuses().unwrap_or_default()) {
+            if let Some(at) = s
+                .last_success
+                .as_deref()
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            {
+                metrics
+                    .poll_last_success
+                    .with_label_values(&[&name])
+                    .set(at.timestamp() as f64);
             }
         }
+        let initial = leader::initial_role(&store);
+        metrics.leader.set(i64::from(initial == Role::Leader));
+        metrics.store_up.set(1);
+        let (role, role_rx) = tokio::sync::watch::channel(initial);
         let broker = Arc::new(BrokerState::default());
         let outbox_notify = Arc::new(crate::sinks::OutboxSignal::default());
         let triggers: HashMap<_, _> = settings
@@ -132,6 +132,7 @@ impl Application {
             xlsx_builds: Arc::new(Semaphore::new(settings.max_xlsx_builds)),
             xlsx_shared: Default::default(),
             webhooks: Arc::new(settings.webhooks.clone()),
+            role: role_rx,
             endpoints_changed: webhooks.endpoints_changed.clone(),
             poll_intervals: Arc::new(
                 settings
@@ -151,6 +152,7 @@ impl Application {
             settings,
             poll_loop: true,
             publish: true,
+            role,
         })
     }
 
@@ -169,22 +171,29 @@ impl Application {
         let handle = server.handle();
         let tracker = TaskTracker::new();
         tracker.spawn(server);
-        if self.poll_loop {
-            for r in &self.settings.resources {
-                let trigger = self.state.triggers[r.name.as_str()].clone();
-                tracker.spawn(self.poller.clone().run(
-                    r,
-                    self.settings.interval_for(&r.name),
-                    self.settings.unavailable_retry,
-                    trigger,
-                    cancel.clone(),
-                ));
-            }
-        }
-        if self.publish {
-            tracker.spawn(self.publisher.clone().run(cancel.clone(), deadline));
-            tracker.spawn(self.webhooks.clone().run(cancel.clone()));
-        }
+        // The election runs until the leader's work has stopped, then gives the lock up, so a
+        // successor never starts while this replica still publishes.
+        let release = CancellationToken::new();
+        tracker.spawn_blocking({
+            let (store, holder, metrics, role, release) = (
+                self.state.store.clone(),
+                self.settings.advertise_url.clone(),
+                self.state.metrics.clone(),
+                self.role.clone(),
+                release.clone(),
+            );
+            move || leader::run_election(store, holder, metrics, role, release)
+        });
+        let lead = LeaderWork {
+            poller: self.poller.clone(),
+            publisher: self.publisher.clone(),
+            webhooks: self.webhooks.clone(),
+            settings: self.settings.clone(),
+            triggers: self.state.triggers.clone(),
+            poll_loop: self.poll_loop,
+            publish: self.publish,
+        };
+        tracker.spawn(lead.run_while_leading(self.role.subscribe(), cancel.clone(), release));
         // The zone Daftra reports, for /status: read once, and never in the way of anything.
         let (client, status, stop) = (
             self.state.client.clone(),
@@ -231,6 +240,67 @@ impl Application {
     /// Spawns [`Application::run_until_stopped`] on the current runtime.
     pub fn spawn(self, cancel: CancellationToken) -> tokio::task::JoinHandle<anyhow::Result<()>> {
         tokio::spawn(self.run_until_stopped(cancel))
+    }
+}
+
+/// What only the leader runs: the poll loops, the publisher and the webhook sink.
+struct LeaderWork {
+    poller: Poller,
+    publisher: Publisher,
+    webhooks: WebhookSink,
+    settings: Settings,
+    triggers: Arc<HashMap<&'static str, Arc<PollTrigger>>>,
+    poll_loop: bool,
+    publish: bool,
+}
+
+impl LeaderWork {
+    /// Starts the leader's work each time this replica becomes the leader and stops it (with
+    /// its in-flight work) when it stops being one; at shutdown, lets the publisher drain, then
+    /// fires `release` so the election gives the lock up.
+    async fn run_while_leading(
+        self,
+        mut role: tokio::sync::watch::Receiver<Role>,
+        cancel: CancellationToken,
+        release: CancellationToken,
+    ) {
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                led = role.wait_for(|r| *r == Role::Leader) => if led.is_err() { break },
+            }
+            let work = cancel.child_token();
+            let tasks = TaskTracker::new();
+            if self.poll_loop {
+                for r in &self.settings.resources {
+                    tasks.spawn(self.poller.clone().run(
+                        r,
+                        self.settings.interval_for(&r.name),
+                        self.settings.unavailable_retry,
+                        self.triggers[r.name.as_str()].clone(),
+                        work.clone(),
+                    ));
+                }
+            }
+            if self.publish {
+                tasks.spawn(
+                    self.publisher
+                        .clone()
+                        .run(work.clone(), self.settings.shutdown_deadline),
+                );
+                tasks.spawn(self.webhooks.clone().run(work.clone()));
+            }
+            tasks.close();
+            tokio::select! {
+                _ = cancel.cancelled() => {}
+                _ = role.wait_for(|r| *r != Role::Leader) => work.cancel(),
+            }
+            tasks.wait().await;
+            if cancel.is_cancelled() {
+                break;
+            }
+        }
+        release.cancel();
     }
 }
 

@@ -150,6 +150,28 @@ impl StatusBoard {
     }
 
     /// A copy of every resource's status.
+    /// Takes in poll statuses saved in the store (JSON by resource name; unknown names and
+    /// unreadable entries are skipped): the previous run's at start-up, the leader's on a
+    /// follower. Returns the resources updated.
+    pub fn merge_saved(
+        &self,
+        saved: &std::collections::HashMap<String, String>,
+    ) -> Vec<(String, PollStatus)> {
+        let mut merged = Vec::new();
+        for (name, text) in saved {
+            let Ok(mut s) = serde_json::from_str::<PollStatus>(text) else {
+                continue;
+            };
+            s.polling = false;
+            let mut polls = self.polls.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(slot) = polls.get_mut(name) {
+                *slot = s.clone();
+                merged.push((name.clone(), s));
+            }
+        }
+        merged
+    }
+
     pub fn snapshot(&self) -> BTreeMap<String, PollStatus> {
         self.polls.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }

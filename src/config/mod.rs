@@ -83,8 +83,12 @@ pub struct Settings {
     pub poll_deadline: Duration,
     /// Emit `created` for every record on the very first poll.
     pub poll_emit_initial: bool,
-    /// SQLite file of the snapshot and the outbox.
-    pub database_path: PathBuf,
+    /// Where the snapshot and the outbox live: a SQLite file, or a PostgreSQL database shared
+    /// by several replicas (`DATABASE_URL`).
+    pub database: crate::store::Location,
+    /// The address other replicas name as the leader's (`ADVERTISE_URL`; default
+    /// `http://<hostname>:<port of BIND_ADDR>`).
+    pub advertise_url: String,
     /// RabbitMQ URL; holds a password, so it is a secret.
     pub amqp_url: Secret,
     pub amqp_exchange: String,
@@ -155,6 +159,7 @@ pub struct RawEnv {
     pub amqp_exchange: Option<String>,
     pub publish_confirm_timeout_secs: Option<String>,
     pub bind_addr: Option<String>,
+    pub advertise_url: Option<String>,
     pub export_token: Option<String>,
     pub export_max_xlsx_builds: Option<String>,
     pub shutdown_deadline_secs: Option<String>,
@@ -302,13 +307,13 @@ impl Settings {
             )?,
             clock: resolve_clock(raw)?,
         };
-        let database_path = match non_empty(&raw.database_url) {
-            None => PathBuf::from("data/daftra-bridge.sqlite3"),
+        let database = match non_empty(&raw.database_url) {
+            None => crate::store::Location::Sqlite(PathBuf::from("data/daftra-bridge.sqlite3")),
             Some(s) => parse_database_url(s).ok_or_else(|| {
                 err(
                     "DATABASE_URL",
                     &redact_url(s),
-                    "sqlite://relative/path or sqlite:///absolute/path (no user, password or ?options: SQLite has none)",
+                    "sqlite://relative/path or sqlite:///absolute/path (no user, password or ?options: SQLite has none), or postgres://user:pass@host:5432/db (also postgresql://, with libpq options such as ?sslmode=require)",
                 )
             })?,
         };
@@ -329,6 +334,22 @@ impl Settings {
         let bind_addr = bind
             .parse::<SocketAddr>()
             .map_err(|_| err("BIND_ADDR", bind, "host:port, for example 0.0.0.0:8080"))?;
+        let advertise_url = match non_empty(&raw.advertise_url) {
+            Some(u) => {
+                let parsed = url::Url::parse(u)
+                    .ok()
+                    .filter(|p| matches!(p.scheme(), "http" | "https") && p.host_str().is_some());
+                if parsed.is_none() {
+                    return Err(err(
+                        "ADVERTISE_URL",
+                        &redact_url(u),
+                        "an http:// or https:// URL other replicas reach this one at, for example http://10.0.0.7:8080",
+                    ));
+                }
+                u.trim_end_matches('/').to_string()
+            }
+            None => format!("http://{}:{}", host_name(), bind_addr.port()),
+        };
         let log_format = match non_empty(&raw.log_format)
             .map(str::to_ascii_lowercase)
             .as_deref()
@@ -358,7 +379,8 @@ impl Settings {
                 86_400,
             )?,
             poll_emit_initial: boolean("POLL_EMIT_INITIAL", &raw.poll_emit_initial, false)?,
-            database_path,
+            database,
+            advertise_url,
             amqp_url: Secret::new(amqp_url),
             amqp_exchange,
             confirm_timeout: secs(
@@ -393,3 +415,13 @@ impl Settings {
 
 #[cfg(test)]
 mod tests;
+
+/// This machine's host name (the pod name on Kubernetes), or `localhost`.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".to_string())
+}

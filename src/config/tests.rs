@@ -18,7 +18,10 @@ fn defaults_follow_the_contract() {
     assert_eq!(s.daftra.concurrency, 4);
     assert_eq!(s.poll_interval, Duration::from_secs(60));
     assert!(!s.poll_emit_initial);
-    assert_eq!(s.database_path, PathBuf::from("data/daftra-bridge.sqlite3"));
+    assert_eq!(
+        s.database,
+        crate::store::Location::Sqlite(PathBuf::from("data/daftra-bridge.sqlite3"))
+    );
     assert_eq!(s.amqp_exchange, "daftra.events");
 }
 
@@ -36,10 +39,45 @@ fn bad_values_name_the_variable() {
         "POLL_EMIT_INITIAL"
     );
     let mut r = raw();
-    r.database_url = Some("postgres://x".into());
+    r.database_url = Some("mysql://x".into());
     assert_eq!(
         Settings::from_raw(&r, None).unwrap_err().name,
         "DATABASE_URL"
+    );
+}
+
+#[test]
+fn a_postgresql_url_selects_postgresql_and_its_password_is_never_shown() {
+    for url in [
+        "postgres://bridge:Hunter2Secret@db:5432/bridge",
+        "postgresql://bridge:Hunter2Secret@db/bridge?sslmode=require",
+        "postgres://bridge:Hunter2Secret@db/bridge?sslmode=verify-full",
+    ] {
+        let mut r = raw();
+        r.database_url = Some(url.into());
+        let s = Settings::from_raw(&r, None).unwrap();
+        assert_eq!(s.database, crate::store::Location::Postgres(url.into()));
+        let shown = format!("{s:?} {}", s.database.redacted());
+        assert!(
+            !shown.contains("Hunter2Secret") && shown.contains("bridge:***@db"),
+            "{shown}"
+        );
+    }
+    let mut r = raw();
+    r.database_url = Some("postgres://bridge:Hunter2Secret@db/x?sslmode=sometimes".into());
+    let e = Settings::from_raw(&r, None).unwrap_err();
+    assert_eq!(e.name, "DATABASE_URL");
+    assert!(!e.to_string().contains("Hunter2Secret"), "{e}");
+    let mut r = raw();
+    r.advertise_url = Some("ftp://10.0.0.7".into());
+    assert_eq!(
+        Settings::from_raw(&r, None).unwrap_err().name,
+        "ADVERTISE_URL"
+    );
+    r.advertise_url = Some("http://10.0.0.7:8080/".into());
+    assert_eq!(
+        Settings::from_raw(&r, None).unwrap().advertise_url,
+        "http://10.0.0.7:8080"
     );
 }
 

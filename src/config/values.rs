@@ -73,12 +73,21 @@ pub(super) fn secret(v: &Option<String>) -> Option<Secret> {
 }
 
 /// Parses `sqlite://relative/path` or `sqlite:///absolute/path` into a file path.
-pub fn parse_database_url(s: &str) -> Option<PathBuf> {
+pub fn parse_database_url(s: &str) -> Option<crate::store::Location> {
+    use crate::store::Location;
+    let lower = s.to_ascii_lowercase();
+    if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
+        // libpq's URL form, sslmode and the other options included; checked here so a bad URL
+        // stops start-up naming the variable.
+        return crate::store::postgres::check_url(s)
+            .ok()
+            .map(|_| Location::Postgres(s.to_string()));
+    }
     let rest = s.strip_prefix("sqlite://")?;
     // SQLite has no user, password or options in its URL: such a URL is a mistake, and taking it
     // as a path would write the password into a file name (and the logs).
     if rest.is_empty() || rest.contains('@') || rest.contains('?') {
         return None;
     }
-    Some(PathBuf::from(rest))
+    Some(Location::Sqlite(PathBuf::from(rest)))
 }

@@ -177,24 +177,68 @@ fn write_sorted(
     Ok(n)
 }
 
-/// The normalised records of `parent`'s snapshot, a chunk at a time, in key order.
+/// The normalised records of `parent`'s snapshot, streamed in key order.
 fn snapshot_records(
     store: &Store,
     parent: &'static Resource,
     mut each: impl FnMut(Record) -> Result<(), ExportError>,
 ) -> Result<(), ExportError> {
-    let conn = store.reader()?;
-    let mut stmt = conn
-        .prepare("SELECT record FROM snapshot WHERE resource = ?1 ORDER BY id")
-        .map_err(StoreError::from)?;
-    let mut cursor = stmt.query([&parent.name]).map_err(StoreError::from)?;
-    while let Some(row) = cursor.next().map_err(StoreError::from)? {
-        let text: String = row.get(0).map_err(StoreError::from)?;
-        if let Ok(r) = serde_json::from_str::<Record>(&text) {
-            each(r)?;
-        }
+    let mut failed = None;
+    store.scan_snapshot(
+        &parent.name,
+        false,
+        &mut |text| match serde_json::from_str::<Record>(text) {
+            Ok(r) => match each(r) {
+                Ok(()) => true,
+                Err(e) => {
+                    failed = Some(e);
+                    false
+                }
+            },
+            Err(_) => true,
+        },
+    )?;
+    failed.map_or(Ok(()), Err)
+}
+
+/// Streams the matching snapshot rows of a resource with no parent to `sink`: sorted inside
+/// SQLite's file when the store is SQLite; otherwise read in key order and, when another
+/// order is asked for, spooled and sorted like a live scan.
+fn write_snapshot(
+    store: &Store,
+    q: &ExportQuery,
+    sink: &mut dyn RowSink,
+) -> Result<u64, ExportError> {
+    if let Some(sqlite) = store.as_sqlite() {
+        return write_sorted(&sqlite.reader()?, q, sink);
     }
-    Ok(())
+    let in_key_order = q.sort.0 == q.resource.key;
+    if !in_key_order && q.sort_given {
+        return write_records(q, sink, |each| {
+            snapshot_records(store, q.resource, |r| each(&r))
+        });
+    }
+    let mut n = 0;
+    let mut failed = None;
+    store.scan_snapshot(&q.resource.name, q.sort.1, &mut |text| {
+        let Ok(stored) = StoredRow::parse(text) else {
+            return true;
+        };
+        if !q.matches(&stored) {
+            return true;
+        }
+        match sink.row(&q.columns, &stored) {
+            Ok(()) => {
+                n += 1;
+                true
+            }
+            Err(e) => {
+                failed = Some(e);
+                false
+            }
+        }
+    })?;
+    failed.map_or(Ok(n), Err)
 }
 
 /// Streams `rows` (pages of records) to `sink`, or, when the query is sorted, spools them to
@@ -251,9 +295,7 @@ pub fn write_rows(rows: Rows, q: &ExportQuery, sink: &mut dyn RowSink) -> Result
     sink.header(&q.columns)?;
     let export = q.resource;
     let n = match rows {
-        Rows::Snapshot(store) if export.parent.is_none() => {
-            write_sorted(&store.reader()?, q, sink)?
-        }
+        Rows::Snapshot(store) if export.parent.is_none() => write_snapshot(&store, q, sink)?,
         Rows::Snapshot(store) => {
             let parent = export.source();
             write_records(q, sink, |each| {

@@ -76,8 +76,7 @@ async fn reads_snapshot(state: &AppState, q: &ExportQuery) -> Result<bool, ApiEr
     let name = &q.resource.source().name;
     let has_snapshot = web::block(move || store.has_baseline(name))
         .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+        .map_err(|e| ApiError::Internal(e.to_string()))??;
     if q.source == Source::Snapshot && has_snapshot {
         return Ok(true);
     }
@@ -312,8 +311,7 @@ async fn snapshot_validators(
     let source = &q.resource.source().name;
     let version = web::block(move || store.snapshot_version(source))
         .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+        .map_err(|e| ApiError::Internal(e.to_string()))??;
     Ok(version.map(|v| Validators::new(v, &q.resource.name, format, pairs)))
 }
 

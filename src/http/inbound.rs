@@ -30,7 +30,10 @@ pub async fn inbound(
             "{resource} is not an enabled resource (DAFTRA_RESOURCES)"
         )));
     };
-    read_body(payload, INBOUND_BODY_LIMIT).await?;
+    let body = read_body(payload, INBOUND_BODY_LIMIT).await?;
+    if *state.role.borrow() == crate::leader::Role::Follower {
+        return forward_to_leader(&state, &req, &resource, expected, body.freeze()).await;
+    }
     let joined = trigger.request_again();
     tracing::info!(resource = %resource, queued_after_running = joined, "Daftra webhook received; polling");
     Ok(HttpResponse::Accepted().json(json!({
@@ -38,4 +41,52 @@ pub async fn inbound(
         "resource": resource.as_str(),
         "poll": if joined { "queued after the running poll" } else { "started" },
     })))
+}
+
+/// Marks a call a follower forwarded, so it is never forwarded twice.
+const FORWARDED: &str = "x-daftra-bridge-forwarded";
+
+/// A follower hands Daftra's call to the leader (which polls) and answers with the leader's
+/// answer; `503` with `Retry-After` when no leader can be reached, so Daftra calls again.
+async fn forward_to_leader(
+    state: &AppState,
+    req: &HttpRequest,
+    resource: &str,
+    token: &crate::config::Secret,
+    body: bytes::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let unavailable = |why: String| ApiError::Unavailable {
+        message: format!("this replica follows and {why}; retry shortly"),
+        retry_after: super::STORE_RETRY_AFTER_SECS,
+    };
+    if req.headers().contains_key(FORWARDED) {
+        return Err(unavailable("the call was already forwarded once".into()));
+    }
+    let ApiError::NotLeader(Some(leader)) = super::ops::not_leader(state).await else {
+        return Err(unavailable("no leader is known yet".into()));
+    };
+    let answer = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(10))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .post(format!("{leader}/webhooks/daftra/{resource}"))
+        .bearer_auth(token.expose())
+        .header(FORWARDED, "1")
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| {
+            unavailable(format!(
+                "the leader at {leader} did not answer: {}",
+                crate::daftra::error_chain(&e)
+            ))
+        })?;
+    let status = actix_web::http::StatusCode::from_u16(answer.status().as_u16())
+        .unwrap_or(actix_web::http::StatusCode::BAD_GATEWAY);
+    let text = answer.bytes().await.unwrap_or_default();
+    tracing::info!(resource, leader = %leader, status = status.as_u16(), "Daftra webhook forwarded to the leader");
+    Ok(HttpResponse::build(status)
+        .content_type("application/json")
+        .body(text))
 }

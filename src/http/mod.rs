@@ -44,6 +44,8 @@ pub struct AppState {
     pub xlsx_builds: Arc<Semaphore>,
     /// The admin and inbound tokens and the target rules of the webhook routes.
     pub webhooks: Arc<WebhookSettings>,
+    /// This replica's role in the leader election (`/status`, `POST /poll` on a follower).
+    pub role: tokio::sync::watch::Receiver<crate::leader::Role>,
     /// Tells the webhook sink that an endpoint was created, changed or deleted.
     pub endpoints_changed: Arc<tokio::sync::Notify>,
     /// XLSX builds shared by identical requests of one snapshot version.
@@ -67,8 +69,27 @@ pub enum ApiError {
     /// Daftra cannot be read now; retry after the given seconds.
     #[error("{message}")]
     Unavailable { message: String, retry_after: u64 },
+    /// This replica follows: only the leader (at the address, when known) polls.
+    #[error("this replica is a follower; the leader polls")]
+    NotLeader(Option<String>),
+    /// The store cannot be reached now (a database outage); retry after the given seconds.
+    #[error("{0}")]
+    StoreUnavailable(String),
     #[error("{0}")]
     Internal(String),
+}
+
+/// Seconds a client is asked to wait after a store outage answer.
+pub const STORE_RETRY_AFTER_SECS: u64 = 5;
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> ApiError {
+        if e.is_unavailable() {
+            ApiError::StoreUnavailable(e.to_string())
+        } else {
+            ApiError::Internal(e.to_string())
+        }
+    }
 }
 
 impl AppState {
@@ -91,7 +112,8 @@ impl ResponseError for ApiError {
             ApiError::Unauthorized => S::UNAUTHORIZED,
             ApiError::NotFound(_) => S::NOT_FOUND,
             ApiError::TooLarge(_) => S::PAYLOAD_TOO_LARGE,
-            ApiError::Unavailable { .. } => S::SERVICE_UNAVAILABLE,
+            ApiError::NotLeader(_) => S::CONFLICT,
+            ApiError::Unavailable { .. } | ApiError::StoreUnavailable(_) => S::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => S::INTERNAL_SERVER_ERROR,
         }
     }
@@ -114,6 +136,18 @@ impl ResponseError for ApiError {
             } => {
                 r.insert_header(("Retry-After", retry_after.to_string()));
                 json!({"error": "upstream_unavailable", "message": message})
+            }
+            ApiError::NotLeader(leader) => {
+                let message = match leader {
+                    Some(l) => format!("this replica is a follower: ask the leader at {l}"),
+                    None => "this replica is a follower and no leader is known yet: retry shortly"
+                        .to_string(),
+                };
+                json!({"error": "not_leader", "leader": leader, "message": message})
+            }
+            ApiError::StoreUnavailable(m) => {
+                r.insert_header(("Retry-After", STORE_RETRY_AFTER_SECS.to_string()));
+                json!({"error": "store_unavailable", "message": m})
             }
             ApiError::Internal(m) => json!({"error": "internal", "message": m}),
         };

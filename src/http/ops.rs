@@ -4,7 +4,19 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 
 use super::{access, ApiError, AppState};
+use crate::leader::Role;
 use crate::status::BrokerConnection;
+
+/// The answer of a leader-only route on a follower: `409` naming the leader's address.
+pub(super) async fn not_leader(state: &AppState) -> ApiError {
+    let store = state.store.clone();
+    let leader = web::block(move || store.leader_address())
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .flatten();
+    ApiError::NotLeader(leader)
+}
 
 /// `GET /healthz`: 200 while the process serves requests.
 pub async fn healthz() -> HttpResponse {
@@ -21,7 +33,11 @@ const DAFTRA_RECENT: std::time::Duration = std::time::Duration::from_secs(300);
 /// do not need it; `/status`, the gauges and the alerts report it).
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let store = state.store.clone();
-    let store_answer = web::block(move || store.any_baseline()).await;
+    let store_answer = web::block(move || store.ping().and_then(|()| store.any_baseline())).await;
+    state
+        .metrics
+        .store_up
+        .set(i64::from(matches!(store_answer, Ok(Ok(_)))));
     let (store_part, snapshot) = match store_answer {
         Ok(Ok(snapshot)) => (json!({"state": "ok"}), snapshot),
         Ok(Err(e)) => (json!({"state": "error", "message": e.to_string()}), false),
@@ -65,11 +81,13 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         )}));
     }
     let components = json!({"store": store_part, "daftra": daftra_part, "broker": broker_part});
+    let role = state.role.borrow().as_str();
     if problems.is_empty() {
-        HttpResponse::Ok().json(json!({"status": "ready", "components": components}))
+        HttpResponse::Ok().json(json!({"status": "ready", "role": role, "components": components}))
     } else {
-        HttpResponse::ServiceUnavailable()
-            .json(json!({"status": "not_ready", "problems": problems, "components": components}))
+        HttpResponse::ServiceUnavailable().json(
+            json!({"status": "not_ready", "role": role, "problems": problems, "components": components}),
+        )
     }
 }
 
@@ -87,11 +105,20 @@ pub async fn status(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     access::check(&state, &req)?;
+    let role = *state.role.borrow();
     let store = state.store.clone();
-    let pending = web::block(move || store.outbox_len())
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let (pending, saved, leader) = web::block(move || {
+        let pending = store.outbox_len()?;
+        // A follower does not poll: the leader's saved statuses are the news.
+        let saved = match role {
+            Role::Follower => store.poll_statuses()?,
+            Role::Leader => Default::default(),
+        };
+        Ok::<_, crate::store::StoreError>((pending, saved, store.leader_address()?))
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))??;
+    state.status.merge_saved(&saved);
     let publish_failures: std::collections::BTreeMap<_, _> = ["nack", "timeout", "connection"]
         .iter()
         .map(|r| {
@@ -103,6 +130,8 @@ pub async fn status(
         .collect();
     Ok(HttpResponse::Ok().json(json!({
         "version": env!("CARGO_PKG_VERSION"),
+        "role": role.as_str(),
+        "leader": leader,
         "timezone": state.status.timezone(state.client.clock().zone.name()),
         "resources": state.status.snapshot(),
         "outbox_pending": pending,
@@ -119,6 +148,9 @@ pub async fn poll(
     resource: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     access::check(&state, &req)?;
+    if *state.role.borrow() == Role::Follower {
+        return Err(not_leader(&state).await);
+    }
     let trigger = state
         .triggers
         .get(resource.as_str())

@@ -117,7 +117,12 @@ impl Publisher {
         let store = self.store.clone();
         let rows: Vec<OutboxRow> = tokio::task::spawn_blocking(move || {
             let cursor = store.sink_cursor(AMQP_SINK)?;
-            store.outbox_batch(cursor, BATCH_SIZE)
+            let rows = store.outbox_batch(cursor, BATCH_SIZE)?;
+            if !rows.is_empty() {
+                // Fencing: a replica that no longer leads hands nothing on.
+                store.check_fence()?;
+            }
+            Ok::<_, crate::store::StoreError>(rows)
         })
         .await
         .expect("outbox read task")?;

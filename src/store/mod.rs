@@ -1,347 +1,143 @@
-//! SQLite store of the snapshot (last known normalised records), the outbox (the event log each
-//! sink reads in order, with one cursor per sink) and the webhook endpoints. A poll's snapshot
-//! changes and its outbox rows commit in one transaction.
+//! The storage interface: the snapshot (last known normalised records), the outbox (the event
+//! log each sink reads in order, with one cursor per sink), the webhook endpoints with their
+//! queues and attempt log. Two backends sit behind it: SQLite (`sqlite/`, one node, the default)
+//! and PostgreSQL (`postgres/`, shared by several replicas, one leader). A poll's snapshot
+//! changes and its outbox rows commit in one transaction on either.
+//!
+//! Calls block: async code runs them through `spawn_blocking` (the PostgreSQL client drives its
+//! own runtime and must not be called on an executor thread).
 
-mod outbox;
-mod webhook_attempts;
-mod webhooks;
+mod interface;
+pub mod postgres;
+pub mod sqlite;
 
-pub use outbox::{OutboxRow, AMQP_SINK};
-pub use webhook_attempts::{AttemptOutcome, AttemptRecord, ATTEMPTS_KEPT};
-pub use webhooks::{DueMessage, Endpoint, EndpointPatch, NewEndpoint};
+pub use interface::{
+    AttemptLog, AttemptOutcome, AttemptRecord, DueMessage, Endpoint, EndpointPatch, NewEndpoint,
+    Outbox, OutboxRow, SnapshotWrite, Snapshots, Webhooks, AMQP_SINK, ATTEMPTS_KEPT,
+};
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::path::Path;
+use std::sync::Arc;
 
-use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+/// Where the store lives, from `DATABASE_URL`. Its `Debug` form is redacted.
+#[derive(Clone, PartialEq)]
+pub enum Location {
+    /// `sqlite://relative/path` or `sqlite:///absolute/path`.
+    Sqlite(std::path::PathBuf),
+    /// `postgres://` or `postgresql://` URL (may hold a password: never print it, see
+    /// [`crate::config::redact_url`]).
+    Postgres(String),
+}
 
-use crate::events::OutboxEvent;
-use crate::record::content_hash;
-
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS snapshot (
-    resource TEXT NOT NULL,
-    id INTEGER NOT NULL,
-    record TEXT NOT NULL,
-    hash INTEGER,
-    PRIMARY KEY (resource, id)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS outbox (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    resource TEXT NOT NULL,
-    op TEXT NOT NULL,
-    event_id TEXT NOT NULL,
-    routing_key TEXT NOT NULL,
-    body TEXT NOT NULL,
-    record_id INTEGER NOT NULL DEFAULT 0,
-    created_at INTEGER NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS sink_cursor (
-    sink TEXT PRIMARY KEY,
-    seq INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS poll_status (
-    resource TEXT PRIMARY KEY,
-    status TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS baseline (
-    resource TEXT PRIMARY KEY,
-    recorded_at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS snapshot_version (
-    resource TEXT PRIMARY KEY,
-    version INTEGER NOT NULL,
-    modified_at INTEGER NOT NULL
-);
-INSERT OR IGNORE INTO snapshot_version (resource, version, modified_at)
-    SELECT resource, 1, CAST(strftime('%s', 'now') AS INTEGER) FROM baseline;
-";
-
-/// Adds the `hash` column to a snapshot made before it existed, and fills it.
-fn migrate_hashes(conn: &Connection) -> rusqlite::Result<()> {
-    let has_column = conn
-        .prepare("SELECT 1 FROM pragma_table_info('snapshot') WHERE name = 'hash'")?
-        .exists([])?;
-    if !has_column {
-        conn.execute_batch("ALTER TABLE snapshot ADD COLUMN hash INTEGER")?;
-    }
-    let missing: Vec<(String, i64, String)> = conn
-        .prepare("SELECT resource, id, record FROM snapshot WHERE hash IS NULL")?
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-        .collect::<Result<_, _>>()?;
-    if missing.is_empty() {
-        return Ok(());
-    }
-    let tx = conn.unchecked_transaction()?;
-    {
-        let mut set =
-            tx.prepare("UPDATE snapshot SET hash = ?3 WHERE resource = ?1 AND id = ?2")?;
-        for (resource, id, record) in &missing {
-            set.execute(params![resource, id, content_hash(record)])?;
+impl Location {
+    /// The location with any password and credential query values replaced by `***`.
+    pub fn redacted(&self) -> String {
+        match self {
+            Location::Sqlite(p) => format!("sqlite://{}", p.display()),
+            Location::Postgres(url) => crate::config::redact_url(url),
         }
     }
-    tx.commit()
 }
 
-/// One snapshot write of a poll.
-#[derive(Debug)]
-pub enum SnapshotWrite {
-    /// Insert or replace record `id` with its canonical JSON.
-    Upsert {
-        id: i64,
-        record: String,
-    },
-    Delete {
-        id: i64,
-    },
+impl std::fmt::Debug for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.redacted())
+    }
 }
 
-/// Handle to the SQLite file. Cheap to clone; the writer connection is shared behind a mutex,
-/// readers (exports) open their own read-only connections.
-#[derive(Clone)]
-pub struct Store {
-    path: PathBuf,
-    writer: Arc<Mutex<Connection>>,
-}
-
-/// A storage failure, with SQLite's message.
+/// A storage failure.
 #[derive(Debug, thiserror::Error)]
-#[error("store error: {0}")]
-pub struct StoreError(#[from] rusqlite::Error);
+pub enum StoreError {
+    #[error("store error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// PostgreSQL's error, with its SQLSTATE when the server sent one (never the URL).
+    #[error("store error: {0}")]
+    Postgres(String),
+    /// The database cannot be reached (connection refused, closed or timed out).
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
+    /// This replica no longer holds the leadership its write was made under: nothing was
+    /// written (the fencing check in the same transaction refused it).
+    #[error("this replica is no longer the leader (fencing token {held} is not the current {current}): nothing was written")]
+    Fenced { held: i64, current: i64 },
+}
 
-impl Store {
-    /// Opens (creating the file and its folder when missing) and migrates the store at `path`.
-    pub fn open(path: &Path) -> anyhow::Result<Store> {
-        use anyhow::Context;
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("creating the folder {}", dir.display()))?;
-        }
-        let conn = Connection::open(path).with_context(|| format!("opening {}", path.display()))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))?;
-        conn.execute_batch(SCHEMA).context("creating the schema")?;
-        migrate_hashes(&conn).context("adding content hashes to the snapshot")?;
-        outbox::migrate_outbox(&conn).context("adding the event log columns to the outbox")?;
-        conn.execute_batch(webhooks::SCHEMA)
-            .context("creating the webhook tables")?;
-        Ok(Store {
-            path: path.to_path_buf(),
-            writer: Arc::new(Mutex::new(conn)),
-        })
+impl StoreError {
+    /// Whether the database could not be reached at all (exports answer 503, `/readyz` names it).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
     }
+}
 
-    /// A new read-only connection, for long reads that must not hold the writer.
-    pub fn reader(&self) -> Result<Connection, StoreError> {
-        let conn = Connection::open_with_flags(
-            &self.path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))?;
-        Ok(conn)
+/// Everything a backend stores, plus what only a backend knows (its kind, the fencing token).
+pub trait Backend: Snapshots + Outbox + Webhooks + AttemptLog + Send + Sync + 'static {
+    /// `"sqlite"` or `"postgres"`.
+    fn kind(&self) -> &'static str;
+    /// Sets the fencing token leader-only writes must prove in their transaction (`None`: this
+    /// replica is a follower, and such writes fail with [`StoreError::Fenced`]). SQLite has one
+    /// node and no fencing.
+    fn set_fencing_token(&self, token: Option<i64>);
+    /// Checks, against the database, that this replica still holds the current fencing token
+    /// (a sink calls it before each batch it hands on). Always `Ok` on SQLite.
+    fn check_fence(&self) -> Result<(), StoreError>;
+    /// A cheap round trip (`/readyz`).
+    fn ping(&self) -> Result<(), StoreError>;
+    /// The address of the current leader's HTTP API, as it advertised it (PostgreSQL only).
+    fn leader_address(&self) -> Result<Option<String>, StoreError>;
+    /// The SQLite backend, when that is what this is (exports sort inside its file).
+    fn as_sqlite(&self) -> Option<&sqlite::Sqlite> {
+        None
     }
-
-    fn with<T>(
-        &self,
-        f: impl FnOnce(&mut Connection) -> Result<T, rusqlite::Error>,
-    ) -> Result<T, StoreError> {
-        let mut conn = self.writer.lock().unwrap_or_else(|e| e.into_inner());
-        Ok(f(&mut conn)?)
+    /// A session that can take and hold the leadership, when several replicas may share this
+    /// store (PostgreSQL). `None`: this replica always leads (SQLite, one node).
+    fn leader_lock(&self) -> Option<Box<dyn LeaderLock>> {
+        None
     }
+}
 
-    /// Whether the first poll of `resource` has recorded its baseline.
-    pub fn has_baseline(&self, resource: &str) -> Result<bool, StoreError> {
-        self.with(|c| {
-            c.query_row(
-                "SELECT 1 FROM baseline WHERE resource = ?1",
-                [resource],
-                |_| Ok(()),
-            )
-            .optional()
-            .map(|r| r.is_some())
-        })
-    }
+/// A leadership just taken.
+#[derive(Clone, Copy, Debug)]
+pub struct Taken {
+    /// The new fencing token (raised by every new leader).
+    pub token: i64,
+    /// Whether the previous leader released the lock itself (so it has stopped), rather than
+    /// losing it by dying or by losing its connection.
+    pub predecessor_released: bool,
+}
 
-    /// The snapshot version of `resource` (raised by every commit that changes its snapshot)
-    /// and when that commit happened (Unix seconds): what `ETag` and `Last-Modified` of
-    /// snapshot exports are made of. `None` before the first baseline.
-    pub fn snapshot_version(&self, resource: &str) -> Result<Option<(i64, i64)>, StoreError> {
-        self.with(|c| {
-            c.query_row(
-                "SELECT version, modified_at FROM snapshot_version WHERE resource = ?1",
-                [resource],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()
-        })
-    }
+/// The leadership of replicas sharing a store: a lock held by one session, lost with it.
+pub trait LeaderLock: Send {
+    /// Tries once to take the leadership, advertising `holder` (the HTTP address followers
+    /// name). Returns the new fencing token when taken, `None` when another replica leads.
+    fn try_acquire(&mut self, holder: &str) -> Result<Option<Taken>, StoreError>;
+    /// Proves the lock is still held, within `timeout`; an error means it is lost.
+    fn renew(&mut self, timeout: std::time::Duration) -> Result<(), StoreError>;
+    /// Gives the lock up (at shutdown, after the leader's work stopped).
+    fn release(&mut self);
+}
 
-    /// Whether any resource has a snapshot (a recorded baseline), so exports can be served
-    /// without Daftra.
-    pub fn any_baseline(&self) -> Result<bool, StoreError> {
-        self.with(|c| {
-            c.query_row("SELECT 1 FROM baseline LIMIT 1", [], |_| Ok(()))
-                .optional()
-                .map(|r| r.is_some())
-        })
-    }
+/// Handle to the store. Cheap to clone; derefs to the backend's methods.
+#[derive(Clone)]
+pub struct Store(Arc<dyn Backend>);
 
-    /// `(id, content hash)` of every snapshot record of `resource`, by id: what a poll compares
-    /// against (16 bytes per record, whatever their size).
-    pub fn load_hashes(&self, resource: &str) -> Result<Vec<(i64, i64)>, StoreError> {
-        let n = self.snapshot_len(resource)? as usize;
-        self.with(|c| {
-            let mut stmt =
-                c.prepare_cached("SELECT id, hash FROM snapshot WHERE resource = ?1 ORDER BY id")?;
-            let mut out = Vec::with_capacity(n);
-            let mut rows = stmt.query([resource])?;
-            while let Some(r) = rows.next()? {
-                out.push((r.get(0)?, r.get::<_, Option<i64>>(1)?.unwrap_or_default()));
-            }
-            Ok(out)
-        })
-    }
-
-    /// The canonical JSON of the snapshot records `ids` of `resource` that exist.
-    pub fn load_many(
-        &self,
-        resource: &str,
-        ids: &[i64],
-    ) -> Result<HashMap<i64, String>, StoreError> {
-        self.with(|c| {
-            let mut stmt =
-                c.prepare_cached("SELECT record FROM snapshot WHERE resource = ?1 AND id = ?2")?;
-            let mut out = HashMap::with_capacity(ids.len());
-            for id in ids {
-                if let Some(text) = stmt
-                    .query_row(params![resource, id], |r| r.get::<_, String>(0))
-                    .optional()?
-                {
-                    out.insert(*id, text);
-                }
-            }
-            Ok(out)
-        })
-    }
-
-    /// Writes snapshot records of a first poll as its pages arrive, in a transaction of their
-    /// own and without the baseline mark: a poll that fails later leaves a baseline still to
-    /// be recorded, so nothing is announced from these rows.
-    pub fn write_baseline_page(
-        &self,
-        resource: &str,
-        records: &[(i64, String)],
-    ) -> Result<(), StoreError> {
-        self.with(|c| {
-            let tx = c.transaction()?;
-            {
-                let mut upsert = tx.prepare_cached(
-                    "INSERT OR REPLACE INTO snapshot (resource, id, record, hash) VALUES (?1, ?2, ?3, ?4)",
-                )?;
-                for (id, record) in records {
-                    upsert.execute(params![resource, id, record, content_hash(record)])?;
-                }
-            }
-            tx.commit()
-        })
-    }
-
-    /// The snapshot of `resource` as id -> canonical JSON text.
-    pub fn load_snapshot(&self, resource: &str) -> Result<HashMap<i64, String>, StoreError> {
-        self.with(|c| {
-            let mut stmt =
-                c.prepare_cached("SELECT id, record FROM snapshot WHERE resource = ?1")?;
-            let rows = stmt.query_map([resource], |r| Ok((r.get(0)?, r.get(1)?)))?;
-            rows.collect()
-        })
-    }
-
-    /// Records in the snapshot of `resource`.
-    pub fn snapshot_len(&self, resource: &str) -> Result<u64, StoreError> {
-        self.with(|c| {
-            c.query_row(
-                "SELECT count(*) FROM snapshot WHERE resource = ?1",
-                [resource],
-                |r| r.get::<_, i64>(0),
-            )
-        })
-        .map(|n| n as u64)
-    }
-
-    /// Applies a poll in ONE transaction: snapshot writes, outbox appends and the baseline mark.
-    pub fn commit_poll(
-        &self,
-        resource: &str,
-        writes: &[SnapshotWrite],
-        events: &[OutboxEvent],
-    ) -> Result<(), StoreError> {
-        self.with(|c| {
-            let tx = c.transaction()?;
-            {
-                let mut upsert = tx.prepare_cached("INSERT OR REPLACE INTO snapshot (resource, id, record, hash) VALUES (?1, ?2, ?3, ?4)")?;
-                let mut delete = tx.prepare_cached("DELETE FROM snapshot WHERE resource = ?1 AND id = ?2")?;
-                for w in writes {
-                    match w {
-                        SnapshotWrite::Upsert { id, record } => upsert.execute(params![resource, id, record, content_hash(record)])?,
-                        SnapshotWrite::Delete { id } => delete.execute(params![resource, id])?,
-                    };
-                }
-                let mut append = tx.prepare_cached(
-                    "INSERT INTO outbox (resource, op, event_id, routing_key, body, record_id, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                )?;
-                let now = chrono::Utc::now().timestamp();
-                for e in events {
-                    append.execute(params![e.resource, e.op, e.event_id, e.routing_key, e.body, e.record_id, now])?;
-                }
-                let first = tx.execute(
-                    "INSERT OR IGNORE INTO baseline (resource, recorded_at) VALUES (?1, datetime('now'))",
-                    [resource],
-                )?;
-                if first > 0 || !writes.is_empty() {
-                    tx.execute(
-                        "INSERT INTO snapshot_version (resource, version, modified_at) VALUES (?1, 1, CAST(strftime('%s', 'now') AS INTEGER))
-                         ON CONFLICT (resource) DO UPDATE SET version = version + 1, modified_at = excluded.modified_at",
-                        [resource],
-                    )?;
-                }
-            }
-            tx.commit()
-        })
+impl std::ops::Deref for Store {
+    type Target = dyn Backend;
+    fn deref(&self) -> &(dyn Backend + 'static) {
+        &*self.0
     }
 }
 
 impl Store {
-    /// Keeps the last poll's status of `resource` (JSON), so `/status` shows it after a restart.
-    pub fn save_poll_status(&self, resource: &str, status: &str) -> Result<(), StoreError> {
-        self.with(|c| {
-            c.execute(
-                "INSERT OR REPLACE INTO poll_status (resource, status) VALUES (?1, ?2)",
-                params![resource, status],
-            )
-            .map(|_| ())
-        })
+    /// Opens (creating the file and its folder when missing) and migrates a SQLite store.
+    pub fn open(path: &Path) -> anyhow::Result<Store> {
+        Ok(Store(Arc::new(sqlite::Sqlite::open(path)?)))
     }
 
-    /// The saved poll status of every resource, as JSON by name.
-    pub fn poll_statuses(&self) -> Result<HashMap<String, String>, StoreError> {
-        self.with(|c| {
-            let mut stmt = c.prepare("SELECT resource, status FROM poll_status")?;
-            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-            rows.collect()
-        })
-    }
-
-    /// The canonical JSON of one snapshot record.
-    pub fn load_one(&self, resource: &str, id: i64) -> Result<Option<String>, StoreError> {
-        self.with(|c| {
-            c.query_row(
-                "SELECT record FROM snapshot WHERE resource = ?1 AND id = ?2",
-                params![resource, id],
-                |r| r.get(0),
-            )
-            .optional()
-        })
+    /// Connects to and migrates the store at `location`. Errors name the location redacted.
+    pub fn connect(location: &Location) -> anyhow::Result<Store> {
+        match location {
+            Location::Sqlite(path) => Store::open(path),
+            Location::Postgres(url) => Ok(Store(Arc::new(postgres::Postgres::connect(url)?))),
+        }
     }
 }

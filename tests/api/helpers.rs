@@ -62,6 +62,8 @@ pub struct Options {
     pub poll_loop: bool,
     /// `AMQP_EXCHANGE`; unset means a unique name.
     pub amqp_exchange: Option<String>,
+    /// `DATABASE_URL`; unset means a SQLite file in the test's folder.
+    pub database_url: Option<String>,
 }
 
 impl Options {
@@ -96,6 +98,7 @@ impl Default for Options {
             allow_private: true,
             poll_loop: false,
             amqp_exchange: None,
+            database_url: None,
         }
     }
 }
@@ -124,7 +127,11 @@ pub fn settings_for(sim: &Simulator, opts: &Options, db: &tempfile::TempDir) -> 
         poll_interval_secs: Some("3600".into()),
         poll_deadline_secs: Some("60".into()),
         poll_emit_initial: Some(opts.emit_initial.to_string()),
-        database_url: Some(format!("sqlite://{}/bridge.sqlite3", db.path().display())),
+        database_url: Some(
+            opts.database_url
+                .clone()
+                .unwrap_or_else(|| format!("sqlite://{}/bridge.sqlite3", db.path().display())),
+        ),
         amqp_url: Some(opts.amqp_url.clone().unwrap_or_else(amqp_url)),
         amqp_exchange: Some(
             opts.amqp_exchange
@@ -183,6 +190,15 @@ pub async fn spawn_app(opts: Options) -> TestApp {
         // Declare the exchange now so that queues can bind before the first publish.
         declare_exchange(&test_app.exchange).await;
     }
+    // On PostgreSQL the election must be won before a poll may commit.
+    let mut role = test_app.state.role.clone();
+    tokio::time::timeout(
+        Duration::from_secs(15),
+        role.wait_for(|r| *r == daftra_bridge::leader::Role::Leader),
+    )
+    .await
+    .expect("the only replica leads")
+    .unwrap();
     test_app
 }
 

@@ -27,7 +27,7 @@ fn a_bad_variable_stops_start_up_naming_it() {
         ("DAFTRA_PAGE_SIZE", "5000", "1 to 1000"),
         ("DAFTRA_CONCURRENCY", "many", "whole number"),
         ("POLL_EMIT_INITIAL", "sometimes", "true/false"),
-        ("DATABASE_URL", "postgres://db/x", "sqlite://"),
+        ("DATABASE_URL", "mysql://db/x", "postgres://"),
         ("BIND_ADDR", "localhost", "host:port"),
         ("LOG_FORMAT", "xml", "text or json"),
         ("AMQP_URL", "http://broker", "amqp://"),

@@ -205,6 +205,10 @@ impl WebhookSink {
             }
             let endpoint = fan_out(&store, endpoint)?;
             let due = store.due_messages(&owned, chrono::Utc::now().timestamp_millis(), BATCH)?;
+            if !due.is_empty() {
+                // Fencing: a replica that no longer leads delivers nothing.
+                store.check_fence()?;
+            }
             let pending = store.endpoint_pending(&owned)?;
             let next = if due.is_empty() {
                 store.next_due(&owned)?

@@ -1,12 +1,15 @@
-//! Webhook endpoints and their delivery state: one queue of messages per endpoint (an outbox
-//! position and its attempt count), filled from the outbox past the endpoint's cursor, and a
-//! log of recent attempts (`webhook_attempts.rs`). A message leaves its queue only when the
-//! endpoint answered 2xx.
+//! Webhook endpoints, their queues and attempt log in SQLite.
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use super::{Store, StoreError};
+use super::Sqlite;
 use crate::config::Secret;
+use crate::store::interface::{
+    now_ms, patched_reason, previous_secrets, rotated_secrets, OutboxKey,
+};
+use crate::store::{
+    DueMessage, Endpoint, EndpointPatch, NewEndpoint, Outbox, StoreError, Webhooks,
+};
 
 pub(super) const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS webhook_endpoint (
@@ -48,55 +51,6 @@ CREATE TABLE IF NOT EXISTS webhook_attempt (
 CREATE INDEX IF NOT EXISTS webhook_attempt_endpoint ON webhook_attempt (endpoint_id, id);
 ";
 
-/// An endpoint as given to `POST /webhooks/endpoints`, validated.
-#[derive(Debug, Clone)]
-pub struct NewEndpoint {
-    pub url: String,
-    /// AMQP topic patterns over the routing keys (`work_order.*`, `#`).
-    pub events: Vec<String>,
-    pub description: String,
-}
-
-/// The fields `PATCH /webhooks/endpoints/{id}` may change; `None` keeps the stored value.
-#[derive(Debug, Clone, Default)]
-pub struct EndpointPatch {
-    pub url: Option<String>,
-    pub events: Option<Vec<String>>,
-    pub description: Option<String>,
-    pub disabled: Option<bool>,
-}
-
-/// A stored endpoint.
-#[derive(Debug, Clone)]
-pub struct Endpoint {
-    /// `ep_` and 16 hex digits.
-    pub id: String,
-    pub url: String,
-    pub events: Vec<String>,
-    pub description: String,
-    /// `whsec_` and the base64 key.
-    pub secret: Secret,
-    /// Secrets replaced by rotations that still sign, each with the Unix second it stops at
-    /// (a receiver may hold any of them during the overlaps).
-    pub previous_secrets: Vec<(Secret, i64)>,
-    pub disabled: bool,
-    /// Why it was disabled (`410 Gone`, the retry schedule exhausted, or the operator).
-    pub disabled_reason: Option<String>,
-    /// Unix seconds.
-    pub created_at: i64,
-    /// Outbox position up to which every event was queued for this endpoint.
-    pub cursor: i64,
-}
-
-/// A message whose attempt is due: the outbox row and how many attempts came before.
-#[derive(Debug, Clone)]
-pub struct DueMessage {
-    pub seq: i64,
-    pub attempt: u32,
-    pub event_id: String,
-    pub body: String,
-}
-
 fn endpoint_row(r: &Row<'_>) -> rusqlite::Result<Endpoint> {
     let events: String = r.get(2)?;
     let previous: Option<String> = r.get(5)?;
@@ -115,25 +69,7 @@ fn endpoint_row(r: &Row<'_>) -> rusqlite::Result<Endpoint> {
     })
 }
 
-/// `previous_secret` holds a JSON list of `[secret, until]` pairs (one plain secret, with
-/// `previous_secret_until`, in stores written before several overlaps were kept).
-fn previous_secrets(column: Option<String>, until: Option<i64>) -> Vec<(Secret, i64)> {
-    match column {
-        None => Vec::new(),
-        Some(text) if text.starts_with('[') => serde_json::from_str::<Vec<(String, i64)>>(&text)
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(s, u)| (Secret::new(s), u))
-            .collect(),
-        Some(plain) => until.map(|u| (Secret::new(plain), u)).into_iter().collect(),
-    }
-}
-
 const ENDPOINT_COLUMNS: &str = "id, url, events, description, secret, previous_secret, previous_secret_until, disabled, disabled_reason, created_at, cursor";
-
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
 
 fn load_endpoint(c: &Connection, id: &str) -> rusqlite::Result<Option<Endpoint>> {
     c.query_row(
@@ -144,9 +80,8 @@ fn load_endpoint(c: &Connection, id: &str) -> rusqlite::Result<Option<Endpoint>>
     .optional()
 }
 
-impl Store {
-    /// Stores a new endpoint; it receives the events appended from now on.
-    pub fn create_endpoint(
+impl Webhooks for Sqlite {
+    fn create_endpoint(
         &self,
         id: &str,
         new: &NewEndpoint,
@@ -162,8 +97,7 @@ impl Store {
         })
     }
 
-    /// Every endpoint, oldest first.
-    pub fn endpoints(&self) -> Result<Vec<Endpoint>, StoreError> {
+    fn endpoints(&self) -> Result<Vec<Endpoint>, StoreError> {
         self.with(|c| {
             let mut stmt = c.prepare_cached(&format!(
                 "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoint ORDER BY created_at, id"
@@ -173,13 +107,11 @@ impl Store {
         })
     }
 
-    /// One endpoint.
-    pub fn endpoint(&self, id: &str) -> Result<Option<Endpoint>, StoreError> {
+    fn endpoint(&self, id: &str) -> Result<Option<Endpoint>, StoreError> {
         self.with(|c| load_endpoint(c, id))
     }
 
-    /// Applies `patch`; re-enabling an endpoint makes its waiting messages due at once.
-    pub fn update_endpoint(
+    fn update_endpoint(
         &self,
         id: &str,
         patch: &EndpointPatch,
@@ -190,12 +122,7 @@ impl Store {
                 return Ok(None);
             };
             let events = patch.events.as_ref().unwrap_or(&old.events);
-            let disabled = patch.disabled.unwrap_or(old.disabled);
-            let reason = match (patch.disabled, disabled) {
-                (_, false) => None,
-                (Some(true), true) if !old.disabled => Some("disabled by the operator".to_string()),
-                _ => old.disabled_reason.clone(),
-            };
+            let (disabled, reason) = patched_reason(&old, patch);
             tx.execute(
                 "UPDATE webhook_endpoint SET url = ?2, events = ?3, description = ?4, disabled = ?5, disabled_reason = ?6 WHERE id = ?1",
                 params![
@@ -219,8 +146,7 @@ impl Store {
         })
     }
 
-    /// Disables an endpoint, saying why (shown in `/status` and the admin API).
-    pub fn disable_endpoint(&self, id: &str, reason: &str) -> Result<(), StoreError> {
+    fn disable_endpoint(&self, id: &str, reason: &str) -> Result<(), StoreError> {
         self.with(|c| {
             c.execute(
                 "UPDATE webhook_endpoint SET disabled = 1, disabled_reason = ?2 WHERE id = ?1",
@@ -230,8 +156,7 @@ impl Store {
         })
     }
 
-    /// Deletes an endpoint with its queue and attempt log; `false` when there was none.
-    pub fn delete_endpoint(&self, id: &str) -> Result<bool, StoreError> {
+    fn delete_endpoint(&self, id: &str) -> Result<bool, StoreError> {
         self.with(|c| {
             let tx = c.transaction()?;
             let n = tx.execute("DELETE FROM webhook_endpoint WHERE id = ?1", [id])?;
@@ -242,42 +167,23 @@ impl Store {
         })
     }
 
-    /// Replaces the secret; the old one keeps signing until `old_until` (Unix seconds), beside
-    /// earlier ones whose overlap has not ended.
-    pub fn rotate_secret(
-        &self,
-        id: &str,
-        secret: &Secret,
-        old_until: i64,
-    ) -> Result<bool, StoreError> {
+    fn rotate_secret(&self, id: &str, secret: &Secret, old_until: i64) -> Result<bool, StoreError> {
         self.with(|c| {
             let tx = c.transaction()?;
             let Some(old) = load_endpoint(&tx, id)? else {
                 return Ok(false);
             };
-            let now = chrono::Utc::now().timestamp();
-            let mut kept: Vec<(String, i64)> = old
-                .previous_secrets
-                .iter()
-                .filter(|(_, until)| *until > now)
-                .map(|(s, until)| (s.expose().to_string(), *until))
-                .collect();
-            kept.push((old.secret.expose().to_string(), old_until));
+            let kept = rotated_secrets(&old, old_until);
             tx.execute(
                 "UPDATE webhook_endpoint SET previous_secret = ?3, previous_secret_until = ?4, secret = ?2 WHERE id = ?1",
-                params![id, secret.expose(), serde_json::to_string(&kept).unwrap_or_default(), old_until],
+                params![id, secret.expose(), kept, old_until],
             )?;
             tx.commit()?;
             Ok(true)
         })
     }
 
-    /// `(seq, routing_key, resource, record id)` of up to `limit` outbox rows after `after`.
-    pub fn outbox_keys(
-        &self,
-        after: i64,
-        limit: usize,
-    ) -> Result<Vec<(i64, String, String, i64)>, StoreError> {
+    fn outbox_keys(&self, after: i64, limit: usize) -> Result<Vec<OutboxKey>, StoreError> {
         self.with(|c| {
             let mut stmt = c.prepare_cached(
                 "SELECT seq, routing_key, resource, record_id FROM outbox WHERE seq > ?1 ORDER BY seq LIMIT ?2",
@@ -289,9 +195,7 @@ impl Store {
         })
     }
 
-    /// Queues `messages` (`(seq, record key)`) for endpoint `id` and moves its cursor to
-    /// `cursor`, in one transaction. Returns `false` when the endpoint no longer exists.
-    pub fn enqueue_messages(
+    fn enqueue_messages(
         &self,
         id: &str,
         messages: &[(i64, String)],
@@ -320,9 +224,7 @@ impl Store {
         })
     }
 
-    /// Up to `limit` messages of endpoint `id` due at `now_ms`, oldest first, each the oldest
-    /// waiting message of its record (so one record's events arrive in order).
-    pub fn due_messages(
+    fn due_messages(
         &self,
         id: &str,
         now_ms: i64,
@@ -347,8 +249,7 @@ impl Store {
         })
     }
 
-    /// When the next message of endpoint `id` is due (Unix milliseconds), if any is waiting.
-    pub fn next_due(&self, id: &str) -> Result<Option<i64>, StoreError> {
+    fn next_due(&self, id: &str) -> Result<Option<i64>, StoreError> {
         self.with(|c| {
             c.query_row(
                 "SELECT min(m.next_attempt_at) FROM webhook_message m WHERE m.endpoint_id = ?1
@@ -359,9 +260,7 @@ impl Store {
         })
     }
 
-    /// Events waiting for endpoint `id`: its queue plus the outbox rows past its cursor (an
-    /// upper bound: its filter may skip some of those).
-    pub fn endpoint_pending(&self, id: &str) -> Result<u64, StoreError> {
+    fn endpoint_pending(&self, id: &str) -> Result<u64, StoreError> {
         self.with(|c| {
             c.query_row(
                 "SELECT (SELECT count(*) FROM webhook_message WHERE endpoint_id = ?1)
@@ -373,13 +272,7 @@ impl Store {
         .map(|n| n as u64)
     }
 
-    /// `(seq, routing_key, resource, record id)` of the logged events appended at or after
-    /// `since` (Unix seconds) up to the endpoint's cursor: what a replay queues again.
-    pub fn events_since(
-        &self,
-        since: i64,
-        up_to: i64,
-    ) -> Result<Vec<(i64, String, String, i64)>, StoreError> {
+    fn events_since(&self, since: i64, up_to: i64) -> Result<Vec<OutboxKey>, StoreError> {
         self.with(|c| {
             let mut stmt = c.prepare_cached(
                 "SELECT seq, routing_key, resource, record_id FROM outbox WHERE created_at >= ?1 AND seq <= ?2 ORDER BY seq",

@@ -1,10 +1,10 @@
-//! The outbox as the event log: appended by polls (in `commit_poll`), read in order by each
-//! sink past its own cursor, and pruned once every sink is past a row and its retention ended.
+//! The outbox and the sinks' cursors in SQLite.
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::{Store, StoreError};
+use super::Sqlite;
 use crate::events::OutboxEvent;
+use crate::store::{Outbox, OutboxRow, StoreError, AMQP_SINK};
 
 /// Adds the event log columns (`record_id`, `created_at`) to an outbox made before them, and the
 /// RabbitMQ sink's cursor before the rows that were still waiting (before cursors, a confirmed
@@ -33,20 +33,8 @@ pub(super) fn migrate_outbox(conn: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// The RabbitMQ sink's name in `sink_cursor`.
-pub const AMQP_SINK: &str = "amqp";
-
-/// A row of the outbox.
-#[derive(Clone, Debug)]
-pub struct OutboxRow {
-    /// Position in the outbox; rows are published in this order.
-    pub seq: i64,
-    pub event: OutboxEvent,
-}
-
-impl Store {
-    /// Up to `limit` outbox rows after `after_seq`, oldest first.
-    pub fn outbox_batch(&self, after_seq: i64, limit: usize) -> Result<Vec<OutboxRow>, StoreError> {
+impl Outbox for Sqlite {
+    fn outbox_batch(&self, after_seq: i64, limit: usize) -> Result<Vec<OutboxRow>, StoreError> {
         self.with(|c| {
             let mut stmt = c.prepare_cached(
                 "SELECT seq, resource, op, event_id, routing_key, body, record_id FROM outbox WHERE seq > ?1 ORDER BY seq LIMIT ?2",
@@ -68,8 +56,7 @@ impl Store {
         })
     }
 
-    /// The outbox position `sink` has confirmed: every row up to it is done for that sink.
-    pub fn sink_cursor(&self, sink: &str) -> Result<i64, StoreError> {
+    fn sink_cursor(&self, sink: &str) -> Result<i64, StoreError> {
         self.with(|c| {
             c.query_row("SELECT seq FROM sink_cursor WHERE sink = ?1", [sink], |r| {
                 r.get(0)
@@ -79,8 +66,7 @@ impl Store {
         })
     }
 
-    /// Records that `sink` has confirmed every row up to `seq` (never moves backwards).
-    pub fn confirm_sink(&self, sink: &str, seq: i64) -> Result<(), StoreError> {
+    fn confirm_sink(&self, sink: &str, seq: i64) -> Result<(), StoreError> {
         self.with(|c| {
             c.execute(
                 "INSERT INTO sink_cursor (sink, seq) VALUES (?1, ?2) ON CONFLICT (sink) DO UPDATE SET seq = max(seq, excluded.seq)",
@@ -90,8 +76,7 @@ impl Store {
         })
     }
 
-    /// Events RabbitMQ has not confirmed yet (`bridge_outbox_pending`).
-    pub fn outbox_len(&self) -> Result<u64, StoreError> {
+    fn outbox_len(&self) -> Result<u64, StoreError> {
         self.with(|c| {
             c.query_row(
                 "SELECT count(*) FROM outbox WHERE seq > coalesce((SELECT seq FROM sink_cursor WHERE sink = ?1), 0)",
@@ -102,10 +87,7 @@ impl Store {
         .map(|n| n as u64)
     }
 
-    /// Deletes the event log rows that every sink has confirmed (RabbitMQ, and every enabled
-    /// webhook endpoint with nothing pending for them) and that are older than `retention`
-    /// (the window `POST /webhooks/endpoints/{id}/replay` can reach back). Returns rows deleted.
-    pub fn prune_event_log(&self, retention: std::time::Duration) -> Result<usize, StoreError> {
+    fn prune_event_log(&self, retention: std::time::Duration) -> Result<usize, StoreError> {
         let cutoff = chrono::Utc::now().timestamp() - retention.as_secs() as i64;
         self.with(|c| {
             c.execute(
@@ -119,8 +101,7 @@ impl Store {
         })
     }
 
-    /// The newest outbox position (0 when nothing was ever appended).
-    pub fn outbox_head(&self) -> Result<i64, StoreError> {
+    fn outbox_head(&self) -> Result<i64, StoreError> {
         self.with(|c| {
             c.query_row(
                 "SELECT max(coalesce((SELECT max(seq) FROM outbox), 0), coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'outbox'), 0))",

@@ -1,0 +1,126 @@
+//! The leader's session advisory lock, on a connection of its own: held while the session
+//! lives, released by PostgreSQL when the process or its connection dies.
+
+use std::time::Duration;
+
+use postgres::Client;
+
+use super::Postgres;
+use crate::store::{LeaderLock, StoreError, Taken};
+
+/// The advisory lock key: "dftrbrdg" in ASCII. Advisory locks are per database, so bridges on
+/// different databases of one server do not contend.
+const LOCK_KEY: i64 = 0x6466_7472_6272_6467;
+
+/// The lock session of one replica.
+pub struct PgLeaderLock {
+    config: postgres::Config,
+    tls: super::tls::TlsPolicy,
+    client: Option<Client>,
+    token: Option<i64>,
+}
+
+impl PgLeaderLock {
+    pub(super) fn new(store: &Postgres) -> PgLeaderLock {
+        let mut config = store.config.clone();
+        // Named apart, so an operator (or a test) can tell the lock session in pg_stat_activity.
+        config.application_name("daftra-bridge-leader");
+        PgLeaderLock {
+            config,
+            tls: store.tls.clone(),
+            client: None,
+            token: None,
+        }
+    }
+
+    fn client(&mut self) -> Result<&mut Client, StoreError> {
+        if self.client.as_ref().is_none_or(Client::is_closed) {
+            super::close_client(self.client.take());
+            self.client = Some(super::open_client(&self.config, &self.tls)?);
+        }
+        Ok(self.client.as_mut().expect("connected above"))
+    }
+
+    fn take_lock(&mut self, holder: &str) -> Result<Option<Taken>, StoreError> {
+        let c = self.client()?;
+        let taken: bool = c
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&LOCK_KEY])?
+            .get(0);
+        if !taken {
+            return Ok(None);
+        }
+        // Raising the token waits for any commit of the previous leader still holding the row
+        // and fences every later one. A release clears the holder; a leader that died left it.
+        let row = c.query_one(
+            "UPDATE leadership AS l SET term = l.term + 1, holder = $1, since = now()
+             FROM (SELECT holder FROM leadership WHERE id = 1 FOR UPDATE) AS previous
+             WHERE l.id = 1 RETURNING l.term, previous.holder IS NULL",
+            &[&holder],
+        )?;
+        Ok(Some(Taken {
+            token: row.get(0),
+            predecessor_released: row.get(1),
+        }))
+    }
+
+    fn prove_lock(&mut self, timeout: Duration) -> Result<(), StoreError> {
+        let Some(held) = self.token else {
+            return Err(StoreError::Fenced {
+                held: 0,
+                current: -1,
+            });
+        };
+        let c = self
+            .client
+            .as_mut()
+            .filter(|c| !c.is_closed())
+            .ok_or_else(|| StoreError::Unavailable("the lock connection closed".into()))?;
+        c.is_valid(timeout)?;
+        let current: i64 = c
+            .query_one("SELECT term FROM leadership WHERE id = 1", &[])?
+            .get(0);
+        if current != held {
+            return Err(StoreError::Fenced { held, current });
+        }
+        Ok(())
+    }
+}
+
+impl Drop for PgLeaderLock {
+    fn drop(&mut self) {
+        super::close_client(self.client.take());
+    }
+}
+
+impl LeaderLock for PgLeaderLock {
+    fn try_acquire(&mut self, holder: &str) -> Result<Option<Taken>, StoreError> {
+        let result = super::off_runtime(|| self.take_lock(holder));
+        match &result {
+            Ok(taken) => self.token = taken.map(|t| t.token),
+            Err(_) => super::close_client(self.client.take()),
+        }
+        result
+    }
+
+    fn renew(&mut self, timeout: Duration) -> Result<(), StoreError> {
+        let result = super::off_runtime(|| self.prove_lock(timeout));
+        if result.is_err() {
+            super::close_client(self.client.take());
+            self.token = None;
+        }
+        result
+    }
+
+    fn release(&mut self) {
+        let (client, token) = (self.client.take(), self.token.take());
+        super::off_runtime(move || {
+            if let Some(mut c) = client {
+                if token.is_some() {
+                    let _ = c.execute("UPDATE leadership SET holder = NULL WHERE id = 1", &[]);
+                }
+                let _ = c.query_one("SELECT pg_advisory_unlock($1)", &[&LOCK_KEY]);
+                let _ = c.close();
+            }
+        });
+    }
+}

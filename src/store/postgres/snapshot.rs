@@ -1,0 +1,237 @@
+//! The snapshot in PostgreSQL: pages and polls are written with one statement per kind of
+//! change (arrays through `unnest`), not one round trip per row.
+
+use std::collections::HashMap;
+
+use super::Postgres;
+use crate::events::OutboxEvent;
+use crate::record::content_hash;
+use crate::store::{SnapshotWrite, Snapshots, StoreError};
+
+/// Rows an export scan reads from its portal per round trip.
+const SCAN_BATCH: i32 = 1000;
+
+const UPSERT: &str = "INSERT INTO snapshot (resource, id, record, hash)
+    SELECT $1, * FROM unnest($2::bigint[], $3::text[], $4::bigint[])
+    ON CONFLICT (resource, id) DO UPDATE SET record = excluded.record, hash = excluded.hash";
+
+fn upsert(
+    tx: &mut postgres::Transaction<'_>,
+    resource: &str,
+    rows: &[(i64, &str)],
+) -> Result<(), StoreError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<i64> = rows.iter().map(|r| r.0).collect();
+    let records: Vec<&str> = rows.iter().map(|r| r.1).collect();
+    let hashes: Vec<i64> = rows.iter().map(|r| content_hash(r.1)).collect();
+    tx.execute(UPSERT, &[&resource, &ids, &records, &hashes])?;
+    Ok(())
+}
+
+impl Snapshots for Postgres {
+    fn has_baseline(&self, resource: &str) -> Result<bool, StoreError> {
+        self.with(|c| {
+            Ok(
+                c.query_opt("SELECT 1 FROM baseline WHERE resource = $1", &[&resource])?
+                    .is_some(),
+            )
+        })
+    }
+
+    fn snapshot_version(&self, resource: &str) -> Result<Option<(i64, i64)>, StoreError> {
+        self.with(|c| {
+            Ok(c.query_opt(
+                "SELECT version, modified_at FROM snapshot_version WHERE resource = $1",
+                &[&resource],
+            )?
+            .map(|r| (r.get(0), r.get(1))))
+        })
+    }
+
+    fn any_baseline(&self) -> Result<bool, StoreError> {
+        self.with(|c| {
+            Ok(c.query_opt("SELECT 1 FROM baseline LIMIT 1", &[])?
+                .is_some())
+        })
+    }
+
+    fn load_hashes(&self, resource: &str) -> Result<Vec<(i64, i64)>, StoreError> {
+        self.with(|c| {
+            let rows = c.query(
+                "SELECT id, hash FROM snapshot WHERE resource = $1 ORDER BY id",
+                &[&resource],
+            )?;
+            Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+        })
+    }
+
+    fn load_many(&self, resource: &str, ids: &[i64]) -> Result<HashMap<i64, String>, StoreError> {
+        self.with(|c| {
+            let rows = c.query(
+                "SELECT id, record FROM snapshot WHERE resource = $1 AND id = ANY($2)",
+                &[&resource, &ids],
+            )?;
+            Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+        })
+    }
+
+    fn load_one(&self, resource: &str, id: i64) -> Result<Option<String>, StoreError> {
+        self.with(|c| {
+            Ok(c.query_opt(
+                "SELECT record FROM snapshot WHERE resource = $1 AND id = $2",
+                &[&resource, &id],
+            )?
+            .map(|r| r.get(0)))
+        })
+    }
+
+    fn load_snapshot(&self, resource: &str) -> Result<HashMap<i64, String>, StoreError> {
+        self.with(|c| {
+            let rows = c.query(
+                "SELECT id, record FROM snapshot WHERE resource = $1",
+                &[&resource],
+            )?;
+            Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+        })
+    }
+
+    fn snapshot_len(&self, resource: &str) -> Result<u64, StoreError> {
+        self.with(|c| {
+            let n: i64 = c
+                .query_one(
+                    "SELECT count(*) FROM snapshot WHERE resource = $1",
+                    &[&resource],
+                )?
+                .get(0);
+            Ok(n as u64)
+        })
+    }
+
+    fn scan_snapshot(
+        &self,
+        resource: &str,
+        descending: bool,
+        each: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<(), StoreError> {
+        // The portal is read on a thread of its own (see `off_runtime`) and handed over a
+        // batch at a time through a channel of two: bounded memory, whatever the caller does.
+        let (batches, received) = std::sync::mpsc::sync_channel::<Vec<String>>(2);
+        let dir = if descending { "DESC" } else { "ASC" };
+        let sql = format!("SELECT record FROM snapshot WHERE resource = $1 ORDER BY id {dir}");
+        std::thread::scope(|s| {
+            let reader = s.spawn(move || -> Result<(), StoreError> {
+                let mut client = self.new_client()?;
+                let mut tx = client
+                    .build_transaction()
+                    .read_only(true)
+                    .isolation_level(postgres::IsolationLevel::RepeatableRead)
+                    .start()?;
+                let portal = tx.bind(&sql, &[&resource])?;
+                loop {
+                    let rows = tx.query_portal(&portal, SCAN_BATCH)?;
+                    let full = rows.len() == SCAN_BATCH as usize;
+                    let batch: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+                    if batches.send(batch).is_err() || !full {
+                        return Ok(());
+                    }
+                }
+            });
+            'read: for batch in received.iter() {
+                for text in &batch {
+                    if !each(text) {
+                        break 'read;
+                    }
+                }
+            }
+            drop(received);
+            reader
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        })
+    }
+
+    fn write_baseline_page(
+        &self,
+        resource: &str,
+        records: &[(i64, String)],
+    ) -> Result<(), StoreError> {
+        let rows: Vec<(i64, &str)> = records.iter().map(|(id, r)| (*id, r.as_str())).collect();
+        self.fenced(|tx| upsert(tx, resource, &rows))
+    }
+
+    fn commit_poll(
+        &self,
+        resource: &str,
+        writes: &[SnapshotWrite],
+        events: &[OutboxEvent],
+    ) -> Result<(), StoreError> {
+        let mut upserts = Vec::new();
+        let mut deletes = Vec::new();
+        for w in writes {
+            match w {
+                SnapshotWrite::Upsert { id, record } => upserts.push((*id, record.as_str())),
+                SnapshotWrite::Delete { id } => deletes.push(*id),
+            }
+        }
+        self.fenced(|tx| {
+            upsert(tx, resource, &upserts)?;
+            if !deletes.is_empty() {
+                tx.execute(
+                    "DELETE FROM snapshot WHERE resource = $1 AND id = ANY($2)",
+                    &[&resource, &deletes],
+                )?;
+            }
+            if !events.is_empty() {
+                let column = |f: fn(&OutboxEvent) -> &str| -> Vec<&str> { events.iter().map(f).collect() };
+                let ids: Vec<i64> = events.iter().map(|e| e.record_id).collect();
+                // WITH ORDINALITY keeps the poll's order in the sequence numbers.
+                tx.execute(
+                    "INSERT INTO outbox (resource, op, event_id, routing_key, body, record_id, created_at)
+                     SELECT r, o, e, k, b, i, floor(extract(epoch FROM now()))::bigint
+                     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[])
+                          WITH ORDINALITY AS t(r, o, e, k, b, i, n) ORDER BY n",
+                    &[
+                        &column(|e| &e.resource),
+                        &column(|e| &e.op),
+                        &column(|e| &e.event_id),
+                        &column(|e| &e.routing_key),
+                        &column(|e| &e.body),
+                        &ids,
+                    ],
+                )?;
+            }
+            let first = tx.execute(
+                "INSERT INTO baseline (resource) VALUES ($1) ON CONFLICT DO NOTHING",
+                &[&resource],
+            )?;
+            if first > 0 || !writes.is_empty() {
+                tx.execute(
+                    "INSERT INTO snapshot_version (resource, version, modified_at) VALUES ($1, 1, floor(extract(epoch FROM now()))::bigint)
+                     ON CONFLICT (resource) DO UPDATE SET version = snapshot_version.version + 1, modified_at = excluded.modified_at",
+                    &[&resource],
+                )?;
+            }
+            Ok(())
+        })
+    }
+
+    fn save_poll_status(&self, resource: &str, status: &str) -> Result<(), StoreError> {
+        self.fenced(|tx| {
+            tx.execute(
+                "INSERT INTO poll_status (resource, status) VALUES ($1, $2)
+                 ON CONFLICT (resource) DO UPDATE SET status = excluded.status",
+                &[&resource, &status],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn poll_statuses(&self) -> Result<HashMap<String, String>, StoreError> {
+        self.with(|c| {
+            let rows = c.query("SELECT resource, status FROM poll_status", &[])?;
+            Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+        })
+    }
+}
