@@ -71,11 +71,16 @@ pub enum Keep<'a> {
     /// Only records whose content hash differs from the snapshot's; the scan marks in `known`
     /// every id it sees.
     Changed(&'a mut Known),
-    /// None: each page goes to the snapshot as it arrives (a silent first poll), so memory
-    /// stays a few pages whatever the resource's size; ids are marked in `known` (rows a failed
-    /// earlier first poll left) as for `Changed`.
+    /// None: pages go to the snapshot as they arrive, [`BASELINE_BATCH_ROWS`] at a time (a
+    /// silent first poll), so memory stays a few pages whatever the resource's size; ids are
+    /// marked in `known` (rows a failed earlier first poll left) as for `Changed`.
     Baseline(&'a Store, &'a mut Known),
 }
+
+/// Records a silent first poll writes to the snapshot per transaction: each transaction costs
+/// a few round trips and a commit, so 5,000 rows (a few MB) rather than one page of 1,000 halve
+/// PostgreSQL's first-poll commit time (BENCHMARKS.md).
+pub const BASELINE_BATCH_ROWS: usize = 5_000;
 
 /// Reads every page (see [`DaftraClient::pages`]) in a task of its own and normalises each page
 /// as it arrives, so requests stay in flight while a page is normalised and only a few pages of
@@ -97,8 +102,16 @@ pub async fn scan(
             let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<(i64, String)>>(2);
             let (store, name) = ((*store).clone(), resource.name.clone());
             let handle = tokio::task::spawn_blocking(move || -> Result<(), StoreError> {
+                let mut batch: Vec<(i64, String)> = Vec::new();
                 while let Some(rows) = rx.blocking_recv() {
-                    store.write_baseline_page(&name, &rows)?;
+                    batch.extend(rows);
+                    if batch.len() >= BASELINE_BATCH_ROWS {
+                        store.write_baseline_page(&name, &batch)?;
+                        batch.clear();
+                    }
+                }
+                if !batch.is_empty() {
+                    store.write_baseline_page(&name, &batch)?;
                 }
                 Ok(())
             });

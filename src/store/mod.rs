@@ -53,6 +53,9 @@ pub enum StoreError {
     /// PostgreSQL's error, with its SQLSTATE when the server sent one (never the URL).
     #[error("store error: {0}")]
     Postgres(String),
+    /// A write met a row that already exists (PostgreSQL's SQLSTATE 23505, unique violation).
+    #[error("store error: {0}")]
+    Conflict(String),
     /// The database cannot be reached (connection refused, closed or timed out).
     #[error("the database is unavailable: {0}")]
     Unavailable(String),

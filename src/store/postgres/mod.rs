@@ -21,7 +21,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use postgres::config::SslMode;
-use postgres::{Client, Config, NoTls, Transaction};
+use postgres::{Client, Config, NoTls};
 
 use super::{Backend, StoreError};
 
@@ -42,6 +42,8 @@ impl From<postgres::Error> for StoreError {
             || e.to_string().contains("timeout");
         if broken {
             StoreError::Unavailable(e.to_string())
+        } else if e.code() == Some(&postgres::error::SqlState::UNIQUE_VIOLATION) {
+            StoreError::Conflict(e.to_string())
         } else {
             StoreError::Postgres(e.to_string())
         }
@@ -117,30 +119,53 @@ impl Postgres {
         })
     }
 
-    /// Fails with [`StoreError::Fenced`] unless this replica holds the current fencing token;
-    /// holds the `leadership` row (`FOR SHARE`) until `tx` ends.
-    fn fence(&self, tx: &mut Transaction<'_>) -> Result<(), StoreError> {
-        let held = self.token.load(Ordering::SeqCst);
-        let current: i64 = tx
-            .query_one("SELECT term FROM leadership WHERE id = 1 FOR SHARE", &[])?
-            .get(0);
-        if held == 0 || held != current {
-            return Err(StoreError::Fenced { held, current });
-        }
-        Ok(())
-    }
-
-    /// Runs `f` in a transaction that first proves the fencing token.
+    /// Runs `f` in a transaction that first proves the fencing token: `BEGIN` and the check
+    /// go in one round trip, the check holds the `leadership` row (`FOR SHARE`) until the
+    /// transaction ends (a new leader's raising of the token waits for this commit), and a
+    /// token that is not the current one writes nothing
+    /// ([`StoreError::Fenced`]). `durable: false` commits without waiting for the WAL flush (for
+    /// writes a later synchronous commit makes durable with it).
     fn fenced<T: Send>(
         &self,
-        f: impl FnOnce(&mut Transaction<'_>) -> Result<T, StoreError> + Send,
+        durable: bool,
+        f: impl FnOnce(&mut Client) -> Result<T, StoreError> + Send,
     ) -> Result<T, StoreError> {
         self.with(|c| {
-            let mut tx = c.transaction()?;
-            self.fence(&mut tx)?;
-            let out = f(&mut tx)?;
-            tx.commit()?;
-            Ok(out)
+            let held = self.token.load(Ordering::SeqCst);
+            let flush = if durable {
+                ""
+            } else {
+                "SET LOCAL synchronous_commit = off; "
+            };
+            let answer = c.simple_query(&format!(
+                "BEGIN; {flush}SELECT term FROM leadership WHERE id = 1 FOR SHARE"
+            ));
+            let current = answer.map(|messages| {
+                messages.iter().find_map(|m| match m {
+                    postgres::SimpleQueryMessage::Row(r) => r.get(0)?.parse::<i64>().ok(),
+                    _ => None,
+                })
+            });
+            let out = match current {
+                Ok(Some(current)) if held != 0 && current == held => f(c),
+                Ok(current) => Err(StoreError::Fenced {
+                    held,
+                    current: current.unwrap_or(-1),
+                }),
+                Err(e) => Err(e.into()),
+            };
+            match out {
+                Ok(v) => {
+                    c.batch_execute("COMMIT")?;
+                    Ok(v)
+                }
+                Err(e) => {
+                    if !c.is_closed() {
+                        let _ = c.batch_execute("ROLLBACK");
+                    }
+                    Err(e)
+                }
+            }
         })
     }
 

@@ -38,7 +38,7 @@ impl Outbox for Postgres {
     }
 
     fn confirm_sink(&self, sink: &str, seq: i64) -> Result<(), StoreError> {
-        self.fenced(|tx| {
+        self.fenced(true, |tx| {
             tx.execute(
                 "INSERT INTO sink_cursor (sink, seq) VALUES ($1, $2)
                  ON CONFLICT (sink) DO UPDATE SET seq = greatest(sink_cursor.seq, excluded.seq)",
@@ -62,7 +62,7 @@ impl Outbox for Postgres {
 
     fn prune_event_log(&self, retention: std::time::Duration) -> Result<usize, StoreError> {
         let cutoff = chrono::Utc::now().timestamp() - retention.as_secs() as i64;
-        self.fenced(|tx| {
+        self.fenced(true, |tx| {
             let n = tx.execute(
                 "DELETE FROM outbox WHERE created_at < $1
                    AND seq <= (SELECT min(seq) FROM (

@@ -10,7 +10,7 @@ impl AttemptLog for Postgres {
         attempts: &[AttemptRecord],
         disable: Option<&str>,
     ) -> Result<(), StoreError> {
-        self.fenced(|tx| {
+        self.fenced(true, |tx| {
             let log = tx.prepare(
                 "INSERT INTO webhook_attempt (endpoint_id, seq, event_id, attempt, at, status, latency_ms, error, next_attempt_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
             )?;
@@ -66,7 +66,7 @@ impl AttemptLog for Postgres {
     }
 
     fn prune_attempts(&self) -> Result<usize, StoreError> {
-        self.fenced(|tx| {
+        self.fenced(true, |tx| {
             let n = tx.execute(
                 "DELETE FROM webhook_attempt WHERE id IN (
                    SELECT id FROM (SELECT id, row_number() OVER (PARTITION BY endpoint_id ORDER BY id DESC) AS n FROM webhook_attempt) AS ranked WHERE n > $1)",
