@@ -19,6 +19,17 @@ fn admin() -> postgres::Client {
         .expect("PostgreSQL answers on 127.0.0.1:5432 (tests/run.sh starts it)")
 }
 
+/// The first row's first column of `sql`, as text.
+fn first_value(c: &mut postgres::Client, sql: &str) -> Option<String> {
+    c.simple_query(sql)
+        .expect("query")
+        .into_iter()
+        .find_map(|m| match m {
+            postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+            _ => None,
+        })
+}
+
 /// Runs `sql` as the server's superuser, on a thread of its own.
 pub fn admin_execute(sql: &str) {
     let sql = sql.to_string();
@@ -30,18 +41,9 @@ pub fn admin_execute(sql: &str) {
 /// One value a superuser query returns (first row, first column, as text).
 pub fn admin_query(sql: &str) -> Option<String> {
     let sql = sql.to_string();
-    std::thread::spawn(move || {
-        admin()
-            .simple_query(&sql)
-            .expect("admin query")
-            .into_iter()
-            .find_map(|m| match m {
-                postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
-                _ => None,
-            })
-    })
-    .join()
-    .unwrap()
+    std::thread::spawn(move || first_value(&mut admin(), &sql))
+        .join()
+        .unwrap()
 }
 
 /// A database made for one test; dropped (with its connections) with this value.
@@ -77,13 +79,7 @@ impl TestDb {
         let (url, sql) = (self.url(), sql.to_string());
         std::thread::spawn(move || {
             let mut c = postgres::Client::connect(&url, postgres::NoTls).expect("test database");
-            c.simple_query(&sql)
-                .expect("query")
-                .into_iter()
-                .find_map(|m| match m {
-                    postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
-                    _ => None,
-                })
+            first_value(&mut c, &sql)
         })
         .join()
         .unwrap()
