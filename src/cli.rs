@@ -1,4 +1,4 @@
-//! The command line: `serve` (default), `demo` and `export` (CONTRACT section 1).
+//! The command line: `serve` (default), `demo` and `export` (README "Pointing it at your Daftra account").
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -249,20 +249,12 @@ async fn export_command(
     let raw = RawEnv::from_env()?;
     let rows = match source {
         Source::Snapshot => {
-            let location = match raw
-                .database_url
-                .as_deref()
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-            {
-                Some(url) => crate::config::parse_database_url(url).with_context(|| {
-                    format!(
-                        "DATABASE_URL={:?} is not sqlite://path or postgres://...",
-                        crate::config::redact_url(url)
+            let location =
+                Location::from_setting(raw.database_url.as_deref()).map_err(|shown| {
+                    anyhow::anyhow!(
+                        "DATABASE_URL={shown:?} is not sqlite://path or postgres://..."
                     )
-                })?,
-                None => Location::Sqlite(PathBuf::from("data/daftra-bridge.sqlite3")),
-            };
+                })?;
             if let Location::Sqlite(path) = &location {
                 anyhow::ensure!(
                     path.exists(),

@@ -11,7 +11,8 @@ use rand::Rng;
 use serde_json::{json, Map, Value};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{redact_url, DaftraAuth, RawEnv, Secret, Settings};
+use crate::config::{DaftraAuth, RawEnv, Settings};
+use crate::secret::{redact_url, Secret};
 use crate::sim::{SimConfig, Simulator};
 use crate::startup::{shutdown_on_signals, Application};
 

@@ -1,5 +1,5 @@
 //! Change events: the diff's changes, their stable ids and their CloudEvents 1.0 structured-mode
-//! JSON (CONTRACT section 4; <https://github.com/cloudevents/spec/blob/v1.0.2/cloudevents/spec.md>).
+//! JSON (README "Consuming events"; <https://github.com/cloudevents/spec/blob/v1.0.2/cloudevents/spec.md>).
 
 use serde::Serialize;
 use serde_json::Value;
@@ -168,7 +168,7 @@ pub fn event_id(resource: &Resource, change: &Change, time: &str) -> String {
 }
 
 /// Rewrites the timestamps of `columns` in `record` from the account's wall clock to RFC 3339
-/// with its offset (CONTRACT section 4).
+/// with its offset (README "Consuming events").
 fn with_offsets(columns: &[crate::catalogue::Column], clock: &Clock, record: &mut Record) {
     for c in columns.iter().filter(|c| c.kind == ColumnKind::Timestamp) {
         if let Some(Value::String(s)) = record.get_mut(&c.name) {

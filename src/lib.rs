@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod poller;
 pub mod record;
 pub mod scan;
+pub mod secret;
 pub mod sim;
 pub mod sinks;
 pub mod startup;

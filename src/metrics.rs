@@ -1,4 +1,4 @@
-//! Prometheus metrics of CONTRACT section 6, in one struct registered on one registry.
+//! Prometheus metrics (README "Operating it" and "Monitoring"), in one struct registered on one registry.
 //! Label values come from small fixed sets (resource names, operations, reasons), never ids.
 
 use prometheus::{

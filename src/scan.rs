@@ -66,7 +66,7 @@ const PAGES_BUFFERED_PER_REQUEST: usize = 2;
 
 /// Where a scan puts the records it reads.
 pub enum Keep<'a> {
-    /// Every record (benchmarks, and a first poll that announces every record).
+    /// Every record, whatever the snapshot holds (the benchmarks measure a bare scan with it).
     All,
     /// Only records whose content hash differs from the snapshot's; the scan marks in `known`
     /// every id it sees.

@@ -1,27 +1,25 @@
-//! Typed settings read from the environment (CONTRACT section 2), validated at start-up.
+//! Typed settings read from the environment (README "Pointing it at your Daftra account" and `.env.example`), validated at start-up.
 //!
 //! Every variable is read through `envy` as text, then checked here so that a bad value stops
 //! start-up with one line naming the variable, the value given and what is expected.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
 
 mod account;
 pub mod env;
-mod secret;
 mod values;
 mod webhooks;
 
 use account::{resolve_clock, resolve_intervals};
 pub use account::{resolve_resources, POLL_INTERVAL_PREFIX};
 
-pub use secret::{redact_url, Secret};
+pub use crate::secret::{redact_url, Secret};
 use values::{boolean, err, int_in, non_empty, secret, secs};
-pub use values::{parse_bool, parse_database_url};
+pub use values::parse_bool;
 pub use webhooks::{WebhookSettings, DEFAULT_RETRY_SCHEDULE};
 
 /// How the bridge authenticates to Daftra.
@@ -307,16 +305,8 @@ impl Settings {
             )?,
             clock: resolve_clock(raw)?,
         };
-        let database = match non_empty(&raw.database_url) {
-            None => crate::store::Location::Sqlite(PathBuf::from("data/daftra-bridge.sqlite3")),
-            Some(s) => parse_database_url(s).ok_or_else(|| {
-                err(
-                    "DATABASE_URL",
-                    &redact_url(s),
-                    "sqlite://relative/path or sqlite:///absolute/path (no user, password or ?options: SQLite has none), or postgres://user:pass@host:5432/db (also postgresql://, with libpq options such as ?sslmode=require)",
-                )
-            })?,
-        };
+        let database = crate::store::Location::from_setting(raw.database_url.as_deref())
+            .map_err(|shown| err("DATABASE_URL", &shown, crate::store::DATABASE_URL_FORMS))?;
         let amqp_url = non_empty(&raw.amqp_url).unwrap_or("amqp://guest:guest@127.0.0.1:5672/%2f");
         if !(amqp_url.starts_with("amqp://") || amqp_url.starts_with("amqps://"))
             || amqp_url.parse::<lapin::uri::AMQPUri>().is_err()

@@ -20,7 +20,7 @@ fn defaults_follow_the_contract() {
     assert!(!s.poll_emit_initial);
     assert_eq!(
         s.database,
-        crate::store::Location::Sqlite(PathBuf::from("data/daftra-bridge.sqlite3"))
+        crate::store::Location::Sqlite(std::path::PathBuf::from("data/daftra-bridge.sqlite3"))
     );
     assert_eq!(s.amqp_exchange, "daftra.events");
 }

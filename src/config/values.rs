@@ -2,7 +2,6 @@
 //! names the variable, the value given and what is expected.
 
 use std::fmt;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use super::{ConfigError, Secret};
@@ -70,24 +69,4 @@ pub(super) fn boolean(
 
 pub(super) fn secret(v: &Option<String>) -> Option<Secret> {
     non_empty(v).map(Secret::new)
-}
-
-/// Parses `sqlite://relative/path` or `sqlite:///absolute/path` into a file path.
-pub fn parse_database_url(s: &str) -> Option<crate::store::Location> {
-    use crate::store::Location;
-    let lower = s.to_ascii_lowercase();
-    if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
-        // libpq's URL form, sslmode and the other options included; checked here so a bad URL
-        // stops start-up naming the variable.
-        return crate::store::postgres::check_url(s)
-            .ok()
-            .map(|_| Location::Postgres(s.to_string()));
-    }
-    let rest = s.strip_prefix("sqlite://")?;
-    // SQLite has no user, password or options in its URL: such a URL is a mistake, and taking it
-    // as a path would write the password into a file name (and the logs).
-    if rest.is_empty() || rest.contains('@') || rest.contains('?') {
-        return None;
-    }
-    Some(Location::Sqlite(PathBuf::from(rest)))
 }

@@ -7,7 +7,8 @@ use reqwest::header::{HeaderName, HeaderValue, AUTHORIZATION};
 use serde::Deserialize;
 use tokio::sync::Mutex;
 
-use crate::config::{DaftraAuth, Secret};
+use crate::config::DaftraAuth;
+use crate::secret::Secret;
 
 /// Lifetime assumed when the token answer has no `expires_in` (what public clients assume).
 const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(3600);

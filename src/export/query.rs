@@ -1,4 +1,4 @@
-//! Export query parameters (CONTRACT section 3), validated into an [`ExportQuery`]. Every bad
+//! Export query parameters (README "Exports"), validated into an [`ExportQuery`]. Every bad
 //! value is an error naming the parameter.
 
 use super::row::{Cell, Row};

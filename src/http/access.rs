@@ -5,7 +5,7 @@ use actix_web::HttpRequest;
 use subtle::ConstantTimeEq;
 
 use super::{ApiError, AppState};
-use crate::config::Secret;
+use crate::secret::Secret;
 
 fn query_token(req: &HttpRequest) -> Option<String> {
     web_query_pairs(req)

@@ -52,7 +52,7 @@ async fn forward_to_leader(
     state: &AppState,
     req: &HttpRequest,
     resource: &str,
-    token: &crate::config::Secret,
+    token: &crate::secret::Secret,
     body: bytes::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let unavailable = |why: String| ApiError::Unavailable {

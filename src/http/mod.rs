@@ -1,4 +1,4 @@
-//! The HTTP API (CONTRACT section 3): exports, discovery, poll trigger, status, health, metrics.
+//! The HTTP API (README "Exports" and "Operating it"): exports, discovery, poll trigger, status, health, metrics.
 
 mod access;
 mod conditional;
@@ -20,7 +20,8 @@ use serde_json::json;
 use tokio::sync::Semaphore;
 
 use crate::catalogue::Resource;
-use crate::config::{Secret, WebhookSettings};
+use crate::config::WebhookSettings;
+use crate::secret::Secret;
 use crate::daftra::DaftraClient;
 use crate::metrics::Metrics;
 use crate::poller::PollTrigger;

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::data::flip_number_forms;
-use super::server::{authorise, common_faults, failed};
+use super::guard::{authorise, common_faults, failed};
 use super::state::{Drift, SimState};
 use crate::catalogue::Resource;
 

@@ -4,6 +4,7 @@
 
 mod api;
 mod data;
+mod guard;
 mod server;
 mod state;
 

@@ -11,7 +11,7 @@ use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{redact_url, Secret};
+use crate::secret::{redact_url, Secret};
 use crate::metrics::Metrics;
 use crate::status::{BrokerConnection, BrokerState};
 use crate::store::{OutboxRow, Store, AMQP_SINK};
@@ -86,7 +86,7 @@ pub async fn connect(url: &Secret) -> Result<Connection, lapin::Error> {
     Connection::connect(url.expose(), props).await
 }
 
-/// Declares the durable topic exchange the events go to (idempotent; CONTRACT section 4).
+/// Declares the durable topic exchange the events go to (idempotent; README "Consuming events").
 pub async fn declare_exchange(channel: &Channel, exchange: &str) -> Result<(), lapin::Error> {
     channel
         .exchange_declare(

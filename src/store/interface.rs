@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 
 use super::StoreError;
-use crate::config::Secret;
+use crate::secret::Secret;
 use crate::events::OutboxEvent;
 
 /// One snapshot write of a poll.

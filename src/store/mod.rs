@@ -8,6 +8,7 @@
 //! own runtime and must not be called on an executor thread).
 
 mod interface;
+mod location;
 pub mod postgres;
 pub mod sqlite;
 
@@ -17,33 +18,9 @@ pub use interface::{
 };
 
 use std::path::Path;
+
+pub use location::{Location, DATABASE_URL_FORMS, DEFAULT_DATABASE_URL};
 use std::sync::Arc;
-
-/// Where the store lives, from `DATABASE_URL`. Its `Debug` form is redacted.
-#[derive(Clone, PartialEq)]
-pub enum Location {
-    /// `sqlite://relative/path` or `sqlite:///absolute/path`.
-    Sqlite(std::path::PathBuf),
-    /// `postgres://` or `postgresql://` URL (may hold a password: never print it, see
-    /// [`crate::config::redact_url`]).
-    Postgres(String),
-}
-
-impl Location {
-    /// The location with any password and credential query values replaced by `***`.
-    pub fn redacted(&self) -> String {
-        match self {
-            Location::Sqlite(p) => format!("sqlite://{}", p.display()),
-            Location::Postgres(url) => crate::config::redact_url(url),
-        }
-    }
-}
-
-impl std::fmt::Debug for Location {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.redacted())
-    }
-}
 
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]

@@ -3,7 +3,7 @@
 use postgres::{GenericClient, Row};
 
 use super::Postgres;
-use crate::config::Secret;
+use crate::secret::Secret;
 use crate::store::interface::{
     now_ms, patched_reason, previous_secrets, rotated_secrets, OutboxKey,
 };

@@ -3,7 +3,7 @@
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::Sqlite;
-use crate::config::Secret;
+use crate::secret::Secret;
 use crate::store::interface::{
     now_ms, patched_reason, previous_secrets, rotated_secrets, OutboxKey,
 };

@@ -1,4 +1,5 @@
-//! Secrets that never print, and URLs shown without their password.
+//! Secrets that never print, and URLs shown without their password: a leaf every module may
+//! use (configuration, store, sinks, HTTP) without depending on any of them.
 
 use std::fmt;
 
