@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use crate::catalogue::{Column, Resource};
 use crate::daftra::{DaftraClient, FetchError};
 use crate::record::{self, Record};
-use crate::store::{Store, StoreError};
+use crate::store::{Spool, Store, StoreError};
 pub use query::{ExportQuery, QueryError, Source};
 pub use row::{Cell, Row, StoredRow};
 
@@ -121,62 +121,6 @@ pub enum Rows {
     },
 }
 
-fn snapshot_sql(q: &ExportQuery) -> String {
-    let dir = if q.sort.1 { "DESC" } else { "ASC" };
-    if q.sort.0 == q.resource.key {
-        format!("SELECT record FROM snapshot WHERE resource = ?1 ORDER BY id {dir}")
-    } else {
-        // The column name comes from the resource's declared columns, never from user text.
-        // Exact decimals are stored as their digits: compared as numbers, not as text.
-        let decimal = q
-            .resource
-            .column(q.sort.0)
-            .is_some_and(|c| c.kind == crate::catalogue::ColumnKind::Decimal);
-        let value = format!("json_extract(record, '$.{}')", q.sort.0);
-        let order = if decimal {
-            // Doubles order amounts up to ~15 digits; among amounts a double cannot tell apart
-            // (same magnitude, so same integer digits), canonical text orders positives and,
-            // reversed, negatives.
-            let back = if q.sort.1 { "ASC" } else { "DESC" };
-            let real = format!("CAST({value} AS REAL)");
-            format!(
-                "{real} {dir}, CASE WHEN {real} >= 0 THEN {value} END {dir}, \
-                 CASE WHEN {real} < 0 THEN {value} END {back}"
-            )
-        } else {
-            format!("{value} {dir}")
-        };
-        format!("SELECT record FROM snapshot WHERE resource = ?1 ORDER BY {order}, id {dir}")
-    }
-}
-
-/// Streams the matching rows of a `snapshot` table in the query's order to `sink`, reading each
-/// row in place from SQLite's buffer.
-fn write_sorted(
-    conn: &rusqlite::Connection,
-    q: &ExportQuery,
-    sink: &mut dyn RowSink,
-) -> Result<u64, ExportError> {
-    let mut n = 0;
-    let mut stmt = conn.prepare(&snapshot_sql(q)).map_err(StoreError::from)?;
-    let mut cursor = stmt.query([&q.resource.name]).map_err(StoreError::from)?;
-    while let Some(row) = cursor.next().map_err(StoreError::from)? {
-        let text = row
-            .get_ref(0)
-            .map_err(StoreError::from)?
-            .as_str()
-            .map_err(|e| StoreError::from(rusqlite::Error::from(e)))?;
-        let Ok(stored) = StoredRow::parse(text) else {
-            continue;
-        };
-        if q.matches(&stored) {
-            sink.row(&q.columns, &stored)?;
-            n += 1;
-        }
-    }
-    Ok(n)
-}
-
 /// The normalised records of `parent`'s snapshot, streamed in key order.
 fn snapshot_records(
     store: &Store,
@@ -201,26 +145,16 @@ fn snapshot_records(
     failed.map_or(Ok(()), Err)
 }
 
-/// Streams the matching snapshot rows of a resource with no parent to `sink`: sorted inside
-/// SQLite's file when the store is SQLite; otherwise read in key order and, when another
-/// order is asked for, spooled and sorted like a live scan.
-fn write_snapshot(
-    store: &Store,
+/// Hands each row of `rows` that parses and matches `q` to `sink`, counting them; stops at the
+/// first failed write. The rows come from one of the store's ordered streams.
+fn write_matching(
     q: &ExportQuery,
     sink: &mut dyn RowSink,
+    rows: impl FnOnce(&mut dyn FnMut(&str) -> bool) -> Result<(), StoreError>,
 ) -> Result<u64, ExportError> {
-    if let Some(sqlite) = store.as_sqlite() {
-        return write_sorted(&sqlite.reader()?, q, sink);
-    }
-    let in_key_order = q.sort.0 == q.resource.key;
-    if !in_key_order && q.sort_given {
-        return write_records(q, sink, |each| {
-            snapshot_records(store, q.resource, |r| each(&r))
-        });
-    }
     let mut n = 0;
     let mut failed = None;
-    store.scan_snapshot(&q.resource.name, q.sort.1, &mut |text| {
+    rows(&mut |text| {
         let Ok(stored) = StoredRow::parse(text) else {
             return true;
         };
@@ -241,15 +175,15 @@ fn write_snapshot(
     failed.map_or(Ok(n), Err)
 }
 
-/// Streams `rows` (pages of records) to `sink`, or, when the query is sorted, spools them to
-/// a temporary SQLite file and lets SQLite sort there, so memory stays bounded either way.
+/// Streams `rows` (pages of records) to `sink` or, when the query is sorted, through a
+/// [`Spool`] of the matching rows, so memory stays bounded either way.
 fn write_records(
     q: &ExportQuery,
     sink: &mut dyn RowSink,
     feed: impl FnOnce(&mut dyn FnMut(&Record) -> Result<(), ExportError>) -> Result<(), ExportError>,
 ) -> Result<u64, ExportError> {
-    let mut n = 0u64;
     if !q.sort_given {
+        let mut n = 0u64;
         feed(&mut |r| {
             if q.matches(r) {
                 sink.row(&q.columns, r)?;
@@ -259,34 +193,15 @@ fn write_records(
         })?;
         return Ok(n);
     }
-    let spool = tempfile::NamedTempFile::new()?;
-    let conn = rusqlite::Connection::open(spool.path()).map_err(StoreError::from)?;
-    conn.execute_batch(
-        "CREATE TABLE snapshot (resource TEXT NOT NULL, id INTEGER NOT NULL, record TEXT NOT NULL)",
-    )
-    .map_err(StoreError::from)?;
-    {
-        let tx = conn.unchecked_transaction().map_err(StoreError::from)?;
-        let mut insert = tx
-            .prepare("INSERT INTO snapshot VALUES (?1, ?2, ?3)")
-            .map_err(StoreError::from)?;
-        feed(&mut |r| {
-            if q.matches(r) {
-                let text = serde_json::to_string(r).unwrap_or_default();
-                insert
-                    .execute(rusqlite::params![
-                        q.resource.name,
-                        record::key(q.resource, r),
-                        text
-                    ])
-                    .map_err(StoreError::from)?;
-            }
-            Ok(())
-        })?;
-        drop(insert);
-        tx.commit().map_err(StoreError::from)?;
-    }
-    write_sorted(&conn, q, sink)
+    let mut spool = Spool::new()?;
+    feed(&mut |r| {
+        if q.matches(r) {
+            let text = serde_json::to_string(r).unwrap_or_default();
+            spool.push(record::key(q.resource, r), &text)?;
+        }
+        Ok(())
+    })?;
+    write_matching(q, sink, |each| spool.drain(q.order(), each))
 }
 
 /// Writes every matching row to `sink` (blocking: run it off the async executor) and returns
@@ -295,7 +210,9 @@ pub fn write_rows(rows: Rows, q: &ExportQuery, sink: &mut dyn RowSink) -> Result
     sink.header(&q.columns)?;
     let export = q.resource;
     let n = match rows {
-        Rows::Snapshot(store) if export.parent.is_none() => write_snapshot(&store, q, sink)?,
+        Rows::Snapshot(store) if export.parent.is_none() => write_matching(q, sink, |each| {
+            store.scan_snapshot_ordered(&export.name, q.order(), each)
+        })?,
         Rows::Snapshot(store) => {
             let parent = export.source();
             write_records(q, sink, |each| {

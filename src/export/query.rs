@@ -254,6 +254,19 @@ impl ExportQuery {
         Ok(q)
     }
 
+    /// The order rows are read in: the record key unless another column was asked for.
+    pub fn order(&self) -> crate::store::RowOrder<'static> {
+        let (column, descending) = self.sort;
+        let by = (column != self.resource.key).then_some(column);
+        crate::store::RowOrder {
+            column: by,
+            decimal: by
+                .and_then(|c| self.resource.column(c))
+                .is_some_and(|c| c.kind == ColumnKind::Decimal),
+            descending,
+        }
+    }
+
     /// `true` when `row` passes every filter.
     pub fn matches(&self, row: &dyn Row) -> bool {
         let int = |name: &str| match self.resource.column(name).map(|c| row.cell(c)) {

@@ -23,6 +23,33 @@ pub enum SnapshotWrite {
     },
 }
 
+/// Whether a poll's commit raises the snapshot version (what `ETag` and `Last-Modified` of
+/// snapshot exports are made of): the first baseline of a resource, or any snapshot write. A
+/// poll that found nothing changed keeps the version, so conditional requests answer 304.
+pub(super) fn raises_version(first_baseline: bool, writes: &[SnapshotWrite]) -> bool {
+    first_baseline || !writes.is_empty()
+}
+
+/// The order in which an export reads rows: by the record key, or by one column's value with
+/// ties broken by the key. Column names come from the catalogue, never from request text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RowOrder<'a> {
+    /// The column ordered by; `None` is the record key.
+    pub column: Option<&'a str>,
+    /// The column holds exact decimals (stored as their digits): ordered as numbers, exactly.
+    pub decimal: bool,
+    pub descending: bool,
+}
+
+impl RowOrder<'_> {
+    /// Ascending by the record key.
+    pub const KEY: RowOrder<'static> = RowOrder {
+        column: None,
+        decimal: false,
+        descending: false,
+    };
+}
+
 /// The snapshot and what polls keep beside it.
 pub trait Snapshots {
     /// Whether the first poll of `resource` has recorded its baseline.
@@ -52,6 +79,15 @@ pub trait Snapshots {
         &self,
         resource: &str,
         descending: bool,
+        each: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<(), StoreError>;
+    /// Streams the canonical JSON of every snapshot record of `resource` in `order` to `each`
+    /// (which filters, and returns `false` to stop early), in bounded memory: SQLite sorts in
+    /// its file; PostgreSQL reads in key order and sorts the rest through a [`super::Spool`].
+    fn scan_snapshot_ordered(
+        &self,
+        resource: &str,
+        order: RowOrder<'_>,
         each: &mut dyn FnMut(&str) -> bool,
     ) -> Result<(), StoreError>;
     /// *Leader only.* Writes snapshot records of a first poll as its pages arrive, in a

@@ -14,12 +14,13 @@ pub mod sqlite;
 
 pub use interface::{
     AttemptLog, AttemptOutcome, AttemptRecord, DueMessage, Endpoint, EndpointPatch, NewEndpoint,
-    Outbox, OutboxRow, SnapshotWrite, Snapshots, Webhooks, AMQP_SINK, ATTEMPTS_KEPT,
+    Outbox, OutboxRow, RowOrder, SnapshotWrite, Snapshots, Webhooks, AMQP_SINK, ATTEMPTS_KEPT,
 };
 
 use std::path::Path;
 
 pub use location::{Location, DATABASE_URL_FORMS, DEFAULT_DATABASE_URL};
+pub use sqlite::Spool;
 use std::sync::Arc;
 
 /// A storage failure.
@@ -38,6 +39,9 @@ pub enum StoreError {
     Unavailable(String),
     /// This replica no longer holds the leadership its write was made under: nothing was
     /// written (the fencing check in the same transaction refused it).
+    /// The temporary file of a [`Spool`] could not be made.
+    #[error("store error: {0}")]
+    Spool(String),
     #[error("this replica is no longer the leader (fencing token {held} is not the current {current}): nothing was written")]
     Fenced { held: i64, current: i64 },
 }
@@ -64,10 +68,6 @@ pub trait Backend: Snapshots + Outbox + Webhooks + AttemptLog + Send + Sync + 's
     fn ping(&self) -> Result<(), StoreError>;
     /// The address of the current leader's HTTP API, as it advertised it (PostgreSQL only).
     fn leader_address(&self) -> Result<Option<String>, StoreError>;
-    /// The SQLite backend, when that is what this is (exports sort inside its file).
-    fn as_sqlite(&self) -> Option<&sqlite::Sqlite> {
-        None
-    }
     /// A session that can take and hold the leadership, when several replicas may share this
     /// store (PostgreSQL). `None`: this replica always leads (SQLite, one node).
     fn leader_lock(&self) -> Option<Box<dyn LeaderLock>> {

@@ -6,7 +6,8 @@ use std::collections::HashMap;
 use super::Postgres;
 use crate::events::OutboxEvent;
 use crate::record::content_hash;
-use crate::store::{SnapshotWrite, Snapshots, StoreError};
+use crate::store::interface::raises_version;
+use crate::store::{RowOrder, SnapshotWrite, Snapshots, Spool, StoreError};
 
 /// Rows an export scan reads from its portal per round trip.
 const SCAN_BATCH: i32 = 1000;
@@ -158,43 +159,32 @@ impl Snapshots for Postgres {
         descending: bool,
         each: &mut dyn FnMut(&str) -> bool,
     ) -> Result<(), StoreError> {
-        // The portal is read on a thread of its own (see `off_runtime`) and handed over a
-        // batch at a time through a channel of two: bounded memory, whatever the caller does.
-        let (batches, received) = std::sync::mpsc::sync_channel::<Vec<String>>(2);
-        let dir = if descending { "DESC" } else { "ASC" };
-        let sql = format!("SELECT record FROM snapshot WHERE resource = $1 ORDER BY id {dir}");
-        std::thread::scope(|s| {
-            let reader = s.spawn(move || -> Result<(), StoreError> {
-                let mut client = self.new_client()?;
-                let mut tx = client
-                    .build_transaction()
-                    .read_only(true)
-                    .isolation_level(postgres::IsolationLevel::RepeatableRead)
-                    .start()?;
-                let portal = tx.bind(&sql, &[&resource])?;
-                loop {
-                    let rows = tx.query_portal(&portal, SCAN_BATCH)?;
-                    let full = rows.len() == SCAN_BATCH as usize;
-                    let batch: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
-                    if batches.send(batch).is_err() || !full {
-                        return Ok(());
-                    }
-                }
-            });
-            'read: for batch in received.iter() {
-                for text in &batch {
-                    if !each(text) {
-                        break 'read;
-                    }
-                }
-            }
-            drop(received);
-            reader
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-        })
+        self.scan_rows(resource, descending, &mut |_, text| each(text))
     }
 
+    fn scan_snapshot_ordered(
+        &self,
+        resource: &str,
+        order: RowOrder<'_>,
+        each: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<(), StoreError> {
+        if order.column.is_none() {
+            return self.scan_snapshot(resource, order.descending, each);
+        }
+        // PostgreSQL's collations and jsonb ordering differ from SQLite's: the rows are sorted
+        // where every export's order is decided, in a spool.
+        let mut spool = Spool::new()?;
+        let mut failed = None;
+        self.scan_rows(resource, false, &mut |id, text| match spool.push(id, text) {
+            Ok(()) => true,
+            Err(e) => {
+                failed = Some(e);
+                false
+            }
+        })?;
+        failed.map_or(Ok(()), Err)?;
+        spool.drain(order, each)
+    }
     fn write_baseline_page(
         &self,
         resource: &str,
@@ -256,7 +246,7 @@ impl Snapshots for Postgres {
                 "INSERT INTO baseline (resource) VALUES ($1) ON CONFLICT DO NOTHING",
                 &[&resource],
             )?;
-            if first > 0 || !writes.is_empty() {
+            if raises_version(first > 0, writes) {
                 tx.execute(
                     "INSERT INTO snapshot_version (resource, version, modified_at) VALUES ($1, 1, floor(extract(epoch FROM now()))::bigint)
                      ON CONFLICT (resource) DO UPDATE SET version = snapshot_version.version + 1, modified_at = excluded.modified_at",
@@ -282,6 +272,52 @@ impl Snapshots for Postgres {
         self.with(|c| {
             let rows = c.query("SELECT resource, status FROM poll_status", &[])?;
             Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+        })
+    }
+}
+
+impl Postgres {
+    /// Streams `(id, canonical JSON)` of every snapshot record of `resource` in key order.
+    fn scan_rows(
+        &self,
+        resource: &str,
+        descending: bool,
+        each: &mut dyn FnMut(i64, &str) -> bool,
+    ) -> Result<(), StoreError> {
+        // The portal is read on a thread of its own (see `off_runtime`) and handed over a
+        // batch at a time through a channel of two: bounded memory, whatever the caller does.
+        let (batches, received) = std::sync::mpsc::sync_channel::<Vec<(i64, String)>>(2);
+        let dir = if descending { "DESC" } else { "ASC" };
+        let sql = format!("SELECT id, record FROM snapshot WHERE resource = $1 ORDER BY id {dir}");
+        std::thread::scope(|s| {
+            let reader = s.spawn(move || -> Result<(), StoreError> {
+                let mut client = self.new_client()?;
+                let mut tx = client
+                    .build_transaction()
+                    .read_only(true)
+                    .isolation_level(postgres::IsolationLevel::RepeatableRead)
+                    .start()?;
+                let portal = tx.bind(&sql, &[&resource])?;
+                loop {
+                    let rows = tx.query_portal(&portal, SCAN_BATCH)?;
+                    let full = rows.len() == SCAN_BATCH as usize;
+                    let batch: Vec<(i64, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+                    if batches.send(batch).is_err() || !full {
+                        return Ok(());
+                    }
+                }
+            });
+            'read: for batch in received.iter() {
+                for (id, text) in &batch {
+                    if !each(*id, text) {
+                        break 'read;
+                    }
+                }
+            }
+            drop(received);
+            reader
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
         })
     }
 }

@@ -1,7 +1,10 @@
 //! The SQLite backend: one file on one node, the default. WAL mode; one writer connection
 //! behind a mutex, and a read-only connection of its own for each long read (exports).
 
+mod migrations;
+mod order;
 mod outbox;
+mod spool;
 mod webhook_attempts;
 mod webhooks;
 
@@ -11,74 +14,12 @@ use std::sync::{Arc, Mutex};
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 
-use super::{Backend, SnapshotWrite, Snapshots, StoreError};
+pub use spool::Spool;
+
+use super::interface::raises_version;
+use super::{Backend, RowOrder, SnapshotWrite, Snapshots, StoreError};
 use crate::events::OutboxEvent;
 use crate::record::content_hash;
-
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS snapshot (
-    resource TEXT NOT NULL,
-    id INTEGER NOT NULL,
-    record TEXT NOT NULL,
-    hash INTEGER,
-    PRIMARY KEY (resource, id)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS outbox (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    resource TEXT NOT NULL,
-    op TEXT NOT NULL,
-    event_id TEXT NOT NULL,
-    routing_key TEXT NOT NULL,
-    body TEXT NOT NULL,
-    record_id INTEGER NOT NULL DEFAULT 0,
-    created_at INTEGER NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS sink_cursor (
-    sink TEXT PRIMARY KEY,
-    seq INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS poll_status (
-    resource TEXT PRIMARY KEY,
-    status TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS baseline (
-    resource TEXT PRIMARY KEY,
-    recorded_at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS snapshot_version (
-    resource TEXT PRIMARY KEY,
-    version INTEGER NOT NULL,
-    modified_at INTEGER NOT NULL
-);
-INSERT OR IGNORE INTO snapshot_version (resource, version, modified_at)
-    SELECT resource, 1, CAST(strftime('%s', 'now') AS INTEGER) FROM baseline;
-";
-
-/// Adds the `hash` column to a snapshot made before it existed, and fills it.
-fn migrate_hashes(conn: &Connection) -> rusqlite::Result<()> {
-    let has_column = conn
-        .prepare("SELECT 1 FROM pragma_table_info('snapshot') WHERE name = 'hash'")?
-        .exists([])?;
-    if !has_column {
-        conn.execute_batch("ALTER TABLE snapshot ADD COLUMN hash INTEGER")?;
-    }
-    let missing: Vec<(String, i64, String)> = conn
-        .prepare("SELECT resource, id, record FROM snapshot WHERE hash IS NULL")?
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-        .collect::<Result<_, _>>()?;
-    if missing.is_empty() {
-        return Ok(());
-    }
-    let tx = conn.unchecked_transaction()?;
-    {
-        let mut set =
-            tx.prepare("UPDATE snapshot SET hash = ?3 WHERE resource = ?1 AND id = ?2")?;
-        for (resource, id, record) in &missing {
-            set.execute(params![resource, id, content_hash(record)])?;
-        }
-    }
-    tx.commit()
-}
 
 /// Handle to the SQLite file: the writer connection is shared behind a mutex, readers
 /// (exports) open their own read-only connections.
@@ -95,15 +36,11 @@ impl Sqlite {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("creating the folder {}", dir.display()))?;
         }
-        let conn = Connection::open(path).with_context(|| format!("opening {}", path.display()))?;
+        let mut conn = Connection::open(path).with_context(|| format!("opening {}", path.display()))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
-        conn.execute_batch(SCHEMA).context("creating the schema")?;
-        migrate_hashes(&conn).context("adding content hashes to the snapshot")?;
-        outbox::migrate_outbox(&conn).context("adding the event log columns to the outbox")?;
-        conn.execute_batch(webhooks::SCHEMA)
-            .context("creating the webhook tables")?;
+        migrations::apply(&mut conn)?;
         Ok(Sqlite {
             path: path.to_path_buf(),
             writer: Arc::new(Mutex::new(conn)),
@@ -111,7 +48,7 @@ impl Sqlite {
     }
 
     /// A new read-only connection, for long reads that must not hold the writer.
-    pub fn reader(&self) -> Result<Connection, StoreError> {
+    fn reader(&self) -> Result<Connection, StoreError> {
         let conn = Connection::open_with_flags(
             &self.path,
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -259,7 +196,7 @@ impl Snapshots for Sqlite {
                     "INSERT OR IGNORE INTO baseline (resource, recorded_at) VALUES (?1, datetime('now'))",
                     [resource],
                 )?;
-                if first > 0 || !writes.is_empty() {
+                if raises_version(first > 0, writes) {
                     tx.execute(
                         "INSERT INTO snapshot_version (resource, version, modified_at) VALUES (?1, 1, CAST(strftime('%s', 'now') AS INTEGER))
                          ON CONFLICT (resource) DO UPDATE SET version = version + 1, modified_at = excluded.modified_at",
@@ -306,22 +243,24 @@ impl Snapshots for Sqlite {
         descending: bool,
         each: &mut dyn FnMut(&str) -> bool,
     ) -> Result<(), StoreError> {
-        let conn = self.reader()?;
-        let dir = if descending { "DESC" } else { "ASC" };
-        let mut stmt = conn.prepare(&format!(
-            "SELECT record FROM snapshot WHERE resource = ?1 ORDER BY id {dir}"
-        ))?;
-        let mut rows = stmt.query([resource])?;
-        while let Some(row) = rows.next()? {
-            let text = row
-                .get_ref(0)?
-                .as_str()
-                .map_err(|e| StoreError::from(rusqlite::Error::from(e)))?;
-            if !each(text) {
-                break;
-            }
-        }
-        Ok(())
+        let order = RowOrder {
+            descending,
+            ..RowOrder::KEY
+        };
+        self.scan_snapshot_ordered(resource, order, each)
+    }
+
+    fn scan_snapshot_ordered(
+        &self,
+        resource: &str,
+        order: RowOrder<'_>,
+        each: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<(), StoreError> {
+        let sql = format!(
+            "SELECT record FROM snapshot WHERE resource = ?1 ORDER BY {}",
+            order::order_by(order)
+        );
+        order::stream(&self.reader()?, &sql, [resource], each)
     }
 }
 
@@ -342,9 +281,5 @@ impl Backend for Sqlite {
 
     fn leader_address(&self) -> Result<Option<String>, StoreError> {
         Ok(None)
-    }
-
-    fn as_sqlite(&self) -> Option<&Sqlite> {
-        Some(self)
     }
 }

@@ -1,37 +1,10 @@
 //! The outbox and the sinks' cursors in SQLite.
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, OptionalExtension};
 
 use super::Sqlite;
 use crate::events::OutboxEvent;
 use crate::store::{Outbox, OutboxRow, StoreError, AMQP_SINK};
-
-/// Adds the event log columns (`record_id`, `created_at`) to an outbox made before them, and the
-/// RabbitMQ sink's cursor before the rows that were still waiting (before cursors, a confirmed
-/// row was deleted, so every row left is unconfirmed).
-pub(super) fn migrate_outbox(conn: &Connection) -> rusqlite::Result<()> {
-    for (column, fill) in [
-        (
-            "record_id",
-            "CAST(json_extract(body, '$.data.id') AS INTEGER)",
-        ),
-        ("created_at", "CAST(strftime('%s', 'now') AS INTEGER)"),
-    ] {
-        let has = conn
-            .prepare("SELECT 1 FROM pragma_table_info('outbox') WHERE name = ?1")?
-            .exists([column])?;
-        if !has {
-            conn.execute_batch(&format!(
-                "ALTER TABLE outbox ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0; UPDATE outbox SET {column} = coalesce({fill}, 0);"
-            ))?;
-        }
-    }
-    conn.execute(
-        "INSERT OR IGNORE INTO sink_cursor (sink, seq) SELECT ?1, coalesce(min(seq) - 1, max(0, (SELECT coalesce(max(seq), 0) FROM sqlite_sequence WHERE name = 'outbox'))) FROM outbox",
-        [AMQP_SINK],
-    )?;
-    Ok(())
-}
 
 impl Outbox for Sqlite {
     fn outbox_batch(&self, after_seq: i64, limit: usize) -> Result<Vec<OutboxRow>, StoreError> {

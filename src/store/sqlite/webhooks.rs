@@ -11,46 +11,6 @@ use crate::store::{
     DueMessage, Endpoint, EndpointPatch, NewEndpoint, Outbox, StoreError, Webhooks,
 };
 
-pub(super) const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS webhook_endpoint (
-    id TEXT PRIMARY KEY,
-    url TEXT NOT NULL,
-    events TEXT NOT NULL,
-    description TEXT NOT NULL,
-    secret TEXT NOT NULL,
-    previous_secret TEXT,
-    previous_secret_until INTEGER,
-    disabled INTEGER NOT NULL DEFAULT 0,
-    disabled_reason TEXT,
-    created_at INTEGER NOT NULL,
-    cursor INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS webhook_message (
-    endpoint_id TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    record_key TEXT NOT NULL,
-    attempt INTEGER NOT NULL DEFAULT 0,
-    next_attempt_at INTEGER NOT NULL,
-    PRIMARY KEY (endpoint_id, seq)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS webhook_message_record ON webhook_message (endpoint_id, record_key, seq);
-CREATE INDEX IF NOT EXISTS webhook_message_due ON webhook_message (endpoint_id, next_attempt_at);
-CREATE INDEX IF NOT EXISTS webhook_message_seq ON webhook_message (seq);
-CREATE TABLE IF NOT EXISTS webhook_attempt (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    endpoint_id TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    event_id TEXT NOT NULL,
-    attempt INTEGER NOT NULL,
-    at INTEGER NOT NULL,
-    status INTEGER,
-    latency_ms INTEGER NOT NULL,
-    error TEXT,
-    next_attempt_at INTEGER
-);
-CREATE INDEX IF NOT EXISTS webhook_attempt_endpoint ON webhook_attempt (endpoint_id, id);
-";
-
 fn endpoint_row(r: &Row<'_>) -> rusqlite::Result<Endpoint> {
     let events: String = r.get(2)?;
     let previous: Option<String> = r.get(5)?;
