@@ -23,6 +23,7 @@ use clap::Parser;
 use daftra_bridge::catalogue::default_resource;
 use daftra_bridge::config::{DaftraAuth, RawEnv, Secret, Settings};
 use daftra_bridge::diff::{diff, Known, Scanned};
+use daftra_bridge::feed::Feed;
 use daftra_bridge::poller::Poller;
 use daftra_bridge::record;
 use daftra_bridge::scan::{scan, Keep};
@@ -288,6 +289,17 @@ impl Bench {
         &self.app.poller
     }
 
+    /// The feed of work orders, as the bridge polls it.
+    fn feed(&self) -> Feed {
+        self.app
+            .state
+            .served
+            .feeds
+            .by_resource(&default_resource().name)
+            .expect("work orders are served")
+            .clone()
+    }
+
     fn set_latency(&self, latency_ms: u64) {
         self.sim.state.set_faults(Faults {
             latency_ms,
@@ -313,7 +325,7 @@ impl Bench {
         reset_peak_rss();
         reset_heap_peak();
         let started = Instant::now();
-        let outcome = self.poller().poll_once(default_resource()).await?;
+        let outcome = self.poller().poll_once(&self.feed()).await?;
         let took = started.elapsed().as_secs_f64();
         let (peak, heap_peak) = (proc_status_bytes("VmHWM"), heap_peak());
         anyhow::ensure!(
@@ -356,17 +368,17 @@ impl Bench {
         let n = self.args.records;
         self.change_one_percent();
         log("second scan (1% changed) and diff");
-        let client = self.poller().client.clone();
+        let feed = self.feed();
         let store = self.poller().store.clone();
         let name = default_resource().name.clone();
         let (hashes, load) = Step::measure(|| store.load_hashes(&name).map(Known::new));
         let mut hashes = hashes?;
         let (heap0, started) = (heap_live(), Instant::now());
         // As the poller scans: records whose content hash matches the snapshot are dropped.
-        let scanned = scan(&client, default_resource(), Keep::Changed(&mut hashes)).await?;
+        let scanned = scan(&feed, Keep::Changed(&mut hashes)).await?;
         let scan_step = Step::since(started, heap0);
         anyhow::ensure!(scanned.invalid.is_empty(), "invalid records in the scan");
-        let all = scan(&client, default_resource(), Keep::All).await?;
+        let all = scan(&feed, Keep::All).await?;
         let commit = self.time_baseline_commit(&all.records)?;
         drop(all);
         let ids: Vec<i64> = scanned.records.iter().map(|s| s.id).collect();
@@ -662,7 +674,7 @@ impl Bench {
             self.raw_page(&http, page).await?;
         }
         let raw = started.elapsed().as_secs_f64() / SAMPLE as f64;
-        let client = self.poller().client.clone();
+        let client = self.feed().account.client.clone();
         let started = Instant::now();
         for page in 1..=SAMPLE {
             client.list_page(default_resource(), page as u64).await?;

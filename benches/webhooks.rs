@@ -20,7 +20,7 @@ use daftra_bridge::catalogue::default_resource;
 use daftra_bridge::config::{DaftraAuth, RawEnv, Secret, Settings};
 use daftra_bridge::sim::{SimConfig, Simulator};
 use daftra_bridge::sinks::amqp as publisher;
-use daftra_bridge::startup::Application;
+use daftra_bridge::startup::{Application, Parts};
 use daftra_bridge::store::{NewEndpoint, Store};
 use tokio_util::sync::CancellationToken;
 
@@ -128,18 +128,20 @@ async fn run(
             &daftra_bridge::sinks::webhook::signature::new_secret(),
         )?;
     }
-    let mut app = app;
-    app.poll_loop = false;
-    let signal = app.poller.outbox_notify.clone();
+    let signal = app.poller.outbox.clone();
     let cancel = CancellationToken::new();
-    let running = app.spawn(cancel.clone());
+    let parts = Parts {
+        poll_loop: false,
+        sinks: true,
+    };
+    let running = app.spawn_parts(parts, cancel.clone());
     let batch = common::updated_events(&sim.base_url, args.events);
     counts.1.store(0, Ordering::SeqCst);
     let started = Instant::now();
     let s = store.clone();
     tokio::task::spawn_blocking(move || s.commit_poll(&default_resource().name, &[], &batch))
         .await??;
-    signal.notify();
+    signal.appended(args.events);
     let (mut amqp, mut hooks) = (None, None);
     while amqp.is_none() || hooks.is_none() {
         if amqp.is_none() && store.outbox_len()? == 0 {

@@ -7,11 +7,10 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 
+use crate::account::{Account, DEFAULT_ACCOUNT};
+use crate::catalogue::Resource;
 use crate::config::{RawEnv, Settings};
-use crate::daftra::DaftraClient;
-use crate::export::csv::CsvSink;
-use crate::export::xlsx::XlsxSink;
-use crate::export::{self, ExportQuery, Format, Rows, Source};
+use crate::export::{self, ExportJob, ExportQuery, Format, Output, QueryError, Rows, Source};
 use crate::metrics::Metrics;
 use crate::startup::{shutdown_on_signals, Application};
 use crate::store::{Location, Store};
@@ -216,6 +215,19 @@ async fn serve() -> anyhow::Result<()> {
     app.run_until_stopped(shutdown_on_signals()).await
 }
 
+/// `--fields`, `--status`, ... for the parameters with a flag of their own, `--filter NAME`
+/// for the others: an export error names what the user typed.
+fn flag_error(e: QueryError) -> anyhow::Error {
+    let flag = if ["fields", "status", "client_id", "staff_id", "sort", "bom"]
+        .contains(&e.field.as_str())
+    {
+        format!("--{}", e.field.replace('_', "-"))
+    } else {
+        format!("--filter {}", e.field)
+    };
+    anyhow::anyhow!("{flag}: {}", e.message)
+}
+
 async fn export_command(
     resource: &str,
     format: Format,
@@ -223,24 +235,13 @@ async fn export_command(
     source: Source,
     pairs: Vec<(String, String)>,
 ) -> anyhow::Result<()> {
-    let resource = crate::catalogue::export_by_name(resource).with_context(|| {
+    let export = crate::catalogue::export_by_name(resource).with_context(|| {
         format!("no resource or line-item export named {resource:?}; `daftra-bridge resources` lists them")
     })?;
-    let q = ExportQuery::parse(resource, &pairs).map_err(|e| {
-        let flag = if ["fields", "status", "client_id", "staff_id", "sort", "bom"]
-            .contains(&e.field.as_str())
-        {
-            format!("--{}", e.field.replace('_', "-"))
-        } else {
-            format!("--filter {}", e.field)
-        };
-        anyhow::anyhow!("{flag}: {}", e.message)
-    })?;
+    let query = ExportQuery::parse(export, &pairs).map_err(flag_error)?;
     // `-o -` is standard output, as for most command-line tools.
     let output = output.filter(|p| p.as_os_str() != "-");
-    if format == Format::Xlsx && q.bom {
-        anyhow::bail!("--bom: applies to CSV only");
-    }
+    let job = ExportJob::new(query, format).map_err(flag_error)?;
     if format == Format::Xlsx && output.is_none() {
         anyhow::bail!(
             "--output FILE is required for XLSX (a workbook is not written to standard output)"
@@ -248,83 +249,75 @@ async fn export_command(
     }
     let raw = RawEnv::from_env()?;
     let rows = match source {
-        Source::Snapshot => {
-            let location =
-                Location::from_setting(raw.database_url.as_deref()).map_err(|shown| {
-                    anyhow::anyhow!(
-                        "DATABASE_URL={shown:?} is not sqlite://path or postgres://..."
-                    )
-                })?;
-            if let Location::Sqlite(path) = &location {
-                anyhow::ensure!(
-                    path.exists(),
-                    "no snapshot at {} (DATABASE_URL): run `daftra-bridge serve` first, or use --source live",
-                    path.display()
-                );
-            }
-            let store = Store::connect(&location)?;
-            anyhow::ensure!(
-                store.has_baseline(&resource.source().name)?,
-                "the snapshot at {} holds no {} yet: wait for the first poll, or use --source live",
-                location.redacted(),
-                resource.source().name
-            );
-            Rows::Snapshot(store)
-        }
+        Source::Snapshot => snapshot_rows(&raw, export)?,
         Source::Live => {
             let settings = Settings::from_raw(&raw, None)?;
-            let client = Arc::new(DaftraClient::new(settings.daftra, Metrics::new()));
+            let account = Account::new(DEFAULT_ACCOUNT, settings.daftra, Metrics::new());
             // The first page is read before anything is written, so a Daftra that cannot be read
             // fails the command with no output at all.
-            let mut rest = export::live_pages(client, resource, Metrics::new());
-            let first = match rest.recv().await {
-                Some(page) => Some(page.context("reading Daftra")?),
-                None => None,
-            };
-            Rows::Live { first, rest }
+            Rows::live(&account, export, Arc::new(()))
+                .await
+                .context("reading Daftra")?
         }
     };
-    let n = tokio::task::spawn_blocking(move || -> anyhow::Result<u64> {
-        match (format, output) {
-            (Format::Csv, Some(path)) => {
-                // Written beside the target and renamed into place once complete: a failed
-                // export leaves no partial file and never replaces an existing one.
-                let dir = path
-                    .parent()
-                    .filter(|d| !d.as_os_str().is_empty())
-                    .unwrap_or(std::path::Path::new("."));
-                let tmp = tempfile::NamedTempFile::new_in(dir)
-                    .with_context(|| format!("creating a file in {}", dir.display()))?;
-                let file = std::io::BufWriter::new(tmp.reopen()?);
-                let mut sink = CsvSink::new(file, q.bom)?;
-                let n = export::write_rows(rows, &q, &mut sink)?;
-                drop(sink);
-                tmp.persist(&path)
-                    .with_context(|| format!("writing {}", path.display()))?;
-                Ok(n)
-            }
-            (Format::Csv, None) => {
-                let out = std::io::BufWriter::new(std::io::stdout().lock());
-                match export::write_rows(rows, &q, &mut CsvSink::new(out, q.bom)?) {
-                    // A reader that stops early (`| head`) is not a failure.
-                    Err(export::ExportError::Closed) => Ok(0),
-                    Err(e) => Err(e.into()),
-                    Ok(n) => {
-                        let _ = std::io::stdout().flush();
-                        Ok(n)
-                    }
-                }
-            }
-            (Format::Xlsx, Some(path)) => {
-                let mut sink = XlsxSink::new(&path, &q.resource.name);
-                let n = export::write_rows(rows, &q, &mut sink)?;
-                sink.save(q.columns.len())?;
-                Ok(n)
-            }
-            (Format::Xlsx, None) => unreachable!("checked above"),
-        }
-    })
-    .await??;
+    let n = tokio::task::spawn_blocking(move || write_export(&job, rows, output)).await??;
     eprintln!("Exported {n} rows");
     Ok(())
+}
+
+/// The snapshot of `export`'s source in `DATABASE_URL`, once its first poll has recorded one.
+fn snapshot_rows(raw: &RawEnv, export: &'static Resource) -> anyhow::Result<Rows> {
+    let location = Location::from_setting(raw.database_url.as_deref()).map_err(|shown| {
+        anyhow::anyhow!("DATABASE_URL={shown:?} is not sqlite://path or postgres://...")
+    })?;
+    if let Location::Sqlite(path) = &location {
+        anyhow::ensure!(
+            path.exists(),
+            "no snapshot at {} (DATABASE_URL): run `daftra-bridge serve` first, or use --source live",
+            path.display()
+        );
+    }
+    let store = Store::connect(&location)?;
+    let key = crate::feed::key(DEFAULT_ACCOUNT, export.source());
+    anyhow::ensure!(
+        store.has_baseline(&key)?,
+        "the snapshot at {} holds no {} yet: wait for the first poll, or use --source live",
+        location.redacted(),
+        export.source().name
+    );
+    Ok(Rows::Snapshot { store, key })
+}
+
+/// Writes the export (blocking): a CSV file is written beside its target and renamed into place
+/// once complete, so a failed export leaves no partial file and never replaces an existing one;
+/// a reader of standard output that stops early (`| head`) is not a failure.
+fn write_export(job: &ExportJob, rows: Rows, output: Option<PathBuf>) -> anyhow::Result<u64> {
+    match (job.format, output) {
+        (Format::Csv, Some(path)) => {
+            let dir = path
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .unwrap_or(std::path::Path::new("."));
+            let tmp = tempfile::NamedTempFile::new_in(dir)
+                .with_context(|| format!("creating a file in {}", dir.display()))?;
+            let file = std::io::BufWriter::new(tmp.reopen()?);
+            let n = job.run(rows, Output::Csv(Box::new(file)), &())?;
+            tmp.persist(&path)
+                .with_context(|| format!("writing {}", path.display()))?;
+            Ok(n)
+        }
+        (Format::Csv, None) => {
+            let out = std::io::BufWriter::new(std::io::stdout());
+            match job.run(rows, Output::Csv(Box::new(out)), &()) {
+                Err(export::ExportError::Closed) => Ok(0),
+                Err(e) => Err(e.into()),
+                Ok(n) => {
+                    let _ = std::io::stdout().flush();
+                    Ok(n)
+                }
+            }
+        }
+        (Format::Xlsx, Some(path)) => Ok(job.run(rows, Output::Xlsx(path), &())?),
+        (Format::Xlsx, None) => unreachable!("checked before the rows were read"),
+    }
 }

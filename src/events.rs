@@ -19,6 +19,14 @@ pub enum Op {
 }
 
 impl Op {
+    /// Every operation.
+    pub const ALL: [Op; 3] = [Op::Created, Op::Updated, Op::Deleted];
+
+    /// The operation named `created`, `updated` or `deleted` (as the outbox stores it).
+    pub fn parse(name: &str) -> Option<Op> {
+        Op::ALL.iter().copied().find(|op| op.as_str() == name)
+    }
+
     /// `created`, `updated` or `deleted`.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -14,7 +14,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::metrics::Metrics;
+use crate::metrics::{LeadershipChange, Metrics};
 use crate::store::Store;
 
 /// How often a follower tries to take the lock.
@@ -55,6 +55,85 @@ pub fn initial_role(store: &Store) -> Role {
     }
 }
 
+/// One replica's part in the election: its lock session and what it announces.
+struct Election {
+    store: Store,
+    holder: String,
+    metrics: Metrics,
+    role: watch::Sender<Role>,
+    release: CancellationToken,
+    lock: Box<dyn crate::store::LeaderLock>,
+    /// The last error logged, so a lasting one is logged once.
+    last_error: String,
+}
+
+impl Election {
+    /// Sleeps `d` in short steps; `false` when released meanwhile.
+    fn wait(&self, d: Duration) -> bool {
+        let until = std::time::Instant::now() + d;
+        while std::time::Instant::now() < until {
+            if self.release.is_cancelled() {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(50).min(d));
+        }
+        !self.release.is_cancelled()
+    }
+
+    /// While leading: proves the lock, or steps down at once. Returns whether it still leads.
+    fn renew(&mut self) -> bool {
+        match self.lock.renew(RENEW_TIMEOUT) {
+            Ok(()) => {
+                self.wait(RENEW_INTERVAL);
+                true
+            }
+            Err(e) => {
+                self.store.set_fencing_token(None);
+                self.metrics.leadership_changed(LeadershipChange::Lost);
+                self.role.send_replace(Role::Follower);
+                tracing::warn!(error = %e, "Lost the leadership: polling and publishing stopped");
+                // A replica that just lost its session lets the others try first.
+                self.wait(TAKEOVER_GRACE + ACQUIRE_INTERVAL);
+                false
+            }
+        }
+    }
+
+    /// While following: tries to take the lock once; returns whether it now leads.
+    fn try_lead(&mut self) -> bool {
+        match self.lock.try_acquire(&self.holder) {
+            Ok(Some(taken)) => {
+                self.store.set_fencing_token(Some(taken.token));
+                self.last_error.clear();
+                if !taken.predecessor_released {
+                    tracing::info!(
+                        token = taken.token,
+                        grace_secs = TAKEOVER_GRACE.as_secs(),
+                        "Took the leadership from a leader that did not release it; waiting for it to stop"
+                    );
+                    if !self.wait(TAKEOVER_GRACE) {
+                        return false;
+                    }
+                }
+                self.metrics.leadership_changed(LeadershipChange::Acquired);
+                self.role.send_replace(Role::Leader);
+                tracing::info!(token = taken.token, "This replica is the leader");
+                return true;
+            }
+            Ok(None) => self.last_error.clear(),
+            Err(e) => {
+                let text = e.to_string();
+                if text != self.last_error {
+                    tracing::warn!(error = %text, "Cannot take part in the leader election; trying again");
+                    self.last_error = text;
+                }
+            }
+        }
+        self.wait(ACQUIRE_INTERVAL);
+        false
+    }
+}
+
 /// Runs the election for this replica (blocking: give it a thread of its own) until `release`
 /// fires, then gives the lock up. `holder` is the address followers name; `role` is where the
 /// current role is announced.
@@ -65,89 +144,31 @@ pub fn run_election(
     role: watch::Sender<Role>,
     release: CancellationToken,
 ) {
-    let Some(mut lock) = store.leader_lock() else {
-        metrics.leader.set(1);
+    let Some(lock) = store.leader_lock() else {
+        metrics.set_leader(true);
         return;
     };
-    let wait = |d: Duration| -> bool {
-        // Sleeps `d` in short steps; `false` when released meanwhile.
-        let until = std::time::Instant::now() + d;
-        while std::time::Instant::now() < until {
-            if release.is_cancelled() {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(50).min(d));
-        }
-        !release.is_cancelled()
+    let mut e = Election {
+        store,
+        holder,
+        metrics,
+        role,
+        release,
+        lock,
+        last_error: String::new(),
     };
-    let mut last_error = String::new();
     let mut leading = false;
-    loop {
-        if release.is_cancelled() {
-            break;
-        }
-        if leading {
-            if let Err(e) = lock.renew(RENEW_TIMEOUT) {
-                store.set_fencing_token(None);
-                leading = false;
-                metrics.leader.set(0);
-                metrics
-                    .leadership_changes
-                    .with_label_values(&["lost"])
-                    .inc();
-                role.send_replace(Role::Follower);
-                tracing::warn!(error = %e, "Lost the leadership: polling and publishing stopped");
-                // A replica that just lost its session lets the others try first.
-                if !wait(TAKEOVER_GRACE + ACQUIRE_INTERVAL) {
-                    break;
-                }
-                continue;
-            }
-            wait(RENEW_INTERVAL);
-            continue;
-        }
-        match lock.try_acquire(&holder) {
-            Ok(Some(taken)) => {
-                store.set_fencing_token(Some(taken.token));
-                last_error.clear();
-                if !taken.predecessor_released {
-                    tracing::info!(
-                        token = taken.token,
-                        grace_secs = TAKEOVER_GRACE.as_secs(),
-                        "Took the leadership from a leader that did not release it; waiting for it to stop"
-                    );
-                    if !wait(TAKEOVER_GRACE) {
-                        break;
-                    }
-                }
-                leading = true;
-                metrics.leader.set(1);
-                metrics
-                    .leadership_changes
-                    .with_label_values(&["acquired"])
-                    .inc();
-                role.send_replace(Role::Leader);
-                tracing::info!(token = taken.token, "This replica is the leader");
-                continue;
-            }
-            Ok(None) => last_error.clear(),
-            Err(e) => {
-                let text = e.to_string();
-                if text != last_error {
-                    tracing::warn!(error = %text, "Cannot take part in the leader election; trying again");
-                    last_error = text;
-                }
-            }
-        }
-        if !wait(ACQUIRE_INTERVAL) {
-            break;
-        }
+    while !e.release.is_cancelled() {
+        leading = match leading {
+            true => e.renew(),
+            false => e.try_lead(),
+        };
     }
-    store.set_fencing_token(None);
-    lock.release();
+    e.store.set_fencing_token(None);
+    e.lock.release();
     if leading {
-        metrics.leader.set(0);
-        role.send_replace(Role::Follower);
+        e.metrics.set_leader(false);
+        e.role.send_replace(Role::Follower);
         tracing::info!("Released the leadership");
     }
 }

@@ -2,6 +2,7 @@
 //! orders, ...) as spreadsheets by URL, RabbitMQ change events and Prometheus metrics. `main.rs` only parses the command line; everything is built here so that
 //! tests can start the whole bridge on port 0.
 
+pub mod account;
 pub mod catalogue;
 pub mod cli;
 pub mod config;
@@ -10,6 +11,8 @@ pub mod demo;
 pub mod diff;
 pub mod events;
 pub mod export;
+pub mod feed;
+pub mod format;
 pub mod http;
 pub mod leader;
 pub mod memory;

@@ -1,14 +1,16 @@
-//! A scan: every list page of a resource read once and normalised page by page, compared with
-//! the snapshot's content hashes as it goes, with the proof of completeness the poller needs
-//! before it may apply deletes. A scan holds a few pages, the ids it saw and the records that
-//! changed; unchanged records are dropped as soon as their hash matches.
+//! A scan: every list page of a feed read once and normalised page by page, compared with the
+//! snapshot's content hashes as it goes, with the proof of completeness the poller needs before
+//! it may apply deletes. A scan holds a few pages, the ids it saw and the records that changed;
+//! unchanged records are dropped as soon as their hash matches.
 
 use std::collections::HashSet;
-use std::sync::Arc;
 
-use crate::catalogue::Resource;
-use crate::daftra::{DaftraClient, FetchError};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::daftra::{FetchError, Page};
 use crate::diff::{Known, Scanned};
+use crate::feed::Feed;
 use crate::record::{self, RecordError};
 use crate::store::{Store, StoreError};
 
@@ -22,7 +24,8 @@ pub enum ScanError {
     Store(#[from] StoreError),
 }
 
-/// Every page of one resource, read once.
+/// Every page of one feed, read once.
+#[derive(Default)]
 pub struct Scan {
     /// Normalised records as canonical JSON, in page order: those whose content hash differs
     /// from the snapshot's (new or changed), or all of them when no hashes were given.
@@ -77,125 +80,180 @@ pub enum Keep<'a> {
     Baseline(&'a Store, &'a mut Known),
 }
 
+impl Keep<'_> {
+    fn known(&mut self) -> Option<&mut Known> {
+        match self {
+            Keep::Changed(known) | Keep::Baseline(_, known) => Some(known),
+            Keep::All => None,
+        }
+    }
+
+    fn was_seen(&self, id: i64) -> bool {
+        matches!(self, Keep::Changed(known) | Keep::Baseline(_, known) if known.was_seen(id))
+    }
+}
+
 /// Records a silent first poll writes to the snapshot per transaction: each transaction costs
 /// a few round trips and a commit, so 5,000 rows (a few MB) rather than one page of 1,000 halve
 /// PostgreSQL's first-poll commit time (BENCHMARKS.md).
 pub const BASELINE_BATCH_ROWS: usize = 5_000;
 
-/// Reads every page (see [`DaftraClient::pages`]) in a task of its own and normalises each page
-/// as it arrives, so requests stay in flight while a page is normalised and only a few pages of
-/// raw JSON are held at a time. The first failed page fails the scan.
-pub async fn scan(
-    client: &Arc<DaftraClient>,
-    resource: &'static Resource,
-    mut keep: Keep<'_>,
-) -> Result<Scan, ScanError> {
-    if let Keep::Changed(known) | Keep::Baseline(_, known) = &mut keep {
-        known.reset_seen();
+/// A silent first poll's pages, written to the store on a thread of their own with two pages
+/// queued at most, so writing overlaps reading and normalising.
+struct BaselineWriter {
+    pages: mpsc::Sender<Vec<(i64, String)>>,
+    task: JoinHandle<Result<(), StoreError>>,
+}
+
+impl BaselineWriter {
+    fn start(store: Store, key: String) -> BaselineWriter {
+        let (pages, mut rx) = mpsc::channel::<Vec<(i64, String)>>(2);
+        let task = tokio::task::spawn_blocking(move || {
+            let mut batch: Vec<(i64, String)> = Vec::new();
+            while let Some(rows) = rx.blocking_recv() {
+                batch.extend(rows);
+                if batch.len() >= BASELINE_BATCH_ROWS {
+                    store.write_baseline_page(&key, &batch)?;
+                    batch.clear();
+                }
+            }
+            if !batch.is_empty() {
+                store.write_baseline_page(&key, &batch)?;
+            }
+            Ok(())
+        });
+        BaselineWriter { pages, task }
     }
-    // Keys not in the snapshot, to count distinct keys and skip repeats.
-    let mut new_ids = HashSet::new();
-    // A silent first poll's pages go to the store on a thread of their own, two pages queued
-    // at most, so writing overlaps reading and normalising.
-    let writer = match &keep {
-        Keep::Baseline(store, _) => {
-            let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<(i64, String)>>(2);
-            let (store, name) = ((*store).clone(), resource.name.clone());
-            let handle = tokio::task::spawn_blocking(move || -> Result<(), StoreError> {
-                let mut batch: Vec<(i64, String)> = Vec::new();
-                while let Some(rows) = rx.blocking_recv() {
-                    batch.extend(rows);
-                    if batch.len() >= BASELINE_BATCH_ROWS {
-                        store.write_baseline_page(&name, &batch)?;
-                        batch.clear();
-                    }
-                }
-                if !batch.is_empty() {
-                    store.write_baseline_page(&name, &batch)?;
-                }
-                Ok(())
-            });
-            Some((tx, handle))
+
+    async fn write(&self, rows: Vec<(i64, String)>) {
+        if !rows.is_empty() {
+            // A failed write ends the writer; its error is taken by `finish`.
+            let _ = self.pages.send(rows).await;
         }
-        _ => None,
-    };
-    let buffer = PAGES_BUFFERED_PER_REQUEST * client.concurrency();
-    let mut pages = crate::daftra::spawn_pages(client.clone(), resource, buffer);
-    let mut scan = Scan {
-        records: Vec::new(),
-        distinct: 0,
-        read: 0,
-        invalid: Vec::new(),
-        unreadable: Vec::new(),
-        pages: 0,
-        page_count: 0,
-        consistent: false,
-    };
-    let mut totals = HashSet::new();
-    while let Some(page) = pages.recv().await {
-        let page = page?;
-        scan.pages += 1;
-        scan.page_count = page.pagination.page_count;
-        totals.insert(page.pagination.total_results);
-        scan.read += page.len();
+    }
+
+    async fn finish(self) -> Result<(), StoreError> {
+        drop(self.pages);
+        self.task.await.expect("baseline write task")
+    }
+}
+
+/// A scan in progress: what it has read so far.
+struct Scanning<'f> {
+    feed: &'f Feed,
+    scan: Scan,
+    /// Keys not in the snapshot, to count distinct keys and skip repeats.
+    new_ids: HashSet<i64>,
+    /// Every `total_results` the pages reported.
+    totals: HashSet<u64>,
+}
+
+impl Scanning<'_> {
+    /// Normalises one page; returns the rows a silent first poll writes.
+    fn take_page(&mut self, page: Page, keep: &mut Keep<'_>) -> Vec<(i64, String)> {
+        let resource = self.feed.resource;
+        self.scan.pages += 1;
+        self.scan.page_count = page.pagination.page_count;
+        self.totals.insert(page.pagination.total_results);
+        self.scan.read += page.len();
         let mut baseline_rows = Vec::new();
         for raw in page.into_records(resource) {
             let raw = match raw {
                 Ok(raw) => raw,
                 Err(message) => {
                     let field = resource.model_key.clone();
-                    scan.invalid.push((None, RecordError { field, message }));
+                    self.scan
+                        .invalid
+                        .push((None, RecordError { field, message }));
                     continue;
                 }
             };
             let key = record::raw_key(resource, &raw);
-            match record::normalise_owned(resource, raw, client.clock()) {
+            match record::normalise_owned(resource, raw, &self.feed.account.clock) {
                 Ok(n) => {
                     let id = record::key(resource, &n.record);
-                    scan.unreadable
-                        .extend(n.unreadable.into_iter().map(|e| (id, e)));
-                    let s = Scanned::new(id, &n.record);
-                    let stored = match &mut keep {
-                        Keep::Changed(known) | Keep::Baseline(_, known) if known.was_seen(id) => {
-                            continue
-                        }
-                        Keep::Changed(known) | Keep::Baseline(_, known) => known.see(id),
-                        Keep::All => None,
-                    };
-                    if stored.is_none() && !new_ids.insert(id) {
-                        continue;
-                    }
-                    match &keep {
-                        Keep::All => scan.records.push(s),
-                        Keep::Changed(_) if stored == Some(s.hash) => {}
-                        Keep::Changed(_) => scan.records.push(s),
-                        Keep::Baseline(..) => baseline_rows.push((s.id, s.canonical)),
-                    }
+                    let unreadable = n.unreadable.into_iter().map(|e| (id, e));
+                    self.scan.unreadable.extend(unreadable);
+                    self.keep_record(Scanned::new(id, &n.record), keep, &mut baseline_rows);
                 }
-                Err(e) => scan.invalid.push((key, e)),
+                Err(e) => self.scan.invalid.push((key, e)),
             }
         }
-        if let (Some(w), false) = (&writer, baseline_rows.is_empty()) {
-            // A failed write ends the writer; its error is taken below.
-            let _ = w.0.send(baseline_rows).await;
+        baseline_rows
+    }
+
+    /// Keeps one normalised record as `keep` says, skipping repeats of a key already seen.
+    fn keep_record(&mut self, s: Scanned, keep: &mut Keep<'_>, baseline: &mut Vec<(i64, String)>) {
+        if keep.was_seen(s.id) {
+            return;
+        }
+        let stored = keep.known().and_then(|known| known.see(s.id));
+        if stored.is_none() && !self.new_ids.insert(s.id) {
+            return;
+        }
+        match keep {
+            Keep::All => self.scan.records.push(s),
+            Keep::Changed(_) if stored == Some(s.hash) => {}
+            Keep::Changed(_) => self.scan.records.push(s),
+            Keep::Baseline(..) => baseline.push((s.id, s.canonical)),
         }
     }
-    let unkeyed = scan.invalid.iter().filter(|(k, _)| k.is_none()).count();
-    if let Some((tx, handle)) = writer {
-        drop(tx);
-        handle.await.expect("baseline write task")?;
+
+    /// The scan with its distinct keys counted and its completeness decided.
+    fn finish(mut self, keep: &mut Keep<'_>) -> Scan {
+        let unkeyed = self
+            .scan
+            .invalid
+            .iter()
+            .filter(|(k, _)| k.is_none())
+            .count();
+        let known_seen = keep.known().map_or(0, |k| k.seen_count());
+        self.scan.distinct = known_seen + self.new_ids.len();
+        let invalid_unseen = self
+            .scan
+            .invalid_keys()
+            .into_iter()
+            .filter(|k| !self.new_ids.contains(k) && !keep.was_seen(*k))
+            .count();
+        let distinct = self.scan.distinct + invalid_unseen;
+        let total = self.totals.iter().next().copied().unwrap_or(0);
+        self.scan.consistent = self.totals.len() == 1 && unkeyed == 0 && distinct as u64 == total;
+        self.scan
     }
-    let known_seen = match &keep {
-        Keep::Changed(known) | Keep::Baseline(_, known) => known.seen_count(),
-        Keep::All => 0,
+}
+
+/// Reads every page of `feed` (see [`crate::daftra::DaftraClient::pages`]) in a task of its own
+/// and normalises each page as it arrives, so requests stay in flight while a page is
+/// normalised and only a few pages of raw JSON are held at a time. The first failed page fails
+/// the scan.
+pub async fn scan(feed: &Feed, mut keep: Keep<'_>) -> Result<Scan, ScanError> {
+    if let Some(known) = keep.known() {
+        known.reset_seen();
+    }
+    let writer = match &keep {
+        Keep::Baseline(store, _) => Some(BaselineWriter::start(
+            (*store).clone(),
+            feed.key().to_string(),
+        )),
+        _ => None,
     };
-    scan.distinct = known_seen + new_ids.len();
-    let seen = |k: &i64| {
-        new_ids.contains(k)
-            || matches!(&keep, Keep::Changed(known) | Keep::Baseline(_, known) if known.was_seen(*k))
+    let client = &feed.account.client;
+    let buffer = PAGES_BUFFERED_PER_REQUEST * client.concurrency();
+    let mut pages = crate::daftra::spawn_pages(client.clone(), feed.resource, buffer);
+    let mut scanning = Scanning {
+        feed,
+        scan: Scan::default(),
+        new_ids: HashSet::new(),
+        totals: HashSet::new(),
     };
-    let distinct = scan.distinct + scan.invalid_keys().iter().filter(|k| !seen(k)).count();
-    let total = totals.iter().next().copied().unwrap_or(0);
-    scan.consistent = totals.len() == 1 && unkeyed == 0 && distinct as u64 == total;
-    Ok(scan)
+    while let Some(page) = pages.recv().await {
+        let rows = scanning.take_page(page?, &mut keep);
+        if let Some(w) = &writer {
+            w.write(rows).await;
+        }
+    }
+    if let Some(w) = writer {
+        w.finish().await?;
+    }
+    Ok(scanning.finish(&mut keep))
 }

@@ -1,5 +1,5 @@
-//! Builds the whole bridge (store, client, poller, publisher, HTTP server) from settings, on a
-//! listener that may be port 0, and runs it until a cancellation token fires.
+//! Builds the whole bridge (store, account, feeds, poller, sinks, HTTP server) from settings, on
+//! a listener that may be port 0, and runs it until a cancellation token fires.
 
 use std::collections::HashMap;
 use std::net::TcpListener;
@@ -7,20 +7,40 @@ use std::sync::Arc;
 
 use actix_web::HttpServer;
 use anyhow::Context;
-use tokio::sync::Semaphore;
+use tokio::sync::{watch, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::account::{Account, DEFAULT_ACCOUNT};
 use crate::config::Settings;
-use crate::daftra::DaftraClient;
-use crate::http::{self, AppState};
+use crate::feed::{Feed, Feeds};
+use crate::http::{self, AppState, ExportLimits, Health, Served, WebhookAdmin};
 use crate::leader::{self, Role};
 use crate::metrics::Metrics;
 use crate::poller::{PollTrigger, Poller};
 use crate::sinks::amqp::Publisher;
 use crate::sinks::webhook::WebhookSink;
+use crate::sinks::OutboxSignal;
 use crate::status::{BrokerState, StatusBoard};
 use crate::store::Store;
+
+/// Which of the leader's parts run: all of them in `serve`; tests that drive polls or the
+/// outbox themselves leave some out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Parts {
+    /// Each feed's periodic poll loop (polls on demand and by webhook need it too).
+    pub poll_loop: bool,
+    /// The RabbitMQ and webhook sinks.
+    pub sinks: bool,
+}
+
+impl Parts {
+    /// Every part: what `serve` runs.
+    pub const ALL: Parts = Parts {
+        poll_loop: true,
+        sinks: true,
+    };
+}
 
 /// A built, not yet running, bridge.
 pub struct Application {
@@ -33,12 +53,25 @@ pub struct Application {
     /// The webhook sink (runs with the publisher).
     pub webhooks: WebhookSink,
     pub settings: Settings,
-    /// Run the periodic poll loop (tests drive `poller.poll_once` themselves instead).
-    pub poll_loop: bool,
-    /// Run the publisher (tests of the outbox alone turn it off).
-    pub publish: bool,
-    /// Where the leader election announces this replica's role (read by `state.role`).
-    role: tokio::sync::watch::Sender<Role>,
+    /// Where the leader election announces this replica's role (read by `state.health.role`).
+    role: watch::Sender<Role>,
+}
+
+/// The status board of `feeds`, with each feed's last poll as the previous run (or the
+/// leader) left it in the store, and the freshness gauge set from it.
+fn restore_status(store: &Store, metrics: &Metrics, feeds: &Feeds) -> Arc<StatusBoard> {
+    let keys: Vec<&str> = feeds.all().iter().map(Feed::key).collect();
+    let status = Arc::new(StatusBoard::new(&keys));
+    for (key, s) in status.merge_saved(&store.poll_statuses().unwrap_or_default()) {
+        let at = s
+            .last_success
+            .as_deref()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+        if let (Some(at), Some(feed)) = (at, feeds.by_key(&key)) {
+            metrics.poll_succeeded_at(feed.name(), at.timestamp() as f64);
+        }
+    }
+    status
 }
 
 impl Application {
@@ -66,40 +99,22 @@ impl Application {
                 settings.database.redacted()
             )
         })?;
-        let client = Arc::new(DaftraClient::new(settings.daftra.clone(), metrics.clone()));
-        let names: Vec<&str> = settings.resources.iter().map(|r| r.name.as_str()).collect();
+        let account = Account::new(DEFAULT_ACCOUNT, settings.daftra.clone(), metrics.clone());
+        let feeds = Feeds::of(&account, &settings.resources);
+        let names: Vec<&str> = feeds.all().iter().map(Feed::name).collect();
         metrics.init_resources(&names);
-        let status = Arc::new(StatusBoard::new(&names));
-        // The last poll of each resource, as the previous run (or the leader) left it.
-        for (name, s) in status.merge_saved(&store.poll_statuses().unwrap_or_default()) {
-            if let Some(at) = s
-                .last_success
-                .as_deref()
-                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-            {
-                metrics
-                    .poll_last_success
-                    .with_label_values(&[&name])
-                    .set(at.timestamp() as f64);
-            }
-        }
+        let status = restore_status(&store, &metrics, &feeds);
         let initial = leader::initial_role(&store);
-        metrics.leader.set(i64::from(initial == Role::Leader));
-        metrics.store_up.set(1);
-        let (role, role_rx) = tokio::sync::watch::channel(initial);
+        metrics.set_leader(initial == Role::Leader);
+        metrics.set_store_up(true);
+        let (role, role_rx) = watch::channel(initial);
+        let outbox = Arc::new(OutboxSignal::new(metrics.clone()));
         let broker = Arc::new(BrokerState::default());
-        let outbox_notify = Arc::new(crate::sinks::OutboxSignal::default());
-        let triggers: HashMap<_, _> = settings
-            .resources
-            .iter()
-            .map(|r| (r.name.as_str(), Arc::new(PollTrigger::default())))
-            .collect();
         let poller = Poller {
             store: store.clone(),
-            client: client.clone(),
             metrics: metrics.clone(),
             status: status.clone(),
-            outbox_notify: outbox_notify.clone(),
+            outbox: outbox.clone(),
             emit_initial: settings.poll_emit_initial,
             deadline: settings.poll_deadline,
             parallel: Arc::new(Semaphore::new(settings.poll_max_parallel)),
@@ -111,36 +126,33 @@ impl Application {
             amqp_url: settings.amqp_url.clone(),
             exchange: settings.amqp_exchange.clone(),
             confirm_timeout: settings.confirm_timeout,
-            notify: outbox_notify.clone(),
+            outbox: outbox.clone(),
             broker: broker.clone(),
         };
         let webhooks = WebhookSink::new(
             store.clone(),
             metrics.clone(),
             settings.webhooks.clone(),
-            outbox_notify,
+            outbox,
         )?;
         let state = AppState {
             store,
             metrics,
-            client,
-            status,
-            broker,
-            triggers: Arc::new(triggers),
-            resources: Arc::new(settings.resources.clone()),
-            export_token: settings.export_token.clone(),
-            xlsx_builds: Arc::new(Semaphore::new(settings.max_xlsx_builds)),
-            xlsx_shared: Default::default(),
-            webhooks: Arc::new(settings.webhooks.clone()),
-            role: role_rx,
-            endpoints_changed: webhooks.endpoints_changed.clone(),
-            poll_intervals: Arc::new(
-                settings
-                    .resources
-                    .iter()
-                    .map(|r| (r.name.as_str(), settings.interval_for(&r.name)))
-                    .collect(),
-            ),
+            served: served(&settings, feeds),
+            health: Health {
+                status,
+                broker,
+                role: role_rx,
+            },
+            exports: ExportLimits {
+                token: settings.export_token.clone(),
+                xlsx_builds: Arc::new(Semaphore::new(settings.max_xlsx_builds)),
+                xlsx_shared: Default::default(),
+            },
+            webhooks: WebhookAdmin {
+                settings: Arc::new(settings.webhooks.clone()),
+                endpoints_changed: webhooks.endpoints_changed.clone(),
+            },
         };
         Ok(Application {
             listener,
@@ -150,16 +162,19 @@ impl Application {
             publisher,
             webhooks,
             settings,
-            poll_loop: true,
-            publish: true,
             role,
         })
     }
 
-    /// Runs the HTTP server, the poll loops and the publisher until `cancel` fires, then stops
-    /// polling, lets in-flight requests finish, drains the outbox within the shutdown deadline
-    /// and closes the AMQP connection.
+    /// Runs every part until `cancel` fires: see [`Application::run_parts`].
     pub async fn run_until_stopped(self, cancel: CancellationToken) -> anyhow::Result<()> {
+        self.run_parts(Parts::ALL, cancel).await
+    }
+
+    /// Runs the HTTP server, the leader election and, while leading, the `parts` asked for,
+    /// until `cancel` fires; then stops polling, lets in-flight requests finish, drains the
+    /// outbox within the shutdown deadline and closes the AMQP connection.
+    pub async fn run_parts(self, parts: Parts, cancel: CancellationToken) -> anyhow::Result<()> {
         let deadline = self.settings.shutdown_deadline;
         let state = self.state.clone();
         let server = HttpServer::new(move || http::app(state.clone()))
@@ -189,41 +204,19 @@ impl Application {
             publisher: self.publisher.clone(),
             webhooks: self.webhooks.clone(),
             settings: self.settings.clone(),
-            triggers: self.state.triggers.clone(),
-            poll_loop: self.poll_loop,
-            publish: self.publish,
+            served: self.state.served.clone(),
+            parts,
         };
         tracker.spawn(lead.run_while_leading(self.role.subscribe(), cancel.clone(), release));
-        // The zone Daftra reports, for /status: read once, and never in the way of anything.
-        let (client, status, stop) = (
-            self.state.client.clone(),
-            self.state.status.clone(),
-            cancel.clone(),
-        );
-        tracker.spawn(async move {
-            tokio::select! {
-                _ = stop.cancelled() => {}
-                zone = client.site_zone() => {
-                    let zone = match zone {
-                        Ok(z) => Ok(z.unwrap_or_default()),
-                        Err(e) => Err(e.to_string()),
-                    };
-                    if let Ok(crate::daftra::SiteZone { zone: Some(z), .. }) = &zone {
-                        if z != client.clock().zone.name() {
-                            tracing::warn!(daftra = %z, in_use = client.clock().zone.name(),
-                                "Daftra reports another time zone for the account than DAFTRA_TIMEZONE");
-                        }
-                    }
-                    status.set_site_zone(zone);
-                }
-            }
-        });
-        tracker.close();
-        for name in self.settings.poll_intervals.keys() {
-            if !self.settings.resources.iter().any(|r| &r.name == name) {
-                tracing::warn!(resource = %name, "POLL_INTERVAL_SECS_{} is set but {name} is not in DAFTRA_RESOURCES; it has no effect", name.to_uppercase());
-            }
+        for account in self.state.served.feeds.accounts() {
+            tracker.spawn(read_site_zone(
+                account,
+                self.state.health.status.clone(),
+                cancel.clone(),
+            ));
         }
+        tracker.close();
+        warn_unused_intervals(&self.settings);
         tracing::info!(port = self.port, "daftra-bridge running");
         cancel.cancelled().await;
         tracing::info!("Shutting down");
@@ -239,7 +232,66 @@ impl Application {
 
     /// Spawns [`Application::run_until_stopped`] on the current runtime.
     pub fn spawn(self, cancel: CancellationToken) -> tokio::task::JoinHandle<anyhow::Result<()>> {
-        tokio::spawn(self.run_until_stopped(cancel))
+        self.spawn_parts(Parts::ALL, cancel)
+    }
+
+    /// Spawns [`Application::run_parts`] on the current runtime.
+    pub fn spawn_parts(
+        self,
+        parts: Parts,
+        cancel: CancellationToken,
+    ) -> tokio::task::JoinHandle<anyhow::Result<()>> {
+        tokio::spawn(self.run_parts(parts, cancel))
+    }
+}
+
+/// The feeds served with a poll trigger and the poll interval of each.
+fn served(settings: &Settings, feeds: Feeds) -> Served {
+    let triggers = feeds
+        .all()
+        .iter()
+        .map(|f| (f.key().to_string(), Arc::new(PollTrigger::default())))
+        .collect();
+    let intervals = feeds
+        .all()
+        .iter()
+        .map(|f| (f.key().to_string(), settings.interval_for(f.name())))
+        .collect::<HashMap<_, _>>();
+    Served {
+        feeds,
+        triggers: Arc::new(triggers),
+        intervals: Arc::new(intervals),
+    }
+}
+
+/// A `POLL_INTERVAL_SECS_{NAME}` of a resource that is not served has no effect: say so.
+fn warn_unused_intervals(settings: &Settings) {
+    for name in settings.poll_intervals.keys() {
+        if !settings.resources.iter().any(|r| &r.name == name) {
+            tracing::warn!(resource = %name, "POLL_INTERVAL_SECS_{} is set but {name} is not in DAFTRA_RESOURCES; it has no effect", name.to_uppercase());
+        }
+    }
+}
+
+/// The zone Daftra reports for `account`, for `/status`: read once, never in the way of
+/// anything; a zone other than the one in use is logged.
+async fn read_site_zone(account: Arc<Account>, status: Arc<StatusBoard>, stop: CancellationToken) {
+    tokio::select! {
+        _ = stop.cancelled() => {}
+        zone = account.client.site_zone() => {
+            let zone = match zone {
+                Ok(z) => Ok(z.unwrap_or_default()),
+                Err(e) => Err(e.to_string()),
+            };
+            let in_use = account.clock.zone.name();
+            if let Ok(crate::daftra::SiteZone { zone: Some(z), .. }) = &zone {
+                if z != in_use {
+                    tracing::warn!(daftra = %z, in_use,
+                        "Daftra reports another time zone for the account than DAFTRA_TIMEZONE");
+                }
+            }
+            status.set_site_zone(zone);
+        }
     }
 }
 
@@ -249,9 +301,8 @@ struct LeaderWork {
     publisher: Publisher,
     webhooks: WebhookSink,
     settings: Settings,
-    triggers: Arc<HashMap<&'static str, Arc<PollTrigger>>>,
-    poll_loop: bool,
-    publish: bool,
+    served: Served,
+    parts: Parts,
 }
 
 impl LeaderWork {
@@ -260,7 +311,7 @@ impl LeaderWork {
     /// fires `release` so the election gives the lock up.
     async fn run_while_leading(
         self,
-        mut role: tokio::sync::watch::Receiver<Role>,
+        mut role: watch::Receiver<Role>,
         cancel: CancellationToken,
         release: CancellationToken,
     ) {
@@ -270,27 +321,7 @@ impl LeaderWork {
                 led = role.wait_for(|r| *r == Role::Leader) => if led.is_err() { break },
             }
             let work = cancel.child_token();
-            let tasks = TaskTracker::new();
-            if self.poll_loop {
-                for r in &self.settings.resources {
-                    tasks.spawn(self.poller.clone().run(
-                        r,
-                        self.settings.interval_for(&r.name),
-                        self.settings.unavailable_retry,
-                        self.triggers[r.name.as_str()].clone(),
-                        work.clone(),
-                    ));
-                }
-            }
-            if self.publish {
-                tasks.spawn(
-                    self.publisher
-                        .clone()
-                        .run(work.clone(), self.settings.shutdown_deadline),
-                );
-                tasks.spawn(self.webhooks.clone().run(work.clone()));
-            }
-            tasks.close();
+            let tasks = self.start(&work);
             tokio::select! {
                 _ = cancel.cancelled() => {}
                 _ = role.wait_for(|r| *r != Role::Leader) => work.cancel(),
@@ -301,6 +332,36 @@ impl LeaderWork {
             }
         }
         release.cancel();
+    }
+
+    /// Starts the parts asked for, each until `work` is cancelled.
+    fn start(&self, work: &CancellationToken) -> TaskTracker {
+        let tasks = TaskTracker::new();
+        if self.parts.poll_loop {
+            for feed in self.served.feeds.all() {
+                tasks.spawn(
+                    self.poller.clone().run(
+                        feed.clone(),
+                        self.served
+                            .interval(feed.key())
+                            .unwrap_or(self.settings.poll_interval),
+                        self.settings.unavailable_retry,
+                        self.served.triggers[feed.key()].clone(),
+                        work.clone(),
+                    ),
+                );
+            }
+        }
+        if self.parts.sinks {
+            tasks.spawn(
+                self.publisher
+                    .clone()
+                    .run(work.clone(), self.settings.shutdown_deadline),
+            );
+            tasks.spawn(self.webhooks.clone().run(work.clone()));
+        }
+        tasks.close();
+        tasks
     }
 }
 

@@ -6,6 +6,8 @@ use std::sync::Mutex;
 
 use serde::Serialize;
 
+use crate::metrics::PublishFailure;
+
 /// Last poll of one resource.
 #[derive(Clone, Debug, Default, Serialize, serde::Deserialize)]
 #[serde(default)]
@@ -30,9 +32,14 @@ pub struct PollStatus {
     pub available: bool,
 }
 
-/// State of the AMQP connection, shared by the publisher, `/readyz`, `/status` and metrics.
+/// State of the AMQP connection, shared by the publisher, `/readyz`, `/status` and metrics: the
+/// connection, the last error, and the failed publish attempts since start by reason.
 #[derive(Debug, Default)]
-pub struct BrokerState(AtomicU8, Mutex<Option<String>>);
+pub struct BrokerState(
+    AtomicU8,
+    Mutex<Option<String>>,
+    Mutex<BTreeMap<&'static str, u64>>,
+);
 
 /// Connection state values.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -58,6 +65,25 @@ impl BrokerState {
     /// Records why the broker cannot be used (never holding a password), for `/readyz`.
     pub fn set_error(&self, error: Option<String>) {
         *self.1.lock().unwrap_or_else(|e| e.into_inner()) = error;
+    }
+
+    /// Counts a failed publish (or connection) attempt.
+    pub fn count_failure(&self, reason: PublishFailure) {
+        *self
+            .2
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(reason.as_str())
+            .or_default() += 1;
+    }
+
+    /// Failed publish attempts since start by reason, every reason listed (`/status`).
+    pub fn failures(&self) -> BTreeMap<&'static str, u64> {
+        let counted = self.2.lock().unwrap_or_else(|e| e.into_inner());
+        PublishFailure::ALL
+            .iter()
+            .map(|r| (r.as_str(), counted.get(r.as_str()).copied().unwrap_or(0)))
+            .collect()
     }
 
     /// The last connection or publish error, until the next successful connection.

@@ -18,8 +18,8 @@ use account::{resolve_clock, resolve_intervals};
 pub use account::{resolve_resources, POLL_INTERVAL_PREFIX};
 
 pub use crate::secret::{redact_url, Secret};
-use values::{boolean, err, int_in, non_empty, secret, secs};
 pub use values::parse_bool;
+use values::{boolean, err, int_in, non_empty, secret, secs};
 pub use webhooks::{WebhookSettings, DEFAULT_RETRY_SCHEDULE};
 
 /// How the bridge authenticates to Daftra.
@@ -276,78 +276,14 @@ impl Settings {
         raw: &RawEnv,
         base_url_override: Option<(String, DaftraAuth)>,
     ) -> Result<Self, ConfigError> {
-        let (base_url, auth) = match base_url_override {
-            Some(pair) => pair,
-            None => {
-                let base = resolve_base_url(raw)?.ok_or_else(|| {
-                    err(
-                        "DAFTRA_SUBDOMAIN",
-                        "",
-                        "a subdomain (required unless DAFTRA_BASE_URL is set)",
-                    )
-                })?;
-                (base, resolve_auth(raw)?)
-            }
-        };
-        let daftra = DaftraSettings {
-            base_url,
-            auth,
-            page_size: int_in("DAFTRA_PAGE_SIZE", &raw.daftra_page_size, 1000, 1, 1000)?,
-            concurrency: int_in("DAFTRA_CONCURRENCY", &raw.daftra_concurrency, 4, 1, 64)?,
-            timeout: secs("DAFTRA_TIMEOUT_SECS", &raw.daftra_timeout_secs, 30, 1, 3600)?,
-            max_retries: int_in("DAFTRA_MAX_RETRIES", &raw.daftra_max_retries, 5, 0, 100)?,
-            max_backoff: secs(
-                "DAFTRA_MAX_BACKOFF_SECS",
-                &raw.daftra_max_backoff_secs,
-                30,
-                1,
-                3600,
-            )?,
-            clock: resolve_clock(raw)?,
-        };
+        // Checked in this order, so the first bad variable is the one named.
+        let daftra = resolve_daftra(raw, base_url_override)?;
         let database = crate::store::Location::from_setting(raw.database_url.as_deref())
             .map_err(|shown| err("DATABASE_URL", &shown, crate::store::DATABASE_URL_FORMS))?;
-        let amqp_url = non_empty(&raw.amqp_url).unwrap_or("amqp://guest:guest@127.0.0.1:5672/%2f");
-        if !(amqp_url.starts_with("amqp://") || amqp_url.starts_with("amqps://"))
-            || amqp_url.parse::<lapin::uri::AMQPUri>().is_err()
-        {
-            return Err(err(
-                "AMQP_URL",
-                &redact_url(amqp_url),
-                "an amqp:// or amqps:// URL with a valid host, port (1-65535) and virtual host",
-            ));
-        }
-        let amqp_exchange = non_empty(&raw.amqp_exchange)
-            .unwrap_or("daftra.events")
-            .to_string();
-        let bind = non_empty(&raw.bind_addr).unwrap_or("0.0.0.0:8080");
-        let bind_addr = bind
-            .parse::<SocketAddr>()
-            .map_err(|_| err("BIND_ADDR", bind, "host:port, for example 0.0.0.0:8080"))?;
-        let advertise_url = match non_empty(&raw.advertise_url) {
-            Some(u) => {
-                let parsed = url::Url::parse(u)
-                    .ok()
-                    .filter(|p| matches!(p.scheme(), "http" | "https") && p.host_str().is_some());
-                if parsed.is_none() {
-                    return Err(err(
-                        "ADVERTISE_URL",
-                        &redact_url(u),
-                        "an http:// or https:// URL other replicas reach this one at, for example http://10.0.0.7:8080",
-                    ));
-                }
-                u.trim_end_matches('/').to_string()
-            }
-            None => format!("http://{}:{}", host_name(), bind_addr.port()),
-        };
-        let log_format = match non_empty(&raw.log_format)
-            .map(str::to_ascii_lowercase)
-            .as_deref()
-        {
-            None | Some("text") => LogFormat::Text,
-            Some("json") => LogFormat::Json,
-            Some(other) => return Err(err("LOG_FORMAT", other, "text or json")),
-        };
+        let amqp_url = resolve_amqp_url(raw)?;
+        let bind_addr = resolve_bind_addr(raw)?;
+        let advertise_url = resolve_advertise_url(raw, bind_addr)?;
+        let log_format = resolve_log_format(raw)?;
         Ok(Settings {
             daftra,
             resources: resolve_resources(&raw.daftra_resources)?,
@@ -371,8 +307,10 @@ impl Settings {
             poll_emit_initial: boolean("POLL_EMIT_INITIAL", &raw.poll_emit_initial, false)?,
             database,
             advertise_url,
-            amqp_url: Secret::new(amqp_url),
-            amqp_exchange,
+            amqp_url,
+            amqp_exchange: non_empty(&raw.amqp_exchange)
+                .unwrap_or("daftra.events")
+                .to_string(),
             confirm_timeout: secs(
                 "PUBLISH_CONFIRM_TIMEOUT_SECS",
                 &raw.publish_confirm_timeout_secs,
@@ -400,6 +338,94 @@ impl Settings {
             webhooks: WebhookSettings::from_raw(raw)?,
             warnings: raw.warnings.clone(),
         })
+    }
+}
+
+/// The Daftra client's settings: site root and credentials (unless overridden), page size,
+/// concurrency, timeouts, retries and the account's clock.
+fn resolve_daftra(
+    raw: &RawEnv,
+    base_url_override: Option<(String, DaftraAuth)>,
+) -> Result<DaftraSettings, ConfigError> {
+    let (base_url, auth) = match base_url_override {
+        Some(pair) => pair,
+        None => {
+            let base = resolve_base_url(raw)?.ok_or_else(|| {
+                err(
+                    "DAFTRA_SUBDOMAIN",
+                    "",
+                    "a subdomain (required unless DAFTRA_BASE_URL is set)",
+                )
+            })?;
+            (base, resolve_auth(raw)?)
+        }
+    };
+    Ok(DaftraSettings {
+        base_url,
+        auth,
+        page_size: int_in("DAFTRA_PAGE_SIZE", &raw.daftra_page_size, 1000, 1, 1000)?,
+        concurrency: int_in("DAFTRA_CONCURRENCY", &raw.daftra_concurrency, 4, 1, 64)?,
+        timeout: secs("DAFTRA_TIMEOUT_SECS", &raw.daftra_timeout_secs, 30, 1, 3600)?,
+        max_retries: int_in("DAFTRA_MAX_RETRIES", &raw.daftra_max_retries, 5, 0, 100)?,
+        max_backoff: secs(
+            "DAFTRA_MAX_BACKOFF_SECS",
+            &raw.daftra_max_backoff_secs,
+            30,
+            1,
+            3600,
+        )?,
+        clock: resolve_clock(raw)?,
+    })
+}
+
+/// `AMQP_URL`: an `amqp://` or `amqps://` URL lapin can parse (checked now, so a bad one stops
+/// start-up naming the variable rather than failing every connection later).
+fn resolve_amqp_url(raw: &RawEnv) -> Result<Secret, ConfigError> {
+    let url = non_empty(&raw.amqp_url).unwrap_or("amqp://guest:guest@127.0.0.1:5672/%2f");
+    if !(url.starts_with("amqp://") || url.starts_with("amqps://"))
+        || url.parse::<lapin::uri::AMQPUri>().is_err()
+    {
+        return Err(err(
+            "AMQP_URL",
+            &redact_url(url),
+            "an amqp:// or amqps:// URL with a valid host, port (1-65535) and virtual host",
+        ));
+    }
+    Ok(Secret::new(url))
+}
+
+fn resolve_bind_addr(raw: &RawEnv) -> Result<SocketAddr, ConfigError> {
+    let bind = non_empty(&raw.bind_addr).unwrap_or("0.0.0.0:8080");
+    bind.parse::<SocketAddr>()
+        .map_err(|_| err("BIND_ADDR", bind, "host:port, for example 0.0.0.0:8080"))
+}
+
+/// `ADVERTISE_URL`, or `http://<hostname>:<port of BIND_ADDR>`.
+fn resolve_advertise_url(raw: &RawEnv, bind_addr: SocketAddr) -> Result<String, ConfigError> {
+    let Some(u) = non_empty(&raw.advertise_url) else {
+        return Ok(format!("http://{}:{}", host_name(), bind_addr.port()));
+    };
+    let parsed = url::Url::parse(u)
+        .ok()
+        .filter(|p| matches!(p.scheme(), "http" | "https") && p.host_str().is_some());
+    if parsed.is_none() {
+        return Err(err(
+            "ADVERTISE_URL",
+            &redact_url(u),
+            "an http:// or https:// URL other replicas reach this one at, for example http://10.0.0.7:8080",
+        ));
+    }
+    Ok(u.trim_end_matches('/').to_string())
+}
+
+fn resolve_log_format(raw: &RawEnv) -> Result<LogFormat, ConfigError> {
+    match non_empty(&raw.log_format)
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        None | Some("text") => Ok(LogFormat::Text),
+        Some("json") => Ok(LogFormat::Json),
+        Some(other) => Err(err("LOG_FORMAT", other, "text or json")),
     }
 }
 

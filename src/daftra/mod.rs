@@ -17,7 +17,7 @@ use serde_json::{Map, Value};
 
 use crate::catalogue::Resource;
 use crate::config::DaftraSettings;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Operation};
 use auth::Authenticator;
 use retry::RetryReason;
 
@@ -162,14 +162,26 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     text
 }
 
+/// What one attempt of a request came to.
+enum Sent<T> {
+    /// A 2xx that parsed, or a 404 (`None`).
+    Answered(Option<T>),
+    /// A 401 while OAuth may renew its token once.
+    RenewToken,
+    /// Worth another attempt: why, the server's `Retry-After`, and the failure if none is left.
+    Retry(RetryReason, Option<Duration>, FetchError),
+    /// An answer no retry changes (4xx other than 408 and 429).
+    Failed(FetchError),
+}
+
 /// A request or body read that failed in transport: retried as `timeout` or `connection`.
-fn transport_failure(e: reqwest::Error) -> (RetryReason, Option<Duration>, FetchError) {
+fn transport_failure<T>(e: reqwest::Error) -> Sent<T> {
     let reason = if e.is_timeout() {
         RetryReason::Timeout
     } else {
         RetryReason::Connection
     };
-    (
+    Sent::Retry(
         reason,
         None,
         FetchError::Transport(error_chain(&e.without_url())),
@@ -230,127 +242,137 @@ impl DaftraClient {
         self.settings.concurrency
     }
 
-    /// The account's time zone and date order.
-    pub fn clock(&self) -> &crate::record::Clock {
-        &self.settings.clock
-    }
-
-    /// Site root of the account.
-    pub fn base_url(&self) -> &str {
-        &self.settings.base_url
-    }
-
     /// Sends one request with authentication and retries, and parses a successful answer with
     /// `parse` (a parse failure is retried as `malformed`). `Ok(None)` is a 404.
     async fn call<T>(
         &self,
         label: &str,
-        operation: &str,
+        operation: Operation,
         url: &str,
         parse: impl Fn(&[u8]) -> Result<T, String>,
     ) -> Result<Option<T>, FetchError> {
-        let token_url = format!("{}/v2/oauth/token", self.settings.base_url);
         let mut renewed_after_401 = false;
         let mut attempt = 0u32;
         loop {
-            let observe_token = |d: Duration, status: &str| {
-                self.metrics
-                    .api_request_duration
-                    .with_label_values(&[label, "token", status])
-                    .observe(d.as_secs_f64());
-            };
-            let (name, value) = self
-                .auth
-                .header(&self.http, &token_url, observe_token)
-                .await?;
-            let permit = self.budget.acquire().await;
-            let started = Instant::now();
-            let sent = self
-                .http
-                .get(url)
-                .header("Accept", "application/json")
-                .header(name, value)
-                .send()
-                .await;
-            let (reason, retry_after, failure): (RetryReason, Option<Duration>, FetchError) =
-                match sent {
-                    Err(e) => {
-                        self.observe(label, operation, "error", started);
-                        transport_failure(e)
+            let renew = self.auth.is_oauth() && !renewed_after_401;
+            let (reason, retry_after, failure) =
+                match self.send_once(label, operation, url, &parse, renew).await? {
+                    Sent::Answered(v) => return Ok(v),
+                    Sent::Failed(failure) => return Err(failure),
+                    Sent::RenewToken => {
+                        renewed_after_401 = true;
+                        self.auth.invalidate().await;
+                        continue;
                     }
-                    Ok(resp) => {
-                        let status = resp.status();
-                        let retry_after = resp
-                            .headers()
-                            .get("retry-after")
-                            .and_then(|v| v.to_str().ok())
-                            .and_then(|v| retry::parse_retry_after(v, SystemTime::now()));
-                        let body: Result<Bytes, _> = resp.bytes().await;
-                        drop(permit);
-                        self.observe(label, operation, status.as_str(), started);
-                        match body {
-                            Err(e) => transport_failure(e),
-                            Ok(body) if status.is_success() => match parse(&body) {
-                                Ok(v) => {
-                                    self.answered();
-                                    return Ok(Some(v));
-                                }
-                                Err(m) => (RetryReason::Malformed, None, FetchError::Malformed(m)),
-                            },
-                            Ok(_) if status == StatusCode::NOT_FOUND => {
-                                self.answered();
-                                return Ok(None);
-                            }
-                            Ok(_)
-                                if status == StatusCode::UNAUTHORIZED
-                                    && self.auth.is_oauth()
-                                    && !renewed_after_401 =>
-                            {
-                                renewed_after_401 = true;
-                                self.auth.invalidate().await;
-                                continue;
-                            }
-                            Ok(body) => {
-                                let failure = FetchError::Status {
-                                    status: status.as_u16(),
-                                    message: error_message(&body),
-                                };
-                                if status == StatusCode::TOO_MANY_REQUESTS {
-                                    (RetryReason::RateLimited, retry_after, failure)
-                                } else if status == StatusCode::REQUEST_TIMEOUT {
-                                    (RetryReason::Timeout, retry_after, failure)
-                                } else if status.is_server_error() {
-                                    (RetryReason::ServerError, retry_after, failure)
-                                } else {
-                                    return Err(failure);
-                                }
-                            }
-                        }
-                    }
+                    Sent::Retry(reason, retry_after, failure) => (reason, retry_after, failure),
                 };
             if attempt >= self.settings.max_retries {
                 return Err(failure);
             }
-            self.metrics
-                .api_retries
-                .with_label_values(&[label, reason.label()])
-                .inc();
+            self.metrics.upstream_retry(label, reason);
             let wait = retry::delay(attempt, retry_after, self.settings.max_backoff);
             if reason == RetryReason::RateLimited {
                 // The account is over its limit, not this resource: every request waits.
                 self.budget.pause(wait);
             }
-            tracing::debug!(resource = label, attempt, reason = reason.label(), wait_ms = wait.as_millis() as u64, error = %failure, "Retrying Daftra request");
+            tracing::debug!(resource = label, attempt, reason = reason.as_str(), wait_ms = wait.as_millis() as u64, error = %failure, "Retrying Daftra request");
             tokio::time::sleep(wait).await;
             attempt += 1;
         }
     }
 
-    fn observe(&self, label: &str, operation: &str, status: &str, started: Instant) {
+    /// One attempt: signs the request, takes a slot of the budget, sends it and reads what it
+    /// came to. With `renew`, a 401 asks for a new OAuth token instead of failing.
+    async fn send_once<T>(
+        &self,
+        label: &str,
+        operation: Operation,
+        url: &str,
+        parse: &impl Fn(&[u8]) -> Result<T, String>,
+        renew: bool,
+    ) -> Result<Sent<T>, FetchError> {
+        let token_url = format!("{}/v2/oauth/token", self.settings.base_url);
+        let observe_token = |d: Duration, status: &str| {
+            self.metrics
+                .upstream_request(label, Operation::Token, status, d)
+        };
+        let (name, value) = self
+            .auth
+            .header(&self.http, &token_url, observe_token)
+            .await?;
+        let permit = self.budget.acquire().await;
+        let started = Instant::now();
+        let sent = self
+            .http
+            .get(url)
+            .header("Accept", "application/json")
+            .header(name, value)
+            .send()
+            .await;
+        let resp = match sent {
+            Ok(resp) => resp,
+            Err(e) => {
+                self.observe(label, operation, "error", started);
+                return Ok(transport_failure(e));
+            }
+        };
+        let status = resp.status();
+        let retry_after = resp
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| retry::parse_retry_after(v, SystemTime::now()));
+        let body: Result<Bytes, _> = resp.bytes().await;
+        drop(permit);
+        self.observe(label, operation, status.as_str(), started);
+        let body = match body {
+            Ok(body) => body,
+            Err(e) => return Ok(transport_failure(e)),
+        };
+        Ok(self.classify(status, retry_after, &body, parse, renew))
+    }
+
+    /// What an answer of `status` with `body` comes to.
+    fn classify<T>(
+        &self,
+        status: StatusCode,
+        retry_after: Option<Duration>,
+        body: &[u8],
+        parse: &impl Fn(&[u8]) -> Result<T, String>,
+        renew: bool,
+    ) -> Sent<T> {
+        if status.is_success() {
+            return match parse(body) {
+                Ok(v) => {
+                    self.answered();
+                    Sent::Answered(Some(v))
+                }
+                Err(m) => Sent::Retry(RetryReason::Malformed, None, FetchError::Malformed(m)),
+            };
+        }
+        if status == StatusCode::NOT_FOUND {
+            self.answered();
+            return Sent::Answered(None);
+        }
+        if status == StatusCode::UNAUTHORIZED && renew {
+            return Sent::RenewToken;
+        }
+        let failure = FetchError::Status {
+            status: status.as_u16(),
+            message: error_message(body),
+        };
+        let reason = match status {
+            StatusCode::TOO_MANY_REQUESTS => RetryReason::RateLimited,
+            StatusCode::REQUEST_TIMEOUT => RetryReason::Timeout,
+            s if s.is_server_error() => RetryReason::ServerError,
+            _ => return Sent::Failed(failure),
+        };
+        Sent::Retry(reason, retry_after, failure)
+    }
+
+    fn observe(&self, label: &str, operation: Operation, status: &str, started: Instant) {
         self.metrics
-            .api_request_duration
-            .with_label_values(&[label, operation, status])
-            .observe(started.elapsed().as_secs_f64());
+            .upstream_request(label, operation, status, started.elapsed())
     }
 
     /// Reads list page `page` (from 1) with `limit` = the page size.
@@ -363,16 +385,13 @@ impl DaftraClient {
             url.push_str(&format!("&{k}={v}"));
         }
         let page = self
-            .call(&resource.name, "list", &url, parse_list)
+            .call(&resource.name, Operation::List, &url, parse_list)
             .await?
             .ok_or_else(|| FetchError::Status {
                 status: 404,
                 message: "list endpoint not found".into(),
             })?;
-        self.metrics
-            .api_pages_fetched
-            .with_label_values(&[&resource.name])
-            .inc();
+        self.metrics.page_fetched(&resource.name);
         Ok(page)
     }
 
@@ -391,7 +410,7 @@ impl DaftraClient {
                 .cloned()
                 .ok_or_else(|| format!("no data.{} object", resource.model_key))
         };
-        self.call(&resource.name, "get", &url, parse).await
+        self.call(&resource.name, Operation::Get, &url, parse).await
     }
 }
 
@@ -434,7 +453,7 @@ impl DaftraClient {
     pub async fn site_zone(&self) -> Result<Option<SiteZone>, FetchError> {
         let json = |b: &[u8]| serde_json::from_slice::<Value>(b).map_err(|e| e.to_string());
         let url = format!("{}/api2/site_info", self.settings.base_url);
-        let Some(info) = self.call("site_info", "get", &url, json).await? else {
+        let Some(info) = self.call("site_info", Operation::Get, &url, json).await? else {
             return Ok(None);
         };
         let reported = match &info["data"]["Site"]["timezone"] {
@@ -449,7 +468,7 @@ impl DaftraClient {
             Some(reported.clone())
         } else {
             let url = format!("{}/api2/listing/Timezone", self.settings.base_url);
-            match self.call("site_info", "get", &url, json).await {
+            match self.call("site_info", Operation::Get, &url, json).await {
                 Ok(Some(listing)) => zone_in_listing(&listing, &reported),
                 _ => None,
             }

@@ -6,29 +6,7 @@ use std::time::{Duration, SystemTime};
 /// First backoff step; attempt `n` waits a random time up to `BASE * 2^n`, capped.
 pub const BACKOFF_BASE: Duration = Duration::from_millis(200);
 
-/// Why a request is retried (label `reason` of `daftra_api_retries_total`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RetryReason {
-    RateLimited,
-    ServerError,
-    Timeout,
-    Connection,
-    /// A 200 whose body is not Daftra's envelope (truncated JSON, HTML, `result: failed`).
-    Malformed,
-}
-
-impl RetryReason {
-    /// The metric label.
-    pub fn label(self) -> &'static str {
-        match self {
-            RetryReason::RateLimited => "rate_limited",
-            RetryReason::ServerError => "server_error",
-            RetryReason::Timeout => "timeout",
-            RetryReason::Connection => "connection",
-            RetryReason::Malformed => "malformed",
-        }
-    }
-}
+pub use crate::metrics::RetryReason;
 
 /// Parses `Retry-After` as delay-seconds or as an HTTP date (RFC 9110 section 10.2.3).
 pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {

@@ -92,6 +92,83 @@ pub fn parameters(resource: &Resource) -> Vec<String> {
     out
 }
 
+/// `fields=a,b`: declared columns, each once, at least one.
+fn parse_fields(
+    resource: &'static Resource,
+    key: &str,
+    v: &str,
+) -> Result<Vec<&'static Column>, QueryError> {
+    let mut cols: Vec<&'static Column> = Vec::new();
+    for name in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let c = resource
+            .column(name)
+            .ok_or_else(|| bad(key, format!("unknown column {name:?}")))?;
+        if cols.iter().any(|x| x.name == name) {
+            return Err(bad(key, format!("column {name:?} listed twice")));
+        }
+        cols.push(c);
+    }
+    if cols.is_empty() {
+        return Err(bad(key, "list at least one column"));
+    }
+    Ok(cols)
+}
+
+/// `status=open,2`: values or labels of an enum column; an unknown one lists the choices.
+fn parse_enum(column: &Column, key: &str, v: &str) -> Result<Vec<Option<i64>>, QueryError> {
+    let choices = || {
+        column
+            .labels
+            .iter()
+            .map(|(v, l)| match v {
+                Some(v) => format!("{v} ({l})"),
+                None => format!("{l:?} (no value)"),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut codes = Vec::new();
+    for s in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let values = column.enum_values(s);
+        if values.is_empty() {
+            return Err(bad(
+                key,
+                format!(
+                    "unknown value {s:?}; use a number or a label of: {}",
+                    choices()
+                ),
+            ));
+        }
+        codes.extend(values);
+    }
+    if codes.is_empty() {
+        return Err(bad(key, "list at least one value"));
+    }
+    Ok(codes)
+}
+
+/// `sort=name` or `sort=-name`: one declared column, and whether descending.
+fn parse_sort(
+    resource: &'static Resource,
+    key: &str,
+    v: &str,
+) -> Result<(&'static str, bool), QueryError> {
+    if v.contains(',') {
+        return Err(bad(
+            key,
+            "sort by one column (name, or -name for descending)",
+        ));
+    }
+    let (desc, name) = match v.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, v.strip_prefix('+').unwrap_or(v)),
+    };
+    let c = resource
+        .column(name)
+        .ok_or_else(|| bad(key, format!("unknown column {name:?}")))?;
+    Ok((c.name.as_str(), desc))
+}
+
 impl ExportQuery {
     /// Every row, every column, default order.
     pub fn all(resource: &'static Resource) -> Self {
@@ -129,129 +206,82 @@ impl ExportQuery {
             if !known.contains(key) {
                 return Err(bad(key, "unknown parameter"));
             }
-            let v = value.trim();
-            match key.as_str() {
-                "fields" => {
-                    let mut cols = Vec::new();
-                    for name in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-                        let c = resource
-                            .column(name)
-                            .ok_or_else(|| bad(key, format!("unknown column {name:?}")))?;
-                        if cols.iter().any(|x: &&Column| x.name == name) {
-                            return Err(bad(key, format!("column {name:?} listed twice")));
-                        }
-                        cols.push(c);
-                    }
-                    if cols.is_empty() {
-                        return Err(bad(key, "list at least one column"));
-                    }
-                    q.columns = cols;
-                }
-                k if resource.enum_columns().any(|c| c.name == k) => {
-                    let column = resource.column(k).expect("declared enum column");
-                    let choices = column
-                        .labels
-                        .iter()
-                        .map(|(v, l)| match v {
-                            Some(v) => format!("{v} ({l})"),
-                            None => format!("{l:?} (no value)"),
-                        })
-                        .collect::<Vec<_>>()
-                        .join(", ");
-                    let mut codes = Vec::new();
-                    for s in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-                        let values = column.enum_values(s);
-                        if values.is_empty() {
-                            return Err(bad(
-                                key,
-                                format!(
-                                    "unknown value {s:?}; use a number or a label of: {choices}"
-                                ),
-                            ));
-                        }
-                        codes.extend(values);
-                    }
-                    if codes.is_empty() {
-                        return Err(bad(key, "list at least one value"));
-                    }
-                    q.enums.push((column, codes));
-                }
-                "sort" => {
-                    if v.contains(',') {
-                        return Err(bad(
-                            key,
-                            "sort by one column (name, or -name for descending)",
-                        ));
-                    }
-                    let (desc, name) = match v.strip_prefix('-') {
-                        Some(rest) => (true, rest),
-                        None => (false, v.strip_prefix('+').unwrap_or(v)),
-                    };
-                    let c = resource
-                        .column(name)
-                        .ok_or_else(|| bad(key, format!("unknown column {name:?}")))?;
-                    q.sort = (c.name.as_str(), desc);
-                    q.sort_given = true;
-                }
-                "bom" => q.bom = parse_bool(v).ok_or_else(|| bad(key, "expected true or false"))?,
-                "source" => {
-                    q.source_given = true;
-                    q.source = match v {
-                        "snapshot" => Source::Snapshot,
-                        "live" => Source::Live,
-                        _ => return Err(bad(key, "expected snapshot or live")),
-                    }
-                }
-                k if resource.id_filters().any(|c| c.name == k) => {
-                    let n = crate::record::ascii_digits(v)
-                        .parse::<i64>()
-                        .map_err(|_| bad(key, format!("expected a whole number, got {v:?}")))?;
-                    q.equals.push((
-                        resource.column(k).expect("declared filter").name.as_str(),
-                        n,
-                    ));
-                }
-                k => {
-                    let range = k
-                        .strip_suffix("_from")
-                        .map(|c| (c, true))
-                        .or_else(|| k.strip_suffix("_to").map(|c| (c, false)));
-                    let column = range
-                        .and_then(|(c, _)| resource.column(c))
-                        .filter(|c| matches!(c.kind, ColumnKind::Date | ColumnKind::Timestamp));
-                    let (Some(column), Some((_, is_from))) = (column, range) else {
-                        return Err(bad(key, "unknown parameter"));
-                    };
-                    let day = parse_day(key, v)?;
-                    let idx = match q.dates.iter().position(|d| d.column == column.name) {
-                        Some(i) => i,
-                        None => {
-                            q.dates.push(DateRange {
-                                column: column.name.as_str(),
-                                from: None,
-                                to: None,
-                            });
-                            q.dates.len() - 1
-                        }
-                    };
-                    let r = &mut q.dates[idx];
-                    if is_from {
-                        r.from = Some(day)
-                    } else {
-                        r.to = Some(day)
-                    }
-                    if let (Some(f), Some(t)) = (&r.from, &r.to) {
-                        if f > t {
-                            return Err(bad(
-                                key,
-                                format!("{}_from is after {}_to", column.name, column.name),
-                            ));
-                        }
-                    }
-                }
-            }
+            q.take(key, value.trim())?;
         }
         Ok(q)
+    }
+
+    /// Applies one known parameter `key` with its non-empty value `v`.
+    fn take(&mut self, key: &str, v: &str) -> Result<(), QueryError> {
+        let resource = self.resource;
+        match key {
+            "fields" => self.columns = parse_fields(resource, key, v)?,
+            k if resource.enum_columns().any(|c| c.name == k) => {
+                let column = resource.column(k).expect("declared enum column");
+                self.enums.push((column, parse_enum(column, key, v)?));
+            }
+            "sort" => {
+                self.sort = parse_sort(resource, key, v)?;
+                self.sort_given = true;
+            }
+            "bom" => self.bom = parse_bool(v).ok_or_else(|| bad(key, "expected true or false"))?,
+            "source" => {
+                self.source_given = true;
+                self.source = match v {
+                    "snapshot" => Source::Snapshot,
+                    "live" => Source::Live,
+                    _ => return Err(bad(key, "expected snapshot or live")),
+                }
+            }
+            k if resource.id_filters().any(|c| c.name == k) => {
+                let n = crate::record::ascii_digits(v)
+                    .parse::<i64>()
+                    .map_err(|_| bad(key, format!("expected a whole number, got {v:?}")))?;
+                let name = resource.column(k).expect("declared filter").name.as_str();
+                self.equals.push((name, n));
+            }
+            k => self.take_date_bound(k, v)?,
+        }
+        Ok(())
+    }
+
+    /// Applies `{column}_from` or `{column}_to` of a date or timestamp column.
+    fn take_date_bound(&mut self, key: &str, v: &str) -> Result<(), QueryError> {
+        let range = key
+            .strip_suffix("_from")
+            .map(|c| (c, true))
+            .or_else(|| key.strip_suffix("_to").map(|c| (c, false)));
+        let column = range
+            .and_then(|(c, _)| self.resource.column(c))
+            .filter(|c| matches!(c.kind, ColumnKind::Date | ColumnKind::Timestamp));
+        let (Some(column), Some((_, is_from))) = (column, range) else {
+            return Err(bad(key, "unknown parameter"));
+        };
+        let day = parse_day(key, v)?;
+        let idx = match self.dates.iter().position(|d| d.column == column.name) {
+            Some(i) => i,
+            None => {
+                self.dates.push(DateRange {
+                    column: column.name.as_str(),
+                    from: None,
+                    to: None,
+                });
+                self.dates.len() - 1
+            }
+        };
+        let r = &mut self.dates[idx];
+        if is_from {
+            r.from = Some(day)
+        } else {
+            r.to = Some(day)
+        }
+        match (&r.from, &r.to) {
+            (Some(f), Some(t)) if f > t => Err(bad(
+                key,
+                format!("{}_from is after {}_to", column.name, column.name),
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// The order rows are read in: the record key unless another column was asked for.

@@ -47,7 +47,7 @@ pub fn require(req: &HttpRequest, expected: &Secret, query_allowed: bool) -> Res
 
 /// Passes when no token is configured, or when the request carries it.
 pub fn check(state: &AppState, req: &HttpRequest) -> Result<(), ApiError> {
-    match &state.export_token {
+    match &state.exports.token {
         None => Ok(()),
         Some(expected) => require(req, expected, true),
     }

@@ -1,8 +1,6 @@
 //! Export endpoints: `GET /exports/{resource}.{csv|xlsx}` and `GET /exports` (the `GET /` page
 //! is in `index.rs`).
 
-use std::time::Instant;
-
 use actix_web::http::header::{
     Charset, ContentDisposition, DispositionParam, DispositionType, ExtendedValue,
 };
@@ -13,11 +11,11 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::conditional::Validators;
-use super::{access, ApiError, AppState};
+use super::{access, ApiError, AppState, Invalid};
 use crate::catalogue::{self, ColumnKind, Resource};
-use crate::export::csv::{ChannelWriter, CsvSink};
-use crate::export::xlsx::XlsxSink;
-use crate::export::{self, ExportError, ExportQuery, Format, QueryError, Rows, Source};
+use crate::export::csv::ChannelWriter;
+use crate::export::{self, ExportError, ExportJob, ExportQuery, Format, Output, Rows, Source};
+use crate::feed::Feed;
 
 /// Seconds a client is told to wait when Daftra cannot be read.
 const RETRY_AFTER_SECS: u64 = 30;
@@ -46,13 +44,18 @@ pub fn content_disposition(name: &str) -> ContentDisposition {
     }
 }
 
-fn resolve(state: &AppState, file: &str) -> Result<(&'static Resource, Format), ApiError> {
+/// The export named by `file` (`{name}.{csv|xlsx}`), the feed it reads, and its format; 404
+/// with a hint otherwise.
+fn resolve<'s>(
+    state: &'s AppState,
+    file: &str,
+) -> Result<(&'s Feed, &'static Resource, Format), ApiError> {
     let (name, ext) = file.rsplit_once('.').ok_or_else(|| {
         ApiError::NotFound(format!(
             "no export named {file:?}; add .csv or .xlsx (GET /exports lists them)"
         ))
     })?;
-    let resource = state.export(name).ok_or_else(|| {
+    let (feed, resource) = state.served.export(name).ok_or_else(|| {
         let hint = match catalogue::export_by_name(name) {
             Some(r) => format!(
                 "{:?} is not enabled; add {:?} to DAFTRA_RESOURCES",
@@ -65,18 +68,44 @@ fn resolve(state: &AppState, file: &str) -> Result<(&'static Resource, Format), 
     })?;
     let format = Format::parse(ext)
         .ok_or_else(|| ApiError::NotFound(format!("no format {ext:?}; use csv or xlsx")))?;
-    Ok((resource, format))
+    Ok((feed, resource, format))
+}
+
+/// One export request, resolved and validated.
+struct Request {
+    feed: Feed,
+    job: ExportJob,
+    /// The query's pairs as given (the validators hash them).
+    pairs: Vec<(String, String)>,
+}
+
+impl Request {
+    fn parse(state: &AppState, req: &HttpRequest, file: &str) -> Result<Request, ApiError> {
+        let (feed, resource, format) = resolve(state, file)?;
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(req.query_string())
+            .map_err(|e| Invalid::new("query", e.to_string()))?;
+        let query = ExportQuery::parse(resource, &pairs)?;
+        Ok(Request {
+            feed: feed.clone(),
+            job: ExportJob::new(query, format)?,
+            pairs,
+        })
+    }
+
+    fn query(&self) -> &ExportQuery {
+        &self.job.query
+    }
 }
 
 /// Whether the export reads the snapshot: `Ok(true)` once a baseline exists (unless
 /// `source=live`), `Ok(false)` to read Daftra live, and a 503 for an explicit `source=snapshot`
 /// before the first snapshot.
-async fn reads_snapshot(state: &AppState, q: &ExportQuery) -> Result<bool, ApiError> {
-    let store = state.store.clone();
-    let name = &q.resource.source().name;
-    let has_snapshot = web::block(move || store.has_baseline(name))
+async fn reads_snapshot(state: &AppState, r: &Request) -> Result<bool, ApiError> {
+    let (store, key) = (state.store.clone(), r.feed.key().to_string());
+    let has_snapshot = web::block(move || store.has_baseline(&key))
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))??;
+    let q = r.query();
     if q.source == Source::Snapshot && has_snapshot {
         return Ok(true);
     }
@@ -94,19 +123,19 @@ async fn reads_snapshot(state: &AppState, q: &ExportQuery) -> Result<bool, ApiEr
 
 /// The rows, from the snapshot when [`reads_snapshot`] said so (`from_snapshot`); a live read's
 /// first page must arrive before the answer starts, so an outage is a 503.
-async fn rows(state: &AppState, q: &ExportQuery, from_snapshot: bool) -> Result<Rows, ApiError> {
+async fn rows(state: &AppState, r: &Request, from_snapshot: bool) -> Result<Rows, ApiError> {
     if from_snapshot {
-        return Ok(Rows::Snapshot(state.store.clone()));
+        return Ok(Rows::Snapshot {
+            store: state.store.clone(),
+            key: r.feed.key().to_string(),
+        });
     }
     // Not read from the snapshot: with the default source that means there is none yet.
-    let has_snapshot = q.source == Source::Live;
-    let mut rest = export::live_pages(state.client.clone(), q.resource, state.metrics.clone());
-    match rest.recv().await {
-        Some(Ok(first)) => Ok(Rows::Live {
-            first: Some(first),
-            rest,
-        }),
-        Some(Err(e)) => Err(ApiError::Unavailable {
+    let has_snapshot = r.query().source == Source::Live;
+    let observer = std::sync::Arc::new(state.metrics.clone());
+    Rows::live(&r.feed.account, r.query().resource, observer)
+        .await
+        .map_err(|e| ApiError::Unavailable {
             message: format!(
                 "{}Daftra could not be read: {e}",
                 if has_snapshot {
@@ -116,28 +145,22 @@ async fn rows(state: &AppState, q: &ExportQuery, from_snapshot: bool) -> Result<
                 }
             ),
             retry_after: RETRY_AFTER_SECS,
-        }),
-        None => Ok(Rows::Live { first: None, rest }),
-    }
+        })
 }
 
 /// Where the rows come from: `X-Data-Source: snapshot|live`, and for a snapshot the end of the
 /// last successful poll (`X-Snapshot-Polled-At`, RFC 3339) when this process has seen one, so a
 /// stale file can be told from a fresh one.
-fn provenance(
-    state: &AppState,
-    q: &ExportQuery,
-    from_snapshot: bool,
-) -> Vec<(&'static str, String)> {
+fn provenance(state: &AppState, feed: &Feed, from_snapshot: bool) -> Vec<(&'static str, String)> {
     match from_snapshot {
         false => vec![("X-Data-Source", "live".into())],
         true => {
             let mut h = vec![("X-Data-Source", "snapshot".into())];
             if let Some(at) = state
+                .health
                 .status
-                .snapshot()
-                .get(&q.resource.source().name)
-                .and_then(|s| s.last_success.clone())
+                .get(feed.key())
+                .and_then(|s| s.last_success)
             {
                 h.push(("X-Snapshot-Polled-At", at));
             }
@@ -146,190 +169,156 @@ fn provenance(
     }
 }
 
-fn record_export(
-    state: &AppState,
-    q: &ExportQuery,
-    format: Format,
-    rows: u64,
-    started: Instant,
-    result: &Result<u64, ExportError>,
-) {
-    // The export's buffers are free now: hand them back, so a burst does not stay in RSS.
-    crate::memory::release();
-    let labels = [q.resource.name.as_str(), format.as_str()];
-    state
-        .metrics
-        .export_rows
-        .with_label_values(&labels)
-        .inc_by(rows);
-    state
-        .metrics
-        .export_duration
-        .with_label_values(&labels)
-        .observe(started.elapsed().as_secs_f64());
-    match result {
-        Ok(n) => tracing::info!(
-            resource = q.resource.name,
-            format = format.as_str(),
-            rows = n,
-            duration_ms = started.elapsed().as_millis() as u64,
-            "Export served"
-        ),
-        Err(e) => {
-            tracing::warn!(resource = q.resource.name, format = format.as_str(), error = %e, "Export stopped")
-        }
+fn content_type(format: Format) -> &'static str {
+    match format {
+        Format::Csv => "text/csv; charset=utf-8",
+        Format::Xlsx => "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
     }
 }
 
-/// `GET /exports/{resource}.{csv|xlsx}`.
+/// `GET /exports/{resource}.{csv|xlsx}`: 304 when the client holds this snapshot version, the
+/// headers alone for HEAD, else the file (CSV streamed, XLSX built into a temporary file).
 pub async fn download(
     state: web::Data<AppState>,
     req: HttpRequest,
     file: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     access::check(&state, &req)?;
-    let (resource, format) = resolve(&state, &file)?;
-    let pairs: Vec<(String, String)> =
-        serde_urlencoded::from_str(req.query_string()).map_err(|e| {
-            ApiError::InvalidQuery(QueryError {
-                field: "query".into(),
-                message: e.to_string(),
-            })
-        })?;
-    let q = ExportQuery::parse(resource, &pairs).map_err(ApiError::InvalidQuery)?;
-    if format == Format::Xlsx && q.bom {
-        return Err(ApiError::InvalidQuery(QueryError {
-            field: "bom".into(),
-            message: "applies to CSV only".into(),
-        }));
-    }
-    let started = Instant::now();
-    let disposition = content_disposition(&export::file_name(resource, format));
-    let from_snapshot = reads_snapshot(&state, &q).await?;
+    let r = Request::parse(&state, &req, &file)?;
+    let format = r.job.format;
+    let disposition = content_disposition(&export::file_name(r.query().resource, format));
+    let from_snapshot = reads_snapshot(&state, &r).await?;
     let validators = match from_snapshot {
-        true => snapshot_validators(&state, &q, format, &pairs).await?,
+        true => snapshot_validators(&state, &r).await?,
         false => None,
     };
-    let content_type = match format {
-        Format::Csv => "text/csv; charset=utf-8",
-        Format::Xlsx => "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-    };
     let answer = |mut builder: actix_web::HttpResponseBuilder| {
-        for h in provenance(&state, &q, from_snapshot) {
+        for h in provenance(&state, &r.feed, from_snapshot) {
             builder.insert_header(h);
         }
         for h in validators.iter().flat_map(Validators::headers) {
             builder.insert_header(h);
         }
+        builder.content_type(content_type(format));
+        builder.insert_header(disposition.clone());
         builder
     };
     if let Some(v) = validators.as_ref().filter(|v| v.not_modified(&req)) {
-        tracing::debug!(resource = %resource.name, etag = %v.etag, "Export not modified");
-        return Ok(answer(HttpResponse::NotModified()).finish());
+        tracing::debug!(resource = %r.query().resource.name, etag = %v.etag, "Export not modified");
+        let mut not_modified = HttpResponse::NotModified();
+        for h in provenance(&state, &r.feed, from_snapshot) {
+            not_modified.insert_header(h);
+        }
+        for h in v.headers() {
+            not_modified.insert_header(h);
+        }
+        return Ok(not_modified.finish());
     }
     if req.method() == actix_web::http::Method::HEAD {
         // What a GET would answer, without building the file.
-        return Ok(answer(HttpResponse::Ok())
-            .content_type(content_type)
-            .insert_header(disposition)
-            .finish());
+        return Ok(answer(HttpResponse::Ok()).finish());
     }
+    let response = answer(HttpResponse::Ok());
     match format {
-        Format::Csv => {
-            let rows = rows(&state, &q, from_snapshot).await?;
-            let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(8);
-            let st = state.get_ref().clone();
-            let mut response = answer(HttpResponse::Ok());
-            tokio::task::spawn_blocking(move || {
-                let err_tx = tx.clone();
-                let result = CsvSink::new(ChannelWriter::new(tx), q.bom)
-                    .map_err(ExportError::from)
-                    .and_then(|mut sink| export::write_rows(rows, &q, &mut sink));
-                let n = *result.as_ref().unwrap_or(&0);
-                record_export(&st, &q, Format::Csv, n, started, &result);
-                if let Err(e) = result {
-                    // Ends the body with an error, so the client sees a broken download, not a short file.
-                    let _ = err_tx.blocking_send(Err(std::io::Error::other(e.to_string())));
-                }
-            });
-            Ok(response
-                .content_type(content_type)
-                .insert_header(disposition)
-                .streaming(ReceiverStream::new(rx)))
-        }
-        Format::Xlsx => {
-            let mut response = answer(HttpResponse::Ok());
-            let st = state.get_ref().clone();
-            let build = || async move { build_xlsx(st, q, from_snapshot, started).await };
-            let tmp = match &validators {
-                // Identical requests of one snapshot version share one build.
-                Some(v) => match state
-                    .xlsx_shared
-                    .get_or_build(&v.etag, || async {
-                        build().await.map_err(|e| e.to_string())
-                    })
-                    .await
-                {
-                    (Ok(tmp), _) => tmp,
-                    (Err(e), _) => return Err(ApiError::Internal(e)),
-                },
-                None => std::sync::Arc::new(build().await.map_err(|e| match e {
-                    ExportError::Upstream(e) => ApiError::Unavailable {
-                        message: e.to_string(),
-                        retry_after: RETRY_AFTER_SECS,
-                    },
-                    other => ApiError::Internal(other.to_string()),
-                })?),
-            };
-            // The open handle keeps the data readable after the temporary file is unlinked.
-            let file = tokio::fs::File::open(tmp.path())
-                .await
-                .map_err(|e| ApiError::Internal(e.to_string()))?;
-            let len = file
-                .metadata()
-                .await
-                .map_err(|e| ApiError::Internal(e.to_string()))?
-                .len();
-            drop(tmp);
-            Ok(response
-                .content_type(content_type)
-                .insert_header(disposition)
-                .no_chunking(len)
-                .streaming(tokio_util::io::ReaderStream::new(file)))
-        }
+        Format::Csv => stream_csv(&state, r, from_snapshot, response).await,
+        Format::Xlsx => send_xlsx(&state, r, from_snapshot, validators, response).await,
     }
 }
 
-/// The validators of a snapshot export, once its resource has a snapshot version.
+/// Streams the CSV as it is written: the body ends with an error (a broken download, never a
+/// short file) when the export fails midway.
+async fn stream_csv(
+    state: &AppState,
+    r: Request,
+    from_snapshot: bool,
+    mut response: actix_web::HttpResponseBuilder,
+) -> Result<HttpResponse, ApiError> {
+    let rows = rows(state, &r, from_snapshot).await?;
+    let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(8);
+    let metrics = state.metrics.clone();
+    tokio::task::spawn_blocking(move || {
+        let err_tx = tx.clone();
+        let output = Output::Csv(Box::new(ChannelWriter::new(tx)));
+        if let Err(e) = r.job.run(rows, output, &metrics) {
+            let _ = err_tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+        }
+    });
+    Ok(response.streaming(ReceiverStream::new(rx)))
+}
+
+/// Builds the workbook (shared by identical requests of one snapshot version) and sends it
+/// with its length.
+async fn send_xlsx(
+    state: &AppState,
+    r: Request,
+    from_snapshot: bool,
+    validators: Option<Validators>,
+    mut response: actix_web::HttpResponseBuilder,
+) -> Result<HttpResponse, ApiError> {
+    let st = state.clone();
+    let build = || async move { build_xlsx(st, r, from_snapshot).await };
+    let tmp = match &validators {
+        Some(v) => match state
+            .exports
+            .xlsx_shared
+            .get_or_build(&v.etag, || async {
+                build().await.map_err(|e| e.to_string())
+            })
+            .await
+        {
+            (Ok(tmp), _) => tmp,
+            (Err(e), _) => return Err(ApiError::Internal(e)),
+        },
+        None => std::sync::Arc::new(build().await.map_err(|e| match e {
+            ExportError::Upstream(e) => ApiError::Unavailable {
+                message: e.to_string(),
+                retry_after: RETRY_AFTER_SECS,
+            },
+            other => ApiError::Internal(other.to_string()),
+        })?),
+    };
+    // The open handle keeps the data readable after the temporary file is unlinked.
+    let file = tokio::fs::File::open(tmp.path())
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let len = file
+        .metadata()
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .len();
+    drop(tmp);
+    Ok(response
+        .no_chunking(len)
+        .streaming(tokio_util::io::ReaderStream::new(file)))
+}
+
+/// The validators of a snapshot export, once its feed has a snapshot version.
 async fn snapshot_validators(
     state: &AppState,
-    q: &ExportQuery,
-    format: Format,
-    pairs: &[(String, String)],
+    r: &Request,
 ) -> Result<Option<Validators>, ApiError> {
-    let store = state.store.clone();
-    let source = &q.resource.source().name;
-    let version = web::block(move || store.snapshot_version(source))
+    let (store, key) = (state.store.clone(), r.feed.key().to_string());
+    let version = web::block(move || store.snapshot_version(&key))
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))??;
-    Ok(version.map(|v| Validators::new(v, &q.resource.name, format, pairs)))
+    Ok(version.map(|v| Validators::new(v, &r.query().resource.name, r.job.format, &r.pairs)))
 }
 
-/// Builds the workbook of `q` into a temporary file on a worker thread, holding one of the
+/// Builds the workbook of `r` into a temporary file on a worker thread, holding one of the
 /// `EXPORT_MAX_XLSX_BUILDS` permits.
 async fn build_xlsx(
     state: AppState,
-    q: ExportQuery,
+    r: Request,
     from_snapshot: bool,
-    started: Instant,
 ) -> Result<tempfile::NamedTempFile, ExportError> {
     let permit = state
+        .exports
         .xlsx_builds
         .clone()
         .acquire_owned()
         .await
         .map_err(|e| ExportError::Io(std::io::Error::other(e.to_string())))?;
-    let rows = rows(&state, &q, from_snapshot).await.map_err(|e| match e {
+    let rows = rows(&state, &r, from_snapshot).await.map_err(|e| match e {
         ApiError::Unavailable { message, .. } => {
             ExportError::Upstream(crate::daftra::FetchError::Transport(message))
         }
@@ -338,28 +327,8 @@ async fn build_xlsx(
     tokio::task::spawn_blocking(move || {
         let _permit = permit;
         let tmp = tempfile::NamedTempFile::new()?;
-        let mut sink = XlsxSink::new(tmp.path(), &q.resource.name);
-        let written = export::write_rows(rows, &q, &mut sink);
-        let truncated = sink.truncated;
-        let result = written.and_then(|n| sink.save(q.columns.len()).map(|_| n));
-        if truncated > 0 {
-            state
-                .metrics
-                .export_cells_truncated
-                .with_label_values(&[&q.resource.name])
-                .inc_by(truncated);
-            tracing::warn!(resource = %q.resource.name, cells = truncated,
-                "XLSX cells cut at Excel's 32,767-character limit (the CSV has them whole)");
-        }
-        record_export(
-            &state,
-            &q,
-            Format::Xlsx,
-            *result.as_ref().unwrap_or(&0),
-            started,
-            &result,
-        );
-        result?;
+        let output = Output::Xlsx(tmp.path().to_path_buf());
+        r.job.run(rows, output, &state.metrics)?;
         Ok::<_, ExportError>(tmp)
     })
     .await
@@ -406,19 +375,10 @@ fn describe(r: &Resource) -> serde_json::Value {
     })
 }
 
-/// Every enabled export: each resource followed by its line-item exports.
-pub(super) fn enabled_exports(state: &AppState) -> Vec<&'static Resource> {
-    state
-        .resources
-        .iter()
-        .flat_map(|r| std::iter::once(*r).chain(catalogue::line_item_exports(r)))
-        .collect()
-}
-
 /// `GET /exports`: the available exports, formats, columns and filters (JSON).
 pub async fn list(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     access::check(&state, &req)?;
     Ok(HttpResponse::Ok().json(
-        json!({"exports": enabled_exports(&state).into_iter().map(describe).collect::<Vec<_>>()}),
+        json!({"exports": state.served.exports().into_iter().map(describe).collect::<Vec<_>>()}),
     ))
 }

@@ -19,19 +19,19 @@ pub async fn inbound(
     resource: web::Path<String>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let Some(expected) = &state.webhooks.inbound_token else {
+    let Some(expected) = &state.webhooks.settings.inbound_token else {
         return Err(ApiError::NotFound(
             "no such route (the inbound webhook is enabled by INBOUND_WEBHOOK_TOKEN)".into(),
         ));
     };
     access::require(&req, expected, true)?;
-    let Some(trigger) = state.triggers.get(resource.as_str()) else {
+    let Some((_, trigger)) = state.served.trigger(resource.as_str()) else {
         return Err(ApiError::NotFound(format!(
             "{resource} is not an enabled resource (DAFTRA_RESOURCES)"
         )));
     };
     let body = read_body(payload, INBOUND_BODY_LIMIT).await?;
-    if *state.role.borrow() == crate::leader::Role::Follower {
+    if *state.health.role.borrow() == crate::leader::Role::Follower {
         return forward_to_leader(&state, &req, &resource, expected, body.freeze()).await;
     }
     let joined = trigger.request_again();

@@ -7,7 +7,6 @@ use std::time::Duration;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, SecondsFormat, Utc};
 
-use super::exports::enabled_exports;
 use super::{access, ApiError, AppState};
 use crate::catalogue::{self, Column, ColumnKind, Resource};
 use crate::export::query;
@@ -96,15 +95,16 @@ fn span(d: Duration) -> String {
 /// The line under an export's title: state label, record count and last refresh.
 fn meta(state: &AppState, r: &'static Resource, now: DateTime<Utc>) -> (Freshness, String) {
     let source = r.source();
-    let status = state.status.get(&source.name).unwrap_or(PollStatus {
+    let key = state
+        .served
+        .feeds
+        .by_resource(&source.name)
+        .map_or(source.name.as_str(), |f| f.key());
+    let status = state.health.status.get(key).unwrap_or(PollStatus {
         available: true,
         ..Default::default()
     });
-    let interval = state
-        .poll_intervals
-        .get(source.name.as_str())
-        .copied()
-        .unwrap_or(Duration::MAX);
+    let interval = state.served.interval(key).unwrap_or(Duration::MAX);
     let (fresh, last) = freshness(&status, interval, now);
     let why = match fresh {
         Freshness::Unavailable => format!(
@@ -284,7 +284,7 @@ pub async fn index(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpR
     };
     let now = Utc::now();
     let mut html = String::from(include_str!("index_head.html"));
-    let exports = enabled_exports(&state);
+    let exports = state.served.exports();
     for area in catalogue::AREAS {
         let here: Vec<_> = exports.iter().filter(|r| r.area == *area).collect();
         if here.is_empty() {

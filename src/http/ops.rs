@@ -36,21 +36,21 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let store_answer = web::block(move || store.ping().and_then(|()| store.any_baseline())).await;
     state
         .metrics
-        .store_up
-        .set(i64::from(matches!(store_answer, Ok(Ok(_)))));
+        .set_store_up(matches!(store_answer, Ok(Ok(_))));
     let (store_part, snapshot) = match store_answer {
         Ok(Ok(snapshot)) => (json!({"state": "ok"}), snapshot),
         Ok(Err(e)) => (json!({"state": "error", "message": e.to_string()}), false),
         Err(e) => (json!({"state": "error", "message": e.to_string()}), false),
     };
     let longest = state
-        .poll_intervals
+        .served
+        .intervals
         .values()
         .max()
         .copied()
         .unwrap_or_default();
     let window = DAFTRA_RECENT.max(longest * 3);
-    let last = state.client.last_answer();
+    let last = oldest_last_answer(&state);
     let recent = last.is_some_and(|t| {
         (chrono::Utc::now() - t)
             .to_std()
@@ -61,10 +61,10 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         "last_answer": last.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
         "snapshot": snapshot,
     });
-    let broker = state.broker.get();
+    let broker = state.health.broker.get();
     let mut broker_part = json!({"state": broker});
     if broker != BrokerConnection::Connected {
-        if let Some(e) = state.broker.error() {
+        if let Some(e) = state.health.broker.error() {
             broker_part["message"] = e.into();
         } else if broker == BrokerConnection::Blocked {
             broker_part["message"] = "RabbitMQ blocks publishing (resource alarm)".into();
@@ -81,7 +81,7 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         )}));
     }
     let components = json!({"store": store_part, "daftra": daftra_part, "broker": broker_part});
-    let role = state.role.borrow().as_str();
+    let role = state.health.role.borrow().as_str();
     if problems.is_empty() {
         HttpResponse::Ok().json(json!({"status": "ready", "role": role, "components": components}))
     } else {
@@ -89,6 +89,29 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
             json!({"status": "not_ready", "role": role, "problems": problems, "components": components}),
         )
     }
+}
+
+/// The zone timestamps are read in, of the account `/status` reports on (the `DAFTRA_*` one).
+fn default_zone(state: &AppState) -> &'static str {
+    state
+        .served
+        .feeds
+        .all()
+        .first()
+        .map_or("UTC", |f| f.account.clock.zone.name())
+}
+
+/// The oldest of the accounts' last answers from Daftra (`None` while one never answered):
+/// every account served must have answered for the replica to count Daftra as recent.
+fn oldest_last_answer(state: &AppState) -> Option<chrono::DateTime<chrono::Utc>> {
+    let answers: Vec<_> = state
+        .served
+        .feeds
+        .accounts()
+        .iter()
+        .map(|a| a.client.last_answer())
+        .collect();
+    answers.iter().copied().min().flatten()
 }
 
 /// `GET /metrics`: Prometheus text exposition format 0.0.4.
@@ -105,7 +128,7 @@ pub async fn status(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     access::check(&state, &req)?;
-    let role = *state.role.borrow();
+    let role = *state.health.role.borrow();
     let store = state.store.clone();
     let (pending, saved, leader) = web::block(move || {
         let pending = store.outbox_len()?;
@@ -118,25 +141,16 @@ pub async fn status(
     })
     .await
     .map_err(|e| ApiError::Internal(e.to_string()))??;
-    state.status.merge_saved(&saved);
-    let publish_failures: std::collections::BTreeMap<_, _> = ["nack", "timeout", "connection"]
-        .iter()
-        .map(|r| {
-            (
-                *r,
-                state.metrics.publish_failures.with_label_values(&[r]).get(),
-            )
-        })
-        .collect();
+    state.health.status.merge_saved(&saved);
     Ok(HttpResponse::Ok().json(json!({
         "version": env!("CARGO_PKG_VERSION"),
         "role": role.as_str(),
         "leader": leader,
-        "timezone": state.status.timezone(state.client.clock().zone.name()),
-        "resources": state.status.snapshot(),
+        "timezone": state.health.status.timezone(default_zone(&state)),
+        "resources": state.health.status.snapshot(),
         "outbox_pending": pending,
-        "broker": state.broker.get(),
-        "publish_failures": publish_failures,
+        "broker": state.health.broker.get(),
+        "publish_failures": state.health.broker.failures(),
         "webhooks": super::webhooks::status_part(&state).await,
     })))
 }
@@ -148,12 +162,12 @@ pub async fn poll(
     resource: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     access::check(&state, &req)?;
-    if *state.role.borrow() == Role::Follower {
+    if *state.health.role.borrow() == Role::Follower {
         return Err(not_leader(&state).await);
     }
-    let trigger = state
-        .triggers
-        .get(resource.as_str())
+    let (_, trigger) = state
+        .served
+        .trigger(resource.as_str())
         .ok_or_else(|| ApiError::NotFound(format!("no resource named {:?}", resource.as_str())))?;
     let joined = trigger.request();
     Ok(HttpResponse::Accepted()

@@ -5,8 +5,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use futures::StreamExt;
 use serde_json::{json, Map, Value};
 
-use super::{access, ApiError, AppState};
-use crate::export::QueryError;
+use super::{access, ApiError, AppState, Invalid};
 use crate::sinks::webhook::{filter, signature, target, ROTATION_OVERLAP};
 use crate::store::{AttemptOutcome, Endpoint, EndpointPatch, NewEndpoint};
 
@@ -14,10 +13,7 @@ use crate::store::{AttemptOutcome, Endpoint, EndpointPatch, NewEndpoint};
 const ADMIN_BODY_LIMIT: usize = 64 * 1024;
 
 fn bad(field: &str, message: impl Into<String>) -> ApiError {
-    ApiError::InvalidQuery(QueryError {
-        field: field.into(),
-        message: message.into(),
-    })
+    Invalid::new(field, message).into()
 }
 
 fn no_endpoint(id: &str) -> ApiError {
@@ -30,7 +26,7 @@ fn internal(e: impl std::fmt::Display) -> ApiError {
 
 /// 404 while `ADMIN_TOKEN` is unset, 401 without the right Bearer token.
 fn admin(state: &AppState, req: &HttpRequest) -> Result<(), ApiError> {
-    let Some(expected) = &state.webhooks.admin_token else {
+    let Some(expected) = &state.webhooks.settings.admin_token else {
         return Err(ApiError::NotFound(
             "no such route (the webhook admin API is enabled by ADMIN_TOKEN)".into(),
         ));
@@ -102,7 +98,7 @@ fn url_field(state: &AppState, map: &Map<String, Value>) -> Result<Option<String
     let Some(url) = text_field(map, "url", 2048)? else {
         return Ok(None);
     };
-    target::validate(&url, state.webhooks.allow_private).map_err(|e| bad("url", e))?;
+    target::validate(&url, state.webhooks.settings.allow_private).map_err(|e| bad("url", e))?;
     Ok(Some(url))
 }
 
@@ -180,7 +176,7 @@ pub async fn create(
     let secret = signature::new_secret();
     let (id, s) = (new_id(), secret.clone());
     let endpoint = on_store(&state, move |store| store.create_endpoint(&id, &new, &s)).await?;
-    state.endpoints_changed.notify_one();
+    state.webhooks.endpoints_changed.notify_one();
     tracing::info!(endpoint = %endpoint.id, url = %target::redact(&endpoint.url), "Webhook endpoint created");
     let mut shown = shown(&endpoint, 0);
     shown["secret"] = Value::String(secret.expose().to_string());
@@ -256,7 +252,7 @@ pub async fn patch(
     if updated.is_none() {
         return Err(no_endpoint(&id));
     }
-    state.endpoints_changed.notify_one();
+    state.webhooks.endpoints_changed.notify_one();
     let (e, pending) = load(&state, &id).await?;
     Ok(HttpResponse::Ok().json(shown(&e, pending)))
 }
@@ -273,7 +269,7 @@ pub async fn delete(
         return Err(no_endpoint(&id));
     }
     state.metrics.forget_endpoint(&id);
-    state.endpoints_changed.notify_one();
+    state.webhooks.endpoints_changed.notify_one();
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -335,7 +331,7 @@ pub async fn replay(
         Ok(messages.len())
     })
     .await?;
-    state.endpoints_changed.notify_one();
+    state.webhooks.endpoints_changed.notify_one();
     Ok(HttpResponse::Accepted().json(json!({"id": id.as_str(), "queued": queued})))
 }
 

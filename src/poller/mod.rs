@@ -1,24 +1,32 @@
-//! The poller: scan every page, diff against the snapshot, and commit the snapshot changes with
-//! their outbox events in one transaction. Deletes only follow a complete, consistent scan and a
-//! direct 404.
+//! The poller. A poll of a feed is a sequence of stages: what the snapshot knows -> scan until
+//! consistent -> confirm deletes -> a pure plan of writes and events ([`plan`]) -> commit (the
+//! snapshot changes with their outbox events in one transaction) -> report. Deletes only follow
+//! a complete, consistent scan and a direct 404. A strategy that reads only changed records
+//! slots in as another scan stage.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use tokio::sync::Semaphore;
 
-use crate::catalogue::Resource;
-use crate::daftra::{DaftraClient, FetchError};
-use crate::diff::{diff, Known};
-use crate::events::{to_outbox, Change, Op};
-use crate::metrics::Metrics;
-use crate::scan::{scan, Keep, ScanError};
+use crate::daftra::FetchError;
+use crate::diff::Known;
+use crate::events::{to_outbox, Op, OutboxEvent};
+use crate::feed::Feed;
+use crate::metrics::{Metrics, PollFailure};
+use crate::record::RecordError;
+use crate::scan::{scan, Keep, Scan, ScanError};
+use crate::sinks::OutboxSignal;
 use crate::status::{now_rfc3339, StatusBoard};
+use crate::store::{Store, StoreError};
 
+pub mod plan;
+mod report;
 mod schedule;
-use crate::store::{SnapshotWrite, Store, StoreError};
+
+use plan::{Plan, PlanInput};
 pub use schedule::PollTrigger;
 
 /// Scans repeated when a scan is inconsistent, before applying it without deletes.
@@ -26,21 +34,21 @@ pub const MAX_RESCANS: u32 = 2;
 /// Direct `GET` checks of missing records in flight at once.
 const DELETE_CHECKS_IN_FLIGHT: usize = 4;
 
-/// Everything a poll needs; cheap to clone.
+/// Everything a poll needs besides its feed; cheap to clone.
 #[derive(Clone)]
 pub struct Poller {
     pub store: Store,
-    pub client: Arc<DaftraClient>,
     pub metrics: Metrics,
     pub status: Arc<StatusBoard>,
-    /// Woken after a commit that appended events.
-    pub outbox_notify: Arc<crate::sinks::OutboxSignal>,
+    /// Told of every commit that appended events.
+    pub outbox: Arc<OutboxSignal>,
+    /// On the very first poll of a feed, announce every record (`POLL_EMIT_INITIAL`).
     pub emit_initial: bool,
     /// Overall deadline of one poll.
     pub deadline: Duration,
     /// Polls holding a scan in memory at once (`POLL_MAX_PARALLEL`); the others wait.
     pub parallel: Arc<Semaphore>,
-    /// (resource, record, field) of unreadable values already logged and counted.
+    /// (feed key, record, field) of unreadable values already logged and counted.
     pub unreadable_seen: Arc<Mutex<HashSet<(String, i64, String)>>>,
 }
 
@@ -97,180 +105,73 @@ impl PollError {
     }
 
     /// Label `reason` of `bridge_poll_failures_total`.
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> PollFailure {
         match self {
-            PollError::Upstream(e) => e.poll_reason(),
-            PollError::Deadline(_) => "deadline",
-            PollError::Store(_) => "store",
+            PollError::Upstream(FetchError::Malformed(_)) => PollFailure::Malformed,
+            PollError::Upstream(_) => PollFailure::Upstream,
+            PollError::Deadline(_) => PollFailure::Deadline,
+            PollError::Store(_) => PollFailure::Store,
         }
     }
 }
 
+/// What the snapshot knows of a feed before its poll.
+struct Before {
+    known: Known,
+    /// No baseline yet: this is the feed's first poll.
+    first: bool,
+}
+
+/// Runs `f` on the store off the async executor.
+async fn on_store<T: Send + 'static>(
+    store: &Store,
+    f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || f(&store))
+        .await
+        .expect("store task")
+}
+
 impl Poller {
-    /// Polls `resource` once, within the deadline.
-    pub async fn poll_once(&self, resource: &'static Resource) -> Result<PollOutcome, PollError> {
-        // Scans of different resources would add their memory peaks: a few at a time.
+    /// Polls `feed` once, within the deadline, and reports how it went.
+    pub async fn poll_once(&self, feed: &Feed) -> Result<PollOutcome, PollError> {
+        // Scans of different feeds would add their memory peaks: a few at a time.
         let _turn = self.parallel.acquire().await.expect("never closed");
         let started = Instant::now();
-        self.status.update(&resource.name, |s| {
-            s.last_poll_started = Some(now_rfc3339());
-            s.polling = true;
-        });
-        let result = match tokio::time::timeout(self.deadline, self.poll_inner(resource)).await {
+        report::started(&self.status, feed);
+        let result = match tokio::time::timeout(self.deadline, self.stages(feed)).await {
             Ok(r) => r,
             Err(_) => Err(PollError::Deadline(self.deadline)),
         };
-        let elapsed = started.elapsed();
+        let took = started.elapsed();
         crate::memory::release();
-        let n = resource.name.as_str();
-        self.metrics
-            .poll_duration
-            .with_label_values(&[n])
-            .observe(elapsed.as_secs_f64());
-        // A COUNT over the snapshot: off the async executor like every other store access.
-        let store = self.store.clone();
-        let records = tokio::task::spawn_blocking(move || store.snapshot_len(n))
+        let key = feed.key().to_string();
+        let records = on_store(&self.store, move |s| s.snapshot_len(&key))
             .await
-            .ok()
-            .and_then(Result::ok)
             .unwrap_or_default();
-        self.status.update(n, |s| {
-            s.polling = false;
-            s.last_poll_ended = Some(now_rfc3339());
-            s.last_duration_seconds = Some(elapsed.as_secs_f64());
-            s.records = records;
-            match &result {
-                Ok(o) => {
-                    s.last_outcome = Some(
-                        if o.baseline {
-                            "baseline"
-                        } else if o.complete {
-                            "success"
-                        } else {
-                            "incomplete"
-                        }
-                        .into(),
-                    );
-                    s.last_error = None;
-                    s.last_success = s.last_poll_ended.clone();
-                    s.pages = o.pages;
-                    s.changes = [
-                        ("created", o.created),
-                        ("updated", o.updated),
-                        ("deleted", o.deleted),
-                    ]
-                    .into_iter()
-                    .map(|(k, v)| (k.to_string(), v as u64))
-                    .collect();
-                }
-                Err(e) => {
-                    s.last_outcome = Some("failed".into());
-                    s.last_error = Some(e.to_string());
-                }
-            }
-            s.available = !matches!(&result, Err(e) if e.is_unavailable());
-        });
-        if let Some(saved) = self
-            .status
-            .get(n)
-            .and_then(|s| serde_json::to_string(&s).ok())
-        {
-            let (store, name) = (self.store.clone(), n.to_string());
-            let kept =
-                tokio::task::spawn_blocking(move || store.save_poll_status(&name, &saved)).await;
-            if let Ok(Err(e)) = kept {
-                tracing::warn!(resource = n, error = %e, "Could not keep the poll status");
-            }
-        }
-        let available = !matches!(&result, Err(e) if e.is_unavailable());
-        self.metrics
-            .resource_available
-            .with_label_values(&[n])
-            .set(i64::from(available));
-        match &result {
-            Ok(o) => {
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap_or_default();
-                self.metrics
-                    .poll_last_success
-                    .with_label_values(&[n])
-                    .set(now.as_secs_f64());
-                tracing::info!(
-                    resource = n,
-                    records = o.records,
-                    pages = o.pages,
-                    created = o.created,
-                    updated = o.updated,
-                    deleted = o.deleted,
-                    invalid = o.invalid,
-                    complete = o.complete,
-                    baseline = o.baseline,
-                    duration_ms = elapsed.as_millis() as u64,
-                    "Poll finished"
-                );
-            }
-            Err(e) => {
-                self.metrics
-                    .poll_failures
-                    .with_label_values(&[n, e.reason()])
-                    .inc();
-                tracing::warn!(resource = n, reason = e.reason(), error = %e, duration_ms = elapsed.as_millis() as u64, "Poll failed; nothing changed");
-            }
-        }
+        let finished = report::PollFinished {
+            feed,
+            result: &result,
+            took,
+            records,
+        };
+        finished
+            .report(&self.status, &self.store, &self.metrics)
+            .await;
         result
     }
 
-    async fn poll_inner(&self, resource: &'static Resource) -> Result<PollOutcome, PollError> {
-        let n = resource.name.as_str();
-        let store = self.store.clone();
-        let (mut known, has_baseline) = tokio::task::spawn_blocking(move || {
-            Ok::<_, StoreError>((Known::new(store.load_hashes(n)?), store.has_baseline(n)?))
-        })
-        .await
-        .expect("snapshot load task")?;
-        let baseline = !has_baseline;
-        let emit = !baseline || self.emit_initial;
-        // A silent first poll writes its pages as they come; later polls keep only the
-        // records whose hash changed: memory is a few pages plus an id and a hash per record.
-        let spill = baseline && !self.emit_initial;
-        let mut attempt = 0;
-        let scan = loop {
-            let keep_mode = if spill {
-                Keep::Baseline(&self.store, &mut known)
-            } else {
-                Keep::Changed(&mut known)
-            };
-            let s = scan(&self.client, resource, keep_mode).await?;
-            if s.consistent || attempt >= MAX_RESCANS {
-                break s;
-            }
-            attempt += 1;
-            tracing::info!(
-                resource = n,
-                attempt,
-                "Scan inconsistent (records moved while paging); rescanning"
-            );
-        };
-        for (key, e) in &scan.invalid {
-            self.metrics
-                .api_invalid_records
-                .with_label_values(&[n])
-                .inc();
-            match key {
-                Some(id) => {
-                    tracing::warn!(resource = n, id, error = %e, "Record could not be read; keeping its previous snapshot")
-                }
-                None => {
-                    tracing::warn!(resource = n, error = %e, "Record without a readable key; no deletes this poll")
-                }
-            }
-        }
-        self.note_unreadable(n, &scan.unreadable);
-        let complete = scan.consistent;
-        let records = scan.len();
+    /// The stages of one poll.
+    async fn stages(&self, feed: &Feed) -> Result<PollOutcome, PollError> {
+        let Before { mut known, first } = self.before(feed).await?;
+        let emit = !first || self.emit_initial;
+        let scan = self
+            .scan_until_consistent(feed, &mut known, first && !self.emit_initial)
+            .await?;
+        self.note_unreadable(feed, &scan.unreadable);
+        self.note_invalid(feed, &scan.invalid);
         let keep = scan.invalid_keys();
-        let invalid = scan.invalid.len();
         let missing = known.missing(&keep);
         // Only the changed records are read back in full, for their `before` image.
         let changed: Vec<i64> = scan
@@ -280,146 +181,203 @@ impl Poller {
             .filter(|id| known.contains(*id))
             .collect();
         drop(known);
-        let snapshot = self.load_many(n, changed).await?;
-        let mut d = diff(&snapshot, scan.records, &keep, emit);
-        drop(snapshot);
-        let mut deleted = 0;
-        if complete {
-            let mut gone = Vec::new();
-            let checks = futures::stream::iter(missing.clone())
-                .map(|id| async move { (id, self.client.get_record(resource, id).await) })
-                .buffer_unordered(DELETE_CHECKS_IN_FLIGHT)
-                .collect::<Vec<_>>()
-                .await;
-            for (id, answer) in checks {
-                match answer {
-                    Ok(None) => gone.push(id),
-                    Ok(Some(_)) => tracing::info!(
-                        resource = n,
-                        id,
-                        "Record missing from the scan still exists; kept"
-                    ),
-                    Err(e) => {
-                        tracing::warn!(resource = n, id, error = %e, "Could not confirm a delete; kept")
-                    }
-                }
+        let before = self.load_many(feed, changed).await?;
+        let gone = match scan.consistent {
+            true => self.confirm_deletes(feed, missing).await,
+            false => {
+                self.metrics.scan_incomplete(feed.name());
+                tracing::warn!(
+                    resource = feed.name(),
+                    missing = missing.len(),
+                    "Scan could not prove completeness; no deletes applied"
+                );
+                Vec::new()
             }
-            gone.sort_unstable();
-            let images = self.load_many(n, gone.clone()).await?;
-            for id in gone {
-                deleted += 1;
-                d.writes.push(SnapshotWrite::Delete { id });
-                let before = images.get(&id).and_then(|t| serde_json::from_str(t).ok());
-                d.changes.push(Change {
-                    op: Op::Deleted,
-                    id,
-                    changed: vec![],
-                    before,
-                    after: None,
-                });
-            }
-        } else {
-            self.metrics
-                .poll_incomplete_scans
-                .with_label_values(&[n])
-                .inc();
-            tracing::warn!(
-                resource = n,
-                missing = missing.len(),
-                "Scan could not prove completeness; no deletes applied"
-            );
-        }
-        let time = now_rfc3339();
-        let events: Vec<_> = if emit {
-            d.changes
-                .iter()
-                .map(|c| {
-                    to_outbox(
-                        resource,
-                        self.client.base_url(),
-                        &time,
-                        c,
-                        self.client.clock(),
-                    )
-                })
-                .collect()
-        } else {
-            Vec::new()
         };
+        let images = self.load_many(feed, gone.clone()).await?;
+        let Scan {
+            records,
+            read,
+            pages,
+            page_count,
+            consistent,
+            invalid,
+            ..
+        } = scan;
+        let plan = plan::plan(PlanInput {
+            scanned: records,
+            before: &before,
+            keep: &keep,
+            gone: gone
+                .iter()
+                .map(|id| (*id, images.get(id).map(String::as_str)))
+                .collect(),
+            describe: emit,
+        });
+        drop(before);
+        let events = self.events(feed, &plan);
         // A silent baseline reports no changes: nothing was announced.
         let announced = |n: usize| if emit { n } else { 0 };
         let outcome = PollOutcome {
-            records,
-            pages: scan.pages,
-            baseline,
-            complete,
-            created: announced(d.created),
-            updated: announced(d.updated),
-            deleted: announced(deleted),
+            records: read,
+            pages,
+            baseline: first,
+            complete: consistent,
+            created: announced(plan.created),
+            updated: announced(plan.updated),
+            deleted: announced(plan.deleted),
             events: events.len(),
-            invalid,
+            invalid: invalid.len(),
         };
-        let store = self.store.clone();
-        let writes = std::mem::take(&mut d.writes);
-        let n_events = events.len();
-        tokio::task::spawn_blocking(move || store.commit_poll(n, &writes, &events))
-            .await
-            .expect("commit task")?;
-        if complete {
-            self.metrics
-                .api_scan_pages
-                .with_label_values(&[n])
-                .set(scan.page_count as i64);
-            self.metrics
-                .api_scan_records
-                .with_label_values(&[n])
-                .set(records as i64);
-        }
-        if emit {
-            for c in &d.changes {
-                self.metrics
-                    .changes_detected
-                    .with_label_values(&[n, c.op.as_str()])
-                    .inc();
-            }
-        }
-        if n_events > 0 {
-            self.metrics.outbox_pending.add(n_events as i64);
-            self.outbox_notify.notify();
+        self.commit(feed, plan, events, emit).await?;
+        if consistent {
+            self.metrics.scan_complete(feed.name(), page_count, read);
         }
         Ok(outcome)
+    }
+
+    /// Stage 1: the snapshot's content hashes and whether it has a baseline.
+    async fn before(&self, feed: &Feed) -> Result<Before, StoreError> {
+        let key = feed.key().to_string();
+        on_store(&self.store, move |s| {
+            Ok(Before {
+                known: Known::new(s.load_hashes(&key)?),
+                first: !s.has_baseline(&key)?,
+            })
+        })
+        .await
+    }
+
+    /// Stage 2: scans until a scan is consistent, at most [`MAX_RESCANS`] times more. A silent
+    /// first poll (`spill`) writes its pages as they come; later polls keep only the records
+    /// whose hash changed: memory is a few pages plus an id and a hash per record.
+    async fn scan_until_consistent(
+        &self,
+        feed: &Feed,
+        known: &mut Known,
+        spill: bool,
+    ) -> Result<Scan, ScanError> {
+        let mut attempt = 0;
+        loop {
+            let keep = match spill {
+                true => Keep::Baseline(&self.store, known),
+                false => Keep::Changed(known),
+            };
+            let s = scan(feed, keep).await?;
+            if s.consistent || attempt >= MAX_RESCANS {
+                return Ok(s);
+            }
+            attempt += 1;
+            tracing::info!(
+                resource = feed.name(),
+                attempt,
+                "Scan inconsistent (records moved while paging); rescanning"
+            );
+        }
+    }
+
+    /// Stage 3: asks Daftra for each record missing from a complete scan; those it answers 404
+    /// for are gone (in key order). One that still exists, or cannot be checked, is kept.
+    async fn confirm_deletes(&self, feed: &Feed, missing: Vec<i64>) -> Vec<i64> {
+        let client = &feed.account.client;
+        let checks = futures::stream::iter(missing)
+            .map(|id| async move { (id, client.get_record(feed.resource, id).await) })
+            .buffer_unordered(DELETE_CHECKS_IN_FLIGHT)
+            .collect::<Vec<_>>()
+            .await;
+        let name = feed.name();
+        let mut gone = Vec::new();
+        for (id, answer) in checks {
+            match answer {
+                Ok(None) => gone.push(id),
+                Ok(Some(_)) => {
+                    tracing::info!(
+                        resource = name,
+                        id,
+                        "Record missing from the scan still exists; kept"
+                    )
+                }
+                Err(e) => {
+                    tracing::warn!(resource = name, id, error = %e, "Could not confirm a delete; kept")
+                }
+            }
+        }
+        gone.sort_unstable();
+        gone
+    }
+
+    /// The outbox events of the plan's changes, detected now.
+    fn events(&self, feed: &Feed, plan: &Plan) -> Vec<OutboxEvent> {
+        let time = now_rfc3339();
+        let account = &feed.account;
+        plan.changes
+            .iter()
+            .map(|c| to_outbox(feed.resource, &account.base_url, &time, c, &account.clock))
+            .collect()
+    }
+
+    /// Stage 5: the plan's writes and its events in one transaction, then the sinks are told.
+    async fn commit(
+        &self,
+        feed: &Feed,
+        plan: Plan,
+        events: Vec<OutboxEvent>,
+        emit: bool,
+    ) -> Result<(), StoreError> {
+        let counts = Op::ALL.map(|op| (op, plan.count(op)));
+        let (key, writes, n_events) = (feed.key().to_string(), plan.writes, events.len());
+        on_store(&self.store, move |s| s.commit_poll(&key, &writes, &events)).await?;
+        if emit {
+            for (op, n) in counts {
+                self.metrics.changes_detected(feed.name(), op, n);
+            }
+        }
+        self.outbox.appended(n_events);
+        Ok(())
     }
 
     /// The snapshot's canonical text of `ids`, off the async executor.
     async fn load_many(
         &self,
-        resource: &str,
+        feed: &Feed,
         ids: Vec<i64>,
-    ) -> Result<std::collections::HashMap<i64, String>, StoreError> {
+    ) -> Result<HashMap<i64, String>, StoreError> {
         if ids.is_empty() {
             return Ok(Default::default());
         }
-        let (store, name) = (self.store.clone(), resource.to_string());
-        tokio::task::spawn_blocking(move || store.load_many(&name, &ids))
-            .await
-            .expect("snapshot read task")
+        let key = feed.key().to_string();
+        on_store(&self.store, move |s| s.load_many(&key, &ids)).await
+    }
+
+    /// Logs and counts the records that could not be read (they keep their snapshot).
+    fn note_invalid(&self, feed: &Feed, invalid: &[(Option<i64>, RecordError)]) {
+        let resource = feed.name();
+        for (key, e) in invalid {
+            self.metrics.invalid_record(resource);
+            match key {
+                Some(id) => {
+                    tracing::warn!(resource, id, error = %e, "Record could not be read; keeping its previous snapshot")
+                }
+                None => {
+                    tracing::warn!(resource, error = %e, "Record without a readable key; no deletes this poll")
+                }
+            }
+        }
     }
 
     /// Logs and counts each unreadable value once per record and field, not on every poll.
-    fn note_unreadable(&self, resource: &str, unreadable: &[(i64, crate::record::RecordError)]) {
+    fn note_unreadable(&self, feed: &Feed, unreadable: &[(i64, RecordError)]) {
         if unreadable.is_empty() {
             return;
         }
+        let resource = feed.name();
         let mut seen = self
             .unreadable_seen
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         for (id, e) in unreadable {
-            if seen.insert((resource.to_string(), *id, e.field.clone())) {
-                self.metrics
-                    .api_unreadable_values
-                    .with_label_values(&[resource])
-                    .inc();
+            if seen.insert((feed.key().to_string(), *id, e.field.clone())) {
+                self.metrics.unreadable_value(resource);
                 tracing::warn!(resource, id, field = %e.field, error = %e, "Value kept as text: it is not of the documented type");
             }
         }

@@ -9,7 +9,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::Poller;
-use crate::catalogue::Resource;
+use crate::feed::Feed;
 
 impl Poller {
     /// Runs `poll_once` at once, then every `interval` from the start of the last poll (and
@@ -18,7 +18,7 @@ impl Poller {
     /// commit, or completes it: the commit is one transaction, so nothing is half applied.
     pub async fn run(
         self,
-        resource: &'static Resource,
+        feed: Feed,
         interval: Duration,
         unavailable_retry: Duration,
         trigger: Arc<PollTrigger>,
@@ -35,19 +35,19 @@ impl Poller {
             trigger.running.store(true, Ordering::SeqCst);
             let result = tokio::select! {
                 _ = cancel.cancelled() => break,
-                r = self.poll_once(resource) => r,
+                r = self.poll_once(&feed) => r,
             };
             trigger.running.store(false, Ordering::SeqCst);
             next = match result {
                 Err(e) if e.is_unavailable() => {
-                    tracing::warn!(resource = %resource.name, error = %e, retry_secs = unavailable_retry.as_secs(),
+                    tracing::warn!(resource = feed.name(), error = %e, retry_secs = unavailable_retry.as_secs(),
                         "The account cannot read this resource; marked unavailable, retried rarely");
                     started + unavailable_retry
                 }
                 _ => started + interval,
             };
         }
-        tracing::info!(resource = %resource.name, "Poller stopped");
+        tracing::info!(resource = feed.name(), "Poller stopped");
     }
 }
 

@@ -124,40 +124,96 @@ pub async fn dispatch(
     }
 }
 
+/// The malformed answers injected into the next list request, one per request, in this order.
+#[derive(Default)]
+struct Malformed {
+    truncated: bool,
+    html: bool,
+    failed_result: bool,
+    no_pagination: bool,
+}
+
+impl Malformed {
+    fn take(f: &mut super::state::Faults) -> Malformed {
+        let truncated = take(&mut f.truncated_next);
+        let html = !truncated && take(&mut f.html_next);
+        let failed_result = !truncated && !html && take(&mut f.failed_result_next);
+        let no_pagination =
+            !truncated && !html && !failed_result && take(&mut f.missing_pagination_next);
+        Malformed {
+            truncated,
+            html,
+            failed_result,
+            no_pagination,
+        }
+    }
+
+    /// The whole answer, when it replaces the list envelope.
+    fn answer(&self) -> Option<HttpResponse> {
+        if self.html {
+            return Some(
+                HttpResponse::Ok()
+                    .content_type("text/html")
+                    .body("<html><body><h1>502 Bad Gateway</h1></body></html>"),
+            );
+        }
+        self.failed_result.then(|| {
+            HttpResponse::Ok()
+                .json(json!({"result": "failed", "code": 500, "message": "Database busy"}))
+        })
+    }
+}
+
+/// `page` and `limit` of a list request, checked as Daftra does.
+#[allow(clippy::result_large_err)]
+fn page_and_limit(q: &PageQuery) -> Result<(usize, usize), HttpResponse> {
+    let page: usize = q.page.as_deref().unwrap_or("1").parse().unwrap_or(0);
+    let limit: usize = q.limit.as_deref().unwrap_or("20").parse().unwrap_or(0);
+    if page < 1 || !(1..=1000).contains(&limit) {
+        return Err(HttpResponse::BadRequest().json(json!({"result": "failed", "code": 400,
+            "message": "Invalid page or limit", "validation_errors": {"limit": "between 1 and 1000"}})));
+    }
+    Ok((page, limit))
+}
+
+/// Daftra's `pagination` object of page `page` of `total` records, `limit` a page, with
+/// `total_results` off by `offset` (a fault).
+fn pagination(
+    resource: &Resource,
+    (page, limit): (usize, usize),
+    total: usize,
+    offset: i64,
+) -> Value {
+    let page_count = total.div_ceil(limit);
+    let link = |p: usize| Value::from(format!("/{}?page={p}&limit={limit}", resource.list_path));
+    json!({
+        "prev": if page > 1 { link(page - 1) } else { Value::Null },
+        "next": if page < page_count { link(page + 1) } else { Value::Null },
+        "page": page,
+        "page_count": page_count,
+        "total_results": (total as i64 + offset).max(0),
+    })
+}
+
 /// `GET /api2/{resource}{.json}?page&limit`: Daftra's list envelope with `pagination`.
 async fn list(state: &SimState, resource: &'static Resource, q: &PageQuery) -> HttpResponse {
     if let Some(r) = common_faults(state).await {
         return r;
     }
-    let page: usize = q.page.as_deref().unwrap_or("1").parse().unwrap_or(0);
-    let limit: usize = q.limit.as_deref().unwrap_or("20").parse().unwrap_or(0);
-    if page < 1 || !(1..=1000).contains(&limit) {
-        return HttpResponse::BadRequest().json(json!({"result": "failed", "code": 400,
-            "message": "Invalid page or limit", "validation_errors": {"limit": "between 1 and 1000"}}));
-    }
+    let (page, limit) = match page_and_limit(q) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
     // Where the docs say line items only come with `recursive=1`, the list leaves them out
     // unless it is asked.
     let needs_recursive = resource.list_params.iter().any(|(k, _)| k == "recursive");
     let with_items = !needs_recursive || q.recursive.as_deref() == Some("1");
     let mut inner = state.lock();
     let inner = &mut *inner;
-    let f = &mut inner.faults;
-    // One malformed answer per request, in this order.
-    let truncated = take(&mut f.truncated_next);
-    let html = !truncated && take(&mut f.html_next);
-    let failed_result = !truncated && !html && take(&mut f.failed_result_next);
-    let no_pagination =
-        !truncated && !html && !failed_result && take(&mut f.missing_pagination_next);
-    if html {
+    let malformed = Malformed::take(&mut inner.faults);
+    if let Some(answer) = malformed.answer() {
         inner.stats.faults_injected += 1;
-        return HttpResponse::Ok()
-            .content_type("text/html")
-            .body("<html><body><h1>502 Bad Gateway</h1></body></html>");
-    }
-    if failed_result {
-        inner.stats.faults_injected += 1;
-        return HttpResponse::Ok()
-            .json(json!({"result": "failed", "code": 500, "message": "Database busy"}));
+        return answer;
     }
     let flip = inner.faults.flip_number_forms && {
         inner.flip = !inner.flip;
@@ -169,7 +225,6 @@ async fn list(state: &SimState, resource: &'static Resource, q: &PageQuery) -> H
         .get_mut(&resource.name)
         .expect("served resource");
     let total = table.records.len();
-    let page_count = total.div_ceil(limit);
     let ids: Vec<i64> = table
         .records
         .keys()
@@ -177,14 +232,6 @@ async fn list(state: &SimState, resource: &'static Resource, q: &PageQuery) -> H
         .take(limit)
         .copied()
         .collect();
-    let link = |p: usize| Value::from(format!("/{}?page={p}&limit={limit}", resource.list_path));
-    let pagination = json!({
-        "prev": if page > 1 { link(page - 1) } else { Value::Null },
-        "next": if page < page_count { link(page + 1) } else { Value::Null },
-        "page": page,
-        "page_count": page_count,
-        "total_results": (total as i64 + offset).max(0),
-    });
     // The envelope is assembled from cached item texts: serialising 1,000 records per request
     // under the lock made the simulator, not the bridge, the bottleneck of benchmarks.
     let mut body = String::with_capacity(ids.len() * 700 + 300);
@@ -201,18 +248,18 @@ async fn list(state: &SimState, resource: &'static Resource, q: &PageQuery) -> H
         }
     }
     body.push(']');
-    if no_pagination {
+    if malformed.no_pagination {
         inner.stats.faults_injected += 1;
     } else {
         body.push_str(r#","pagination":"#);
-        body.push_str(&pagination.to_string());
+        body.push_str(&pagination(resource, (page, limit), total, offset).to_string());
     }
     body.push('}');
     let mut bytes = body.into_bytes();
-    if truncated {
+    if malformed.truncated {
         inner.stats.faults_injected += 1;
         bytes.truncate(bytes.len() / 2);
-    } else if !no_pagination {
+    } else if !malformed.no_pagination {
         inner.stats.pages_served += 1;
     }
     apply_drift(inner, resource, page as u32, state.seed);

@@ -83,4 +83,3 @@ pub(super) async fn common_faults(state: &SimState) -> Option<HttpResponse> {
     }
     response
 }
-

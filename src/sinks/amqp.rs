@@ -1,6 +1,6 @@
 //! The RabbitMQ sink: drains the outbox in order to the topic exchange with publisher
-//! confirms, moving its cursor past a row only after its confirm. Owns reconnection with
-//! capped backoff.
+//! confirms, through the outbox-consumer loop ([`super::consumer`]): its cursor moves past a row
+//! only after the broker confirmed it. Owns reconnection with capped backoff.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,10 +11,12 @@ use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
 use tokio_util::sync::CancellationToken;
 
+use super::consumer::{self, Consumer, Handed};
+use crate::events::Op;
+use crate::metrics::{Metrics, PublishFailure};
 use crate::secret::{redact_url, Secret};
-use crate::metrics::Metrics;
 use crate::status::{BrokerConnection, BrokerState};
-use crate::store::{OutboxRow, Store, AMQP_SINK};
+use crate::store::{OutboxRow, Store, StoreError, AMQP_SINK};
 
 /// Outbox rows published per batch; their confirms are awaited together (pipelined).
 pub const BATCH_SIZE: usize = 1000;
@@ -30,8 +32,8 @@ pub struct Publisher {
     pub exchange: String,
     /// Deadline of one publish and of its confirm.
     pub confirm_timeout: Duration,
-    /// Woken when the poller appends events.
-    pub notify: Arc<crate::sinks::OutboxSignal>,
+    /// Wakes it when the poller appends events; it counts the confirms there.
+    pub outbox: Arc<crate::sinks::OutboxSignal>,
     pub broker: Arc<BrokerState>,
 }
 
@@ -49,11 +51,12 @@ pub enum PublishError {
 }
 
 impl PublishError {
-    fn reason(&self) -> &'static str {
+    /// Label `reason` of `bridge_publish_failures_total`.
+    fn reason(&self) -> PublishFailure {
         match self {
-            PublishError::Timeout(_) => "timeout",
-            PublishError::Nack => "nack",
-            _ => "connection",
+            PublishError::Timeout(_) => PublishFailure::Timeout,
+            PublishError::Nack => PublishFailure::Nack,
+            _ => PublishFailure::Connection,
         }
     }
 }
@@ -101,6 +104,62 @@ pub async fn declare_exchange(channel: &Channel, exchange: &str) -> Result<(), l
         .await
 }
 
+/// Publishing on one open channel: the RabbitMQ sink as an outbox consumer.
+#[derive(Clone)]
+struct Publish {
+    publisher: Publisher,
+    channel: Channel,
+}
+
+impl Consumer for Publish {
+    type Row = OutboxRow;
+    type Error = PublishError;
+    const FENCED: bool = true;
+
+    fn read(&self, store: &Store, limit: usize) -> Result<Vec<OutboxRow>, StoreError> {
+        store.outbox_batch(store.sink_cursor(AMQP_SINK)?, limit)
+    }
+
+    async fn hand_on(&self, rows: &[OutboxRow]) -> Handed<PublishError> {
+        let p = &self.publisher;
+        let (confirms, mut failure) = p.publish_all(&self.channel, rows).await;
+        // The cursor moves past the confirmed prefix only, so per-record order is never broken.
+        let mut done = 0;
+        for (row, confirm) in rows.iter().zip(confirms) {
+            let answer = match tokio::time::timeout(p.confirm_timeout, confirm).await {
+                Ok(Ok(answer)) => answer,
+                Ok(Err(e)) => {
+                    failure.get_or_insert(PublishError::Amqp(e));
+                    break;
+                }
+                Err(_) => {
+                    failure.get_or_insert(PublishError::Timeout(p.confirm_timeout));
+                    break;
+                }
+            };
+            if let Confirmation::Nack(_) = answer {
+                failure.get_or_insert(PublishError::Nack);
+                break;
+            }
+            p.confirmed(row, &answer);
+            done += 1;
+        }
+        if let Some(e) = &failure {
+            p.metrics.publish_failed(e.reason());
+            p.broker.count_failure(e.reason());
+        }
+        Handed { done, failure }
+    }
+
+    fn confirm(&self, store: &Store, done: &[OutboxRow]) -> Result<(), StoreError> {
+        if let Some(last) = done.last() {
+            store.confirm_sink(AMQP_SINK, last.seq)?;
+            self.publisher.outbox.confirmed(done.len());
+        }
+        Ok(())
+    }
+}
+
 impl Publisher {
     async fn open_channel(&self, conn: &Connection) -> Result<Channel, lapin::Error> {
         let channel = conn.create_channel().await?;
@@ -111,27 +170,18 @@ impl Publisher {
         Ok(channel)
     }
 
-    /// Publishes one batch of the outbox past this sink's cursor; returns the number of rows
-    /// confirmed (the cursor moves past them).
-    pub async fn drain_batch(&self, channel: &Channel) -> Result<usize, PublishError> {
-        let store = self.store.clone();
-        let rows: Vec<OutboxRow> = tokio::task::spawn_blocking(move || {
-            let cursor = store.sink_cursor(AMQP_SINK)?;
-            let rows = store.outbox_batch(cursor, BATCH_SIZE)?;
-            if !rows.is_empty() {
-                // Fencing: a replica that no longer leads hands nothing on.
-                store.check_fence()?;
-            }
-            Ok::<_, crate::store::StoreError>(rows)
-        })
-        .await
-        .expect("outbox read task")?;
-        if rows.is_empty() {
-            return Ok(0);
-        }
+    /// Publishes `rows` in order (mandatory, persistent), stopping at the first that fails;
+    /// returns the pending confirms of those sent and the failure.
+    async fn publish_all(
+        &self,
+        channel: &Channel,
+        rows: &[OutboxRow],
+    ) -> (
+        Vec<lapin::publisher_confirm::PublisherConfirm>,
+        Option<PublishError>,
+    ) {
         let mut confirms = Vec::with_capacity(rows.len());
-        let mut failure = None;
-        for row in &rows {
+        for row in rows {
             let props = BasicProperties::default()
                 .with_delivery_mode(2)
                 .with_content_type("application/cloudevents+json".into())
@@ -150,99 +200,62 @@ impl Publisher {
             );
             match tokio::time::timeout(self.confirm_timeout, publish).await {
                 Ok(Ok(confirm)) => confirms.push(confirm),
-                Ok(Err(e)) => {
-                    failure = Some(PublishError::Amqp(e));
-                    break;
-                }
-                Err(_) => {
-                    failure = Some(PublishError::Timeout(self.confirm_timeout));
-                    break;
+                Ok(Err(e)) => return (confirms, Some(PublishError::Amqp(e))),
+                Err(_) => return (confirms, Some(PublishError::Timeout(self.confirm_timeout))),
+            }
+        }
+        (confirms, None)
+    }
+
+    /// Counts one confirmed event: published, or returned unroutable (not retried).
+    fn confirmed(&self, row: &OutboxRow, answer: &Confirmation) {
+        let event = &row.event;
+        match answer {
+            Confirmation::Ack(Some(returned)) => {
+                self.metrics.event_unroutable(&event.resource);
+                tracing::warn!(event_id = %event.event_id, routing_key = %event.routing_key,
+                    reply = %returned.reply_text, "Event returned as unroutable (no queue bound); not retried");
+            }
+            _ => {
+                if let Some(op) = Op::parse(&event.op) {
+                    self.metrics.event_published(&event.resource, op);
                 }
             }
         }
-        // The cursor moves past the confirmed prefix only, so per-record order is never broken.
-        let mut done = Vec::with_capacity(confirms.len());
-        for (row, confirm) in rows.iter().zip(confirms) {
-            let answer = match tokio::time::timeout(self.confirm_timeout, confirm).await {
-                Ok(Ok(answer)) => answer,
-                Ok(Err(e)) => {
-                    failure.get_or_insert(PublishError::Amqp(e));
-                    break;
-                }
-                Err(_) => {
-                    failure.get_or_insert(PublishError::Timeout(self.confirm_timeout));
-                    break;
-                }
-            };
-            match answer {
-                Confirmation::Ack(Some(returned)) => {
-                    self.metrics
-                        .events_unroutable
-                        .with_label_values(&[&row.event.resource])
-                        .inc();
-                    tracing::warn!(event_id = %row.event.event_id, routing_key = %row.event.routing_key,
-                        reply = %returned.reply_text, "Event returned as unroutable (no queue bound); not retried");
-                }
-                Confirmation::Ack(None) | Confirmation::NotRequested => {
-                    self.metrics
-                        .events_published
-                        .with_label_values(&[&row.event.resource, &row.event.op])
-                        .inc();
-                }
-                Confirmation::Nack(_) => {
-                    failure.get_or_insert(PublishError::Nack);
-                    break;
-                }
-            }
-            done.push(row.seq);
-        }
-        let confirmed = done.len();
-        if let Some(&last) = done.last() {
-            let store = self.store.clone();
-            tokio::task::spawn_blocking(move || store.confirm_sink(AMQP_SINK, last))
-                .await
-                .expect("outbox confirm task")?;
-            self.metrics.outbox_pending.sub(confirmed as i64);
-        }
-        match failure {
-            Some(e) => {
-                self.metrics
-                    .publish_failures
-                    .with_label_values(&[e.reason()])
-                    .inc();
-                Err(e)
-            }
-            None => Ok(confirmed),
-        }
+    }
+
+    /// Publishes one batch of the outbox past this sink's cursor; returns the number of rows
+    /// confirmed (the cursor moves past them).
+    pub async fn drain_batch(&self, channel: &Channel) -> Result<usize, PublishError> {
+        let publish = self.on(channel);
+        consumer::step(&self.store, &publish, BATCH_SIZE).await
     }
 
     /// Drains until the outbox is empty.
     pub async fn drain(&self, channel: &Channel) -> Result<usize, PublishError> {
-        let mut total = 0;
-        loop {
-            let n = self.drain_batch(channel).await?;
-            total += n;
-            if n == 0 {
-                return Ok(total);
-            }
+        consumer::drain(&self.store, &self.on(channel), BATCH_SIZE).await
+    }
+
+    fn on(&self, channel: &Channel) -> Publish {
+        Publish {
+            publisher: self.clone(),
+            channel: channel.clone(),
         }
     }
 
     async fn refresh_pending(&self) {
         let store = self.store.clone();
         if let Ok(Ok(n)) = tokio::task::spawn_blocking(move || store.outbox_len()).await {
-            self.metrics.outbox_pending.set(n as i64);
+            self.outbox.recount(n);
         }
     }
 
     fn set_state(&self, s: BrokerConnection) {
         self.broker.set(s);
-        self.metrics
-            .broker_connected
-            .set(i64::from(s == BrokerConnection::Connected));
-        self.metrics
-            .broker_blocked
-            .set(i64::from(s == BrokerConnection::Blocked));
+        self.metrics.broker_state(
+            s == BrokerConnection::Connected,
+            s == BrokerConnection::Blocked,
+        );
     }
 
     /// Follows the broker's `connection.blocked` / `connection.unblocked` notifications for the
@@ -270,6 +283,105 @@ impl Publisher {
         });
     }
 
+    /// Opens a connection and a confirming channel with the exchange declared, within 15 s.
+    async fn open(&self) -> Result<(Connection, Channel), Option<lapin::Error>> {
+        let opened = async {
+            let c = connect(&self.amqp_url).await?;
+            match self.open_channel(&c).await {
+                Ok(ch) => Ok::<_, lapin::Error>((c, ch)),
+                Err(e) => {
+                    // Refused on the channel (the exchange): close the connection too.
+                    let _ = c.close(200, "channel refused").await;
+                    Err(e)
+                }
+            }
+        };
+        match tokio::time::timeout(Duration::from_secs(15), opened).await {
+            Ok(r) => r.map_err(Some),
+            Err(_) => Err(None),
+        }
+    }
+
+    /// One connection attempt: the pair when it opened; otherwise the failure is shown,
+    /// counted and logged (a refusal names the variable to fix), and `None` is returned.
+    async fn try_connect(&self, shown_url: &str, attempt: u32) -> Option<(Connection, Channel)> {
+        // A refusal stays shown while the next attempts are made.
+        if self.broker.get() != BrokerConnection::Refused {
+            self.set_state(BrokerConnection::Disconnected);
+        }
+        let failed = match self.open().await {
+            Ok(pair) => {
+                tracing::info!(url = %shown_url, exchange = %self.exchange, "Connected to RabbitMQ");
+                self.set_state(BrokerConnection::Connected);
+                return Some(pair);
+            }
+            Err(e) => e,
+        };
+        let refused = failed.as_ref().and_then(refusal);
+        let error = match (&refused, &failed) {
+            (Some((_, said)), _) => said.clone(),
+            (None, Some(e)) => e.to_string(),
+            (None, None) => "connection attempt timed out".into(),
+        };
+        if let Some((variable, _)) = &refused {
+            self.set_state(BrokerConnection::Refused);
+            tracing::error!(url = %shown_url, exchange = %self.exchange, %error, variable,
+                "RabbitMQ refuses the bridge; fix {variable}. Events stay in the outbox");
+        }
+        self.broker.set_error(Some(error.clone()));
+        // Every failed attempt counts, so an outage shows in the counter.
+        self.metrics.publish_failed(PublishFailure::Connection);
+        self.broker.count_failure(PublishFailure::Connection);
+        if refused.is_none() {
+            tracing::warn!(url = %shown_url, %error, retry_in_ms = reconnect_wait(attempt).as_millis() as u64,
+                "RabbitMQ not reachable; events stay in the outbox until it is");
+        }
+        None
+    }
+
+    /// Drains on an open connection and waits for new events; returns when the connection
+    /// must be given up (it is closed first).
+    async fn publish_while_connected(
+        &self,
+        conn: &mut Option<(Connection, Channel)>,
+        appended: &mut tokio::sync::watch::Receiver<u64>,
+        cancel: &CancellationToken,
+    ) {
+        let (c, channel) = conn.as_ref().expect("connected");
+        if c.status().blocked() {
+            // A resource alarm: publishing would only hang. HTTP and polling go on meanwhile.
+            tokio::select! {
+                _ = cancel.cancelled() => {}
+                _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+            }
+            return;
+        }
+        match self.drain(channel).await {
+            Ok(_) => {
+                tokio::select! {
+                    _ = cancel.cancelled() => {}
+                    _ = appended.changed() => {}
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "Publishing stopped; unconfirmed events stay in the outbox");
+                self.broker.set_error(Some(e.to_string()));
+                self.refresh_pending().await;
+                if c.status().connected() && c.status().blocked() {
+                    // Confirms time out while the broker blocks us: keep the connection.
+                    return;
+                }
+                if let Some((c, _)) = conn.take() {
+                    let _ =
+                        tokio::time::timeout(Duration::from_secs(2), c.close(320, "reconnecting"))
+                            .await;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+
     /// Connects, drains, waits for new events, and reconnects with capped exponential backoff
     /// after any failure, until `cancel`. Then drains what it can within `shutdown_deadline`
     /// and closes the connection cleanly.
@@ -278,63 +390,20 @@ impl Publisher {
         let shown_url = redact_url(self.amqp_url.expose());
         let mut attempt: u32 = 0;
         let mut conn: Option<(Connection, Channel)> = None;
-        let mut appended = self.notify.subscribe();
+        let mut appended = self.outbox.subscribe();
         while !cancel.is_cancelled() {
-            if conn
+            let usable = conn
                 .as_ref()
-                .is_none_or(|(c, ch)| !c.status().connected() || !ch.status().connected())
-            {
-                // A refusal stays shown while the next attempts are made.
-                if self.broker.get() != BrokerConnection::Refused {
-                    self.set_state(BrokerConnection::Disconnected);
-                }
-                let opened = async {
-                    let c = connect(&self.amqp_url).await?;
-                    match self.open_channel(&c).await {
-                        Ok(ch) => Ok::<_, lapin::Error>((c, ch)),
-                        Err(e) => {
-                            // Refused on the channel (the exchange): close the connection too.
-                            let _ = c.close(200, "channel refused").await;
-                            Err(e)
-                        }
-                    }
-                };
-                match tokio::time::timeout(Duration::from_secs(15), opened).await {
-                    Ok(Ok(pair)) => {
-                        tracing::info!(url = %shown_url, exchange = %self.exchange, "Connected to RabbitMQ");
+                .is_some_and(|(c, ch)| c.status().connected() && ch.status().connected());
+            if !usable {
+                match self.try_connect(&shown_url, attempt).await {
+                    Some(pair) => {
                         attempt = 0;
-                        self.set_state(BrokerConnection::Connected);
                         self.watch_blocked(pair.0.status().clone(), cancel.clone());
                         conn = Some(pair);
                     }
-                    failed => {
-                        let refused = match &failed {
-                            Ok(Err(e)) => refusal(e),
-                            _ => None,
-                        };
-                        let error = match (&refused, failed) {
-                            (Some((_, said)), _) => said.clone(),
-                            (None, Ok(Err(e))) => e.to_string(),
-                            _ => "connection attempt timed out".into(),
-                        };
-                        if let Some((variable, _)) = &refused {
-                            self.set_state(BrokerConnection::Refused);
-                            tracing::error!(url = %shown_url, exchange = %self.exchange, %error, variable,
-                                "RabbitMQ refuses the bridge; fix {variable}. Events stay in the outbox");
-                        }
-                        self.broker.set_error(Some(error.clone()));
-                        // Every failed attempt counts, so an outage shows in the counter.
-                        self.metrics
-                            .publish_failures
-                            .with_label_values(&["connection"])
-                            .inc();
-                        let wait = crate::daftra::retry::BACKOFF_BASE
-                            .saturating_mul(1 << attempt.min(10))
-                            .min(MAX_RECONNECT_BACKOFF);
-                        if refused.is_none() {
-                            tracing::warn!(url = %shown_url, %error, retry_in_ms = wait.as_millis() as u64,
-                                "RabbitMQ not reachable; events stay in the outbox until it is");
-                        }
+                    None => {
+                        let wait = reconnect_wait(attempt);
                         attempt += 1;
                         tokio::select! {
                             _ = cancel.cancelled() => break,
@@ -343,44 +412,16 @@ impl Publisher {
                     }
                 }
             }
-            let (c, channel) = conn.as_ref().expect("connected above");
-            if c.status().blocked() {
-                // A resource alarm: publishing would only hang. HTTP and polling go on meanwhile.
-                tokio::select! {
-                    _ = cancel.cancelled() => {}
-                    _ = tokio::time::sleep(Duration::from_millis(250)) => {}
-                }
-                continue;
-            }
-            match self.drain(channel).await {
-                Ok(_) => {
-                    tokio::select! {
-                        _ = cancel.cancelled() => {}
-                        _ = appended.changed() => {}
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "Publishing stopped; unconfirmed events stay in the outbox");
-                    self.broker.set_error(Some(e.to_string()));
-                    self.refresh_pending().await;
-                    if c.status().connected() && c.status().blocked() {
-                        // Confirms time out while the broker blocks us: keep the connection.
-                        continue;
-                    }
-                    if let Some((c, _)) = conn.take() {
-                        let _ = tokio::time::timeout(
-                            Duration::from_secs(2),
-                            c.close(320, "reconnecting"),
-                        )
-                        .await;
-                    }
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-            }
+            self.publish_while_connected(&mut conn, &mut appended, &cancel)
+                .await;
         }
+        self.shut_down(conn, shutdown_deadline).await;
+    }
+
+    /// Drains what it can within `deadline`, closes the connection, and recounts what waits.
+    async fn shut_down(&self, conn: Option<(Connection, Channel)>, deadline: Duration) {
         if let Some((c, channel)) = conn {
-            match tokio::time::timeout(shutdown_deadline, self.drain(&channel)).await {
+            match tokio::time::timeout(deadline, self.drain(&channel)).await {
                 Ok(Ok(n)) => tracing::info!(published = n, "Outbox drained for shutdown"),
                 Ok(Err(e)) => {
                     tracing::warn!(error = %e, "Outbox not fully drained at shutdown; the rest waits for the next start")
@@ -394,8 +435,16 @@ impl Publisher {
         self.set_state(BrokerConnection::Disconnected);
         self.refresh_pending().await;
         tracing::info!(
-            outbox_pending = self.metrics.outbox_pending.get(),
+            outbox_pending = self.outbox.pending(),
             "Publisher stopped; what is pending is published after the next start"
         );
     }
+}
+
+/// The wait before connection attempt `attempt + 1`: exponential from the Daftra client's base,
+/// capped at [`MAX_RECONNECT_BACKOFF`].
+fn reconnect_wait(attempt: u32) -> Duration {
+    crate::daftra::retry::BACKOFF_BASE
+        .saturating_mul(1 << attempt.min(10))
+        .min(MAX_RECONNECT_BACKOFF)
 }

@@ -7,8 +7,8 @@
 use std::collections::HashMap;
 
 use super::StoreError;
-use crate::secret::Secret;
 use crate::events::OutboxEvent;
+use crate::secret::Secret;
 
 /// One snapshot write of a poll.
 #[derive(Debug)]

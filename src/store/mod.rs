@@ -14,7 +14,8 @@ pub mod sqlite;
 
 pub use interface::{
     AttemptLog, AttemptOutcome, AttemptRecord, DueMessage, Endpoint, EndpointPatch, NewEndpoint,
-    Outbox, OutboxRow, RowOrder, SnapshotWrite, Snapshots, Webhooks, AMQP_SINK, ATTEMPTS_KEPT,
+    Outbox, OutboxKey, OutboxRow, RowOrder, SnapshotWrite, Snapshots, Webhooks, AMQP_SINK,
+    ATTEMPTS_KEPT,
 };
 
 use std::path::Path;

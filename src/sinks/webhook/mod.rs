@@ -9,6 +9,7 @@
 //! jitter; 410 Gone or an exhausted schedule disables the endpoint (its messages wait for it to
 //! be re-enabled). A crash between an attempt and its commit repeats that attempt.
 
+mod deliver;
 pub mod filter;
 pub mod signature;
 pub mod target;
@@ -17,15 +18,17 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use rand::Rng;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use super::consumer::{self, Consumer, Handed};
 use crate::config::WebhookSettings;
-use crate::metrics::Metrics;
+use crate::metrics::{DeliveryOutcome, Metrics};
 use crate::sinks::OutboxSignal;
-use crate::store::{AttemptOutcome, AttemptRecord, DueMessage, Endpoint, Store};
+use crate::store::{
+    AttemptOutcome, AttemptRecord, DueMessage, Endpoint, OutboxKey, Store, StoreError,
+};
 
 /// Messages attempted at once per endpoint.
 pub const BATCH: usize = 64;
@@ -53,7 +56,7 @@ pub struct WebhookSink {
 struct Tried {
     status: Option<u16>,
     error: Option<String>,
-    outcome: &'static str,
+    outcome: DeliveryOutcome,
     latency: Duration,
 }
 
@@ -116,18 +119,11 @@ impl WebhookSink {
                         keep
                     });
                     for e in &endpoints {
-                        self.metrics.init_endpoint(&e.id);
-                        self.metrics
-                            .webhook_disabled
-                            .with_label_values(&[&e.id])
-                            .set(i64::from(e.disabled));
+                        self.metrics.endpoint_seen(&e.id, e.disabled);
                         if e.disabled {
                             let (store, id) = (self.store.clone(), e.id.clone());
                             if let Ok(n) = blocking(move || store.endpoint_pending(&id)).await {
-                                self.metrics
-                                    .webhook_pending
-                                    .with_label_values(&[&e.id])
-                                    .set(n as i64);
+                                self.metrics.endpoint_pending(&e.id, n);
                             }
                         } else if !workers.contains_key(&e.id) {
                             let stop = cancel.child_token();
@@ -194,31 +190,7 @@ impl WebhookSink {
     /// One round: queue new events, attempt what is due, commit. `Ok(Some(wait))` when nothing
     /// was due (wait that long or until new events), `Ok(None)` to go again at once.
     async fn step(&self, id: &str, cancel: &CancellationToken) -> Result<Option<Duration>, Stop> {
-        let store = self.store.clone();
-        let owned = id.to_string();
-        let loaded = blocking(move || {
-            let Some(endpoint) = store.endpoint(&owned)? else {
-                return Ok(None);
-            };
-            if endpoint.disabled {
-                return Ok(None);
-            }
-            let endpoint = fan_out(&store, endpoint)?;
-            let due = store.due_messages(&owned, chrono::Utc::now().timestamp_millis(), BATCH)?;
-            if !due.is_empty() {
-                // Fencing: a replica that no longer leads delivers nothing.
-                store.check_fence()?;
-            }
-            let pending = store.endpoint_pending(&owned)?;
-            let next = if due.is_empty() {
-                store.next_due(&owned)?
-            } else {
-                None
-            };
-            Ok(Some((endpoint, due, pending, next)))
-        })
-        .await;
-        let (endpoint, due, pending, next) = match loaded {
+        let (endpoint, due, next) = match self.load(id).await {
             Ok(Some(x)) => x,
             Ok(None) => return Err(Stop),
             Err(e) => {
@@ -226,10 +198,6 @@ impl WebhookSink {
                 return Ok(Some(Duration::from_secs(1)));
             }
         };
-        self.metrics
-            .webhook_pending
-            .with_label_values(&[id])
-            .set(pending as i64);
         if due.is_empty() {
             let now = chrono::Utc::now().timestamp_millis();
             let wait = next.map_or(1000, |t| t.saturating_sub(now).clamp(10, 1000));
@@ -240,9 +208,63 @@ impl WebhookSink {
             _ = cancel.cancelled() => return Err(Stop),
             t = attempts => t,
         };
+        let (records, disable) = self.outcomes(id, &due, tried);
+        if let Some(reason) = &disable {
+            tracing::warn!(endpoint = %id, %reason, "Webhook endpoint disabled; its events wait until it is re-enabled");
+        }
+        let (store, owned) = (self.store.clone(), id.to_string());
+        if let Err(e) =
+            blocking(move || store.record_attempts(&owned, &records, disable.as_deref())).await
+        {
+            // Not committed: those attempts are repeated (at least once).
+            tracing::warn!(endpoint = %id, error = %e, "Cannot record webhook attempts; they will be repeated");
+            return Ok(Some(Duration::from_secs(1)));
+        }
+        Ok(None)
+    }
+
+    /// Queues the events past the endpoint's cursor, then reads what is due (fenced: a replica
+    /// that no longer leads delivers nothing), the backlog, and when the next message is due
+    /// if none is now. `None` when the endpoint is gone or disabled.
+    async fn load(&self, id: &str) -> Result<Option<Loaded>, StoreError> {
+        let (store, owned) = (self.store.clone(), id.to_string());
+        let Some(endpoint) = blocking(move || store.endpoint(&owned)).await? else {
+            return Ok(None);
+        };
+        if endpoint.disabled {
+            return Ok(None);
+        }
+        let fan_out = FanOut::of(&endpoint);
+        consumer::drain(&self.store, &fan_out, FAN_OUT_BATCH).await?;
+        let (store, owned) = (self.store.clone(), id.to_string());
+        let (due, pending, next) = blocking(move || {
+            let now = chrono::Utc::now().timestamp_millis();
+            let due = store.due_messages(&owned, now, BATCH)?;
+            if !due.is_empty() {
+                store.check_fence()?;
+            }
+            let next = match due.is_empty() {
+                true => store.next_due(&owned)?,
+                false => None,
+            };
+            Ok((due, store.endpoint_pending(&owned)?, next))
+        })
+        .await?;
+        self.metrics.endpoint_pending(id, pending);
+        Ok(Some((endpoint, due, next)))
+    }
+
+    /// The attempts' outcomes as logged, and why to disable the endpoint if one says so
+    /// (410 Gone, or the retry schedule exhausted); counts each attempt.
+    fn outcomes(
+        &self,
+        id: &str,
+        due: &[DueMessage],
+        tried: Vec<Tried>,
+    ) -> (Vec<AttemptRecord>, Option<String>) {
         let mut disable = None;
         let now = chrono::Utc::now().timestamp_millis();
-        let records: Vec<AttemptRecord> = due
+        let records = due
             .iter()
             .zip(tried)
             .map(|(m, t)| {
@@ -264,14 +286,7 @@ impl WebhookSink {
                         }
                     },
                 };
-                self.metrics
-                    .webhook_deliveries
-                    .with_label_values(&[id, t.outcome])
-                    .inc();
-                self.metrics
-                    .webhook_attempt_duration
-                    .with_label_values(&[id])
-                    .observe(t.latency.as_secs_f64());
+                self.metrics.delivery_attempted(id, t.outcome, t.latency);
                 if outcome != AttemptOutcome::Delivered {
                     tracing::debug!(endpoint = %id, event_id = %m.event_id, attempt, status = ?t.status, error = ?t.error, "Webhook attempt failed");
                 }
@@ -287,114 +302,70 @@ impl WebhookSink {
                 }
             })
             .collect();
-        if let Some(reason) = &disable {
-            tracing::warn!(endpoint = %id, %reason, "Webhook endpoint disabled; its events wait until it is re-enabled");
-        }
-        let store = self.store.clone();
-        let owned = id.to_string();
-        if let Err(e) =
-            blocking(move || store.record_attempts(&owned, &records, disable.as_deref())).await
-        {
-            // Not committed: those attempts are repeated (at least once).
-            tracing::warn!(endpoint = %id, error = %e, "Cannot record webhook attempts; they will be repeated");
-            return Ok(Some(Duration::from_secs(1)));
-        }
-        Ok(None)
-    }
-
-    /// One signed POST of `m` to `endpoint`.
-    async fn attempt(&self, endpoint: &Endpoint, m: &DueMessage) -> Tried {
-        let started = Instant::now();
-        let failed = |outcome, error: String| Tried {
-            status: None,
-            error: Some(error),
-            outcome,
-            latency: started.elapsed(),
-        };
-        let url = match target::validate(&endpoint.url, self.settings.allow_private) {
-            Ok(u) => u,
-            Err(e) => return failed("refused", e),
-        };
-        if let Some(ip) = target::literal_refused(&url, self.settings.allow_private) {
-            return failed("refused", format!("{ip}: {}", target::PRIVATE_REFUSAL));
-        }
-        let timestamp = chrono::Utc::now().timestamp();
-        let signature = signature::header(
-            &endpoint.secret,
-            &endpoint.previous_secrets,
-            &m.event_id,
-            timestamp,
-            m.body.as_bytes(),
-        );
-        let sent = self
-            .client
-            .post(url)
-            .header("content-type", "application/cloudevents+json")
-            .header("webhook-id", &m.event_id)
-            .header("webhook-timestamp", timestamp.to_string())
-            .header("webhook-signature", signature)
-            .body(m.body.clone())
-            .send()
-            .await;
-        match sent {
-            Ok(resp) => {
-                let status = resp.status().as_u16();
-                // Read a little of the body so the connection can be reused; the rest is dropped.
-                let mut stream = resp.bytes_stream();
-                let mut read = 0;
-                while let Some(Ok(chunk)) = stream.next().await {
-                    read += chunk.len();
-                    if read >= RESPONSE_LIMIT {
-                        break;
-                    }
-                }
-                Tried {
-                    status: Some(status),
-                    error: (!(200..300).contains(&status))
-                        .then(|| format!("the endpoint answered {status}")),
-                    outcome: if (200..300).contains(&status) {
-                        "delivered"
-                    } else {
-                        "rejected"
-                    },
-                    latency: started.elapsed(),
-                }
-            }
-            Err(e) => {
-                // Without the URL: its query may carry credentials.
-                let e = e.without_url();
-                let message = crate::daftra::error_chain(&e);
-                let outcome = if e.is_timeout() {
-                    "timeout"
-                } else if message.contains(target::PRIVATE_REFUSAL) {
-                    "refused"
-                } else {
-                    "connection"
-                };
-                failed(outcome, message)
-            }
-        }
+        (records, disable)
     }
 }
+
+/// An endpoint, what is due for it, and when its next message is due when none is now.
+type Loaded = (Endpoint, Vec<DueMessage>, Option<i64>);
 
 /// The delivery task of an endpoint that is gone or disabled stops.
 struct Stop;
 
-/// Queues the events past `endpoint`'s cursor that its filter accepts, moving the cursor.
-fn fan_out(store: &Store, mut endpoint: Endpoint) -> Result<Endpoint, crate::store::StoreError> {
-    loop {
-        let rows = store.outbox_keys(endpoint.cursor, FAN_OUT_BATCH)?;
-        let Some(last) = rows.last().map(|r| r.0) else {
-            return Ok(endpoint);
-        };
-        let messages: Vec<(i64, String)> = rows
-            .into_iter()
-            .filter(|(_, key, _, _)| filter::accepts(&endpoint.events, key))
-            .map(|(seq, _, resource, id)| (seq, format!("{resource}:{id}")))
-            .collect();
-        store.enqueue_messages(&endpoint.id, &messages, last)?;
-        endpoint.cursor = last;
+/// The fan-out of the outbox to one endpoint as an outbox consumer: the events past its
+/// cursor that its filter accepts are queued for it, and its cursor moves with them in one
+/// transaction. Nothing leaves the database here (deliveries are fenced), so it is not fenced.
+#[derive(Clone)]
+struct FanOut {
+    id: String,
+    events: Vec<String>,
+}
+
+impl FanOut {
+    fn of(endpoint: &Endpoint) -> FanOut {
+        FanOut {
+            id: endpoint.id.clone(),
+            events: endpoint.events.clone(),
+        }
     }
+}
+
+impl Consumer for FanOut {
+    type Row = OutboxKey;
+    type Error = StoreError;
+    const FENCED: bool = false;
+
+    fn read(&self, store: &Store, limit: usize) -> Result<Vec<OutboxKey>, StoreError> {
+        match store.endpoint(&self.id)? {
+            Some(e) => store.outbox_keys(e.cursor, limit),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    async fn hand_on(&self, rows: &[OutboxKey]) -> Handed<StoreError> {
+        // Queued with the cursor's move, in `confirm`: one transaction.
+        Handed {
+            done: rows.len(),
+            failure: None,
+        }
+    }
+
+    fn confirm(&self, store: &Store, done: &[OutboxKey]) -> Result<(), StoreError> {
+        let Some(last) = done.last().map(|r| r.0) else {
+            return Ok(());
+        };
+        store.enqueue_messages(&self.id, &messages(&self.events, done), last)?;
+        Ok(())
+    }
+}
+
+/// The queue messages of the outbox rows `keys` that the endpoint's `events` patterns accept:
+/// `(seq, "resource:id")`, the record key that keeps one record's events in order.
+pub fn messages(events: &[String], keys: &[OutboxKey]) -> Vec<(i64, String)> {
+    keys.iter()
+        .filter(|(_, key, _, _)| filter::accepts(events, key))
+        .map(|(seq, _, resource, id)| (*seq, format!("{resource}:{id}")))
+        .collect()
 }
 
 /// `delay` +-20%, in milliseconds: retries of many messages spread instead of arriving at once.

@@ -175,13 +175,17 @@ impl Snapshots for Postgres {
         // where every export's order is decided, in a spool.
         let mut spool = Spool::new()?;
         let mut failed = None;
-        self.scan_rows(resource, false, &mut |id, text| match spool.push(id, text) {
-            Ok(()) => true,
-            Err(e) => {
-                failed = Some(e);
-                false
-            }
-        })?;
+        self.scan_rows(
+            resource,
+            false,
+            &mut |id, text| match spool.push(id, text) {
+                Ok(()) => true,
+                Err(e) => {
+                    failed = Some(e);
+                    false
+                }
+            },
+        )?;
         failed.map_or(Ok(()), Err)?;
         spool.drain(order, each)
     }
@@ -301,7 +305,8 @@ impl Postgres {
                 loop {
                     let rows = tx.query_portal(&portal, SCAN_BATCH)?;
                     let full = rows.len() == SCAN_BATCH as usize;
-                    let batch: Vec<(i64, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+                    let batch: Vec<(i64, String)> =
+                        rows.iter().map(|r| (r.get(0), r.get(1))).collect();
                     if batches.send(batch).is_err() || !full {
                         return Ok(());
                     }

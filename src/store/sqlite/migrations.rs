@@ -147,8 +147,11 @@ mod tests {
     fn a_newer_schema_is_refused() {
         let mut conn = Connection::open_in_memory().unwrap();
         apply(&mut conn).unwrap();
-        conn.execute("INSERT INTO schema_migrations (version, name) VALUES (99, 'future')", [])
-            .unwrap();
+        conn.execute(
+            "INSERT INTO schema_migrations (version, name) VALUES (99, 'future')",
+            [],
+        )
+        .unwrap();
         let e = apply(&mut conn).unwrap_err().to_string();
         assert!(e.contains("newer than this build knows"), "{e}");
     }

@@ -36,7 +36,8 @@ impl Sqlite {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("creating the folder {}", dir.display()))?;
         }
-        let mut conn = Connection::open(path).with_context(|| format!("opening {}", path.display()))?;
+        let mut conn =
+            Connection::open(path).with_context(|| format!("opening {}", path.display()))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;

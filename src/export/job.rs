@@ -1,0 +1,142 @@
+//! One export job, as `GET /exports/...` and `daftra-bridge export` both run it: a validated
+//! query and a format, written from [`Rows`] to an [`Output`], measured and reported once.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use super::csv::CsvSink;
+use super::xlsx::XlsxSink;
+use super::{write_rows, ExportError, ExportQuery, Format, QueryError, Rows};
+
+/// Where an export writes.
+pub enum Output {
+    /// CSV text to any writer (a file, standard output, an HTTP body).
+    Csv(Box<dyn Write + Send>),
+    /// A workbook saved at this path (XLSX is a zip: it needs a file, not a stream).
+    Xlsx(PathBuf),
+}
+
+/// What an export did, as reported when it ends.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Report {
+    /// The export's name (a resource or a line-item export).
+    pub export: &'static str,
+    pub format: Format,
+    /// Rows written (0 when it failed).
+    pub rows: u64,
+    /// XLSX text cells cut at Excel's 32,767-unit limit.
+    pub truncated: u64,
+    pub took: Duration,
+}
+
+/// Who hears what exports do: the bridge's metrics in `serve`, nobody on the command line.
+pub trait Observer: Send + Sync {
+    /// A record Daftra sent during a live export could not be read; it was left out.
+    fn invalid_record(&self, resource: &str);
+    /// An export ended, either way.
+    fn export_finished(&self, report: &Report);
+}
+
+/// Nobody listens (the command line).
+impl Observer for () {
+    fn invalid_record(&self, _: &str) {}
+    fn export_finished(&self, _: &Report) {}
+}
+
+/// Exports report to the bridge's metrics: rows and duration by export and format, cells cut.
+impl Observer for crate::metrics::Metrics {
+    fn invalid_record(&self, resource: &str) {
+        crate::metrics::Metrics::invalid_record(self, resource);
+    }
+
+    fn export_finished(&self, r: &Report) {
+        crate::metrics::Metrics::export_finished(
+            self,
+            r.export,
+            r.format,
+            (r.rows, r.truncated),
+            r.took,
+        );
+    }
+}
+
+/// A validated export: which rows, which columns, in what order and format.
+#[derive(Clone, Debug)]
+pub struct ExportJob {
+    pub query: ExportQuery,
+    pub format: Format,
+}
+
+impl ExportJob {
+    /// The job of `query` in `format`; `bom` is refused for XLSX, naming the parameter.
+    pub fn new(query: ExportQuery, format: Format) -> Result<ExportJob, QueryError> {
+        if format == Format::Xlsx && query.bom {
+            return Err(QueryError {
+                field: "bom".into(),
+                message: "applies to CSV only".into(),
+            });
+        }
+        Ok(ExportJob { query, format })
+    }
+
+    /// Writes every matching row of `rows` to `output` (blocking: run it off the async
+    /// executor), hands freed memory back, logs and reports the outcome to `observer`, and
+    /// returns the rows written. The caller picks the output by [`ExportJob::format`].
+    pub fn run(
+        &self,
+        rows: Rows,
+        output: Output,
+        observer: &dyn Observer,
+    ) -> Result<u64, ExportError> {
+        let started = Instant::now();
+        let q = &self.query;
+        let mut truncated = 0;
+        let result = match output {
+            Output::Csv(out) => CsvSink::new(out, q.bom)
+                .map_err(ExportError::from)
+                .and_then(|mut sink| write_rows(rows, q, &mut sink)),
+            Output::Xlsx(path) => {
+                let mut sink = XlsxSink::new(&path, &q.resource.name);
+                let written = write_rows(rows, q, &mut sink);
+                truncated = sink.truncated;
+                written.and_then(|n| sink.save(q.columns.len()).map(|_| n))
+            }
+        };
+        // The export's buffers are free now: hand them back, so a burst does not stay in RSS.
+        crate::memory::release();
+        let report = Report {
+            export: q.resource.name.as_str(),
+            format: self.format,
+            rows: *result.as_ref().unwrap_or(&0),
+            truncated,
+            took: started.elapsed(),
+        };
+        report.log(result.as_ref().err());
+        observer.export_finished(&report);
+        result
+    }
+}
+
+impl Report {
+    fn log(&self, failed: Option<&ExportError>) {
+        let (resource, format) = (self.export, self.format.as_str());
+        if self.truncated > 0 {
+            tracing::warn!(
+                resource,
+                cells = self.truncated,
+                "XLSX cells cut at Excel's 32,767-character limit (the CSV has them whole)"
+            );
+        }
+        match failed {
+            None => tracing::info!(
+                resource,
+                format,
+                rows = self.rows,
+                duration_ms = self.took.as_millis() as u64,
+                "Export served"
+            ),
+            Some(e) => tracing::warn!(resource, format, error = %e, "Export stopped"),
+        }
+    }
+}

@@ -1,0 +1,101 @@
+//! The closed sets of label values, as enums: a metric's label can only take a value listed
+//! here, and every value's series is exported at zero from the start.
+
+/// Declares a label enum with its values' label text and the list of all of them.
+macro_rules! label_enum {
+    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum $name { $($(#[$vdoc])* $variant),+ }
+
+        impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The label value as exported.
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+        }
+    };
+}
+
+label_enum! {
+    /// Label `operation` of `daftra_api_request_duration_seconds`.
+    Operation {
+        /// A list page.
+        List => "list",
+        /// One record (`get_record`, Site Info).
+        Get => "get",
+        /// The OAuth token.
+        Token => "token",
+    }
+}
+
+label_enum! {
+    /// Why a Daftra request is retried: label `reason` of `daftra_api_retries_total`.
+    RetryReason {
+        /// 429 Too Many Requests.
+        RateLimited => "rate_limited",
+        /// 5xx.
+        ServerError => "server_error",
+        /// A timeout, or 408.
+        Timeout => "timeout",
+        /// No connection, or one that broke.
+        Connection => "connection",
+        /// A 200 whose body is not Daftra's envelope (truncated JSON, HTML, `result: failed`).
+        Malformed => "malformed",
+    }
+}
+
+label_enum! {
+    /// Why a poll failed: label `reason` of `bridge_poll_failures_total`.
+    PollFailure {
+        /// Daftra answered with an error or not at all, after the retries.
+        Upstream => "upstream",
+        /// Daftra's answers were not its list envelope, after the retries.
+        Malformed => "malformed",
+        /// The poll outlived `POLL_DEADLINE_SECS`.
+        Deadline => "deadline",
+        /// The store refused or could not be reached.
+        Store => "store",
+    }
+}
+
+label_enum! {
+    /// Why a publish failed: label `reason` of `bridge_publish_failures_total`.
+    PublishFailure {
+        /// The broker refused an event (basic.nack).
+        Nack => "nack",
+        /// No confirm within `PUBLISH_CONFIRM_TIMEOUT_SECS`.
+        Timeout => "timeout",
+        /// No connection, a connection attempt failed, or the channel closed.
+        Connection => "connection",
+    }
+}
+
+label_enum! {
+    /// What became of one webhook attempt: label `outcome` of `bridge_webhook_deliveries_total`.
+    DeliveryOutcome {
+        /// The endpoint answered 2xx.
+        Delivered => "delivered",
+        /// The endpoint answered another status.
+        Rejected => "rejected",
+        /// No answer within `WEBHOOK_TIMEOUT_SECS`.
+        Timeout => "timeout",
+        /// No connection.
+        Connection => "connection",
+        /// The target's address is not allowed (private, loopback, link-local).
+        Refused => "refused",
+    }
+}
+
+label_enum! {
+    /// Label `change` of `bridge_leadership_changes_total`.
+    LeadershipChange {
+        /// This replica took the leadership.
+        Acquired => "acquired",
+        /// This replica lost it.
+        Lost => "lost",
+    }
+}
