@@ -321,12 +321,8 @@ pub async fn replay(
         .timestamp();
     let (endpoint, _) = load(&state, &id).await?;
     let queued = on_store(&state, move |store| {
-        let messages: Vec<(i64, String)> = store
-            .events_since(since, endpoint.cursor)?
-            .into_iter()
-            .filter(|(_, key, _, _)| filter::accepts(&endpoint.events, key))
-            .map(|(seq, _, resource, rid)| (seq, format!("{resource}:{rid}")))
-            .collect();
+        let logged = store.events_since(since, endpoint.cursor)?;
+        let messages = crate::sinks::webhook::messages(&endpoint.events, &logged);
         store.enqueue_messages(&endpoint.id, &messages, endpoint.cursor)?;
         Ok(messages.len())
     })

@@ -76,13 +76,7 @@ impl PgLeaderLock {
             .filter(|c| !c.is_closed())
             .ok_or_else(|| StoreError::Unavailable("the lock connection closed".into()))?;
         c.is_valid(timeout)?;
-        let current: i64 = c
-            .query_one("SELECT term FROM leadership WHERE id = 1", &[])?
-            .get(0);
-        if current != held {
-            return Err(StoreError::Fenced { held, current });
-        }
-        Ok(())
+        super::check_term(c, held)
     }
 }
 

@@ -233,15 +233,7 @@ impl Backend for Postgres {
         if held == 0 {
             return Err(StoreError::Fenced { held, current: -1 });
         }
-        self.with(|c| {
-            let current: i64 = c
-                .query_one("SELECT term FROM leadership WHERE id = 1", &[])?
-                .get(0);
-            if current != held {
-                return Err(StoreError::Fenced { held, current });
-            }
-            Ok(())
-        })
+        self.with(|c| check_term(c, held))
     }
 
     fn ping(&self) -> Result<(), StoreError> {
@@ -260,4 +252,16 @@ impl Backend for Postgres {
     fn leader_lock(&self) -> Option<Box<dyn super::LeaderLock>> {
         Some(Box::new(Postgres::leader_lock(self)))
     }
+}
+
+/// Checks that the leadership's current fencing token is `held`; [`StoreError::Fenced`] names
+/// both when another replica has raised it since.
+pub(super) fn check_term(c: &mut Client, held: i64) -> Result<(), StoreError> {
+    let current: i64 = c
+        .query_one("SELECT term FROM leadership WHERE id = 1", &[])?
+        .get(0);
+    if current != held {
+        return Err(StoreError::Fenced { held, current });
+    }
+    Ok(())
 }
