@@ -9,19 +9,13 @@ use lapin::types::{AMQPValue, FieldTable};
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    amqp_url, fields, metric, spawn_app, start_serve, unique, EventQueue, Options, ServeProcess,
+    amqp_url, fields, free_port, metric, spawn_app, start_serve, unique, wait_for, EventQueue,
+    Options, ServeProcess,
 };
 use crate::proxy::{broker_addr, Proxy};
 
-async fn wait_for(mut check: impl AsyncFnMut() -> bool, what: &str) {
-    for _ in 0..150 {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("timed out waiting for {what}");
-}
+/// How long a wait below may take before the test fails.
+const WAIT: Duration = Duration::from_secs(15);
 
 #[tokio::test]
 async fn a_broker_outage_loses_no_event_and_readiness_follows_it() {
@@ -32,7 +26,12 @@ async fn a_broker_outage_loses_no_event_and_readiness_follows_it() {
     })
     .await;
     let mut queue = EventQueue::bind(&app.exchange, "#").await;
-    wait_for(async || app.get("/readyz").await.status() == 200, "ready").await;
+    wait_for(
+        async || app.get("/readyz").await.status() == 200,
+        WAIT,
+        "ready",
+    )
+    .await;
     app.poll().await;
 
     proxy.cut();
@@ -43,6 +42,7 @@ async fn a_broker_outage_loses_no_event_and_readiness_follows_it() {
                 && r.json::<Value>().await.unwrap()["components"]["broker"]["state"]
                     == "disconnected"
         },
+        WAIT,
         "still ready (exports go on), with the broker shown disconnected",
     )
     .await;
@@ -80,6 +80,7 @@ async fn a_broker_outage_loses_no_event_and_readiness_follows_it() {
             app.get("/readyz").await.json::<Value>().await.unwrap()["components"]["broker"]["state"]
                 == "connected"
         },
+        WAIT,
         "connected again",
     )
     .await;
@@ -140,6 +141,7 @@ async fn a_nacked_event_stays_in_the_outbox_until_it_is_confirmed() {
             .unwrap_or(0.0)
                 >= 1.0
         },
+        WAIT,
         "a nack",
     )
     .await;
@@ -154,6 +156,7 @@ async fn a_nacked_event_stays_in_the_outbox_until_it_is_confirmed() {
     assert_eq!(events[0].body["subject"], "3");
     wait_for(
         async || app.state.store.outbox_len().unwrap() == 0,
+        WAIT,
         "outbox drained",
     )
     .await;
@@ -234,11 +237,7 @@ async fn sigkill_after_a_commit_loses_nothing_and_invents_nothing() {
     let mut queue = EventQueue::bind(&exchange, "#").await;
     let proxy = Proxy::start(broker_addr()).await;
     proxy.cut();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
 
     let first = start_bridge(&sim.base_url, &db_path, &proxy.amqp_url(), &exchange, port);
     wait_for(
@@ -247,6 +246,7 @@ async fn sigkill_after_a_commit_loses_nothing_and_invents_nothing() {
                 .await
                 .is_some_and(|s| s["resources"]["work_orders"]["last_outcome"] == "baseline")
         },
+        WAIT,
         "baseline",
     )
     .await;
@@ -258,6 +258,7 @@ async fn sigkill_after_a_commit_loses_nothing_and_invents_nothing() {
     ));
     wait_for(
         async || status(port).await.is_some_and(|s| s["outbox_pending"] == 3),
+        WAIT,
         "the poll committed three events",
     )
     .await;
@@ -345,6 +346,7 @@ async fn a_real_broker_restart_loses_no_event() {
         .success());
     wait_for(
         async || app.state.store.outbox_len().unwrap() == 0,
+        WAIT,
         "the outbox drained after the restart",
     )
     .await;
@@ -372,7 +374,12 @@ async fn a_real_broker_restart_loses_no_event() {
 async fn a_blocked_broker_pauses_publishing_without_blocking_http_or_polls() {
     let app = spawn_app(Options::default()).await;
     let mut queue = EventQueue::bind(&app.exchange, "#").await;
-    wait_for(async || app.get("/readyz").await.status() == 200, "ready").await;
+    wait_for(
+        async || app.get("/readyz").await.status() == 200,
+        WAIT,
+        "ready",
+    )
+    .await;
     app.poll().await;
     let alarm = |on: bool| {
         let watermark = if on { "0.0000001" } else { "0.4" };
@@ -401,7 +408,7 @@ async fn a_blocked_broker_pauses_publishing_without_blocking_http_or_polls() {
         let r = app.get("/readyz").await;
         r.status() == 200 && r.text().await.unwrap().contains("blocks")
     };
-    wait_for(blocked, "readiness names the alarm").await;
+    wait_for(blocked, WAIT, "readiness names the alarm").await;
     assert_eq!(
         metric(&app.metrics().await, "bridge_broker_blocked"),
         Some(1.0)
@@ -415,6 +422,7 @@ async fn a_blocked_broker_pauses_publishing_without_blocking_http_or_polls() {
     assert_eq!(queue.take(1, Duration::from_secs(30)).await.len(), 1);
     wait_for(
         async || app.get("/readyz").await.status() == 200,
+        WAIT,
         "ready again",
     )
     .await;

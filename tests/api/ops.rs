@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::helpers::{metric, spawn_app, Options};
+use crate::helpers::{free_port, metric, spawn_app, Options};
 
 const CONTRACT_METRICS: &[&str] = &[
     "daftra_api_request_duration_seconds",
@@ -197,9 +197,7 @@ async fn readiness_means_exports_can_be_served_and_status_reports_the_last_poll(
     app.stop().await;
 
     // A broker that does not answer: exports go on (ready), and the broker's state is named.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = closed.local_addr().unwrap().port();
-    drop(closed);
+    let port = free_port();
     let app = spawn_app(Options {
         amqp_url: Some(format!("amqp://guest:guest@127.0.0.1:{port}/%2f")),
         ..Default::default()

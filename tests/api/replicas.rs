@@ -7,19 +7,11 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    amqp_url, declare_exchange, fields, metric, spawn_app, start_serve, unique, EventQueue,
-    Options, ServeProcess,
+    amqp_url, declare_exchange, fields, free_port, metric, spawn_app, start_serve, unique,
+    wait_for, EventQueue, Options, ServeProcess,
 };
 use crate::pg::{PrivateServer, TestDb};
 use crate::proxy::{broker_addr, Proxy};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// A replica: a `serve` process on `db`, polling every second.
 fn replica(sim_url: &str, db: &str, amqp: &str, exchange: &str, port: u16) -> ServeProcess {
@@ -61,17 +53,6 @@ async fn metrics(port: u16) -> String {
         .text()
         .await
         .unwrap()
-}
-
-async fn wait_for(mut check: impl AsyncFnMut() -> bool, within: Duration, what: &str) {
-    let until = Instant::now() + within;
-    while Instant::now() < until {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("timed out after {within:?} waiting for {what}");
 }
 
 /// Waits until one of `ports` leads and the others follow; returns the leader's index.

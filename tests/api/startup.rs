@@ -6,6 +6,8 @@ use std::time::{Duration, Instant};
 
 use daftra_bridge::sim::{SimConfig, Simulator};
 
+use crate::helpers::free_port;
+
 fn bridge() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_daftra-bridge"));
     c.env_clear()
@@ -72,16 +74,8 @@ async fn secrets_never_appear_in_logs_status_or_metrics() {
     })
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
+    let closed = free_port();
     let (api_key, amqp_password, token) = ("apikey-Zq81x", "amqppass-Lw02y", "exporttoken-Pp93z");
     let child = bridge()
         .env("DAFTRA_BASE_URL", &sim.base_url)

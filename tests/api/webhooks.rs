@@ -13,20 +13,14 @@ use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    fields, metric, spawn_app, start_serve, unique, EventQueue, Options, ServeProcess, TestApp,
+    fields, free_port, metric, spawn_app, start_serve, unique, wait_for, EventQueue, Options,
+    ServeProcess, TestApp,
 };
 
 const ADMIN: &str = "admin-token-for-tests";
 
-async fn wait_for(mut check: impl AsyncFnMut() -> bool, what: &str) {
-    for _ in 0..300 {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("timed out waiting for {what}");
-}
+/// How long a wait below may take before the test fails.
+const WAIT: Duration = Duration::from_secs(30);
 
 /// One request a receiver got.
 #[derive(Clone, Debug)]
@@ -404,7 +398,7 @@ async fn deliveries_carry_the_cloudevent_and_verify_with_the_standardwebhooks_pa
     app.poll().await;
     app.sim.state.update(4, fields(json!({"title": "signed"})));
     app.poll().await;
-    wait_for(async || !rx.accepted().is_empty(), "a delivery").await;
+    wait_for(async || !rx.accepted().is_empty(), WAIT, "a delivery").await;
     let d = rx.log()[0].clone();
     let on_amqp = queue.take(1, Duration::from_secs(10)).await;
     assert_eq!(
@@ -462,14 +456,6 @@ impl Drop for Process {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[tokio::test]
 async fn the_readme_receivers_verify_real_deliveries() {
     let node = Command::new("node")
@@ -511,6 +497,7 @@ async fn the_readme_receivers_verify_real_deliveries() {
                     .await
                     .is_ok()
             },
+            WAIT,
             "the receiver listens",
         )
         .await;
@@ -527,6 +514,7 @@ async fn the_readme_receivers_verify_real_deliveries() {
                     .first()
                     .is_some_and(|d| d["status"] == 204)
             },
+            WAIT,
             &format!("the {lang} receiver verifies the delivery (answers 204)"),
         )
         .await;
@@ -563,10 +551,15 @@ async fn failed_attempts_are_retried_with_one_id_and_one_records_events_stay_in_
     app.sim.state.update(3, fields(json!({"title": "first"})));
     app.poll().await;
     // A second change of the same record while the first is still being retried.
-    wait_for(async || !rx.log().is_empty(), "the first attempt").await;
+    wait_for(async || !rx.log().is_empty(), WAIT, "the first attempt").await;
     app.sim.state.update(3, fields(json!({"title": "second"})));
     app.poll().await;
-    wait_for(async || rx.accepted().len() == 2, "both events delivered").await;
+    wait_for(
+        async || rx.accepted().len() == 2,
+        WAIT,
+        "both events delivered",
+    )
+    .await;
     let log = rx.log();
     let first_id = &log[0].id;
     assert_eq!(
@@ -615,6 +608,7 @@ async fn gone_disables_an_endpoint_and_re_enabling_resumes_it() {
     let path = format!("/webhooks/endpoints/{id}");
     wait_for(
         async || app.admin(reqwest::Method::GET, &path, None).await.1["disabled"] == true,
+        WAIT,
         "410 disables the endpoint",
     )
     .await;
@@ -637,6 +631,7 @@ async fn gone_disables_an_endpoint_and_re_enabling_resumes_it() {
                 &format!("bridge_webhook_endpoint_disabled{{endpoint=\"{id}\"}}"),
             ) == Some(1.0)
         },
+        WAIT,
         "the disabled gauge",
     )
     .await;
@@ -652,6 +647,7 @@ async fn gone_disables_an_endpoint_and_re_enabling_resumes_it() {
     assert_eq!(status, 200);
     wait_for(
         async || rx.accepted().len() == 1,
+        WAIT,
         "the waiting event after re-enabling",
     )
     .await;
@@ -678,6 +674,7 @@ async fn an_endpoint_failing_the_whole_schedule_is_disabled() {
     let path = format!("/webhooks/endpoints/{id}");
     wait_for(
         async || app.admin(reqwest::Method::GET, &path, None).await.1["disabled"] == true,
+        WAIT,
         "disabled after the schedule",
     )
     .await;
@@ -713,6 +710,7 @@ async fn a_dead_endpoint_holds_back_neither_a_healthy_one_nor_rabbitmq() {
     assert_eq!(published.len(), 20, "RabbitMQ got every event");
     wait_for(
         async || healthy.accepted().len() == 20,
+        WAIT,
         "the healthy endpoint got every event",
     )
     .await;
@@ -753,7 +751,12 @@ async fn a_rotation_signs_with_both_secrets_and_a_replay_repeats_the_id() {
         .state
         .update(8, fields(json!({"title": "before rotation"})));
     app.poll().await;
-    wait_for(async || rx.accepted().len() == 1, "the first delivery").await;
+    wait_for(
+        async || rx.accepted().len() == 1,
+        WAIT,
+        "the first delivery",
+    )
+    .await;
     assert_eq!(rx.log()[0].signature.split(' ').count(), 1);
     let (status, rotated) = app
         .admin(
@@ -769,7 +772,12 @@ async fn a_rotation_signs_with_both_secrets_and_a_replay_repeats_the_id() {
         .state
         .update(8, fields(json!({"title": "after rotation"})));
     app.poll().await;
-    wait_for(async || rx.accepted().len() == 2, "the second delivery").await;
+    wait_for(
+        async || rx.accepted().len() == 2,
+        WAIT,
+        "the second delivery",
+    )
+    .await;
     let d = rx.log()[1].clone();
     assert_eq!(d.signature.split(' ').count(), 2, "{}", d.signature);
     if python_has("standardwebhooks") {
@@ -794,7 +802,12 @@ async fn a_rotation_signs_with_both_secrets_and_a_replay_repeats_the_id() {
         .state
         .update(8, fields(json!({"title": "after two rotations"})));
     app.poll().await;
-    wait_for(async || rx.accepted().len() == 3, "the third delivery").await;
+    wait_for(
+        async || rx.accepted().len() == 3,
+        WAIT,
+        "the third delivery",
+    )
+    .await;
     let d3 = rx.log()[2].clone();
     assert_eq!(d3.signature.split(' ').count(), 3, "{}", d3.signature);
     if python_has("standardwebhooks") {
@@ -811,7 +824,12 @@ async fn a_rotation_signs_with_both_secrets_and_a_replay_repeats_the_id() {
         )
         .await;
     assert_eq!((status, v["queued"].clone()), (202, json!(3)), "{v}");
-    wait_for(async || rx.accepted().len() == 6, "the replayed events").await;
+    wait_for(
+        async || rx.accepted().len() == 6,
+        WAIT,
+        "the replayed events",
+    )
+    .await;
     let ids: Vec<String> = rx.log().iter().map(|d| d.id.clone()).collect();
     assert_eq!(ids[3..], ids[..3], "a replay keeps the event ids, in order");
     rx.stop().await;
@@ -868,7 +886,12 @@ async fn private_targets_are_refused_at_connect_time_without_the_switch() {
         .state
         .update(7, fields(json!({"title": "to localhost"})));
     app.poll().await;
-    wait_for(async || !app.deliveries(&id).await.is_empty(), "an attempt").await;
+    wait_for(
+        async || !app.deliveries(&id).await.is_empty(),
+        WAIT,
+        "an attempt",
+    )
+    .await;
     let attempt = app.deliveries(&id).await[0].clone();
     assert!(attempt["status"].is_null(), "{attempt}");
     assert!(
@@ -920,7 +943,7 @@ async fn the_inbound_webhook_is_guarded_and_coalesces_calls_into_one_more_poll()
         )
         .unwrap_or(0.0)
     };
-    wait_for(async || polls().await == 1.0, "the first poll").await;
+    wait_for(async || polls().await == 1.0, WAIT, "the first poll").await;
     let post = |u: String| {
         app.http
             .post(u)
@@ -969,6 +992,7 @@ async fn the_inbound_webhook_is_guarded_and_coalesces_calls_into_one_more_poll()
     }
     wait_for(
         async || polls().await == 3.0,
+        WAIT,
         "the triggered poll and one more",
     )
     .await;
@@ -1033,6 +1057,7 @@ async fn sigkill_mid_retry_loses_nothing_and_the_restart_resumes() {
                 .await
                 .is_some_and(|s| s["resources"]["work_orders"]["last_outcome"] == "baseline")
         },
+        WAIT,
         "baseline",
     )
     .await;
@@ -1055,7 +1080,7 @@ async fn sigkill_mid_retry_loses_nothing_and_the_restart_resumes() {
         .await
         .unwrap();
     assert_eq!(r.status(), 202);
-    wait_for(async || rx.log().len() >= 2, "two failed attempts").await;
+    wait_for(async || rx.log().len() >= 2, WAIT, "two failed attempts").await;
     drop(first); // SIGKILL, with the event between two retries
     let failed_id = rx.log()[0].id.clone();
     rx.state.script.lock().unwrap().clear();
@@ -1063,6 +1088,7 @@ async fn sigkill_mid_retry_loses_nothing_and_the_restart_resumes() {
     let _second = start_bridge(&sim.base_url, &db_path, &exchange, port);
     wait_for(
         async || !rx.accepted().is_empty(),
+        WAIT,
         "the delivery after the restart",
     )
     .await;
@@ -1106,6 +1132,7 @@ async fn redirects_are_not_followed() {
     app.poll().await;
     wait_for(
         async || rx.accepted().len() == 1,
+        WAIT,
         "the delivery after two redirects",
     )
     .await;

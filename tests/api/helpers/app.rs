@@ -1,5 +1,5 @@
-//! Test harness: the simulator and the whole bridge on random ports, a unique exchange per test on
-//! the real local RabbitMQ, and a queue bound to it to read the events.
+//! The simulator and the whole bridge in this process, on random ports, with a unique exchange
+//! per test on the real local RabbitMQ.
 
 use std::net::TcpListener;
 use std::time::Duration;
@@ -10,26 +10,9 @@ use daftra_bridge::http::AppState;
 use daftra_bridge::poller::{PollOutcome, Poller};
 use daftra_bridge::sim::{SimConfig, Simulator};
 use daftra_bridge::startup::Application;
-use futures::StreamExt;
-use lapin::options::{BasicAckOptions, BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
-use lapin::types::FieldTable;
-use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-/// RabbitMQ used by the tests.
-pub fn amqp_url() -> String {
-    std::env::var("AMQP_TEST_URL")
-        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
-}
-
-/// A name no other test uses.
-pub fn unique(prefix: &str) -> String {
-    format!(
-        "test.{prefix}.{}.{:x}",
-        std::process::id(),
-        rand::random::<u64>()
-    )
-}
+use super::amqp::{amqp_url, declare_exchange, delete_exchange, unique};
 
 /// Knobs of one test bridge.
 pub struct Options {
@@ -202,28 +185,6 @@ pub async fn spawn_app(opts: Options) -> TestApp {
     test_app
 }
 
-/// Deletes a test exchange (best effort: a broker that is down keeps it).
-pub async fn delete_exchange(exchange: &str) {
-    let Ok(conn) = daftra_bridge::sinks::amqp::connect(&Secret::new(amqp_url())).await else {
-        return;
-    };
-    if let Ok(ch) = conn.create_channel().await {
-        let _ = ch.exchange_delete(exchange, Default::default()).await;
-    }
-    let _ = conn.close(200, "test done").await;
-}
-
-pub async fn declare_exchange(exchange: &str) {
-    let conn = daftra_bridge::sinks::amqp::connect(&Secret::new(amqp_url()))
-        .await
-        .expect("RabbitMQ is running (tests/run.sh starts it)");
-    let ch = conn.create_channel().await.unwrap();
-    daftra_bridge::sinks::amqp::declare_exchange(&ch, exchange)
-        .await
-        .unwrap();
-    let _ = conn.close(200, "declared").await;
-}
-
 impl TestApp {
     /// One poll of `name`.
     pub async fn poll_resource(&self, name: &str) -> PollOutcome {
@@ -298,101 +259,4 @@ pub fn start_serve(
         c.env(k, v);
     }
     ServeProcess(c.spawn().expect("the built daftra-bridge binary"))
-}
-
-/// The fields of a JSON object literal, as the simulator's `create` and `update` take them.
-pub fn fields(v: Value) -> serde_json::Map<String, Value> {
-    v.as_object().cloned().expect("a JSON object")
-}
-
-/// Value of one sample of `/metrics` text, e.g. `daftra_api_pages_fetched_total{resource="work_orders"}`.
-pub fn metric(text: &str, series: &str) -> Option<f64> {
-    text.lines().find_map(|l| {
-        l.strip_prefix(series)
-            .and_then(|rest| rest.trim().parse().ok())
-    })
-}
-
-/// A queue bound to `exchange` with `key`, read by [`EventQueue::take`].
-pub struct EventQueue {
-    conn: lapin::Connection,
-    consumer: lapin::Consumer,
-}
-
-/// A received event: routing key, AMQP properties and the JSON body.
-#[derive(Debug)]
-pub struct Received {
-    pub routing_key: String,
-    pub message_id: Option<String>,
-    pub content_type: Option<String>,
-    pub delivery_mode: Option<u8>,
-    pub body: Value,
-    /// The body as sent (amounts with more digits than a double holds are exact only here).
-    pub text: String,
-}
-
-impl EventQueue {
-    pub async fn bind(exchange: &str, key: &str) -> EventQueue {
-        let conn = daftra_bridge::sinks::amqp::connect(&Secret::new(amqp_url()))
-            .await
-            .expect("RabbitMQ");
-        let ch = conn.create_channel().await.unwrap();
-        let queue = unique("queue");
-        ch.queue_declare(
-            &queue,
-            QueueDeclareOptions {
-                exclusive: true,
-                auto_delete: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-        ch.queue_bind(
-            &queue,
-            exchange,
-            key,
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-        let consumer = ch
-            .basic_consume(
-                &queue,
-                "test",
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .unwrap();
-        EventQueue { conn, consumer }
-    }
-
-    /// Waits for up to `n` events, at most `wait` in all.
-    pub async fn take(&mut self, n: usize, wait: Duration) -> Vec<Received> {
-        let mut out = Vec::new();
-        let deadline = tokio::time::Instant::now() + wait;
-        while out.len() < n {
-            let Ok(Some(Ok(d))) = tokio::time::timeout_at(deadline, self.consumer.next()).await
-            else {
-                break;
-            };
-            d.ack(BasicAckOptions::default()).await.unwrap();
-            out.push(Received {
-                routing_key: d.routing_key.to_string(),
-                message_id: d.properties.message_id().as_ref().map(|s| s.to_string()),
-                content_type: d.properties.content_type().as_ref().map(|s| s.to_string()),
-                delivery_mode: *d.properties.delivery_mode(),
-                body: serde_json::from_slice(&d.data).expect("JSON body"),
-                text: String::from_utf8_lossy(&d.data).into_owned(),
-            });
-        }
-        out
-    }
-
-    pub async fn close(self) {
-        let _ = self.conn.close(200, "done").await;
-    }
 }

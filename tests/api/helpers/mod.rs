@@ -1,0 +1,25 @@
+//! Test harness, one subject a file: the bridge in process ([`app`]), RabbitMQ ([`amqp`]) and
+//! waiting ([`wait`]).
+
+mod amqp;
+mod app;
+mod wait;
+
+use serde_json::Value;
+
+pub use amqp::{amqp_url, declare_exchange, unique, EventQueue, Received};
+pub use app::{settings_for, spawn_app, start_serve, Options, ServeProcess, TestApp};
+pub use wait::{free_port, wait_for};
+
+/// The fields of a JSON object literal, as the simulator's `create` and `update` take them.
+pub fn fields(v: Value) -> serde_json::Map<String, Value> {
+    v.as_object().cloned().expect("a JSON object")
+}
+
+/// Value of one sample of `/metrics` text, e.g. `daftra_api_pages_fetched_total{resource="work_orders"}`.
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|l| {
+        l.strip_prefix(series)
+            .and_then(|rest| rest.trim().parse().ok())
+    })
+}
