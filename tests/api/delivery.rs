@@ -9,8 +9,8 @@ use lapin::types::{AMQPValue, FieldTable};
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    amqp_url, fields, free_port, metric, spawn_app, start_serve, unique, wait_for, EventQueue,
-    Options, ServeProcess,
+    amqp_url, fields, free_port, metric, spawn_app, sqlite_url, unique, wait_for, Bridge,
+    BridgeEnv, EventQueue, Options, Running, SIM_API_KEY,
 };
 use crate::proxy::{broker_addr, Proxy};
 
@@ -194,24 +194,26 @@ async fn shutdown_with_the_broker_away_keeps_the_outbox_and_returns() {
     );
 }
 
+/// `serve` against the simulator at `sim_url`, on the SQLite file `db` and HTTP `port`, polling
+/// every second and publishing to `exchange` through `amqp`.
 fn start_bridge(
     sim_url: &str,
     db: &std::path::Path,
     amqp: &str,
     exchange: &str,
     port: u16,
-) -> ServeProcess {
-    start_serve(
-        sim_url,
-        db,
-        port,
-        &[
-            ("DAFTRA_PAGE_SIZE", "7".into()),
-            ("AMQP_URL", amqp.into()),
-            ("AMQP_EXCHANGE", exchange.into()),
-            ("POLL_INTERVAL_SECS", "1".into()),
-        ],
-    )
+) -> Running {
+    let env = BridgeEnv::new()
+        .set("DAFTRA_BASE_URL", sim_url)
+        .set("DAFTRA_API_KEY", SIM_API_KEY)
+        .set("DATABASE_URL", sqlite_url(db))
+        .set("BIND_ADDR", format!("127.0.0.1:{port}"))
+        .set("RUST_LOG", "warn")
+        .set("DAFTRA_PAGE_SIZE", "7")
+        .set("AMQP_URL", amqp)
+        .set("AMQP_EXCHANGE", exchange)
+        .set("POLL_INTERVAL_SECS", "1");
+    Bridge::new(&["serve"], &env).spawn()
 }
 
 async fn status(port: u16) -> Option<Value> {

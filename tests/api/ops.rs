@@ -306,7 +306,9 @@ async fn status_after_a_restart_shows_the_last_poll_from_the_store() {
     let app = spawn_app(Options::without_publisher()).await;
     app.poll().await;
     // A second bridge on the same database, as after a restart.
-    let settings = crate::helpers::settings_for(&app.sim, &Options::without_publisher(), &app._db);
+    let settings = Options::without_publisher()
+        .env(&app.sim.base_url, app._db.path())
+        .settings();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let again =
         daftra_bridge::startup::Application::build_with_listener(settings, listener).unwrap();

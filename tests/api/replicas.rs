@@ -7,28 +7,26 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    amqp_url, declare_exchange, fields, free_port, metric, spawn_app, start_serve, unique,
-    wait_for, EventQueue, Options, ServeProcess,
+    amqp_url, declare_exchange, fields, free_port, metric, spawn_app, unique, wait_for, Bridge,
+    BridgeEnv, EventQueue, Options, Running, SIM_API_KEY,
 };
 use crate::pg::{PrivateServer, TestDb};
 use crate::proxy::{broker_addr, Proxy};
 
 /// A replica: a `serve` process on `db`, polling every second.
-fn replica(sim_url: &str, db: &str, amqp: &str, exchange: &str, port: u16) -> ServeProcess {
-    let unused = std::path::Path::new("/nonexistent/unused.sqlite3");
-    start_serve(
-        sim_url,
-        unused,
-        port,
-        &[
-            ("DATABASE_URL", db.to_string()),
-            ("DAFTRA_PAGE_SIZE", "7".into()),
-            ("AMQP_URL", amqp.into()),
-            ("AMQP_EXCHANGE", exchange.into()),
-            ("POLL_INTERVAL_SECS", "1".into()),
-            ("ADVERTISE_URL", format!("http://127.0.0.1:{port}")),
-        ],
-    )
+fn replica(sim_url: &str, db: &str, amqp: &str, exchange: &str, port: u16) -> Running {
+    let env = BridgeEnv::new()
+        .set("DAFTRA_BASE_URL", sim_url)
+        .set("DAFTRA_API_KEY", SIM_API_KEY)
+        .set("DATABASE_URL", db)
+        .set("BIND_ADDR", format!("127.0.0.1:{port}"))
+        .set("RUST_LOG", "warn")
+        .set("DAFTRA_PAGE_SIZE", "7")
+        .set("AMQP_URL", amqp)
+        .set("AMQP_EXCHANGE", exchange)
+        .set("POLL_INTERVAL_SECS", "1")
+        .set("ADVERTISE_URL", format!("http://127.0.0.1:{port}"));
+    Bridge::new(&["serve"], &env).spawn()
 }
 
 async fn get_json(port: u16, path: &str) -> Option<Value> {

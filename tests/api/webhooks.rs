@@ -13,8 +13,8 @@ use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    fields, free_port, metric, spawn_app, start_serve, unique, wait_for, EventQueue, Options,
-    ServeProcess, TestApp,
+    fields, free_port, metric, spawn_app, sqlite_url, unique, wait_for, Bridge, BridgeEnv,
+    EventQueue, Options, Running, TestApp, SIM_API_KEY,
 };
 
 const ADMIN: &str = "admin-token-for-tests";
@@ -1005,23 +1005,25 @@ async fn the_inbound_webhook_is_guarded_and_coalesces_calls_into_one_more_poll()
     app.stop().await;
 }
 
-fn start_bridge(sim_url: &str, db: &std::path::Path, exchange: &str, port: u16) -> ServeProcess {
-    start_serve(
-        sim_url,
-        db,
-        port,
-        &[
-            ("AMQP_URL", crate::helpers::amqp_url()),
-            ("AMQP_EXCHANGE", exchange.into()),
-            ("POLL_INTERVAL_SECS", "3600".into()),
-            ("ADMIN_TOKEN", ADMIN.into()),
-            ("WEBHOOK_ALLOW_PRIVATE_TARGETS", "true".into()),
-            (
-                "WEBHOOK_RETRY_SCHEDULE_SECS",
-                "0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5".into(),
-            ),
-        ],
-    )
+/// `serve` against the simulator at `sim_url`, on the SQLite file `db` and HTTP `port`, with the
+/// admin API, loopback targets allowed and retries every half second; polls only on demand.
+fn start_bridge(sim_url: &str, db: &std::path::Path, exchange: &str, port: u16) -> Running {
+    let env = BridgeEnv::new()
+        .set("DAFTRA_BASE_URL", sim_url)
+        .set("DAFTRA_API_KEY", SIM_API_KEY)
+        .set("DATABASE_URL", sqlite_url(db))
+        .set("BIND_ADDR", format!("127.0.0.1:{port}"))
+        .set("RUST_LOG", "warn")
+        .set("AMQP_URL", crate::helpers::amqp_url())
+        .set("AMQP_EXCHANGE", exchange)
+        .set("POLL_INTERVAL_SECS", "3600")
+        .set("ADMIN_TOKEN", ADMIN)
+        .set("WEBHOOK_ALLOW_PRIVATE_TARGETS", "true")
+        .set(
+            "WEBHOOK_RETRY_SCHEDULE_SECS",
+            "0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5",
+        );
+    Bridge::new(&["serve"], &env).spawn()
 }
 
 #[tokio::test]

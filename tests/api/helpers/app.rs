@@ -2,10 +2,11 @@
 //! per test on the real local RabbitMQ.
 
 use std::net::TcpListener;
+use std::path::Path;
 use std::time::Duration;
 
 use daftra_bridge::catalogue::default_resource;
-use daftra_bridge::config::{DaftraAuth, RawEnv, Secret, Settings};
+use daftra_bridge::config::DaftraAuth;
 use daftra_bridge::http::AppState;
 use daftra_bridge::poller::{PollOutcome, Poller};
 use daftra_bridge::sim::{SimConfig, Simulator};
@@ -13,6 +14,7 @@ use daftra_bridge::startup::Application;
 use tokio_util::sync::CancellationToken;
 
 use super::amqp::{amqp_url, declare_exchange, delete_exchange, unique};
+use super::env::{sqlite_url, BridgeEnv, SIM_API_KEY};
 
 /// Knobs of one test bridge.
 pub struct Options {
@@ -57,6 +59,58 @@ impl Options {
             ..Default::default()
         }
     }
+
+    /// The environment of a bridge with these options against the simulator at `sim_url`, its
+    /// SQLite file (unless `database_url`) in the folder `db` and a unique exchange (unless
+    /// `amqp_exchange`); an hour between polls, short timeouts and deadlines.
+    pub fn env(&self, sim_url: &str, db: &Path) -> BridgeEnv {
+        let auth = match self.auth.clone() {
+            None => BridgeEnv::new().set("DAFTRA_API_KEY", SIM_API_KEY),
+            Some(DaftraAuth::ApiKey(key)) => BridgeEnv::new().set("DAFTRA_API_KEY", key.expose()),
+            Some(DaftraAuth::OAuth {
+                client_id,
+                client_secret,
+                username,
+                password,
+            }) => BridgeEnv::new()
+                .set("DAFTRA_CLIENT_ID", client_id)
+                .set("DAFTRA_CLIENT_SECRET", client_secret.expose())
+                .set("DAFTRA_USERNAME", username)
+                .set("DAFTRA_PASSWORD", password.expose()),
+        };
+        let database =
+            (self.database_url.clone()).unwrap_or_else(|| sqlite_url(&db.join("bridge.sqlite3")));
+        let exchange = (self.amqp_exchange.clone()).unwrap_or_else(|| unique("exchange"));
+        auth.set("DAFTRA_BASE_URL", sim_url)
+            .set("DAFTRA_PAGE_SIZE", self.page_size.to_string())
+            .set("DAFTRA_CONCURRENCY", self.concurrency.to_string())
+            .set("DAFTRA_MAX_RETRIES", self.max_retries.to_string())
+            .set("DAFTRA_MAX_BACKOFF_SECS", "2")
+            .set("DAFTRA_TIMEOUT_SECS", "5")
+            .set("POLL_INTERVAL_SECS", "3600")
+            .set("POLL_DEADLINE_SECS", "60")
+            .set("POLL_EMIT_INITIAL", self.emit_initial.to_string())
+            .set("DATABASE_URL", database)
+            .set("AMQP_URL", self.amqp_url.clone().unwrap_or_else(amqp_url))
+            .set("AMQP_EXCHANGE", exchange)
+            .set("PUBLISH_CONFIRM_TIMEOUT_SECS", "5")
+            .set("BIND_ADDR", "127.0.0.1:0")
+            .set_some("EXPORT_TOKEN", self.export_token.as_ref())
+            .set_some("DAFTRA_RESOURCES", self.resources.as_ref())
+            .set_some("DAFTRA_TIMEZONE", self.timezone.as_ref())
+            .set("SHUTDOWN_DEADLINE_SECS", "5")
+            .set_some("ADMIN_TOKEN", self.admin_token.as_ref())
+            .set_some("INBOUND_WEBHOOK_TOKEN", self.inbound_token.as_ref())
+            .set_some(
+                "WEBHOOK_RETRY_SCHEDULE_SECS",
+                self.webhook_schedule.as_ref(),
+            )
+            .set_some("WEBHOOK_TIMEOUT_SECS", self.webhook_timeout.as_ref())
+            .set(
+                "WEBHOOK_ALLOW_PRIVATE_TARGETS",
+                self.allow_private.to_string(),
+            )
+    }
 }
 
 impl Default for Options {
@@ -99,48 +153,6 @@ pub struct TestApp {
     running: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
 
-/// Settings for a bridge against `sim`, with a fresh database and a unique exchange.
-pub fn settings_for(sim: &Simulator, opts: &Options, db: &tempfile::TempDir) -> Settings {
-    let raw = RawEnv {
-        daftra_page_size: Some(opts.page_size.to_string()),
-        daftra_concurrency: Some(opts.concurrency.to_string()),
-        daftra_max_retries: Some(opts.max_retries.to_string()),
-        daftra_max_backoff_secs: Some("2".into()),
-        daftra_timeout_secs: Some("5".into()),
-        poll_interval_secs: Some("3600".into()),
-        poll_deadline_secs: Some("60".into()),
-        poll_emit_initial: Some(opts.emit_initial.to_string()),
-        database_url: Some(
-            opts.database_url
-                .clone()
-                .unwrap_or_else(|| format!("sqlite://{}/bridge.sqlite3", db.path().display())),
-        ),
-        amqp_url: Some(opts.amqp_url.clone().unwrap_or_else(amqp_url)),
-        amqp_exchange: Some(
-            opts.amqp_exchange
-                .clone()
-                .unwrap_or_else(|| unique("exchange")),
-        ),
-        publish_confirm_timeout_secs: Some("5".into()),
-        bind_addr: Some("127.0.0.1:0".into()),
-        export_token: opts.export_token.clone(),
-        daftra_resources: opts.resources.clone(),
-        daftra_timezone: opts.timezone.clone(),
-        shutdown_deadline_secs: Some("5".into()),
-        admin_token: opts.admin_token.clone(),
-        inbound_webhook_token: opts.inbound_token.clone(),
-        webhook_retry_schedule_secs: opts.webhook_schedule.clone(),
-        webhook_timeout_secs: opts.webhook_timeout.clone(),
-        webhook_allow_private_targets: Some(opts.allow_private.to_string()),
-        ..Default::default()
-    };
-    let auth = opts
-        .auth
-        .clone()
-        .unwrap_or_else(|| DaftraAuth::ApiKey(Secret::new("sim-api-key")));
-    Settings::from_raw(&raw, Some((sim.base_url.clone(), auth))).expect("test settings")
-}
-
 /// Starts a simulator and a bridge against it; the poll loop is off, tests call `poll()`.
 pub async fn spawn_app(opts: Options) -> TestApp {
     let sim_config = opts.sim.clone().unwrap_or(SimConfig {
@@ -149,7 +161,7 @@ pub async fn spawn_app(opts: Options) -> TestApp {
     });
     let sim = Simulator::start_local(sim_config).expect("simulator");
     let db = tempfile::tempdir().expect("temp dir");
-    let settings = settings_for(&sim, &opts, &db);
+    let settings = opts.env(&sim.base_url, db.path()).settings();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let mut app = Application::build_with_listener(settings.clone(), listener).expect("app");
     app.poll_loop = opts.poll_loop;
@@ -224,39 +236,4 @@ impl TestApp {
             delete_exchange(&self.exchange).await;
         }
     }
-}
-
-/// A `daftra-bridge serve` child process, killed with SIGKILL when dropped (a crash).
-pub struct ServeProcess(pub std::process::Child);
-
-impl Drop for ServeProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts the built `daftra-bridge serve` against `sim_url`, with its store at `db` and HTTP on
-/// `port`, in a clean environment plus `extra` (which may override the defaults).
-pub fn start_serve(
-    sim_url: &str,
-    db: &std::path::Path,
-    port: u16,
-    extra: &[(&str, String)],
-) -> ServeProcess {
-    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_daftra-bridge"));
-    c.arg("serve")
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("DAFTRA_BASE_URL", sim_url)
-        .env("DAFTRA_API_KEY", "sim-api-key")
-        .env("DATABASE_URL", format!("sqlite://{}", db.display()))
-        .env("BIND_ADDR", format!("127.0.0.1:{port}"))
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    for (k, v) in extra {
-        c.env(k, v);
-    }
-    ServeProcess(c.spawn().expect("the built daftra-bridge binary"))
 }

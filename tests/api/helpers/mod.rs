@@ -1,14 +1,19 @@
-//! Test harness, one subject a file: the bridge in process ([`app`]), RabbitMQ ([`amqp`]) and
-//! waiting ([`wait`]).
+//! Test harness, one subject a file: the bridge in this process ([`app`]), the binary as a child
+//! process ([`process`]), the settings of both ([`env`]), RabbitMQ ([`amqp`]) and waiting
+//! ([`wait`]).
 
 mod amqp;
 mod app;
+mod env;
+mod process;
 mod wait;
 
 use serde_json::Value;
 
 pub use amqp::{amqp_url, declare_exchange, unique, EventQueue, Received};
-pub use app::{settings_for, spawn_app, start_serve, Options, ServeProcess, TestApp};
+pub use app::{spawn_app, Options, TestApp};
+pub use env::{sqlite_url, BridgeEnv, SIM_API_KEY};
+pub use process::{Bridge, Running};
 pub use wait::{free_port, wait_for};
 
 /// The fields of a JSON object literal, as the simulator's `create` and `update` take them.
