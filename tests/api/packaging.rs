@@ -5,6 +5,8 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
+use crate::helpers::tool;
+
 /// Every variable the service reads (the configuration's own list, kept equal to its raw
 /// environment by a unit test), plus `RUST_LOG`.
 fn variables() -> impl Iterator<Item = &'static str> {
@@ -172,34 +174,13 @@ fn every_cargo_target_names_its_path_for_the_docker_dependency_layer() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Monitoring, the Dockerfile and the chart, checked by the real tools (promtool, hadolint, helm).
-// Each such test skips with a note when its tool is missing, and fails instead when `CI` is set:
-// .ci/run installs them all.
+// Monitoring, the Dockerfile and the chart, checked by the real tools (promtool, hadolint, helm),
+// under `helpers::tool`'s rule: .ci/run installs them all.
 
 const CHART: &str = "charts/daftra-bridge";
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// Whether `tool` can be run; without it, a skip note (or a failure under CI).
-fn have(tool: &str) -> bool {
-    match Command::new(tool)
-        .arg("--help")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-    {
-        Ok(_) => true,
-        Err(e) if std::env::var_os("CI").is_some_and(|v| !v.is_empty()) => {
-            panic!("{tool} is needed under CI (.ci/run installs it): {e}")
-        }
-        Err(e) => {
-            eprintln!("skipped: {tool} is not installed ({e}); .ci/run installs it");
-            false
-        }
-    }
 }
 
 /// Runs `tool args` in the repository root and returns its standard output; fails on a non-zero
@@ -336,7 +317,7 @@ fn alert_rules() -> serde_yaml_ng::Value {
 
 #[test]
 fn the_alert_rules_pass_promtool_check_and_their_unit_tests() {
-    if !have("promtool") {
+    if !tool("promtool") {
         return;
     }
     let checked = run(
@@ -479,7 +460,7 @@ fn the_alerts_and_the_dashboard_query_only_metrics_of_src_metrics_rs() {
 
 #[test]
 fn the_dashboard_queries_are_valid_promql() {
-    if !have("promtool") {
+    if !tool("promtool") {
         return;
     }
     // Each query as a recording rule, with Grafana's variables replaced by what they stand for.
@@ -504,7 +485,7 @@ fn the_dashboard_queries_are_valid_promql() {
 
 #[test]
 fn the_dockerfile_is_clean_under_hadolint() {
-    if !have("hadolint") {
+    if !tool("hadolint") {
         return;
     }
     // Findings are fixed, or ignored inline with the reason next to the `hadolint ignore`.
@@ -599,7 +580,7 @@ fn kinds(docs: &[(String, serde_yaml_ng::Value)]) -> BTreeSet<String> {
 
 #[test]
 fn the_chart_lints_and_renders_with_each_option_on_and_off() {
-    if !have("helm") {
+    if !tool("helm") {
         return;
     }
     let all_on = [
@@ -808,7 +789,7 @@ fn rendered_text(docs: &[(String, serde_yaml_ng::Value)], except: &str) -> Strin
 
 #[test]
 fn the_chart_refuses_several_replicas_on_sqlite() {
-    if !have("helm") {
+    if !tool("helm") {
         return;
     }
     for args in [
@@ -844,7 +825,7 @@ fn the_chart_refuses_several_replicas_on_sqlite() {
 
 #[test]
 fn the_chart_keeps_a_postgresql_url_out_of_plain_config() {
-    if !have("helm") {
+    if !tool("helm") {
         return;
     }
     // `config` is rendered as plain environment variables: a PostgreSQL URL (its password) or any
@@ -902,7 +883,7 @@ fn the_chart_keeps_a_postgresql_url_out_of_plain_config() {
 
 #[test]
 fn the_chart_runs_several_replicas_on_postgresql_from_an_existing_secret() {
-    if !have("helm") {
+    if !tool("helm") {
         return;
     }
     let docs = render(&[
@@ -974,7 +955,7 @@ fn the_chart_runs_several_replicas_on_postgresql_from_an_existing_secret() {
 #[test]
 fn the_chart_keeps_the_postgresql_url_only_in_its_secret() {
     use base64::Engine as _;
-    if !have("helm") {
+    if !tool("helm") {
         return;
     }
     let url = "postgres://u:p@db:5432/x";
@@ -1043,7 +1024,7 @@ fn the_chart_keeps_the_postgresql_url_only_in_its_secret() {
 
 #[test]
 fn the_default_chart_is_one_sqlite_pod_on_its_volume() {
-    if !have("helm") {
+    if !tool("helm") {
         return;
     }
     let docs = render(&[]);
@@ -1088,7 +1069,7 @@ fn the_default_chart_is_one_sqlite_pod_on_its_volume() {
 
 #[test]
 fn the_chart_ships_the_alerts_and_the_dashboard_as_written() {
-    if !have("helm") {
+    if !tool("helm") {
         return;
     }
     // The PrometheusRule: the groups of files/alerts.yaml, the poll interval scaled, the
@@ -1149,14 +1130,7 @@ fn the_chart_ships_the_alerts_and_the_dashboard_as_written() {
         "{exprs:?}"
     );
     assert!(exprs.iter().any(|(_, e)| e.contains("[480s]")), "{exprs:?}");
-    // What Helm renders is still a valid rules file.
-    if have("promtool") {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("rendered-alerts.yaml");
-        std::fs::write(&path, serde_yaml_ng::to_string(&rule["spec"]).unwrap()).unwrap();
-        let checked = run("promtool", &["check", "rules", path.to_str().unwrap()]);
-        assert!(checked.contains("SUCCESS: 8 rules found"), "{checked}");
-    }
+    let rendered_rules = rule["spec"].clone();
 
     // The dashboard ConfigMap: the sidecar's label (configurable) and the JSON as written.
     let docs = render(&["--set", "grafanaDashboard.enabled=true"]);
@@ -1172,4 +1146,14 @@ fn the_chart_ships_the_alerts_and_the_dashboard_as_written() {
     let map = &docs.iter().find(|(k, _)| k == "ConfigMap").unwrap().1;
     assert_eq!(map["metadata"]["labels"]["dashboards"], "daftra");
     assert!(map["metadata"]["labels"]["grafana_dashboard"].is_null());
+
+    // What Helm renders is still a valid rules file.
+    if !tool("promtool") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rendered-alerts.yaml");
+    std::fs::write(&path, serde_yaml_ng::to_string(&rendered_rules).unwrap()).unwrap();
+    let checked = run("promtool", &["check", "rules", path.to_str().unwrap()]);
+    assert!(checked.contains("SUCCESS: 8 rules found"), "{checked}");
 }

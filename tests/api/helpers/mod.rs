@@ -1,10 +1,11 @@
 //! Test harness, one subject a file: the bridge in this process ([`app`]), the binary as a child
-//! process ([`process`]), the settings of both ([`env`]), RabbitMQ ([`amqp`]) and waiting
-//! ([`wait`]).
+//! process ([`process`]), the settings of both ([`env`]), RabbitMQ ([`amqp`]), waiting
+//! ([`wait`]) and the rule for a missing tool ([`needs`]).
 
 mod amqp;
 mod app;
 mod env;
+mod needs;
 mod process;
 mod wait;
 
@@ -13,6 +14,7 @@ use serde_json::Value;
 pub use amqp::{amqp_url, declare_exchange, unique, EventQueue, Received};
 pub use app::{spawn_app, Options, TestApp};
 pub use env::{sqlite_url, BridgeEnv, SIM_API_KEY};
+pub use needs::{python_module, require, tool};
 pub use process::{Bridge, Running};
 pub use wait::{free_port, wait_for};
 
