@@ -9,8 +9,8 @@ use lapin::types::{AMQPValue, FieldTable};
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    amqp_url, fields, free_port, metric, spawn_app, sqlite_url, unique, wait_for, Bridge,
-    BridgeEnv, EventQueue, Options, Running, SIM_API_KEY,
+    amqp_url, fields, free_port, get_json, metric, spawn_app, sqlite_url, unique, wait_for,
+    wait_polled_and_published, Bridge, BridgeEnv, EventQueue, Options, Running, SIM_API_KEY,
 };
 use crate::proxy::{broker_addr, Proxy};
 
@@ -53,9 +53,24 @@ async fn a_broker_outage_loses_no_event_and_readiness_follows_it() {
     app.sim
         .state
         .create(fields(json!({"title": "new", "start_date": "2026-11-29"})));
+    let connection_failures = async || {
+        metric(
+            &app.metrics().await,
+            "bridge_publish_failures_total{reason=\"connection\"}",
+        )
+        .unwrap_or(0.0)
+    };
     let o = app.poll().await;
+    let failed_before = connection_failures().await;
     assert_eq!(o.events, 3);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The publisher had its chance: a connection attempt ended after the commit, and failed (one
+    // that succeeded would have drained the outbox before anything else).
+    wait_for(
+        async || connection_failures().await > failed_before,
+        WAIT,
+        "a failed connection attempt after the poll committed",
+    )
+    .await;
     assert_eq!(
         app.state.store.outbox_len().unwrap(),
         3,
@@ -216,15 +231,6 @@ fn start_bridge(
     Bridge::new(&["serve"], &env).spawn()
 }
 
-async fn status(port: u16) -> Option<Value> {
-    reqwest::get(format!("http://127.0.0.1:{port}/status"))
-        .await
-        .ok()?
-        .json()
-        .await
-        .ok()
-}
-
 #[tokio::test]
 async fn sigkill_after_a_commit_loses_nothing_and_invents_nothing() {
     let sim = daftra_bridge::sim::Simulator::start_local(daftra_bridge::sim::SimConfig {
@@ -244,7 +250,7 @@ async fn sigkill_after_a_commit_loses_nothing_and_invents_nothing() {
     let first = start_bridge(&sim.base_url, &db_path, &proxy.amqp_url(), &exchange, port);
     wait_for(
         async || {
-            status(port)
+            get_json(port, "/status")
                 .await
                 .is_some_and(|s| s["resources"]["work_orders"]["last_outcome"] == "baseline")
         },
@@ -259,7 +265,11 @@ async fn sigkill_after_a_commit_loses_nothing_and_invents_nothing() {
         json!({"title": "created before the crash", "start_date": "2026-11-29"}),
     ));
     wait_for(
-        async || status(port).await.is_some_and(|s| s["outbox_pending"] == 3),
+        async || {
+            get_json(port, "/status")
+                .await
+                .is_some_and(|s| s["outbox_pending"] == 3)
+        },
         WAIT,
         "the poll committed three events",
     )
@@ -286,8 +296,8 @@ async fn sigkill_after_a_commit_loses_nothing_and_invents_nothing() {
             ("work_order.updated".to_string(), "4".to_string()),
         ]
     );
-    // Several more polls of unchanged data: nothing new.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // Several more polls of unchanged data (one a second), their events published: nothing new.
+    wait_polled_and_published(port, 3, WAIT).await;
     assert!(
         queue.take(1, Duration::from_millis(500)).await.is_empty(),
         "no spurious events after restart"

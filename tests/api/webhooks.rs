@@ -613,6 +613,7 @@ async fn gone_disables_an_endpoint_and_re_enabling_resumes_it() {
         "the disabled gauge",
     )
     .await;
+    // Bounded: nothing marks an attempt not made; 600 ms is three intervals of the 0.2 s schedule.
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(rx.log().len(), 1, "no attempt while disabled");
     let (status, _) = app
@@ -964,6 +965,7 @@ async fn the_inbound_webhook_is_guarded_and_coalesces_calls_into_one_more_poll()
         .await
         .unwrap();
     assert_eq!(big.status(), 413);
+    // Bounded: a trigger not fired leaves no trace; a fired one would start its poll at once.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(polls().await, 1.0, "refused calls trigger nothing");
 
@@ -982,6 +984,7 @@ async fn the_inbound_webhook_is_guarded_and_coalesces_calls_into_one_more_poll()
         "the triggered poll and one more",
     )
     .await;
+    // Bounded: nothing marks a trigger not kept; a kept one would poll at once (3 s: several polls).
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(
         polls().await,
@@ -1100,7 +1103,25 @@ async fn sigkill_mid_retry_loses_nothing_and_the_restart_resumes() {
         last["attempt"].as_u64().unwrap() >= 3,
         "the attempt count survived: {deliveries}"
     );
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Nothing is left in the endpoint's queue: a second delivery would have been sent by then.
+    wait_for(
+        async || {
+            let shown: Option<Value> = async {
+                let r = http
+                    .get(format!("{base}/webhooks/endpoints/{id}"))
+                    .bearer_auth(ADMIN)
+                    .send()
+                    .await
+                    .ok()?;
+                r.json().await.ok()
+            }
+            .await;
+            shown.is_some_and(|e| e["pending"] == 0)
+        },
+        WAIT,
+        "nothing pending for the endpoint",
+    )
+    .await;
     assert_eq!(rx.accepted().len(), 1, "delivered once it was accepted");
     rx.stop().await;
     sim.stop().await;

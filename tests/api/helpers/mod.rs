@@ -1,11 +1,12 @@
 //! Test harness, one subject a file: the bridge in this process ([`app`]), the binary as a child
-//! process ([`process`]), the settings of both ([`env`]), RabbitMQ ([`amqp`]), waiting
-//! ([`wait`]) and the rule for a missing tool ([`needs`]).
+//! process ([`process`]) read over HTTP ([`probe`]), the settings of both ([`env`]), RabbitMQ
+//! ([`amqp`]), waiting ([`wait`]) and the rule for a missing tool ([`needs`]).
 
 mod amqp;
 mod app;
 mod env;
 mod needs;
+mod probe;
 mod process;
 mod wait;
 
@@ -15,6 +16,7 @@ pub use amqp::{amqp_url, declare_exchange, unique, EventQueue, Received};
 pub use app::{spawn_app, Options, TestApp};
 pub use env::{sqlite_url, BridgeEnv, SIM_API_KEY};
 pub use needs::{python_module, require, tool};
+pub use probe::{get_json, metrics_at, wait_polled_and_published};
 pub use process::{Bridge, Running};
 pub use wait::{free_port, wait_for};
 
