@@ -126,6 +126,7 @@ impl EventQueue {
         out
     }
 
+    /// Closes its connection (the queue goes with it).
     pub async fn close(self) {
         let _ = self.conn.close(200, "done").await;
     }

@@ -78,9 +78,14 @@ impl Options {
                 .set("DAFTRA_USERNAME", username)
                 .set("DAFTRA_PASSWORD", password.expose()),
         };
-        let database =
-            (self.database_url.clone()).unwrap_or_else(|| sqlite_url(&db.join("bridge.sqlite3")));
-        let exchange = (self.amqp_exchange.clone()).unwrap_or_else(|| unique("exchange"));
+        let database = self
+            .database_url
+            .clone()
+            .unwrap_or_else(|| sqlite_url(&db.join("bridge.sqlite3")));
+        let exchange = self
+            .amqp_exchange
+            .clone()
+            .unwrap_or_else(|| unique("exchange"));
         auth.set("DAFTRA_BASE_URL", sim_url)
             .set("DAFTRA_PAGE_SIZE", self.page_size.to_string())
             .set("DAFTRA_CONCURRENCY", self.concurrency.to_string())

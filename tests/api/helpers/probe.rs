@@ -39,9 +39,9 @@ async fn polls_finished(port: u16) -> f64 {
     .unwrap_or(0.0)
 }
 
-/// Waits (at most `within`) until the bridge on `port` has finished `more` polls of work orders
-/// after this call begins, and then shows an empty outbox on `/status`: whatever those polls
-/// produced has been confirmed by RabbitMQ, so it is in every bound queue by then.
+/// Waits until the bridge on `port` has finished `more` polls of work orders since this call and
+/// then shows an empty outbox on `/status`: whatever those polls produced has been confirmed by
+/// RabbitMQ, so it is in every bound queue. Panics after `within`.
 pub async fn wait_polled_and_published(port: u16, more: u32, within: Duration) {
     let from = polls_finished(port).await;
     wait_for(
