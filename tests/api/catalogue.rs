@@ -11,7 +11,7 @@ use daftra_bridge::record;
 use daftra_bridge::sim::{Faults, SimConfig};
 use serde_json::{json, Map, Value};
 
-use crate::helpers::{metric, spawn_app, EventQueue, Options};
+use crate::helpers::{metric, spawn_app, Bridge, BridgeEnv, EventQueue, Options, SIM_API_KEY};
 
 /// The CSV text of a normalised value, worked out here rather than by the export code.
 fn csv_text(kind: ColumnKind, v: Option<&Value>) -> String {
@@ -457,14 +457,11 @@ async fn every_resource_shares_one_request_budget() {
 
 #[test]
 fn an_unknown_resource_name_stops_start_up_naming_the_variable() {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_daftra-bridge"))
-        .arg("serve")
-        .env_clear()
-        .env("DAFTRA_SUBDOMAIN", "acme")
-        .env("DAFTRA_API_KEY", "k")
-        .env("DAFTRA_RESOURCES", "work_orders, invoice")
-        .output()
-        .unwrap();
+    let env = BridgeEnv::new()
+        .set("DAFTRA_SUBDOMAIN", "acme")
+        .set("DAFTRA_API_KEY", "k")
+        .set("DAFTRA_RESOURCES", "work_orders, invoice");
+    let out = Bridge::new(&["serve"], &env).output();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.trim().lines().count(), 1, "{err}");
@@ -477,12 +474,8 @@ fn an_unknown_resource_name_stops_start_up_naming_the_variable() {
         "lists the valid names: {err}"
     );
 
-    let listed = std::process::Command::new(env!("CARGO_BIN_EXE_daftra-bridge"))
-        .arg("resources")
-        .env_clear()
-        .env("DAFTRA_RESOURCES", "invoices")
-        .output()
-        .unwrap();
+    let env = BridgeEnv::new().set("DAFTRA_RESOURCES", "invoices");
+    let listed = Bridge::new(&["resources"], &env).output();
     assert!(listed.status.success());
     let text = String::from_utf8_lossy(&listed.stdout);
     assert_eq!(
@@ -543,16 +536,14 @@ async fn a_failed_cli_export_leaves_no_file_behind() {
     let dir = tempfile::tempdir().unwrap();
     let target = dir.path().join("invoices.csv");
     std::fs::write(&target, "yesterday's file").unwrap();
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_daftra-bridge"))
-        .args(["export", "invoices", "-o"])
+    let env = BridgeEnv::new()
+        .set("DAFTRA_BASE_URL", &app.sim.base_url)
+        .set("DAFTRA_API_KEY", "wrong")
+        .set("DAFTRA_MAX_RETRIES", "0");
+    let out = Bridge::new(&["export", "invoices", "-o"], &env)
         .arg(&target)
-        .env_clear()
-        .env("DAFTRA_BASE_URL", &app.sim.base_url)
-        .env("DAFTRA_API_KEY", "wrong")
-        .env("DAFTRA_MAX_RETRIES", "0")
-        .output()
-        .await
-        .unwrap();
+        .output_async()
+        .await;
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("401"), "{err}");
@@ -565,15 +556,13 @@ async fn a_failed_cli_export_leaves_no_file_behind() {
         1,
         "no temporary file left"
     );
-    let ok = tokio::process::Command::new(env!("CARGO_BIN_EXE_daftra-bridge"))
-        .args(["export", "invoices_invoice_item", "-o"])
+    let env = BridgeEnv::new()
+        .set("DAFTRA_BASE_URL", &app.sim.base_url)
+        .set("DAFTRA_API_KEY", SIM_API_KEY);
+    let ok = Bridge::new(&["export", "invoices_invoice_item", "-o"], &env)
         .arg(&target)
-        .env_clear()
-        .env("DAFTRA_BASE_URL", &app.sim.base_url)
-        .env("DAFTRA_API_KEY", "sim-api-key")
-        .output()
-        .await
-        .unwrap();
+        .output_async()
+        .await;
     assert!(
         ok.status.success(),
         "{}",

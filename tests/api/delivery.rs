@@ -9,19 +9,13 @@ use lapin::types::{AMQPValue, FieldTable};
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    amqp_url, fields, metric, spawn_app, start_serve, unique, EventQueue, Options, ServeProcess,
+    amqp_url, fields, free_port, get_json, metric, spawn_app, sqlite_url, unique, wait_for,
+    wait_polled_and_published, Bridge, BridgeEnv, EventQueue, Options, Running, SIM_API_KEY,
 };
 use crate::proxy::{broker_addr, Proxy};
 
-async fn wait_for(mut check: impl AsyncFnMut() -> bool, what: &str) {
-    for _ in 0..150 {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("timed out waiting for {what}");
-}
+/// How long a wait below may take before the test fails.
+const WAIT: Duration = Duration::from_secs(15);
 
 #[tokio::test]
 async fn a_broker_outage_loses_no_event_and_readiness_follows_it() {
@@ -32,7 +26,12 @@ async fn a_broker_outage_loses_no_event_and_readiness_follows_it() {
     })
     .await;
     let mut queue = EventQueue::bind(&app.exchange, "#").await;
-    wait_for(async || app.get("/readyz").await.status() == 200, "ready").await;
+    wait_for(
+        async || app.get("/readyz").await.status() == 200,
+        WAIT,
+        "ready",
+    )
+    .await;
     app.poll().await;
 
     proxy.cut();
@@ -43,6 +42,7 @@ async fn a_broker_outage_loses_no_event_and_readiness_follows_it() {
                 && r.json::<Value>().await.unwrap()["components"]["broker"]["state"]
                     == "disconnected"
         },
+        WAIT,
         "still ready (exports go on), with the broker shown disconnected",
     )
     .await;
@@ -53,9 +53,24 @@ async fn a_broker_outage_loses_no_event_and_readiness_follows_it() {
     app.sim
         .state
         .create(fields(json!({"title": "new", "start_date": "2026-11-29"})));
+    let connection_failures = async || {
+        metric(
+            &app.metrics().await,
+            "bridge_publish_failures_total{reason=\"connection\"}",
+        )
+        .unwrap_or(0.0)
+    };
     let o = app.poll().await;
+    let failed_before = connection_failures().await;
     assert_eq!(o.events, 3);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The publisher had its chance: a connection attempt ended after the commit, and failed (one
+    // that succeeded would have drained the outbox before anything else).
+    wait_for(
+        async || connection_failures().await > failed_before,
+        WAIT,
+        "a failed connection attempt after the poll committed",
+    )
+    .await;
     assert_eq!(
         app.state.store.outbox_len().unwrap(),
         3,
@@ -80,6 +95,7 @@ async fn a_broker_outage_loses_no_event_and_readiness_follows_it() {
             app.get("/readyz").await.json::<Value>().await.unwrap()["components"]["broker"]["state"]
                 == "connected"
         },
+        WAIT,
         "connected again",
     )
     .await;
@@ -140,6 +156,7 @@ async fn a_nacked_event_stays_in_the_outbox_until_it_is_confirmed() {
             .unwrap_or(0.0)
                 >= 1.0
         },
+        WAIT,
         "a nack",
     )
     .await;
@@ -154,6 +171,7 @@ async fn a_nacked_event_stays_in_the_outbox_until_it_is_confirmed() {
     assert_eq!(events[0].body["subject"], "3");
     wait_for(
         async || app.state.store.outbox_len().unwrap() == 0,
+        WAIT,
         "outbox drained",
     )
     .await;
@@ -191,33 +209,26 @@ async fn shutdown_with_the_broker_away_keeps_the_outbox_and_returns() {
     );
 }
 
+/// `serve` against the simulator at `sim_url`, on the SQLite file `db` and HTTP `port`, polling
+/// every second and publishing to `exchange` through `amqp`.
 fn start_bridge(
     sim_url: &str,
     db: &std::path::Path,
     amqp: &str,
     exchange: &str,
     port: u16,
-) -> ServeProcess {
-    start_serve(
-        sim_url,
-        db,
-        port,
-        &[
-            ("DAFTRA_PAGE_SIZE", "7".into()),
-            ("AMQP_URL", amqp.into()),
-            ("AMQP_EXCHANGE", exchange.into()),
-            ("POLL_INTERVAL_SECS", "1".into()),
-        ],
-    )
-}
-
-async fn status(port: u16) -> Option<Value> {
-    reqwest::get(format!("http://127.0.0.1:{port}/status"))
-        .await
-        .ok()?
-        .json()
-        .await
-        .ok()
+) -> Running {
+    let env = BridgeEnv::new()
+        .set("DAFTRA_BASE_URL", sim_url)
+        .set("DAFTRA_API_KEY", SIM_API_KEY)
+        .set("DATABASE_URL", sqlite_url(db))
+        .set("BIND_ADDR", format!("127.0.0.1:{port}"))
+        .set("RUST_LOG", "warn")
+        .set("DAFTRA_PAGE_SIZE", "7")
+        .set("AMQP_URL", amqp)
+        .set("AMQP_EXCHANGE", exchange)
+        .set("POLL_INTERVAL_SECS", "1");
+    Bridge::new(&["serve"], &env).spawn()
 }
 
 #[tokio::test]
@@ -234,19 +245,16 @@ async fn sigkill_after_a_commit_loses_nothing_and_invents_nothing() {
     let mut queue = EventQueue::bind(&exchange, "#").await;
     let proxy = Proxy::start(broker_addr()).await;
     proxy.cut();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
 
     let first = start_bridge(&sim.base_url, &db_path, &proxy.amqp_url(), &exchange, port);
     wait_for(
         async || {
-            status(port)
+            get_json(port, "/status")
                 .await
                 .is_some_and(|s| s["resources"]["work_orders"]["last_outcome"] == "baseline")
         },
+        WAIT,
         "baseline",
     )
     .await;
@@ -257,7 +265,12 @@ async fn sigkill_after_a_commit_loses_nothing_and_invents_nothing() {
         json!({"title": "created before the crash", "start_date": "2026-11-29"}),
     ));
     wait_for(
-        async || status(port).await.is_some_and(|s| s["outbox_pending"] == 3),
+        async || {
+            get_json(port, "/status")
+                .await
+                .is_some_and(|s| s["outbox_pending"] == 3)
+        },
+        WAIT,
         "the poll committed three events",
     )
     .await;
@@ -283,8 +296,8 @@ async fn sigkill_after_a_commit_loses_nothing_and_invents_nothing() {
             ("work_order.updated".to_string(), "4".to_string()),
         ]
     );
-    // Several more polls of unchanged data: nothing new.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // Several more polls of unchanged data (one a second), their events published: nothing new.
+    wait_polled_and_published(port, 3, WAIT).await;
     assert!(
         queue.take(1, Duration::from_millis(500)).await.is_empty(),
         "no spurious events after restart"
@@ -345,6 +358,7 @@ async fn a_real_broker_restart_loses_no_event() {
         .success());
     wait_for(
         async || app.state.store.outbox_len().unwrap() == 0,
+        WAIT,
         "the outbox drained after the restart",
     )
     .await;
@@ -372,7 +386,12 @@ async fn a_real_broker_restart_loses_no_event() {
 async fn a_blocked_broker_pauses_publishing_without_blocking_http_or_polls() {
     let app = spawn_app(Options::default()).await;
     let mut queue = EventQueue::bind(&app.exchange, "#").await;
-    wait_for(async || app.get("/readyz").await.status() == 200, "ready").await;
+    wait_for(
+        async || app.get("/readyz").await.status() == 200,
+        WAIT,
+        "ready",
+    )
+    .await;
     app.poll().await;
     let alarm = |on: bool| {
         let watermark = if on { "0.0000001" } else { "0.4" };
@@ -401,7 +420,7 @@ async fn a_blocked_broker_pauses_publishing_without_blocking_http_or_polls() {
         let r = app.get("/readyz").await;
         r.status() == 200 && r.text().await.unwrap().contains("blocks")
     };
-    wait_for(blocked, "readiness names the alarm").await;
+    wait_for(blocked, WAIT, "readiness names the alarm").await;
     assert_eq!(
         metric(&app.metrics().await, "bridge_broker_blocked"),
         Some(1.0)
@@ -415,6 +434,7 @@ async fn a_blocked_broker_pauses_publishing_without_blocking_http_or_polls() {
     assert_eq!(queue.take(1, Duration::from_secs(30)).await.len(), 1);
     wait_for(
         async || app.get("/readyz").await.status() == 200,
+        WAIT,
         "ready again",
     )
     .await;

@@ -7,7 +7,9 @@ use serde_json::{json, Value};
 
 use std::time::Duration;
 
-use crate::helpers::{fields, metric, spawn_app, Options};
+use crate::helpers::{
+    fields, metric, spawn_app, sqlite_url, Bridge, BridgeEnv, Options, SIM_API_KEY,
+};
 
 /// The normalised value Daftra meant, computed independently of the bridge's code.
 fn expected(column: &str, raw: &serde_json::Map<String, Value>) -> String {
@@ -474,8 +476,11 @@ async fn the_export_command_writes_the_same_rows() {
     let app = spawn_app(Options::without_publisher()).await;
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("wo.csv");
-    let status = std::process::Command::new(env!("CARGO_BIN_EXE_daftra-bridge"))
-        .args([
+    let sim = BridgeEnv::new()
+        .set("DAFTRA_BASE_URL", &app.sim.base_url)
+        .set("DAFTRA_API_KEY", SIM_API_KEY);
+    let status = Bridge::new(
+        &[
             "export",
             "work_orders",
             "--format",
@@ -485,14 +490,11 @@ async fn the_export_command_writes_the_same_rows() {
             "--fields",
             "id,status",
             "-o",
-        ])
-        .arg(&out)
-        .env_clear()
-        .env("DAFTRA_BASE_URL", &app.sim.base_url)
-        .env("DAFTRA_API_KEY", "sim-api-key")
-        .env("DAFTRA_PAGE_SIZE", "7")
-        .output()
-        .unwrap();
+        ],
+        &sim.clone().set("DAFTRA_PAGE_SIZE", "7"),
+    )
+    .arg(&out)
+    .output();
     assert!(
         status.status.success(),
         "{}",
@@ -511,24 +513,14 @@ async fn the_export_command_writes_the_same_rows() {
         .lines()
         .skip(1)
         .all(|l| l.ends_with(",1") || l.ends_with(",2")));
-    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_daftra-bridge"))
-        .args(["export", "work_orders", "--status", "bogus"])
-        .env_clear()
-        .env("DAFTRA_BASE_URL", &app.sim.base_url)
-        .env("DAFTRA_API_KEY", "sim-api-key")
-        .output()
-        .unwrap();
+    let bad = Bridge::new(&["export", "work_orders", "--status", "bogus"], &sim).output();
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--status"));
-    let missing = std::process::Command::new(env!("CARGO_BIN_EXE_daftra-bridge"))
-        .args(["export", "work_orders", "--source", "snapshot"])
-        .env_clear()
-        .env(
-            "DATABASE_URL",
-            format!("sqlite://{}/none/x.sqlite3", dir.path().display()),
-        )
-        .output()
-        .unwrap();
+    let no_db = BridgeEnv::new().set(
+        "DATABASE_URL",
+        sqlite_url(&dir.path().join("none/x.sqlite3")),
+    );
+    let missing = Bridge::new(&["export", "work_orders", "--source", "snapshot"], &no_db).output();
     assert!(
         !missing.status.success(),
         "no snapshot is an error, not an empty file"

@@ -1,4 +1,4 @@
-//! The hand-made page of odd forms (`../shared/fixtures/work_orders_page.json`), served by the
+//! The hand-made page of odd forms (`tests/fixtures/work_orders_page.json`), served by the
 //! simulator and exported: every record read, normalised alike, and safe in CSV and XLSX.
 
 use calamine::{Data, DataType, Reader, Xlsx};

@@ -9,7 +9,7 @@ use daftra_bridge::export::query;
 use daftra_bridge::sim::Faults;
 use serde_json::Value;
 
-use crate::helpers::{spawn_app, Options};
+use crate::helpers::{require, spawn_app, tool, Options};
 
 /// The `<section>` of `export` on the page.
 fn section<'a>(html: &'a str, export: &str) -> &'a str {
@@ -164,31 +164,26 @@ async fn every_filter_of_every_export_has_a_form_input() {
     app.stop().await;
 }
 
-/// Whether the browser test can run here: Chromium and the installed playwright-core.
-fn browser_missing(chromium: &str) -> Option<String> {
+/// Whether the browser test can run here: Chromium, node and the installed playwright-core
+/// ([`require`]'s rule).
+fn browser_ready(chromium: &str) -> bool {
     let browser_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
-    if !Path::new(chromium).exists() {
-        return Some(format!("{chromium} is missing (apt-get install chromium)"));
-    }
-    if !browser_dir.join("node_modules/playwright-core").exists() {
-        return Some("playwright-core is not installed (npm ci --prefix tests/browser)".into());
-    }
-    let node = std::process::Command::new("node").arg("--version").output();
-    if !node.is_ok_and(|o| o.status.success()) {
-        return Some("node is missing".into());
-    }
-    None
+    require(
+        Path::new(chromium).exists(),
+        &format!("{chromium} is missing"),
+        ".ci/run installs it (Debian package chromium; CHROMIUM names another)",
+    ) && tool("node")
+        && require(
+            browser_dir.join("node_modules/playwright-core").exists(),
+            "playwright-core is not installed in tests/browser",
+            ".ci/run installs it (npm ci --prefix tests/browser)",
+        )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_browser_fills_the_form_and_downloads_the_files() {
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    if let Some(missing) = browser_missing(&chromium) {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "browser test: {missing}; .ci/run installs it"
-        );
-        eprintln!("browser test skipped: {missing}");
+    if !browser_ready(&chromium) {
         return;
     }
     let app = spawn_app(Options::without_publisher()).await;

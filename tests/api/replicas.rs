@@ -7,71 +7,33 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    amqp_url, declare_exchange, fields, metric, spawn_app, start_serve, unique, EventQueue,
-    Options, ServeProcess,
+    amqp_url, declare_exchange, fields, free_port, get_json, metric, metrics_at, spawn_app, unique,
+    wait_for, wait_polled_and_published, Bridge, BridgeEnv, EventQueue, Options, Running,
+    SIM_API_KEY,
 };
 use crate::pg::{PrivateServer, TestDb};
 use crate::proxy::{broker_addr, Proxy};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A replica: a `serve` process on `db`, polling every second.
-fn replica(sim_url: &str, db: &str, amqp: &str, exchange: &str, port: u16) -> ServeProcess {
-    let unused = std::path::Path::new("/nonexistent/unused.sqlite3");
-    start_serve(
-        sim_url,
-        unused,
-        port,
-        &[
-            ("DATABASE_URL", db.to_string()),
-            ("DAFTRA_PAGE_SIZE", "7".into()),
-            ("AMQP_URL", amqp.into()),
-            ("AMQP_EXCHANGE", exchange.into()),
-            ("POLL_INTERVAL_SECS", "1".into()),
-            ("ADVERTISE_URL", format!("http://127.0.0.1:{port}")),
-        ],
-    )
-}
-
-async fn get_json(port: u16, path: &str) -> Option<Value> {
-    reqwest::get(format!("http://127.0.0.1:{port}{path}"))
-        .await
-        .ok()?
-        .json()
-        .await
-        .ok()
+fn replica(sim_url: &str, db: &str, amqp: &str, exchange: &str, port: u16) -> Running {
+    let env = BridgeEnv::new()
+        .set("DAFTRA_BASE_URL", sim_url)
+        .set("DAFTRA_API_KEY", SIM_API_KEY)
+        .set("DATABASE_URL", db)
+        .set("BIND_ADDR", format!("127.0.0.1:{port}"))
+        .set("RUST_LOG", "warn")
+        .set("DAFTRA_PAGE_SIZE", "7")
+        .set("AMQP_URL", amqp)
+        .set("AMQP_EXCHANGE", exchange)
+        .set("POLL_INTERVAL_SECS", "1")
+        .set("ADVERTISE_URL", format!("http://127.0.0.1:{port}"));
+    Bridge::new(&["serve"], &env).spawn()
 }
 
 async fn role(port: u16) -> Option<String> {
     get_json(port, "/status").await?["role"]
         .as_str()
         .map(str::to_string)
-}
-
-async fn metrics(port: u16) -> String {
-    reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
-async fn wait_for(mut check: impl AsyncFnMut() -> bool, within: Duration, what: &str) {
-    let until = Instant::now() + within;
-    while Instant::now() < until {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("timed out after {within:?} waiting for {what}");
 }
 
 /// Waits until one of `ports` leads and the others follow; returns the leader's index.
@@ -125,8 +87,11 @@ async fn replicas_started_at_once_elect_one_leader_and_serve_the_same_export() {
         .collect();
     let leader = one_leader(&ports).await;
     let (lead, follow) = (ports[leader], ports[1 - leader]);
-    assert_eq!(metric(&metrics(lead).await, "bridge_leader"), Some(1.0));
-    assert_eq!(metric(&metrics(follow).await, "bridge_leader"), Some(0.0));
+    assert_eq!(metric(&metrics_at(lead).await, "bridge_leader"), Some(1.0));
+    assert_eq!(
+        metric(&metrics_at(follow).await, "bridge_leader"),
+        Some(0.0)
+    );
     assert_eq!(
         db.query("SELECT count(*) FROM schema_migrations")
             .as_deref(),
@@ -183,8 +148,8 @@ async fn replicas_started_at_once_elect_one_leader_and_serve_the_same_export() {
             "bridge_events_published_total{op=\"updated\",resource=\"work_orders\"}",
         )
     };
-    assert_eq!(published(&metrics(follow).await).unwrap_or(0.0), 0.0);
-    assert_eq!(published(&metrics(lead).await), Some(1.0));
+    assert_eq!(published(&metrics_at(follow).await).unwrap_or(0.0), 0.0);
+    assert_eq!(published(&metrics_at(lead).await), Some(1.0));
     queue.close().await;
     sim.stop().await;
 }
@@ -274,7 +239,8 @@ async fn when_the_leader_is_killed_the_survivor_takes_over_and_publishes_every_c
             ("work_order.updated".to_string(), "4".to_string()),
         ]
     );
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // More polls by the new leader (one a second), their events published: nothing more.
+    wait_polled_and_published(b, 3, Duration::from_secs(20)).await;
     assert!(
         queue.take(1, Duration::from_millis(500)).await.is_empty(),
         "nothing invented"
@@ -334,7 +300,7 @@ async fn a_leader_whose_lock_session_is_cut_stops_publishing_and_a_follower_lead
         "A steps down and B leads",
     )
     .await;
-    let a_metrics = metrics(a).await;
+    let a_metrics = metrics_at(a).await;
     assert_eq!(
         metric(
             &a_metrics,
@@ -359,11 +325,11 @@ async fn a_leader_whose_lock_session_is_cut_stops_publishing_and_a_follower_lead
         "one event, from the new leader: {events:?}"
     );
     assert_eq!(
-        published(&metrics(a).await),
+        published(&metrics_at(a).await),
         0.0,
         "the old leader published nothing"
     );
-    assert_eq!(published(&metrics(b).await), 1.0);
+    assert_eq!(published(&metrics_at(b).await), 1.0);
     queue.close().await;
     sim.stop().await;
 }

@@ -1,28 +1,25 @@
 //! The built binary: configuration errors stop start-up naming the variable; secrets never show
 //! in logs, `/status` or `/metrics`; JSON logs.
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use daftra_bridge::sim::{SimConfig, Simulator};
 
-fn bridge() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_daftra-bridge"));
-    c.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("DAFTRA_SUBDOMAIN", "acme")
-        .env("DAFTRA_API_KEY", "k")
-        .env("BIND_ADDR", "127.0.0.1:0")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    c
+use crate::helpers::{free_port, sqlite_url, Bridge, BridgeEnv};
+
+/// What every run here starts from: a Daftra subdomain and key, and any free port.
+fn base_env() -> BridgeEnv {
+    BridgeEnv::new()
+        .set("DAFTRA_SUBDOMAIN", "acme")
+        .set("DAFTRA_API_KEY", "k")
+        .set("BIND_ADDR", "127.0.0.1:0")
 }
 
 #[test]
 fn a_bad_variable_stops_start_up_naming_it() {
     let dir = tempfile::tempdir().unwrap();
-    let db = format!("sqlite://{}/x.sqlite3", dir.path().display());
+    let db = sqlite_url(&dir.path().join("x.sqlite3"));
     for (name, value, expected) in [
         ("DAFTRA_PAGE_SIZE", "5000", "1 to 1000"),
         ("DAFTRA_CONCURRENCY", "many", "whole number"),
@@ -38,12 +35,8 @@ fn a_bad_variable_stops_start_up_naming_it() {
         ),
     ] {
         let started = Instant::now();
-        let out = bridge()
-            .env("DATABASE_URL", &db)
-            .env(name, value)
-            .arg("serve")
-            .output()
-            .unwrap();
+        let env = base_env().set("DATABASE_URL", &db).set(name, value);
+        let out = Bridge::new(&["serve"], &env).output();
         assert!(
             started.elapsed() < Duration::from_secs(15),
             "{name}: stops at once, without retrying anything"
@@ -56,11 +49,7 @@ fn a_bad_variable_stops_start_up_naming_it() {
             "{stderr}"
         );
     }
-    let out = bridge()
-        .env_remove("DAFTRA_SUBDOMAIN")
-        .arg("serve")
-        .output()
-        .unwrap();
+    let out = Bridge::new(&["serve"], &base_env().remove("DAFTRA_SUBDOMAIN")).output();
     assert!(String::from_utf8_lossy(&out.stderr).contains("DAFTRA_SUBDOMAIN"));
 }
 
@@ -72,36 +61,26 @@ async fn secrets_never_appear_in_logs_status_or_metrics() {
     })
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
+    let closed = free_port();
     let (api_key, amqp_password, token) = ("apikey-Zq81x", "amqppass-Lw02y", "exporttoken-Pp93z");
-    let child = bridge()
-        .env("DAFTRA_BASE_URL", &sim.base_url)
-        .env("DAFTRA_API_KEY", api_key)
-        .env("DAFTRA_MAX_RETRIES", "0")
-        .env(
+    let env = base_env()
+        .set("DAFTRA_BASE_URL", &sim.base_url)
+        .set("DAFTRA_API_KEY", api_key)
+        .set("DAFTRA_MAX_RETRIES", "0")
+        .set(
             "AMQP_URL",
             format!("amqp://guest:{amqp_password}@127.0.0.1:{closed}/%2f"),
         )
-        .env("EXPORT_TOKEN", token)
-        .env(
-            "DATABASE_URL",
-            format!("sqlite://{}/x.sqlite3", dir.path().display()),
-        )
-        .env("BIND_ADDR", format!("127.0.0.1:{port}"))
-        .env("LOG_FORMAT", "json")
-        .env("RUST_LOG", "debug")
-        .arg("serve")
-        .spawn()
-        .unwrap();
+        .set("EXPORT_TOKEN", token)
+        .set("DATABASE_URL", sqlite_url(&dir.path().join("x.sqlite3")))
+        .set("BIND_ADDR", format!("127.0.0.1:{port}"))
+        .set("LOG_FORMAT", "json")
+        .set("RUST_LOG", "debug");
+    let mut child = Bridge::new(&["serve"], &env)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
     let http = reqwest::Client::new();
     let mut status = String::new();
     for _ in 0..300 {
@@ -130,8 +109,8 @@ async fn secrets_never_appear_in_logs_status_or_metrics() {
         .text()
         .await
         .unwrap();
-    terminate(&child);
-    let out = child.wait_with_output().unwrap();
+    child.terminate();
+    let out = child.wait_with_output();
     let logs = String::from_utf8_lossy(&out.stderr);
     assert!(
         logs.lines()
@@ -152,14 +131,6 @@ async fn secrets_never_appear_in_logs_status_or_metrics() {
     sim.stop().await;
 }
 
-/// SIGTERM, so the bridge shuts down gracefully and flushes its logs.
-fn terminate(child: &std::process::Child) {
-    let _ = Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status();
-}
-
 #[test]
 fn a_malformed_dotenv_line_stops_start_up_naming_the_file_and_line() {
     let dir = tempfile::tempdir().unwrap();
@@ -168,11 +139,9 @@ fn a_malformed_dotenv_line_stops_start_up_naming_the_file_and_line() {
         "# settings\nDAFTRA_TIMEZONE=Africa/Cairo\nDAFTRA_PAGE_SIZE 10 s3cr3t\nLOG_FORMAT=json\n",
     )
     .unwrap();
-    let out = bridge()
+    let out = Bridge::new(&["serve"], &base_env())
         .current_dir(dir.path())
-        .arg("serve")
-        .output()
-        .unwrap();
+        .output();
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
@@ -188,11 +157,7 @@ fn non_utf8_values_never_panic_and_unknown_variables_are_warned() {
     use std::os::unix::ffi::OsStrExt;
     let not_utf8 = std::ffi::OsStr::from_bytes(&[0x61, 0xff, 0x62]);
     // A variable of the bridge's: an error naming it, exit 1 (not a panic's 101).
-    let out = bridge()
-        .env("DAFTRA_TIMEZONE", not_utf8)
-        .arg("serve")
-        .output()
-        .unwrap();
+    let out = Bridge::new(&["serve"], &base_env().set("DAFTRA_TIMEZONE", not_utf8)).output();
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -203,18 +168,14 @@ fn non_utf8_values_never_panic_and_unknown_variables_are_warned() {
     // Someone else's variable is ignored; a typo of ours is warned with the closest name.
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("stderr.log");
-    let mut child = bridge()
-        .env("SOME_TOOL_SETTING", not_utf8)
-        .env("DAFTRA_PAGESIZE", "10")
-        .env(
-            "DATABASE_URL",
-            format!("sqlite://{}/x.sqlite3", dir.path().display()),
-        )
-        .env("AMQP_URL", "amqp://guest:guest@127.0.0.1:1/%2f")
-        .stderr(std::fs::File::create(&log).unwrap())
-        .arg("serve")
-        .spawn()
-        .unwrap();
+    let env = base_env()
+        .set("SOME_TOOL_SETTING", not_utf8)
+        .set("DAFTRA_PAGESIZE", "10")
+        .set("DATABASE_URL", sqlite_url(&dir.path().join("x.sqlite3")))
+        .set("AMQP_URL", "amqp://guest:guest@127.0.0.1:1/%2f");
+    let mut child = Bridge::new(&["serve"], &env)
+        .stderr(std::fs::File::create(&log).unwrap().into())
+        .spawn();
     let mut text = String::new();
     for _ in 0..100 {
         text = std::fs::read_to_string(&log).unwrap_or_default();
@@ -223,9 +184,9 @@ fn non_utf8_values_never_panic_and_unknown_variables_are_warned() {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    let running = child.try_wait().unwrap().is_none();
-    terminate(&child);
-    let _ = child.wait();
+    let running = child.is_running();
+    child.terminate();
+    let _ = child.wait_with_output();
     assert!(running, "start-up went on: {text}");
     assert!(
         text.contains("DAFTRA_PAGESIZE") && text.contains("did you mean DAFTRA_PAGE_SIZE"),

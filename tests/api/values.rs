@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::{json, Map, Value};
 
-use crate::helpers::{metric, spawn_app, EventQueue, Options};
+use crate::helpers::{metric, spawn_app, Bridge, BridgeEnv, EventQueue, Options};
 
 /// Stores `fields` over seeded work order `id`'s raw form in the simulator, exactly as given
 /// (`PUT /__sim/records/...`, no `modified` bump).
@@ -249,14 +249,11 @@ fn a_bad_time_zone_or_date_format_stops_start_up_naming_the_variable() {
         ("DAFTRA_TIMEZONE", "Cairo"),
         ("DAFTRA_DATE_FORMAT", "YY/DD"),
     ] {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_daftra-bridge"))
-            .arg("serve")
-            .env_clear()
-            .env("DAFTRA_SUBDOMAIN", "acme")
-            .env("DAFTRA_API_KEY", "k")
-            .env(name, value)
-            .output()
-            .unwrap();
+        let env = BridgeEnv::new()
+            .set("DAFTRA_SUBDOMAIN", "acme")
+            .set("DAFTRA_API_KEY", "k")
+            .set(name, value);
+        let out = Bridge::new(&["serve"], &env).output();
         assert!(!out.status.success());
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(name) && err.contains(value), "{err}");
