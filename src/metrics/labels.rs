@@ -17,6 +17,13 @@ macro_rules! label_enum {
                 match self { $($name::$variant => $text),+ }
             }
         }
+
+        /// A value equals its label text.
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                self.as_str() == *other
+            }
+        }
     };
 }
 

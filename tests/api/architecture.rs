@@ -55,7 +55,10 @@ fn the_modules_of_src_import_each_other_without_a_cycle() {
             continue;
         }
         for line in text.lines().map(code) {
-            assert!(!line.contains("crate::{"), "{rel}: name each module in its own `use crate::...`");
+            assert!(
+                !line.contains("crate::{"),
+                "{rel}: name each module in its own `use crate::...`"
+            );
             for (i, _) in line.match_indices("crate::") {
                 let name: String = line[i + 7..]
                     .chars()
@@ -100,7 +103,15 @@ fn the_modules_of_src_import_each_other_without_a_cycle() {
 
 #[test]
 fn sql_is_written_only_in_the_store() {
-    let sql = ["SELECT ", "INSERT ", "UPDATE ", "DELETE FROM", "CREATE TABLE", "rusqlite", "postgres::"];
+    let sql = [
+        "SELECT ",
+        "INSERT ",
+        "UPDATE ",
+        "DELETE FROM",
+        "CREATE TABLE",
+        "rusqlite",
+        "postgres::",
+    ];
     for (path, text) in sources() {
         let rel = relative(&path);
         if rel.starts_with("store/") {
@@ -127,8 +138,14 @@ fn only_the_metrics_module_handles_prometheus_labels() {
         if rel == "metrics.rs" || rel.starts_with("metrics/") {
             seen += calls;
         } else {
-            assert_eq!(calls, 0, "{rel} calls with_label_values: report through Metrics' methods");
-            assert!(!text.contains("use prometheus"), "{rel} uses prometheus directly");
+            assert_eq!(
+                calls, 0,
+                "{rel} calls with_label_values: report through Metrics' methods"
+            );
+            assert!(
+                !text.contains("use prometheus"),
+                "{rel} uses prometheus directly"
+            );
         }
     }
     assert!(seen > 20, "the metrics module's own calls: {seen}");
@@ -146,11 +163,21 @@ fn functions(text: &str) -> Vec<(String, usize, usize)> {
             continue;
         };
         let leading = &words[..at];
-        let allowed = ["pub", "pub(crate)", "pub(super)", "async", "const", "unsafe"];
+        let allowed = [
+            "pub",
+            "pub(crate)",
+            "pub(super)",
+            "async",
+            "const",
+            "unsafe",
+        ];
         if !leading.iter().all(|w| allowed.contains(w)) {
             continue;
         }
-        let Some(name) = words.get(at + 1).map(|w| w.split(['(', '<']).next().unwrap_or("")) else {
+        let Some(name) = words
+            .get(at + 1)
+            .map(|w| w.split(['(', '<']).next().unwrap_or(""))
+        else {
             continue;
         };
         let mut depth = 0i32;
@@ -200,7 +227,8 @@ fn no_function_in_src_is_longer_than_80_lines() {
 
 #[test]
 fn the_function_reader_measures_what_it_reads() {
-    let text = "fn a() {\n    let s = \"{\";\n}\n\npub async fn b(x: u8) -> u8 {\n    x\n}\nfn c();\n";
+    let text =
+        "fn a() {\n    let s = \"{\";\n}\n\npub async fn b(x: u8) -> u8 {\n    x\n}\nfn c();\n";
     assert_eq!(
         functions(text),
         vec![("a".to_string(), 1, 3), ("b".to_string(), 5, 3)]

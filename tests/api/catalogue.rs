@@ -379,7 +379,11 @@ async fn a_forbidden_resource_is_marked_unavailable_and_slows_no_other() {
         ..Default::default()
     });
     let invoices = catalogue::by_name("invoices").unwrap();
-    let err = app.poller.poll_once(invoices).await.unwrap_err();
+    let err = app
+        .poller
+        .poll_once(&app.feed(&invoices.name))
+        .await
+        .unwrap_err();
     assert!(err.is_unavailable(), "{err}");
     assert_eq!(app.poll_resource("clients").await.records, 45);
     let status: Value = app.get("/status").await.json().await.unwrap();
@@ -400,9 +404,8 @@ async fn a_forbidden_resource_is_marked_unavailable_and_slows_no_other() {
     let cancel = tokio_util::sync::CancellationToken::new();
     let before = app.sim.state.stats().list_requests_by_resource;
     for (name, interval) in [("invoices", 1), ("work_orders", 1)] {
-        let r = catalogue::by_name(name).unwrap();
         tokio::spawn(app.poller.clone().run(
-            r,
+            app.feed(name),
             Duration::from_secs(interval),
             Duration::from_secs(3600),
             Default::default(),
@@ -442,7 +445,8 @@ async fn every_resource_shares_one_request_budget() {
     // Every poll at once (POLL_MAX_PARALLEL=31): only the shared budget can hold the line.
     let mut poller = app.poller.clone();
     poller.parallel = std::sync::Arc::new(tokio::sync::Semaphore::new(31));
-    let polls = catalogue::all().iter().map(|r| poller.poll_once(r));
+    let feeds: Vec<_> = catalogue::all().iter().map(|r| app.feed(&r.name)).collect();
+    let polls = feeds.iter().map(|f| poller.poll_once(f));
     for result in futures::future::join_all(polls).await {
         result.unwrap();
     }

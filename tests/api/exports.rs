@@ -672,7 +672,7 @@ async fn identical_xlsx_requests_of_one_version_share_one_build() {
     };
     let before = count().await;
     // Hold every build permit, so the eight requests all arrive while the first build waits.
-    let builds = app.state.xlsx_builds.clone();
+    let builds = app.state.exports.xlsx_builds.clone();
     let held = builds.clone().acquire_many_owned(2).await.unwrap();
     let url = format!("{}/exports/work_orders.xlsx?fields=id,title", app.base);
     let requests: Vec<_> = (0..8)

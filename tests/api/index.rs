@@ -60,13 +60,18 @@ async fn the_page_shows_counts_times_and_states() {
     assert_eq!(app.poll().await.records, 45);
     for name in ["invoices", "clients"] {
         let r = catalogue::by_name(name).unwrap();
-        assert!(app.poller.poll_once(r).await.unwrap_err().is_unavailable());
+        assert!(app
+            .poller
+            .poll_once(&app.feed(&r.name))
+            .await
+            .unwrap_err()
+            .is_unavailable());
     }
     let html = app.get("/").await.text().await.unwrap();
     assert_eq!(state(&html, "work_orders"), "fresh");
     let wo = section(&html, "work_orders");
     assert!(wo.contains("data-records=\"45\">45 records</span>"), "{wo}");
-    let polled = app.state.status.get("work_orders").unwrap();
+    let polled = app.state.health.status.get("work_orders").unwrap();
     let at = polled.last_success.expect("a successful poll");
     assert!(
         wo.contains(&format!(
@@ -89,6 +94,7 @@ async fn the_page_shows_counts_times_and_states() {
     let old = (chrono::Utc::now() - chrono::TimeDelta::hours(4))
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     app.state
+        .health
         .status
         .update("work_orders", |s| s.last_success = Some(old.clone()));
     let html = app.get("/").await.text().await.unwrap();

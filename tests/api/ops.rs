@@ -316,7 +316,7 @@ async fn status_after_a_restart_shows_the_last_poll_from_the_store() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let again =
         daftra_bridge::startup::Application::build_with_listener(settings, listener).unwrap();
-    let status = again.state.status.snapshot();
+    let status = again.state.health.status.snapshot();
     let wo = &status["work_orders"];
     assert_eq!(wo.records, 45);
     assert_eq!(wo.last_outcome.as_deref(), Some("baseline"));

@@ -360,9 +360,9 @@ async fn a_postgresql_restart_under_a_running_bridge_is_survived_without_a_resta
     app.sim
         .state
         .update(4, fields(json!({"title": "changed during the outage"})));
-    let r = daftra_bridge::catalogue::by_name("work_orders").unwrap();
+    let r = app.feed("work_orders");
     assert!(
-        app.poller.poll_once(r).await.is_err(),
+        app.poller.poll_once(&r).await.is_err(),
         "a poll fails while the database is down"
     );
 
@@ -374,12 +374,12 @@ async fn a_postgresql_restart_under_a_running_bridge_is_survived_without_a_resta
     )
     .await;
     wait_for(
-        async || *app.state.role.borrow() == daftra_bridge::leader::Role::Leader,
+        async || *app.state.health.role.borrow() == daftra_bridge::leader::Role::Leader,
         Duration::from_secs(20),
         "the leadership taken again",
     )
     .await;
-    let outcome = app.poller.poll_once(r).await.expect("polls resume");
+    let outcome = app.poller.poll_once(&r).await.expect("polls resume");
     assert_eq!(
         (outcome.updated, outcome.events),
         (1, 1),

@@ -91,7 +91,11 @@ async fn a_poll_that_runs_out_of_retries_fails_and_changes_nothing() {
         server_errors_next: 100,
         ..Default::default()
     });
-    let err = app.poller.poll_once(default_resource()).await.unwrap_err();
+    let err = app
+        .poller
+        .poll_once(&app.feed(&default_resource().name))
+        .await
+        .unwrap_err();
     assert_eq!(err.reason(), "upstream");
     assert_eq!(
         app.state.store.snapshot_len("work_orders").unwrap(),
@@ -118,7 +122,11 @@ async fn a_wrong_api_key_is_not_retried() {
         ..Default::default()
     })
     .await;
-    let err = app.poller.poll_once(default_resource()).await.unwrap_err();
+    let err = app
+        .poller
+        .poll_once(&app.feed(&default_resource().name))
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("401"), "{err}");
     assert!(
         !err.to_string().contains("wrong-key"),
@@ -266,7 +274,7 @@ async fn a_refused_token_request_keeps_daftras_own_error_text() {
     let app = spawn_app(opts).await;
     let e = app
         .poller
-        .poll_once(daftra_bridge::catalogue::default_resource())
+        .poll_once(&app.feed("work_orders"))
         .await
         .unwrap_err()
         .to_string();
@@ -393,7 +401,10 @@ async fn a_poll_past_its_deadline_fails_and_changes_nothing() {
         latency_ms: 150,
         ..Default::default()
     });
-    let err = poller.poll_once(default_resource()).await.unwrap_err();
+    let err = poller
+        .poll_once(&app.feed(&default_resource().name))
+        .await
+        .unwrap_err();
     assert_eq!(err.reason(), "deadline");
     assert_eq!(app.state.store.snapshot_len("work_orders").unwrap(), 20);
     let m = app.metrics().await;
@@ -436,7 +447,11 @@ async fn an_unreachable_daftra_is_reported_with_its_cause() {
     })
     .await;
     app.sim.stop().await;
-    let err = app.poller.poll_once(default_resource()).await.unwrap_err();
+    let err = app
+        .poller
+        .poll_once(&app.feed(&default_resource().name))
+        .await
+        .unwrap_err();
     let text = err.to_string();
     assert!(
         text.contains("error sending request") && text.to_lowercase().contains("refused"),
@@ -454,13 +469,10 @@ async fn a_poll_holds_only_the_records_whose_hash_changed() {
     let r = default_resource();
     // A silent first poll writes its pages to the snapshot as they arrive and keeps none.
     let mut empty = daftra_bridge::diff::Known::default();
-    let first = scan(
-        &app.poller.client,
-        r,
-        Keep::Baseline(&app.state.store, &mut empty),
-    )
-    .await
-    .unwrap();
+    let feed = app.feed(&r.name);
+    let first = scan(&feed, Keep::Baseline(&app.state.store, &mut empty))
+        .await
+        .unwrap();
     assert!(first.records.is_empty());
     assert_eq!(first.distinct, 45);
     assert_eq!(app.state.store.snapshot_len("work_orders").unwrap(), 45);
@@ -478,9 +490,7 @@ async fn a_poll_holds_only_the_records_whose_hash_changed() {
     );
     let hashes = app.state.store.load_hashes("work_orders").unwrap();
     let mut known = daftra_bridge::diff::Known::new(hashes);
-    let second = scan(&app.poller.client, r, Keep::Changed(&mut known))
-        .await
-        .unwrap();
+    let second = scan(&feed, Keep::Changed(&mut known)).await.unwrap();
     let kept: Vec<i64> = second.records.iter().map(|s| s.id).collect();
     assert_eq!(kept, [4, 9], "only the changed records are held");
     assert_eq!((second.distinct, second.read), (45, 45));
@@ -494,10 +504,11 @@ async fn a_snapshot_from_before_content_hashes_is_migrated_without_spurious_upda
     app.poll().await;
     let path = app._db.path().join("bridge.sqlite3");
     {
-        // The schema of earlier versions: no hash column.
+        // The schema of earlier versions: no hash column (and no versioned migrations yet).
         let conn = rusqlite::Connection::open(&path).unwrap();
         conn.execute_batch(
-            "CREATE TABLE old AS SELECT resource, id, record FROM snapshot;
+            "DROP TABLE schema_migrations;
+             CREATE TABLE old AS SELECT resource, id, record FROM snapshot;
              DROP TABLE snapshot;
              CREATE TABLE snapshot (resource TEXT NOT NULL, id INTEGER NOT NULL, record TEXT NOT NULL,
                  PRIMARY KEY (resource, id)) WITHOUT ROWID;

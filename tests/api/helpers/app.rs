@@ -7,10 +7,11 @@ use std::time::Duration;
 
 use daftra_bridge::catalogue::default_resource;
 use daftra_bridge::config::DaftraAuth;
+use daftra_bridge::feed::Feed;
 use daftra_bridge::http::AppState;
 use daftra_bridge::poller::{PollOutcome, Poller};
 use daftra_bridge::sim::{SimConfig, Simulator};
-use daftra_bridge::startup::Application;
+use daftra_bridge::startup::{Application, Parts};
 use tokio_util::sync::CancellationToken;
 
 use super::amqp::{amqp_url, declare_exchange, delete_exchange, unique};
@@ -168,13 +169,15 @@ pub async fn spawn_app(opts: Options) -> TestApp {
     let db = tempfile::tempdir().expect("temp dir");
     let settings = opts.env(&sim.base_url, db.path()).settings();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let mut app = Application::build_with_listener(settings.clone(), listener).expect("app");
-    app.poll_loop = opts.poll_loop;
-    app.publish = opts.publisher;
+    let app = Application::build_with_listener(settings.clone(), listener).expect("app");
+    let parts = Parts {
+        poll_loop: opts.poll_loop,
+        sinks: opts.publisher,
+    };
     let (port, poller, state) = (app.port, app.poller.clone(), app.state.clone());
     let exchange = settings.amqp_exchange.clone();
     let cancel = CancellationToken::new();
-    let running = Some(app.spawn(cancel.clone()));
+    let running = Some(app.spawn_parts(parts, cancel.clone()));
     let test_app = TestApp {
         base: format!("http://127.0.0.1:{port}"),
         sim,
@@ -191,7 +194,7 @@ pub async fn spawn_app(opts: Options) -> TestApp {
         declare_exchange(&test_app.exchange).await;
     }
     // On PostgreSQL the election must be won before a poll may commit.
-    let mut role = test_app.state.role.clone();
+    let mut role = test_app.state.health.role.clone();
     tokio::time::timeout(
         Duration::from_secs(15),
         role.wait_for(|r| *r == daftra_bridge::leader::Role::Leader),
@@ -203,16 +206,28 @@ pub async fn spawn_app(opts: Options) -> TestApp {
 }
 
 impl TestApp {
+    /// The feed of the resource named `name` (it must be enabled).
+    pub fn feed(&self, name: &str) -> Feed {
+        self.state
+            .served
+            .feeds
+            .by_resource(name)
+            .expect("an enabled resource")
+            .clone()
+    }
+
     /// One poll of `name`.
     pub async fn poll_resource(&self, name: &str) -> PollOutcome {
-        let r = daftra_bridge::catalogue::by_name(name).expect("declared");
-        self.poller.poll_once(r).await.expect("poll succeeds")
+        self.poller
+            .poll_once(&self.feed(name))
+            .await
+            .expect("poll succeeds")
     }
 
     /// One poll of work orders.
     pub async fn poll(&self) -> PollOutcome {
         self.poller
-            .poll_once(default_resource())
+            .poll_once(&self.feed(&default_resource().name))
             .await
             .expect("poll succeeds")
     }
