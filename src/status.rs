@@ -8,6 +8,40 @@ use serde::Serialize;
 
 use crate::metrics::PublishFailure;
 
+/// How a poll ended, as `/status` names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PollResult {
+    /// A complete scan, its changes committed.
+    Success,
+    /// The first poll: the snapshot's baseline was recorded.
+    Baseline,
+    /// Committed without deletes: the scan could not prove itself complete.
+    Incomplete,
+    /// Nothing changed: the poll failed (`last_error` says why).
+    Failed,
+}
+
+impl PollResult {
+    /// `success`, `baseline`, `incomplete` or `failed`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PollResult::Success => "success",
+            PollResult::Baseline => "baseline",
+            PollResult::Incomplete => "incomplete",
+            PollResult::Failed => "failed",
+        }
+    }
+}
+
+/// Reads as its `/status` text, so `status.last_outcome.as_deref() == Some("success")`.
+impl std::ops::Deref for PollResult {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
 /// Last poll of one resource.
 #[derive(Clone, Debug, Default, Serialize, serde::Deserialize)]
 #[serde(default)]
@@ -15,8 +49,8 @@ pub struct PollStatus {
     /// RFC 3339 UTC start and end of the last poll.
     pub last_poll_started: Option<String>,
     pub last_poll_ended: Option<String>,
-    /// `success`, `baseline`, `incomplete` (no deletes applied) or `failed`.
-    pub last_outcome: Option<String>,
+    /// How the last poll ended.
+    pub last_outcome: Option<PollResult>,
     pub last_error: Option<String>,
     pub last_duration_seconds: Option<f64>,
     pub last_success: Option<String>,

@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::{PollError, PollOutcome};
 use crate::feed::Feed;
 use crate::metrics::Metrics;
-use crate::status::{now_rfc3339, PollStatus, StatusBoard};
+use crate::status::{now_rfc3339, PollResult, PollStatus, StatusBoard};
 use crate::store::Store;
 
 /// A poll that ended, either way.
@@ -20,13 +20,13 @@ pub(super) struct PollFinished<'a> {
 }
 
 impl PollFinished<'_> {
-    /// `success`, `baseline`, `incomplete` or `failed`, as `/status` shows the last outcome.
-    fn outcome_name(&self) -> &'static str {
+    /// How the poll ended, as `/status` shows it.
+    fn outcome(&self) -> PollResult {
         match self.result {
-            Ok(o) if o.baseline => "baseline",
-            Ok(o) if o.complete => "success",
-            Ok(_) => "incomplete",
-            Err(_) => "failed",
+            Ok(o) if o.baseline => PollResult::Baseline,
+            Ok(o) if o.complete => PollResult::Success,
+            Ok(_) => PollResult::Incomplete,
+            Err(_) => PollResult::Failed,
         }
     }
 
@@ -40,7 +40,7 @@ impl PollFinished<'_> {
         s.last_poll_ended = Some(now_rfc3339());
         s.last_duration_seconds = Some(self.took.as_secs_f64());
         s.records = self.records;
-        s.last_outcome = Some(self.outcome_name().into());
+        s.last_outcome = Some(self.outcome());
         s.available = self.available();
         match self.result {
             Ok(o) => {
