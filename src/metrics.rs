@@ -8,7 +8,8 @@ mod labels;
 mod record;
 
 pub use labels::{
-    DeliveryOutcome, LeadershipChange, Operation, PollFailure, PublishFailure, RetryReason,
+    DeliveryOutcome, LeadershipChange, Operation, ParkReason, PollFailure, PublishFailure,
+    RetryReason, Sink,
 };
 
 use prometheus::{
@@ -79,6 +80,10 @@ struct Publishing {
     broker_connected: IntGauge,
     /// 1 while the broker blocks publishers.
     broker_blocked: IntGauge,
+    /// Events set aside because their sink refused them for good, by sink and reason.
+    parked_total: IntCounterVec,
+    /// Events parked now, by sink.
+    parked: IntGaugeVec,
 }
 
 /// This replica's part and its store.
@@ -260,9 +265,28 @@ impl Publishing {
                 "bridge_broker_blocked",
                 "1 while RabbitMQ blocks publishers (memory or disk alarm), else 0.",
             ),
+            parked_total: counter(
+                r,
+                "bridge_events_parked_total",
+                "Events set aside because their sink refused them for good (kept; retry or drop them through /outbox/parked).",
+                &["sink", "reason"],
+            ),
+            parked: int_gauge_vec(
+                r,
+                "bridge_events_parked",
+                "Events parked now, by sink: kept, not delivered, waiting for an operator.",
+                &["sink"],
+            ),
         };
         for reason in PublishFailure::ALL {
             p.failures.with_label_values(&[reason.as_str()]);
+        }
+        for sink in Sink::ALL {
+            p.parked.with_label_values(&[sink.as_str()]);
+            for reason in ParkReason::ALL {
+                p.parked_total
+                    .with_label_values(&[sink.as_str(), reason.as_str()]);
+            }
         }
         p
     }

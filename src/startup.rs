@@ -14,8 +14,8 @@ use tokio_util::task::TaskTracker;
 use crate::account::{Account, DEFAULT_ACCOUNT};
 use crate::config::Settings;
 use crate::feed::{Feed, Feeds};
-use crate::http::{self, AppState, ExportLimits, Health, Served, WebhookAdmin};
-use crate::leader::{self, Role};
+use crate::http::{self, Admin, AppState, ExportLimits, Health, Served};
+use crate::leader::{self, Announce, Lease, Role};
 use crate::metrics::Metrics;
 use crate::poller::{PollTrigger, Poller};
 use crate::sinks::amqp::Publisher;
@@ -109,6 +109,7 @@ impl Application {
         metrics.set_store_up(true);
         let (role, role_rx) = watch::channel(initial);
         let outbox = Arc::new(OutboxSignal::new(metrics.clone()));
+        let lease = Arc::new(Lease::for_store(&store));
         let broker = Arc::new(BrokerState::default());
         let poller = Poller {
             store: store.clone(),
@@ -128,13 +129,9 @@ impl Application {
             confirm_timeout: settings.confirm_timeout,
             outbox: outbox.clone(),
             broker: broker.clone(),
+            lease: lease.clone(),
         };
-        let webhooks = WebhookSink::new(
-            store.clone(),
-            metrics.clone(),
-            settings.webhooks.clone(),
-            outbox,
-        )?;
+        let webhooks = WebhookSink::new(&publisher, settings.webhooks.clone())?;
         let state = AppState {
             store,
             metrics,
@@ -149,9 +146,10 @@ impl Application {
                 xlsx_builds: Arc::new(Semaphore::new(settings.max_xlsx_builds)),
                 xlsx_shared: Default::default(),
             },
-            webhooks: WebhookAdmin {
+            admin: Admin {
                 settings: Arc::new(settings.webhooks.clone()),
                 endpoints_changed: webhooks.endpoints_changed.clone(),
+                outbox: poller.outbox.clone(),
             },
         };
         Ok(Application {
@@ -190,14 +188,17 @@ impl Application {
         // successor never starts while this replica still publishes.
         let release = CancellationToken::new();
         tracker.spawn_blocking({
-            let (store, holder, metrics, role, release) = (
+            let (store, metrics, release) = (
                 self.state.store.clone(),
-                self.settings.advertise_url.clone(),
                 self.state.metrics.clone(),
-                self.role.clone(),
                 release.clone(),
             );
-            move || leader::run_election(store, holder, metrics, role, release)
+            let announce = Announce {
+                holder: self.settings.advertise_url.clone(),
+                role: self.role.clone(),
+                lease: self.publisher.lease.clone(),
+            };
+            move || leader::run_election(store, metrics, announce, release)
         });
         let lead = LeaderWork {
             poller: self.poller.clone(),

@@ -13,15 +13,13 @@ pub fn init(format: LogFormat) {
         }),
         _ => EnvFilter::new("info"),
     };
-    // lapin logs every returned (unroutable) message whole, as a byte array: kilobytes of record
-    // data per event. The bridge logs its own one-line warning instead.
+    // lapin logs every returned (unroutable) message whole, as a byte array (kilobytes of record
+    // data per event), and an ERROR line of its own for every channel or connection the broker
+    // closes. The bridge logs one line of its own for each instead; RUST_LOG naming lapin
+    // brings lapin's back.
     let filter = match std::env::var("RUST_LOG") {
         Ok(v) if v.contains("lapin") => filter,
-        _ => filter.add_directive(
-            "lapin::returned_messages=error"
-                .parse()
-                .expect("a valid directive"),
-        ),
+        _ => filter.add_directive("lapin=off".parse().expect("a valid directive")),
     };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -52,3 +52,14 @@ pub fn check(state: &AppState, req: &HttpRequest) -> Result<(), ApiError> {
         Some(expected) => require(req, expected, true),
     }
 }
+
+/// The admin API's guard: 404 while `ADMIN_TOKEN` is unset (the routes do not exist), 401
+/// without the right Bearer token (never `?token=`: admin tokens stay out of URLs and logs).
+pub fn admin(state: &AppState, req: &HttpRequest) -> Result<(), ApiError> {
+    let Some(expected) = &state.admin.settings.admin_token else {
+        return Err(ApiError::NotFound(
+            "no such route (the admin API is enabled by ADMIN_TOKEN)".into(),
+        ));
+    };
+    require(req, expected, false)
+}

@@ -19,7 +19,7 @@ pub async fn inbound(
     resource: web::Path<String>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let Some(expected) = &state.webhooks.settings.inbound_token else {
+    let Some(expected) = &state.admin.settings.inbound_token else {
         return Err(ApiError::NotFound(
             "no such route (the inbound webhook is enabled by INBOUND_WEBHOOK_TOKEN)".into(),
         ));

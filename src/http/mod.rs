@@ -8,19 +8,40 @@ mod inbound;
 mod index;
 mod openapi;
 mod ops;
+mod parked;
 mod shared_builds;
 mod state;
 mod webhooks;
 
 pub use error::{ApiError, Invalid, STORE_RETRY_AFTER_SECS};
 pub use shared_builds::SharedBuilds;
-pub use state::{AppState, ExportLimits, Health, Served, WebhookAdmin};
+pub use state::{Admin, AppState, ExportLimits, Health, Served};
 
 use std::time::Instant;
 
 use actix_web::dev::Service;
 use actix_web::{web, App, HttpResponse, ResponseError};
 use serde_json::json;
+
+/// Runs `f` on the store off the async executor; a store failure is a 500 naming it.
+pub(super) async fn on_store<T: Send + 'static>(
+    state: &AppState,
+    f: impl FnOnce(&crate::store::Store) -> Result<T, crate::store::StoreError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let store = state.store.clone();
+    let internal = |e: &dyn std::fmt::Display| ApiError::Internal(e.to_string());
+    web::block(move || f(&store))
+        .await
+        .map_err(|e| internal(&e))?
+        .map_err(|e| internal(&e))
+}
+
+/// Unix milliseconds as RFC 3339 UTC with milliseconds (`null` when out of range).
+pub(super) fn rfc3339(unix_ms: i64) -> serde_json::Value {
+    chrono::DateTime::from_timestamp_millis(unix_ms)
+        .map(|t| serde_json::Value::String(t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)))
+        .unwrap_or(serde_json::Value::Null)
+}
 
 /// A route answering GET and HEAD (HEAD without a body, for probes and `curl -I`), and 405 to
 /// any other method.
@@ -137,5 +158,20 @@ fn routes(cfg: &mut web::ServiceConfig) {
         .service(get_or_head(
             "/webhooks/endpoints/{id}/deliveries",
             web::to(webhooks::deliveries),
+        ))
+        .service(get_or_head("/outbox/parked", web::to(parked::list)))
+        .service(methods(
+            "/outbox/parked/{id}",
+            vec![
+                web::get().to(parked::get),
+                web::head().to(parked::get),
+                web::delete().to(parked::drop),
+            ],
+            "GET, HEAD, DELETE",
+        ))
+        .service(only(
+            "/outbox/parked/{id}/retry",
+            web::post().to(parked::retry),
+            "POST",
         ));
 }

@@ -152,6 +152,7 @@ pub async fn status(
         "broker": state.health.broker.get(),
         "publish_failures": state.health.broker.failures(),
         "webhooks": super::webhooks::status_part(&state).await,
+        "parked": super::parked::status_part(&state).await,
     })))
 }
 

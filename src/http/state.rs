@@ -27,7 +27,7 @@ pub struct AppState {
     pub served: Served,
     pub health: Health,
     pub exports: ExportLimits,
-    pub webhooks: WebhookAdmin,
+    pub admin: Admin,
 }
 
 /// The feeds this deployment serves, with their poll triggers and intervals by feed key.
@@ -91,10 +91,13 @@ pub struct ExportLimits {
     pub xlsx_shared: Arc<SharedBuilds>,
 }
 
-/// The webhook routes: the admin and inbound tokens and target rules, and the sink's wake-up.
+/// The admin API (webhook endpoints, parked events) and the inbound webhook: their tokens and
+/// target rules, and how they wake the sinks.
 #[derive(Clone)]
-pub struct WebhookAdmin {
+pub struct Admin {
     pub settings: Arc<WebhookSettings>,
     /// Tells the webhook sink that an endpoint was created, changed or deleted.
     pub endpoints_changed: Arc<Notify>,
+    /// Wakes every sink (a parked event to retry).
+    pub outbox: Arc<crate::sinks::OutboxSignal>,
 }

@@ -5,7 +5,8 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use futures::StreamExt;
 use serde_json::{json, Map, Value};
 
-use super::{access, ApiError, AppState, Invalid};
+use super::access::admin;
+use super::{access, on_store, rfc3339, ApiError, AppState, Invalid};
 use crate::sinks::webhook::{filter, signature, target, ROTATION_OVERLAP};
 use crate::store::{AttemptOutcome, Endpoint, EndpointPatch, NewEndpoint};
 
@@ -18,37 +19,6 @@ fn bad(field: &str, message: impl Into<String>) -> ApiError {
 
 fn no_endpoint(id: &str) -> ApiError {
     ApiError::NotFound(format!("no webhook endpoint {id}"))
-}
-
-fn internal(e: impl std::fmt::Display) -> ApiError {
-    ApiError::Internal(e.to_string())
-}
-
-/// 404 while `ADMIN_TOKEN` is unset, 401 without the right Bearer token.
-fn admin(state: &AppState, req: &HttpRequest) -> Result<(), ApiError> {
-    let Some(expected) = &state.webhooks.settings.admin_token else {
-        return Err(ApiError::NotFound(
-            "no such route (the webhook admin API is enabled by ADMIN_TOKEN)".into(),
-        ));
-    };
-    access::require(req, expected, false)
-}
-
-async fn on_store<T: Send + 'static>(
-    state: &AppState,
-    f: impl FnOnce(&crate::store::Store) -> Result<T, crate::store::StoreError> + Send + 'static,
-) -> Result<T, ApiError> {
-    let store = state.store.clone();
-    web::block(move || f(&store))
-        .await
-        .map_err(internal)?
-        .map_err(internal)
-}
-
-fn rfc3339(unix_ms: i64) -> Value {
-    chrono::DateTime::from_timestamp_millis(unix_ms)
-        .map(|t| Value::String(t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)))
-        .unwrap_or(Value::Null)
 }
 
 /// An endpoint as the admin API shows it: never its secret.
@@ -98,7 +68,7 @@ fn url_field(state: &AppState, map: &Map<String, Value>) -> Result<Option<String
     let Some(url) = text_field(map, "url", 2048)? else {
         return Ok(None);
     };
-    target::validate(&url, state.webhooks.settings.allow_private).map_err(|e| bad("url", e))?;
+    target::validate(&url, state.admin.settings.allow_private).map_err(|e| bad("url", e))?;
     Ok(Some(url))
 }
 
@@ -176,7 +146,7 @@ pub async fn create(
     let secret = signature::new_secret();
     let (id, s) = (new_id(), secret.clone());
     let endpoint = on_store(&state, move |store| store.create_endpoint(&id, &new, &s)).await?;
-    state.webhooks.endpoints_changed.notify_one();
+    state.admin.endpoints_changed.notify_one();
     tracing::info!(endpoint = %endpoint.id, url = %target::redact(&endpoint.url), "Webhook endpoint created");
     let mut shown = shown(&endpoint, 0);
     shown["secret"] = Value::String(secret.expose().to_string());
@@ -252,7 +222,7 @@ pub async fn patch(
     if updated.is_none() {
         return Err(no_endpoint(&id));
     }
-    state.webhooks.endpoints_changed.notify_one();
+    state.admin.endpoints_changed.notify_one();
     let (e, pending) = load(&state, &id).await?;
     Ok(HttpResponse::Ok().json(shown(&e, pending)))
 }
@@ -269,7 +239,7 @@ pub async fn delete(
         return Err(no_endpoint(&id));
     }
     state.metrics.forget_endpoint(&id);
-    state.webhooks.endpoints_changed.notify_one();
+    state.admin.endpoints_changed.notify_one();
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -327,7 +297,7 @@ pub async fn replay(
         Ok(messages.len())
     })
     .await?;
-    state.webhooks.endpoints_changed.notify_one();
+    state.admin.endpoints_changed.notify_one();
     Ok(HttpResponse::Accepted().json(json!({"id": id.as_str(), "queued": queued})))
 }
 
@@ -368,6 +338,7 @@ pub async fn deliveries(
                     AttemptOutcome::Delivered => "delivered",
                     AttemptOutcome::RetryAt(_) => "retrying",
                     AttemptOutcome::Stopped => "stopped",
+                    AttemptOutcome::Parked(_) => "parked",
                 },
                 "next_attempt_at": match a.outcome {
                     AttemptOutcome::RetryAt(t) => rfc3339(t),

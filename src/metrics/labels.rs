@@ -106,3 +106,41 @@ label_enum! {
         Lost => "lost",
     }
 }
+
+label_enum! {
+    /// Why an event was parked: label `reason` of `bridge_events_parked_total`.
+    ParkReason {
+        /// Larger than the receiver takes (RabbitMQ's `max_message_size`, HTTP 413).
+        TooLarge => "too_large",
+        /// Refused for good by the receiver for another reason (HTTP 400, 415, 422).
+        Refused => "refused",
+    }
+}
+
+label_enum! {
+    /// A sink: label `sink` of the parked-event metrics.
+    Sink {
+        /// The RabbitMQ exchange.
+        Amqp => "amqp",
+        /// An outgoing webhook endpoint.
+        Webhook => "webhook",
+    }
+}
+
+impl ParkReason {
+    /// The reason a webhook answer with `status` parks its message: a 4xx that no retry
+    /// changes (413 Payload Too Large; 400, 415 and 422, the request itself refused). Other
+    /// answers are retried by the schedule (401, 403, 404, 408, 409 and 429 can heal).
+    pub fn for_http_status(status: u16) -> Option<ParkReason> {
+        match status {
+            413 => Some(ParkReason::TooLarge),
+            400 | 415 | 422 => Some(ParkReason::Refused),
+            _ => None,
+        }
+    }
+
+    /// The reason of its label text.
+    pub fn parse(text: &str) -> Option<ParkReason> {
+        ParkReason::ALL.iter().copied().find(|r| r.as_str() == text)
+    }
+}

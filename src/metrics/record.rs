@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use super::labels::{
-    DeliveryOutcome, LeadershipChange, Operation, PollFailure, PublishFailure, RetryReason,
+    DeliveryOutcome, LeadershipChange, Operation, ParkReason, PollFailure, PublishFailure,
+    RetryReason, Sink,
 };
 use super::Metrics;
 use crate::events::Op;
@@ -198,6 +199,22 @@ impl Metrics {
     pub fn broker_state(&self, connected: bool, blocked: bool) {
         self.publishing.broker_connected.set(i64::from(connected));
         self.publishing.broker_blocked.set(i64::from(blocked));
+    }
+
+    /// An event was parked by `sink` for `reason`.
+    pub fn event_parked(&self, sink: Sink, reason: ParkReason) {
+        self.publishing
+            .parked_total
+            .with_label_values(&[sink.as_str(), reason.as_str()])
+            .inc();
+    }
+
+    /// Events parked now for `sink`, as the store counts them.
+    pub fn set_parked(&self, sink: Sink, n: u64) {
+        self.publishing
+            .parked
+            .with_label_values(&[sink.as_str()])
+            .set(n as i64);
     }
 
     // Leadership and the store.

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::consumer::{self, Consumer, Handed};
 use crate::events::Op;
-use crate::metrics::{Metrics, PublishFailure};
+use crate::metrics::{Metrics, ParkReason, PublishFailure, Sink};
 use crate::secret::{redact_url, Secret};
 use crate::status::{BrokerConnection, BrokerState};
 use crate::store::{OutboxRow, Store, StoreError, AMQP_SINK};
@@ -35,6 +35,8 @@ pub struct Publisher {
     /// Wakes it when the poller appends events; it counts the confirms there.
     pub outbox: Arc<crate::sinks::OutboxSignal>,
     pub broker: Arc<BrokerState>,
+    /// The local deadline of this replica's leadership, checked before every publish.
+    pub lease: Arc<crate::leader::Lease>,
 }
 
 /// Why a drain stopped; the rows not confirmed stay in the outbox.
@@ -48,9 +50,49 @@ pub enum PublishError {
     Nack,
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    /// This replica's lease ran out (frozen, or cut off from the database): it publishes
+    /// nothing more until it leads again.
+    #[error("the leadership's lease ran out; publishing stopped")]
+    LeaseExpired,
+    /// The broker refused an event for good (and closed the channel): the rows are published
+    /// one at a time until the refused one is found and parked.
+    #[error("{1}")]
+    Refused(ParkReason, String),
+    /// The refused event at this outbox position was parked; the stream goes on.
+    #[error("the event at outbox position {0} was parked")]
+    Parked(i64),
 }
 
 impl PublishError {
+    /// A failure of the broker or of the connection to it (not of this replica's lease or
+    /// store, nor a refusal of one event): what `bridge_publish_failures_total` counts.
+    fn is_broker_failure(&self) -> bool {
+        !matches!(
+            self,
+            PublishError::LeaseExpired
+                | PublishError::Store(_)
+                | PublishError::Refused(..)
+                | PublishError::Parked(_)
+        )
+    }
+
+    /// The failure that explains a batch: a refusal for good wherever it showed (the confirm
+    /// of the refused event, or a publish after the broker closed the channel), else the
+    /// confirm's failure, else the publish's.
+    fn first_cause(confirm: Option<PublishError>, publish: Option<PublishError>) -> Option<Self> {
+        let refusal = [&confirm, &publish]
+            .into_iter()
+            .flatten()
+            .find_map(|e| match e {
+                PublishError::Amqp(e) => refused_for_good(e),
+                _ => None,
+            });
+        match refusal {
+            Some((reason, text)) => Some(PublishError::Refused(reason, text)),
+            None => confirm.or(publish),
+        }
+    }
+
     /// Label `reason` of `bridge_publish_failures_total`.
     fn reason(&self) -> PublishFailure {
         match self {
@@ -109,6 +151,8 @@ pub async fn declare_exchange(channel: &Channel, exchange: &str) -> Result<(), l
 struct Publish {
     publisher: Publisher,
     channel: Channel,
+    /// One row a batch, after a refusal: a row refused on its own is parked.
+    careful: bool,
 }
 
 impl Consumer for Publish {
@@ -122,29 +166,40 @@ impl Consumer for Publish {
 
     async fn hand_on(&self, rows: &[OutboxRow]) -> Handed<PublishError> {
         let p = &self.publisher;
-        let (confirms, mut failure) = p.publish_all(&self.channel, rows).await;
+        let (confirms, publish_failure) = p.publish_all(&self.channel, rows).await;
         // The cursor moves past the confirmed prefix only, so per-record order is never broken.
         let mut done = 0;
+        let mut confirm_failure = None;
         for (row, confirm) in rows.iter().zip(confirms) {
             let answer = match tokio::time::timeout(p.confirm_timeout, confirm).await {
                 Ok(Ok(answer)) => answer,
                 Ok(Err(e)) => {
-                    failure.get_or_insert(PublishError::Amqp(e));
+                    confirm_failure = Some(PublishError::Amqp(e));
                     break;
                 }
                 Err(_) => {
-                    failure.get_or_insert(PublishError::Timeout(p.confirm_timeout));
+                    confirm_failure = Some(PublishError::Timeout(p.confirm_timeout));
                     break;
                 }
             };
             if let Confirmation::Nack(_) = answer {
-                failure.get_or_insert(PublishError::Nack);
+                confirm_failure = Some(PublishError::Nack);
                 break;
             }
             p.confirmed(row, &answer);
             done += 1;
         }
-        if let Some(e) = &failure {
+        let failure = PublishError::first_cause(confirm_failure, publish_failure);
+        if let (Some(PublishError::Refused(reason, error)), true, 0) =
+            (&failure, self.careful && rows.len() == 1, done)
+        {
+            // Refused on its own: this row can never be published. Parked, the stream moves on.
+            return Handed {
+                done: 0,
+                failure: Some(p.park(&rows[0], *reason, error).await),
+            };
+        }
+        if let Some(e) = failure.as_ref().filter(|e| e.is_broker_failure()) {
             p.metrics.publish_failed(e.reason());
             p.broker.count_failure(e.reason());
         }
@@ -158,6 +213,32 @@ impl Consumer for Publish {
         }
         Ok(())
     }
+}
+
+/// The RabbitMQ sink's state through one run.
+#[derive(Default)]
+struct Session {
+    conn: Option<(Connection, Channel)>,
+    /// Rows still to publish one at a time after a refusal (0: whole batches).
+    careful: usize,
+    /// Publish failures in a row, for the backoff.
+    failures: u32,
+}
+
+/// What the broker's answer means for one message: refused for good (RabbitMQ closes the
+/// channel with `406 PRECONDITION_FAILED - message size ... is larger than configured max
+/// size`), or `None` when a retry may succeed.
+pub fn refused_for_good(e: &lapin::Error) -> Option<(ParkReason, String)> {
+    let lapin::Error::ProtocolError(p) = e else {
+        return None;
+    };
+    let text = p.get_message().to_string();
+    (p.get_id() == 406 && (text.contains("max size") || text.contains("message size"))).then(|| {
+        (
+            ParkReason::TooLarge,
+            format!("RabbitMQ refused the event: {text}"),
+        )
+    })
 }
 
 impl Publisher {
@@ -182,6 +263,9 @@ impl Publisher {
     ) {
         let mut confirms = Vec::with_capacity(rows.len());
         for row in rows {
+            if !self.lease.valid() {
+                return (confirms, Some(PublishError::LeaseExpired));
+            }
             let props = BasicProperties::default()
                 .with_delivery_mode(2)
                 .with_content_type("application/cloudevents+json".into())
@@ -240,7 +324,95 @@ impl Publisher {
         Publish {
             publisher: self.clone(),
             channel: channel.clone(),
+            careful: false,
         }
+    }
+
+    /// Publishes one row at a time, at most `careful` rows (counted down), so the next refusal
+    /// names its row and parks it. Ends early on an empty outbox or the first failure.
+    async fn drain_carefully(
+        &self,
+        channel: &Channel,
+        careful: &mut usize,
+    ) -> Result<(), PublishError> {
+        let one = Publish {
+            careful: true,
+            ..self.on(channel)
+        };
+        while *careful > 0 {
+            match consumer::step(&self.store, &one, 1).await? {
+                0 => *careful = 0,
+                n => *careful = careful.saturating_sub(n),
+            }
+        }
+        Ok(())
+    }
+
+    /// Parks `row`, refused for good for `reason`: kept in the outbox, the sink's cursor past
+    /// it, counted and logged once. Returns the error that tells the loop to go on.
+    async fn park(&self, row: &OutboxRow, reason: ParkReason, error: &str) -> PublishError {
+        let (store, seq, why, text) = (
+            self.store.clone(),
+            row.seq,
+            reason.as_str(),
+            error.to_string(),
+        );
+        let parked = tokio::task::spawn_blocking(move || store.park_for_amqp(seq, why, &text))
+            .await
+            .expect("park task");
+        if let Err(e) = parked {
+            return PublishError::Store(e);
+        }
+        self.metrics.event_parked(Sink::Amqp, reason);
+        self.refresh_parked().await;
+        tracing::warn!(event_id = %row.event.event_id, routing_key = %row.event.routing_key,
+            resource = %row.event.resource, id = row.event.record_id, bytes = row.event.body.len(),
+            reason = reason.as_str(), %error,
+            "Event parked: RabbitMQ refuses it for good; later events go on (GET /outbox/parked)");
+        PublishError::Parked(seq)
+    }
+
+    /// Sets the parked-events gauges from the store.
+    async fn refresh_parked(&self) {
+        let store = self.store.clone();
+        if let Ok(Ok(counts)) = tokio::task::spawn_blocking(move || store.parked_counts()).await {
+            for sink in Sink::ALL {
+                let n = counts.get(sink.as_str()).copied().unwrap_or(0);
+                self.metrics.set_parked(*sink, n);
+            }
+        }
+    }
+
+    /// Publishes the parked events an operator asked to retry, each alone on a channel of its
+    /// own (a channel takes the broker's limits as they are when it opens, so a limit raised
+    /// since applies): confirmed ones are no longer parked, refused ones stay parked with the
+    /// new answer, others wait for the next round.
+    async fn retry_parked(&self, conn: &Connection) -> Result<(), PublishError> {
+        let store = self.store.clone();
+        let retries = tokio::task::spawn_blocking(move || store.amqp_retries(16))
+            .await
+            .expect("parked read task")?;
+        for (id, row) in retries {
+            let channel = self.open_channel(conn).await?;
+            let handed = self.on(&channel).hand_on(std::slice::from_ref(&row)).await;
+            let _ = channel.close(200, "retried").await;
+            let refused = match handed.failure {
+                None => None,
+                Some(PublishError::Refused(_, error)) => Some(error),
+                Some(e) => return Err(e),
+            };
+            let published = refused.is_none();
+            let store = self.store.clone();
+            tokio::task::spawn_blocking(move || match refused {
+                None => store.unpark(id),
+                Some(error) => store.repark(id, &error),
+            })
+            .await
+            .expect("parked write task")?;
+            self.refresh_parked().await;
+            tracing::info!(event_id = %row.event.event_id, published, "Parked event retried");
+        }
+        Ok(())
     }
 
     async fn refresh_pending(&self) {
@@ -339,15 +511,16 @@ impl Publisher {
         None
     }
 
-    /// Drains on an open connection and waits for new events; returns when the connection
-    /// must be given up (it is closed first).
+    /// Drains on an open connection and waits for new events. A refusal for good switches to
+    /// one row at a time until the refused row is parked; any other failure gives the
+    /// connection up (closed first) and waits a backoff before the next attempt.
     async fn publish_while_connected(
         &self,
-        conn: &mut Option<(Connection, Channel)>,
+        s: &mut Session,
         appended: &mut tokio::sync::watch::Receiver<u64>,
         cancel: &CancellationToken,
     ) {
-        let (c, channel) = conn.as_ref().expect("connected");
+        let (c, channel) = s.conn.as_ref().expect("connected");
         if c.status().blocked() {
             // A resource alarm: publishing would only hang. HTTP and polling go on meanwhile.
             tokio::select! {
@@ -356,30 +529,74 @@ impl Publisher {
             }
             return;
         }
-        match self.drain(channel).await {
-            Ok(_) => {
+        let result = match self.retry_parked(c).await {
+            Err(e) => Err(e),
+            Ok(()) if s.careful > 0 => self.drain_carefully(channel, &mut s.careful).await,
+            Ok(()) => self.drain(channel).await.map(|_| ()),
+        };
+        match result {
+            Ok(()) => {
+                s.failures = 0;
                 tokio::select! {
                     _ = cancel.cancelled() => {}
                     _ = appended.changed() => {}
                     _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                 }
             }
-            Err(e) => {
-                tracing::warn!(error = %e, "Publishing stopped; unconfirmed events stay in the outbox");
-                self.broker.set_error(Some(e.to_string()));
+            Err(PublishError::Refused(_, error)) => {
+                if s.careful == 0 {
+                    tracing::info!(%error, "RabbitMQ refused an event for good; publishing one at a time to find and park it");
+                    s.careful = BATCH_SIZE;
+                }
+                self.reopen_channel(s).await;
+            }
+            Err(PublishError::Parked(_)) => {
+                s.careful = 0;
                 self.refresh_pending().await;
-                if c.status().connected() && c.status().blocked() {
-                    // Confirms time out while the broker blocks us: keep the connection.
-                    return;
-                }
-                if let Some((c, _)) = conn.take() {
-                    let _ =
-                        tokio::time::timeout(Duration::from_secs(2), c.close(320, "reconnecting"))
-                            .await;
-                }
-                tokio::time::sleep(Duration::from_millis(200)).await;
+                self.reopen_channel(s).await;
+            }
+            Err(e) => self.back_off(s, e).await,
+        }
+    }
+
+    /// A new channel on the session's connection (a refusal closes only the channel); the
+    /// connection is given up when that fails.
+    async fn reopen_channel(&self, s: &mut Session) {
+        let Some((c, _)) = s.conn.take() else {
+            return;
+        };
+        match self.open_channel(&c).await {
+            Ok(channel) => s.conn = Some((c, channel)),
+            Err(e) => {
+                tracing::warn!(error = %e, "Cannot open a new RabbitMQ channel; reconnecting");
+                let _ = tokio::time::timeout(Duration::from_secs(2), c.close(320, "reconnecting"))
+                    .await;
             }
         }
+    }
+
+    /// After a failure that a retry may heal: one line of ours, the connection given up, and a
+    /// wait that doubles with each failure in a row (capped), so a failing broker is not
+    /// hammered.
+    async fn back_off(&self, s: &mut Session, e: PublishError) {
+        let wait = reconnect_wait(s.failures);
+        s.failures += 1;
+        tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64,
+            "Publishing stopped; unconfirmed events stay in the outbox");
+        self.broker.set_error(Some(e.to_string()));
+        self.refresh_pending().await;
+        let Some((c, _)) = s.conn.as_ref() else {
+            return;
+        };
+        if c.status().connected() && c.status().blocked() {
+            // Confirms time out while the broker blocks us: keep the connection.
+            return;
+        }
+        if let Some((c, _)) = s.conn.take() {
+            let _ =
+                tokio::time::timeout(Duration::from_secs(2), c.close(320, "reconnecting")).await;
+        }
+        tokio::time::sleep(wait).await;
     }
 
     /// Connects, drains, waits for new events, and reconnects with capped exponential backoff
@@ -387,12 +604,14 @@ impl Publisher {
     /// and closes the connection cleanly.
     pub async fn run(self, cancel: CancellationToken, shutdown_deadline: Duration) {
         self.refresh_pending().await;
+        self.refresh_parked().await;
         let shown_url = redact_url(self.amqp_url.expose());
         let mut attempt: u32 = 0;
-        let mut conn: Option<(Connection, Channel)> = None;
+        let mut s = Session::default();
         let mut appended = self.outbox.subscribe();
         while !cancel.is_cancelled() {
-            let usable = conn
+            let usable = s
+                .conn
                 .as_ref()
                 .is_some_and(|(c, ch)| c.status().connected() && ch.status().connected());
             if !usable {
@@ -400,7 +619,7 @@ impl Publisher {
                     Some(pair) => {
                         attempt = 0;
                         self.watch_blocked(pair.0.status().clone(), cancel.clone());
-                        conn = Some(pair);
+                        s.conn = Some(pair);
                     }
                     None => {
                         let wait = reconnect_wait(attempt);
@@ -412,10 +631,10 @@ impl Publisher {
                     }
                 }
             }
-            self.publish_while_connected(&mut conn, &mut appended, &cancel)
+            self.publish_while_connected(&mut s, &mut appended, &cancel)
                 .await;
         }
-        self.shut_down(conn, shutdown_deadline).await;
+        self.shut_down(s.conn, shutdown_deadline).await;
     }
 
     /// Drains what it can within `deadline`, closes the connection, and recounts what waits.

@@ -297,6 +297,62 @@ pub trait Webhooks {
     fn events_since(&self, since: i64, up_to: i64) -> Result<Vec<OutboxKey>, StoreError>;
 }
 
+/// An event a sink refused for good (too large, or refused outright), set aside so the stream
+/// moves on: kept with its outbox row, which is never pruned while it is parked, until an
+/// operator retries or drops it (`/outbox/parked`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Parked {
+    /// Its id in the admin API.
+    pub id: i64,
+    /// `amqp` or `webhook`.
+    pub sink: String,
+    /// The webhook endpoint, for the webhook sink.
+    pub endpoint: Option<String>,
+    /// The outbox position of the event.
+    pub seq: i64,
+    pub event_id: String,
+    pub resource: String,
+    pub record_id: i64,
+    pub routing_key: String,
+    /// Size of the event's CloudEvents JSON, in bytes.
+    pub bytes: i64,
+    /// `too_large` or `refused`.
+    pub reason: String,
+    /// What the sink answered, without secrets.
+    pub error: String,
+    /// Unix seconds.
+    pub parked_at: i64,
+    /// An operator asked for a retry that the sink has not made yet.
+    pub retry_requested: bool,
+}
+
+/// The parked events of every sink. A webhook sink parks through
+/// [`AttemptLog::record_attempts`] (an [`AttemptOutcome::Parked`] attempt).
+pub trait Parking {
+    /// *Leader only.* Parks outbox row `seq` for the RabbitMQ sink and moves that sink's cursor
+    /// past it, in one transaction (every row before it is confirmed).
+    fn park_for_amqp(&self, seq: i64, reason: &str, error: &str) -> Result<(), StoreError>;
+    /// Up to `limit` parked events, newest first.
+    fn parked(&self, limit: usize) -> Result<Vec<Parked>, StoreError>;
+    /// One parked event.
+    fn parked_one(&self, id: i64) -> Result<Option<Parked>, StoreError>;
+    /// Parked events by sink (`amqp`, `webhook`).
+    fn parked_counts(&self) -> Result<HashMap<String, u64>, StoreError>;
+    /// Asks for a retry of parked event `id`: a webhook message goes back into its endpoint's
+    /// queue, due now, and leaves the parked events; a RabbitMQ event is marked for the sink to
+    /// publish again. `false` when there is no such parked event.
+    fn retry_parked(&self, id: i64) -> Result<bool, StoreError>;
+    /// Drops parked event `id` for good (its outbox row is then pruned as usual). `false` when
+    /// there is no such parked event.
+    fn drop_parked(&self, id: i64) -> Result<bool, StoreError>;
+    /// Up to `limit` RabbitMQ events marked for a retry, oldest first, with their parked id.
+    fn amqp_retries(&self, limit: usize) -> Result<Vec<(i64, OutboxRow)>, StoreError>;
+    /// *Leader only.* A retried RabbitMQ event was confirmed: it is no longer parked.
+    fn unpark(&self, id: i64) -> Result<(), StoreError>;
+    /// *Leader only.* A retried RabbitMQ event was refused again: it stays parked with `error`.
+    fn repark(&self, id: i64, error: &str) -> Result<(), StoreError>;
+}
+
 /// Attempts kept in the log per endpoint (`GET /webhooks/endpoints/{id}/deliveries`).
 pub const ATTEMPTS_KEPT: i64 = 1000;
 
@@ -309,15 +365,30 @@ pub enum AttemptOutcome {
     RetryAt(i64),
     /// Not tried again while the endpoint stays disabled (re-enabling it resumes).
     Stopped,
+    /// Refused for good (a 4xx no retry changes): the message leaves the queue and is parked
+    /// with this reason (`too_large`, `refused`).
+    Parked(String),
 }
 
 impl AttemptOutcome {
     /// The outcome a logged attempt had, from its status and next attempt time.
     pub(super) fn from_log(status: Option<u16>, next: Option<i64>) -> AttemptOutcome {
-        match next {
-            Some(t) => AttemptOutcome::RetryAt(t),
-            None if status.is_some_and(|s| (200..300).contains(&s)) => AttemptOutcome::Delivered,
-            None => AttemptOutcome::Stopped,
+        let parked = status.and_then(crate::metrics::ParkReason::for_http_status);
+        match (next, parked) {
+            (Some(t), _) => AttemptOutcome::RetryAt(t),
+            (None, _) if status.is_some_and(|s| (200..300).contains(&s)) => {
+                AttemptOutcome::Delivered
+            }
+            (None, Some(reason)) => AttemptOutcome::Parked(reason.as_str().to_string()),
+            (None, None) => AttemptOutcome::Stopped,
+        }
+    }
+
+    /// The parking reason of a parked attempt.
+    pub(super) fn parked_reason(&self) -> Option<&str> {
+        match self {
+            AttemptOutcome::Parked(reason) => Some(reason),
+            _ => None,
         }
     }
 
@@ -325,7 +396,7 @@ impl AttemptOutcome {
     /// disabled), or `None` when it leaves the queue.
     pub(super) fn queue_time(&self) -> Option<i64> {
         match self {
-            AttemptOutcome::Delivered => None,
+            AttemptOutcome::Delivered | AttemptOutcome::Parked(_) => None,
             AttemptOutcome::RetryAt(t) => Some(*t),
             AttemptOutcome::Stopped => Some(i64::MAX),
         }

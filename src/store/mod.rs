@@ -14,8 +14,8 @@ pub mod sqlite;
 
 pub use interface::{
     AttemptLog, AttemptOutcome, AttemptRecord, DueMessage, Endpoint, EndpointPatch, NewEndpoint,
-    Outbox, OutboxKey, OutboxRow, RowOrder, SnapshotWrite, Snapshots, Webhooks, AMQP_SINK,
-    ATTEMPTS_KEPT,
+    Outbox, OutboxKey, OutboxRow, Parked, Parking, RowOrder, SnapshotWrite, Snapshots, Webhooks,
+    AMQP_SINK, ATTEMPTS_KEPT,
 };
 
 use std::path::Path;
@@ -55,7 +55,9 @@ impl StoreError {
 }
 
 /// Everything a backend stores, plus what only a backend knows (its kind, the fencing token).
-pub trait Backend: Snapshots + Outbox + Webhooks + AttemptLog + Send + Sync + 'static {
+pub trait Backend:
+    Snapshots + Outbox + Webhooks + AttemptLog + Parking + Send + Sync + 'static
+{
     /// `"sqlite"` or `"postgres"`.
     fn kind(&self) -> &'static str;
     /// Sets the fencing token leader-only writes must prove in their transaction (`None`: this
@@ -75,6 +77,11 @@ pub trait Backend: Snapshots + Outbox + Webhooks + AttemptLog + Send + Sync + 's
         None
     }
 }
+
+/// The leadership's lease: how long the lock's session may stay silent before the database
+/// ends it (PostgreSQL's `idle_session_timeout`), releasing the lock of a frozen leader
+/// (`crate::leader` builds the rest of the election on it).
+pub const LEASE: std::time::Duration = std::time::Duration::from_secs(6);
 
 /// A leadership just taken.
 #[derive(Clone, Copy, Debug)]

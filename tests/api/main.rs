@@ -12,6 +12,7 @@ mod index;
 mod openapi;
 mod ops;
 mod packaging;
+mod parked;
 mod pg;
 mod proxy;
 mod replicas;

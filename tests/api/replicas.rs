@@ -95,7 +95,8 @@ async fn replicas_started_at_once_elect_one_leader_and_serve_the_same_export() {
     assert_eq!(
         db.query("SELECT count(*) FROM schema_migrations")
             .as_deref(),
-        Some("1")
+        Some("3"),
+        "each migration applied once"
     );
     wait_for(
         async || baseline_seen(follow).await,
@@ -278,7 +279,7 @@ async fn a_leader_whose_lock_session_is_cut_stops_publishing_and_a_follower_lead
 
     let lock_holder = db
         .query(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'daftra-bridge-leader'",
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'daftra-bridge-leader' AND datname = current_database()",
         )
         .unwrap();
     assert_eq!(lock_holder, "2", "each replica has its lock session");
@@ -367,18 +368,25 @@ async fn a_postgresql_restart_under_a_running_bridge_is_survived_without_a_resta
     );
 
     server.up();
+    let up = Instant::now();
     wait_for(
         async || app.get("/readyz").await.status() == 200,
         Duration::from_secs(15),
         "ready again",
     )
     .await;
+    // Alone on the database, it takes its own lease back as soon as the database answers,
+    // without the grace it gives a leader that did not release the lock.
     wait_for(
         async || *app.state.health.role.borrow() == daftra_bridge::leader::Role::Leader,
-        Duration::from_secs(20),
-        "the leadership taken again",
+        Duration::from_secs(10),
+        "the leadership taken again within a few seconds",
     )
     .await;
+    eprintln!(
+        "blip: leading again {:.1} s after the database answered",
+        up.elapsed().as_secs_f64()
+    );
     let outcome = app.poller.poll_once(&r).await.expect("polls resume");
     assert_eq!(
         (outcome.updated, outcome.events),
@@ -396,4 +404,105 @@ async fn a_postgresql_restart_under_a_running_bridge_is_survived_without_a_resta
     );
     queue.close().await;
     app.stop().await;
+}
+
+/// `bridge_events_published_total` of work-order updates at the replica on `port`.
+async fn events_published(port: u16) -> f64 {
+    metric(
+        &metrics_at(port).await,
+        "bridge_events_published_total{op=\"updated\",resource=\"work_orders\"}",
+    )
+    .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn a_frozen_leader_is_replaced_within_15_s_and_publishes_nothing_when_it_resumes() {
+    let sim = daftra_bridge::sim::Simulator::start_local(daftra_bridge::sim::SimConfig {
+        records: 3000,
+        ..Default::default()
+    })
+    .unwrap();
+    let db = TestDb::new();
+    let exchange = unique("frozen");
+    declare_exchange(&exchange).await;
+    let mut queue = EventQueue::bind(&exchange, "#").await;
+    let (a, b) = (free_port(), free_port());
+    let mut first = replica(&sim.base_url, &db.url(), &amqp_url(), &exchange, a);
+    wait_for(
+        async || role(a).await.as_deref() == Some("leader") && baseline_seen(a).await,
+        Duration::from_secs(30),
+        "A leads with its baseline",
+    )
+    .await;
+    let _second = replica(&sim.base_url, &db.url(), &amqp_url(), &exchange, b);
+    wait_for(
+        async || role(b).await.as_deref() == Some("follower"),
+        Duration::from_secs(20),
+        "B follows",
+    )
+    .await;
+
+    // Every record changes: three batches of events. A is frozen as soon as the first one
+    // reaches the queue, in the middle of publishing.
+    for id in 1..=3000 {
+        sim.state
+            .update(id, fields(json!({"title": format!("frozen change {id}")})));
+    }
+    let first_event = queue.take(1, Duration::from_secs(30)).await;
+    first.freeze();
+    let frozen = Instant::now();
+    assert_eq!(first_event.len(), 1, "A started publishing");
+    wait_for(
+        async || role(b).await.as_deref() == Some("leader"),
+        Duration::from_secs(15),
+        "B takes over within 15 s of the freeze",
+    )
+    .await;
+    eprintln!(
+        "frozen leader: the follower led {:.1} s after the freeze",
+        frozen.elapsed().as_secs_f64()
+    );
+    // B publishes everything A had not confirmed: every record's change reaches the queue.
+    let mut subjects: std::collections::HashSet<String> = first_event
+        .iter()
+        .map(|e| e.body["subject"].as_str().unwrap().to_string())
+        .collect();
+    while subjects.len() < 3000 {
+        let got = queue.take(500, Duration::from_secs(30)).await;
+        assert!(
+            !got.is_empty(),
+            "{} of 3000 changes delivered",
+            subjects.len()
+        );
+        subjects.extend(
+            got.iter()
+                .map(|e| e.body["subject"].as_str().unwrap().to_string()),
+        );
+    }
+    wait_polled_and_published(b, 1, Duration::from_secs(30)).await;
+    let drained = queue.take(3000, Duration::from_millis(500)).await;
+
+    // A resumes: its lease ran out while it was frozen, so it publishes nothing more and
+    // steps down when its lock session turns out to be gone.
+    first.resume();
+    wait_for(
+        async || role(a).await.as_deref() == Some("follower"),
+        Duration::from_secs(15),
+        "A steps down after resuming",
+    )
+    .await;
+    let late = queue.take(1, Duration::from_secs(1)).await;
+    assert!(
+        late.is_empty(),
+        "nothing published by the resumed leader ({} late events; {} duplicates before)",
+        late.len(),
+        drained.len()
+    );
+    let a_published = events_published(a).await;
+    assert!(
+        a_published < 3000.0,
+        "A was stopped mid-way ({a_published})"
+    );
+    queue.close().await;
+    sim.stop().await;
 }

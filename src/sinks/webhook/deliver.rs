@@ -11,8 +11,16 @@ use crate::store::{DueMessage, Endpoint};
 
 impl WebhookSink {
     /// One signed POST of `m` to `endpoint`.
-    /// One signed POST of `m` to `endpoint`.
-    pub(super) async fn attempt(&self, endpoint: &Endpoint, m: &DueMessage) -> Tried {
+    /// One signed POST of `m` to `endpoint`; `None` when this replica's lease has run out (the
+    /// message is not attempted: a stale leader delivers nothing).
+    pub(super) async fn attempt(&self, endpoint: &Endpoint, m: &DueMessage) -> Option<Tried> {
+        if !self.lease.valid() {
+            return None;
+        }
+        Some(self.post(endpoint, m).await)
+    }
+
+    async fn post(&self, endpoint: &Endpoint, m: &DueMessage) -> Tried {
         let started = Instant::now();
         let failed = |outcome, error: String| Tried {
             status: None,

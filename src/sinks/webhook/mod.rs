@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::consumer::{self, Consumer, Handed};
 use crate::config::WebhookSettings;
-use crate::metrics::{DeliveryOutcome, Metrics};
+use crate::metrics::{DeliveryOutcome, Metrics, ParkReason, Sink};
 use crate::sinks::OutboxSignal;
 use crate::store::{
     AttemptOutcome, AttemptRecord, DueMessage, Endpoint, OutboxKey, Store, StoreError,
@@ -49,6 +49,8 @@ pub struct WebhookSink {
     pub appended: Arc<OutboxSignal>,
     /// Woken when the admin API changes an endpoint.
     pub endpoints_changed: Arc<Notify>,
+    /// The local deadline of this replica's leadership, checked before every delivery.
+    pub lease: Arc<crate::leader::Lease>,
     client: reqwest::Client,
 }
 
@@ -69,13 +71,12 @@ async fn blocking<T: Send + 'static>(
 }
 
 impl WebhookSink {
-    /// Builds the sink and its HTTP client: no redirects followed, `settings.timeout` per
+    /// Builds the sink beside the RabbitMQ `publisher`, sharing its store, metrics, outbox
+    /// signal and lease, with its HTTP client: no redirects followed, `settings.timeout` per
     /// attempt, and the private-address guard on every connection.
     pub fn new(
-        store: Store,
-        metrics: Metrics,
+        publisher: &crate::sinks::amqp::Publisher,
         settings: WebhookSettings,
-        appended: Arc<OutboxSignal>,
     ) -> anyhow::Result<Self> {
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -91,11 +92,12 @@ impl WebhookSink {
             .pool_max_idle_per_host(BATCH)
             .build()?;
         Ok(WebhookSink {
-            store,
-            metrics,
+            store: publisher.store.clone(),
+            metrics: publisher.metrics.clone(),
             settings,
-            appended,
+            appended: publisher.outbox.clone(),
             endpoints_changed: Arc::new(Notify::new()),
+            lease: publisher.lease.clone(),
             client,
         })
     }
@@ -135,6 +137,11 @@ impl WebhookSink {
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, "Cannot read the webhook endpoints; retrying"),
+            }
+            let store = self.store.clone();
+            if let Ok(counts) = blocking(move || store.parked_counts()).await {
+                let n = counts.get(Sink::Webhook.as_str()).copied().unwrap_or(0);
+                self.metrics.set_parked(Sink::Webhook, n);
             }
             if last_prune.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
                 last_prune = Some(Instant::now());
@@ -260,17 +267,27 @@ impl WebhookSink {
         &self,
         id: &str,
         due: &[DueMessage],
-        tried: Vec<Tried>,
+        tried: Vec<Option<Tried>>,
     ) -> (Vec<AttemptRecord>, Option<String>) {
         let mut disable = None;
         let now = chrono::Utc::now().timestamp_millis();
         let records = due
             .iter()
             .zip(tried)
+            .filter_map(|(m, t)| t.map(|t| (m, t)))
             .map(|(m, t)| {
                 let attempt = m.attempt + 1;
+                let parked = t.status.and_then(ParkReason::for_http_status);
                 let outcome = match t.status {
                     Some(s) if (200..300).contains(&s) => AttemptOutcome::Delivered,
+                    _ if parked.is_some() => {
+                        let reason = parked.expect("checked");
+                        self.metrics.event_parked(Sink::Webhook, reason);
+                        tracing::warn!(endpoint = %id, event_id = %m.event_id, status = ?t.status,
+                            reason = reason.as_str(),
+                            "Event parked: the endpoint refuses it for good; its later events go on (GET /outbox/parked)");
+                        AttemptOutcome::Parked(reason.as_str().to_string())
+                    }
                     Some(410) => {
                         disable = Some("the endpoint answered 410 Gone".to_string());
                         AttemptOutcome::Stopped

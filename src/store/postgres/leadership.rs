@@ -1,12 +1,13 @@
 //! The leader's session advisory lock, on a connection of its own: held while the session
-//! lives, released by PostgreSQL when the process or its connection dies.
+//! lives, released by PostgreSQL when the process or its connection dies, or when the session
+//! stays idle for [`LEASE`] (its `idle_session_timeout`): the lease a frozen leader loses.
 
 use std::time::Duration;
 
 use postgres::Client;
 
 use super::Postgres;
-use crate::store::{LeaderLock, StoreError, Taken};
+use crate::store::{LeaderLock, StoreError, Taken, LEASE};
 
 /// The advisory lock key: "dftrbrdg" in ASCII. Advisory locks are per database, so bridges on
 /// different databases of one server do not contend.
@@ -18,6 +19,8 @@ pub struct PgLeaderLock {
     tls: super::tls::TlsPolicy,
     client: Option<Client>,
     token: Option<i64>,
+    /// This lock object's own id (one per replica process), kept beside the holder.
+    instance: String,
 }
 
 impl PgLeaderLock {
@@ -30,13 +33,16 @@ impl PgLeaderLock {
             tls: store.tls.clone(),
             client: None,
             token: None,
+            instance: format!("{:016x}", rand::random::<u64>()),
         }
     }
 
     fn client(&mut self) -> Result<&mut Client, StoreError> {
         if self.client.as_ref().is_none_or(Client::is_closed) {
             super::close_client(self.client.take());
-            self.client = Some(super::open_client(&self.config, &self.tls)?);
+            let mut c = super::open_client(&self.config, &self.tls)?;
+            set_lease(&mut c);
+            self.client = Some(c);
         }
         Ok(self.client.as_mut().expect("connected above"))
     }
@@ -51,11 +57,15 @@ impl PgLeaderLock {
         }
         // Raising the token waits for any commit of the previous leader still holding the row
         // and fences every later one. A release clears the holder; a leader that died left it.
+        // The previous leader stopped if it released the lock, or if it was this replica.
+        let instance = self.instance.clone();
+        let c = self.client()?;
         let row = c.query_one(
-            "UPDATE leadership AS l SET term = l.term + 1, holder = $1, since = now()
-             FROM (SELECT holder FROM leadership WHERE id = 1 FOR UPDATE) AS previous
-             WHERE l.id = 1 RETURNING l.term, previous.holder IS NULL",
-            &[&holder],
+            "UPDATE leadership AS l SET term = l.term + 1, holder = $1, instance = $2, since = now()
+             FROM (SELECT holder, instance FROM leadership WHERE id = 1 FOR UPDATE) AS previous
+             WHERE l.id = 1
+             RETURNING l.term, previous.holder IS NULL OR previous.instance IS NOT DISTINCT FROM $2",
+            &[&holder, &instance],
         )?;
         Ok(Some(Taken {
             token: row.get(0),
@@ -77,6 +87,17 @@ impl PgLeaderLock {
             .ok_or_else(|| StoreError::Unavailable("the lock connection closed".into()))?;
         c.is_valid(timeout)?;
         super::check_term(c, held)
+    }
+}
+
+/// Makes the session's lease: PostgreSQL ends it after [`LEASE`] without a statement (its
+/// `idle_session_timeout`, PostgreSQL 14 and later), which releases the lock of a frozen leader.
+/// On an older server that refuses it, a frozen leader keeps the lock until it resumes: logged.
+fn set_lease(c: &mut Client) {
+    let set = format!("SET idle_session_timeout = {}", LEASE.as_millis());
+    if let Err(e) = c.batch_execute(&set) {
+        tracing::warn!(error = %StoreError::from(e),
+            "PostgreSQL refused idle_session_timeout (it needs version 14): a frozen leader keeps the leadership until it resumes");
     }
 }
 

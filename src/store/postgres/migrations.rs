@@ -5,8 +5,19 @@
 use postgres::Client;
 
 /// The migrations in order: `(version, name, SQL)`. Never edit one that shipped; add the next.
-const MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "initial", include_str!("migrations/0001_initial.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "initial", include_str!("migrations/0001_initial.sql")),
+    (
+        2,
+        "lease instance",
+        include_str!("migrations/0002_lease.sql"),
+    ),
+    (
+        3,
+        "parked events",
+        include_str!("migrations/0003_parked_events.sql"),
+    ),
+];
 
 /// The transaction advisory lock key serialising migrations: "dftrmigr" in ASCII.
 const MIGRATION_LOCK: i64 = 0x6466_7472_6d69_6772;

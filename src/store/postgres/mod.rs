@@ -9,6 +9,7 @@
 mod leadership;
 mod migrations;
 mod outbox;
+mod parking;
 mod snapshot;
 mod tls;
 mod webhook_attempts;
@@ -83,7 +84,7 @@ impl Postgres {
             token: AtomicI64::new(0),
         };
         let client = off_runtime(|| {
-            let mut client = store.new_client().map_err(anyhow::Error::new)?;
+            let mut client = store.new_writer().map_err(anyhow::Error::new)?;
             migrations::apply(&mut client)?;
             anyhow::Ok(client)
         })?;
@@ -97,6 +98,19 @@ impl Postgres {
         open_client(&self.config, &self.tls)
     }
 
+    /// A new writer connection. A transaction left idle on it for [`crate::store::LEASE`] is
+    /// ended by the server (`idle_in_transaction_session_timeout`): a leader frozen in the
+    /// middle of a commit would otherwise hold the `leadership` row and block its successor.
+    fn new_writer(&self) -> Result<Client, StoreError> {
+        let mut c = self.new_client()?;
+        let set = format!(
+            "SET idle_in_transaction_session_timeout = {}",
+            crate::store::LEASE.as_millis()
+        );
+        c.batch_execute(&set)?;
+        Ok(c)
+    }
+
     /// Runs `f` on the writer connection, connecting first when there is none (after an
     /// outage) and dropping it when it broke, so the next call reconnects.
     fn with<T: Send>(
@@ -108,7 +122,7 @@ impl Postgres {
         off_runtime(move || {
             if slot.as_ref().is_none_or(Client::is_closed) {
                 *slot = None;
-                *slot = Some(self.new_client()?);
+                *slot = Some(self.new_writer()?);
             }
             let client = slot.as_mut().expect("connected above");
             let out = f(client);

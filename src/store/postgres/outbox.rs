@@ -68,7 +68,8 @@ impl Outbox for Postgres {
                    AND seq <= (SELECT min(seq) FROM (
                          SELECT seq FROM sink_cursor WHERE sink = $2
                          UNION ALL SELECT cursor FROM webhook_endpoint WHERE NOT disabled) AS cursors)
-                   AND NOT EXISTS (SELECT 1 FROM webhook_message m WHERE m.seq = outbox.seq)",
+                   AND NOT EXISTS (SELECT 1 FROM webhook_message m WHERE m.seq = outbox.seq)
+                   AND NOT EXISTS (SELECT 1 FROM parked_event p WHERE p.seq = outbox.seq)",
                 &[&cutoff, &AMQP_SINK],
             )?;
             Ok(n as usize)

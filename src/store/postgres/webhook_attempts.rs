@@ -29,6 +29,12 @@ impl AttemptLog for Postgres {
                     None => tx.execute(&done, &[&id, &a.seq])?,
                     Some(t) => tx.execute(&retry, &[&id, &a.seq, &attempt, &t])?,
                 };
+                if let Some(reason) = a.outcome.parked_reason() {
+                    tx.execute(
+                        "INSERT INTO parked_event (sink, endpoint_id, seq, reason, error, parked_at) VALUES ('webhook', $1, $2, $3, $4, $5)",
+                        &[&id, &a.seq, &reason, &a.error.as_deref().unwrap_or_default(), &(a.at_ms / 1000)],
+                    )?;
+                }
             }
             if let Some(reason) = disable {
                 tx.execute(

@@ -24,6 +24,11 @@ const MIGRATIONS: &[(i64, &str, Step)] = &[
     ),
     (2, "snapshot content hashes", Step::Code(add_content_hashes)),
     (3, "event log columns", Step::Code(add_event_log_columns)),
+    (
+        4,
+        "parked events",
+        Step::Sql(include_str!("migrations/0004_parked_events.sql")),
+    ),
 ];
 
 /// Applies the migrations not yet recorded. Returns how many ran.

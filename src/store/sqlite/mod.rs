@@ -4,6 +4,7 @@
 mod migrations;
 mod order;
 mod outbox;
+mod parking;
 mod spool;
 mod webhook_attempts;
 mod webhooks;

@@ -23,12 +23,18 @@ impl AttemptLog for Sqlite {
                 let mut retry = tx.prepare_cached(
                     "UPDATE webhook_message SET attempt = ?3, next_attempt_at = ?4 WHERE endpoint_id = ?1 AND seq = ?2",
                 )?;
+                let mut park = tx.prepare_cached(
+                    "INSERT INTO parked_event (sink, endpoint_id, seq, reason, error, parked_at) VALUES ('webhook', ?1, ?2, ?3, ?4, ?5)",
+                )?;
                 for a in attempts {
                     log.execute(params![id, a.seq, a.event_id, a.attempt, a.at_ms, a.status, a.latency_ms, a.error, a.outcome.logged_next()])?;
                     match a.outcome.queue_time() {
                         None => done.execute(params![id, a.seq])?,
                         Some(t) => retry.execute(params![id, a.seq, a.attempt, t])?,
                     };
+                    if let Some(reason) = a.outcome.parked_reason() {
+                        park.execute(params![id, a.seq, reason, a.error.as_deref().unwrap_or_default(), a.at_ms / 1000])?;
+                    }
                 }
             }
             if let Some(reason) = disable {

@@ -122,6 +122,7 @@ impl Webhooks for Sqlite {
             let n = tx.execute("DELETE FROM webhook_endpoint WHERE id = ?1", [id])?;
             tx.execute("DELETE FROM webhook_message WHERE endpoint_id = ?1", [id])?;
             tx.execute("DELETE FROM webhook_attempt WHERE endpoint_id = ?1", [id])?;
+            tx.execute("DELETE FROM parked_event WHERE endpoint_id = ?1", [id])?;
             tx.commit()?;
             Ok(n > 0)
         })

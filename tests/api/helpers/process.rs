@@ -86,11 +86,25 @@ impl Running {
         self.child().try_wait().expect("its status").is_none()
     }
 
-    /// Sends SIGTERM: a graceful shutdown.
-    pub fn terminate(&mut self) {
+    fn signal(&mut self, signal: libc::c_int) {
         let pid = libc::pid_t::try_from(self.child().id()).expect("a pid");
         // SAFETY: kill(2) has no memory preconditions; the child is not reaped yet.
-        unsafe { libc::kill(pid, libc::SIGTERM) };
+        unsafe { libc::kill(pid, signal) };
+    }
+
+    /// Sends SIGTERM: a graceful shutdown.
+    pub fn terminate(&mut self) {
+        self.signal(libc::SIGTERM);
+    }
+
+    /// Sends SIGSTOP: the process freezes with its connections open (a VM pause, a stall).
+    pub fn freeze(&mut self) {
+        self.signal(libc::SIGSTOP);
+    }
+
+    /// Sends SIGCONT: a frozen process resumes where it stopped.
+    pub fn resume(&mut self) {
+        self.signal(libc::SIGCONT);
     }
 
     /// Waits for it to exit; its standard output and error when they were `Stdio::piped()`.

@@ -7,6 +7,7 @@
 mod admin;
 mod delivery;
 mod inbound;
+mod parked;
 mod receiver;
 mod signatures;
 mod targets;
