@@ -43,6 +43,10 @@ pub enum Command {
     Serve,
     /// The whole bridge against a built-in simulated Daftra tenant whose records change over time.
     Demo(crate::demo::DemoArgs),
+    /// Checks the configuration, Daftra (Site Info with the credentials), the broker and the
+    /// store: one line each with what to fix; exits non-zero when one fails. Run it before
+    /// `serve` (or as a Kubernetes init step).
+    Check,
     /// The catalogue: every Daftra resource the bridge knows, its area, columns and line-item
     /// groups, and whether DAFTRA_RESOURCES enables it.
     Resources {
@@ -89,6 +93,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve().await,
         Command::Demo(args) => crate::demo::run(args).await,
+        Command::Check => crate::check::run().await,
         Command::Resources { json } => print_resources(json),
         Command::Export {
             resource,

@@ -111,16 +111,7 @@ pub struct Diff {
     pub missing: Vec<i64>,
 }
 
-/// Names of fields whose values differ between two images, in key order.
-pub fn changed_fields(before: &Record, after: &Record) -> Vec<String> {
-    let mut keys: Vec<&String> = before.keys().chain(after.keys()).collect();
-    keys.sort();
-    keys.dedup();
-    keys.into_iter()
-        .filter(|k| before.get(*k) != after.get(*k))
-        .cloned()
-        .collect()
-}
+pub use crate::record::changed_fields;
 
 fn parse(text: &str) -> Record {
     serde_json::from_str(text).unwrap_or_default()

@@ -4,6 +4,7 @@
 
 pub mod account;
 pub mod catalogue;
+pub mod check;
 pub mod cli;
 pub mod config;
 pub mod daftra;

@@ -93,12 +93,7 @@ impl Application {
     ) -> anyhow::Result<Application> {
         let port = listener.local_addr()?.port();
         let metrics = Metrics::new();
-        let store = Store::connect(&settings.database).with_context(|| {
-            format!(
-                "opening the store at {} (DATABASE_URL)",
-                settings.database.redacted()
-            )
-        })?;
+        let store = open_store(&settings)?;
         let account = Account::new(DEFAULT_ACCOUNT, settings.daftra.clone(), metrics.clone());
         let feeds = Feeds::of(&account, &settings.resources);
         let names: Vec<&str> = feeds.all().iter().map(Feed::name).collect();
@@ -118,6 +113,7 @@ impl Application {
             outbox: outbox.clone(),
             emit_initial: settings.poll_emit_initial,
             deadline: settings.poll_deadline,
+            event_max_bytes: settings.event_max_bytes,
             parallel: Arc::new(Semaphore::new(settings.poll_max_parallel)),
             unreadable_seen: Default::default(),
         };
@@ -210,11 +206,9 @@ impl Application {
         };
         tracker.spawn(lead.run_while_leading(self.role.subscribe(), cancel.clone(), release));
         for account in self.state.served.feeds.accounts() {
-            tracker.spawn(read_site_zone(
-                account,
-                self.state.health.status.clone(),
-                cancel.clone(),
-            ));
+            let status = self.state.health.status.clone();
+            tracker.spawn(read_site_zone(account.clone(), status, cancel.clone()));
+            tracker.spawn(probe_credentials(account, cancel.clone()));
         }
         tracker.close();
         warn_unused_intervals(&self.settings);
@@ -246,12 +240,44 @@ impl Application {
     }
 }
 
+/// The store of `settings`, its secrets sealed with `BRIDGE_SECRETS_KEY` (any stored in clear,
+/// or under the previous key, sealed again now); without a key, a warning that they are not.
+fn open_store(settings: &Settings) -> anyhow::Result<Store> {
+    let store = Store::connect(&settings.database)
+        .with_context(|| {
+            format!(
+                "opening the store at {} (DATABASE_URL)",
+                settings.database.redacted()
+            )
+        })?
+        .sealing(settings.secrets_keys.clone());
+    if !settings.secrets_keys.seals() {
+        tracing::warn!("BRIDGE_SECRETS_KEY is not set: webhook signing secrets are stored in clear in the database (README: Webhooks)");
+    }
+    let resealed = store
+        .reseal_secrets()
+        .context("sealing the stored secrets with BRIDGE_SECRETS_KEY")?;
+    if resealed > 0 {
+        tracing::info!(
+            endpoints = resealed,
+            "Stored webhook secrets sealed with BRIDGE_SECRETS_KEY"
+        );
+    }
+    // A secret that does not open (a key lost or changed without a rotation) stops start-up
+    // naming the variable, rather than every delivery failing later.
+    store.endpoints()?;
+    Ok(store)
+}
+
 /// The feeds served with a poll trigger and the poll interval of each.
 fn served(settings: &Settings, feeds: Feeds) -> Served {
     let triggers = feeds
         .all()
         .iter()
-        .map(|f| (f.key().to_string(), Arc::new(PollTrigger::default())))
+        .map(|f| {
+            let trigger = PollTrigger::new(settings.webhooks.inbound_min_interval);
+            (f.key().to_string(), Arc::new(trigger))
+        })
         .collect();
     let intervals = feeds
         .all()
@@ -294,6 +320,23 @@ async fn read_site_zone(account: Arc<Account>, status: Arc<StatusBoard>, stop: C
             status.set_site_zone(zone);
         }
     }
+}
+
+/// While Daftra refuses `account`'s credentials, asks its Site Info with backoff until they pass
+/// (every feed's poll then runs at once).
+async fn probe_credentials(account: Arc<Account>, cancel: CancellationToken) {
+    let client = account.client.clone();
+    let probe = move || {
+        let client = client.clone();
+        async move {
+            let _ = client.site_zone().await;
+        }
+    };
+    account
+        .client
+        .credentials()
+        .probe_while_refused(probe, cancel)
+        .await;
 }
 
 /// What only the leader runs: the poll loops, the publisher and the webhook sink.

@@ -21,8 +21,12 @@ pub fn init(format: LogFormat) {
         Ok(v) if v.contains("lapin") => filter,
         _ => filter.add_directive("lapin=off".parse().expect("a valid directive")),
     };
+    // Colour codes only for a person at a terminal: a file, a pipe or a log collector gets
+    // plain text (or JSON with LOG_FORMAT=json).
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),

@@ -47,6 +47,11 @@ pub const KNOWN: &[&str] = &[
     "WEBHOOK_TIMEOUT_SECS",
     "WEBHOOK_ALLOW_PRIVATE_TARGETS",
     "EVENT_LOG_RETENTION_SECS",
+    "WEBHOOK_MAX_IN_FLIGHT",
+    "INBOUND_MIN_INTERVAL_SECS",
+    "EVENT_MAX_BYTES",
+    "BRIDGE_SECRETS_KEY",
+    "BRIDGE_SECRETS_KEY_PREVIOUS",
 ];
 
 /// Prefixes of the bridge's variables: an unknown variable with one of them is probably a typo.

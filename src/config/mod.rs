@@ -101,6 +101,12 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// Outgoing webhooks, the inbound Daftra webhook and the event log.
     pub webhooks: WebhookSettings,
+    /// Largest CloudEvents JSON of one event before its line-item lists are cut to the items
+    /// that changed (`EVENT_MAX_BYTES`), in bytes.
+    pub event_max_bytes: usize,
+    /// The keys that encrypt the secrets the bridge stores (`BRIDGE_SECRETS_KEY`, and
+    /// `BRIDGE_SECRETS_KEY_PREVIOUS` for reading during a rotation).
+    pub secrets_keys: crate::secret::SealingKeys,
     /// Warnings about the environment, logged once logging is set up.
     pub warnings: Vec<String>,
 }
@@ -168,6 +174,11 @@ pub struct RawEnv {
     pub webhook_timeout_secs: Option<String>,
     pub webhook_allow_private_targets: Option<String>,
     pub event_log_retention_secs: Option<String>,
+    pub webhook_max_in_flight: Option<String>,
+    pub inbound_min_interval_secs: Option<String>,
+    pub event_max_bytes: Option<String>,
+    pub bridge_secrets_key: Option<String>,
+    pub bridge_secrets_key_previous: Option<String>,
     /// Warnings about variables with the bridge's prefixes that it does not read.
     #[serde(skip)]
     pub warnings: Vec<String>,
@@ -336,6 +347,14 @@ impl Settings {
             )?,
             log_format,
             webhooks: WebhookSettings::from_raw(raw)?,
+            event_max_bytes: int_in(
+                "EVENT_MAX_BYTES",
+                &raw.event_max_bytes,
+                256 * 1024,
+                16 * 1024,
+                512 * 1024 * 1024,
+            )?,
+            secrets_keys: resolve_secrets_keys(raw)?,
             warnings: raw.warnings.clone(),
         })
     }
@@ -392,6 +411,30 @@ fn resolve_amqp_url(raw: &RawEnv) -> Result<Secret, ConfigError> {
         ));
     }
     Ok(Secret::new(url))
+}
+
+/// `BRIDGE_SECRETS_KEY` and `BRIDGE_SECRETS_KEY_PREVIOUS`: 32 random bytes each, in base64.
+fn resolve_secrets_keys(raw: &RawEnv) -> Result<crate::secret::SealingKeys, ConfigError> {
+    let key = |name: &'static str, v: &Option<String>| {
+        non_empty(v)
+            .map(|text| {
+                crate::secret::SealingKey::from_base64(text).ok_or_else(|| {
+                    err(
+                        name,
+                        "***",
+                        "32 random bytes in base64, e.g. the output of `openssl rand -base64 32`",
+                    )
+                })
+            })
+            .transpose()
+    };
+    Ok(crate::secret::SealingKeys {
+        current: key("BRIDGE_SECRETS_KEY", &raw.bridge_secrets_key)?,
+        previous: key(
+            "BRIDGE_SECRETS_KEY_PREVIOUS",
+            &raw.bridge_secrets_key_previous,
+        )?,
+    })
 }
 
 fn resolve_bind_addr(raw: &RawEnv) -> Result<SocketAddr, ConfigError> {

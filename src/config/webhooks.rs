@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::values::{boolean, err, non_empty, secret, secs};
+use super::values::{boolean, err, int_in, non_empty, secret, secs};
 use super::{ConfigError, RawEnv, Secret};
 
 /// Default delays between attempts of one event to one endpoint: about 5 s, 5 min, 30 min,
@@ -27,6 +27,11 @@ pub struct WebhookSettings {
     pub allow_private: bool,
     /// How long delivered events stay in the event log for replays (`EVENT_LOG_RETENTION_SECS`).
     pub event_log_retention: Duration,
+    /// Delivery attempts in flight at once to one endpoint (`WEBHOOK_MAX_IN_FLIGHT`).
+    pub max_in_flight: usize,
+    /// Least time between two polls of one resource triggered by Daftra's webhook
+    /// (`INBOUND_MIN_INTERVAL_SECS`); calls meanwhile wait for the next one, none is dropped.
+    pub inbound_min_interval: Duration,
 }
 
 fn schedule(v: &Option<String>) -> Result<Vec<Duration>, ConfigError> {
@@ -78,6 +83,20 @@ impl WebhookSettings {
                 7 * 86_400,
                 0,
                 366 * 86_400,
+            )?,
+            max_in_flight: int_in(
+                "WEBHOOK_MAX_IN_FLIGHT",
+                &raw.webhook_max_in_flight,
+                8,
+                1,
+                64,
+            )?,
+            inbound_min_interval: secs(
+                "INBOUND_MIN_INTERVAL_SECS",
+                &raw.inbound_min_interval_secs,
+                5,
+                0,
+                3600,
             )?,
         })
     }

@@ -37,8 +37,22 @@ pub struct Authenticator {
 
 /// A token request that failed; the message never holds a secret.
 #[derive(Debug, thiserror::Error)]
-#[error("OAuth token request failed: {0}")]
-pub struct AuthError(pub String);
+#[error("OAuth token request failed: {message}")]
+pub struct AuthError {
+    pub message: String,
+    /// The token endpoint refused the credentials (a 4xx answer: `invalid_client`,
+    /// `invalid_grant`), rather than failing to answer.
+    pub refused: bool,
+}
+
+impl AuthError {
+    fn failed(message: impl Into<String>) -> AuthError {
+        AuthError {
+            message: message.into(),
+            refused: false,
+        }
+    }
+}
 
 impl Authenticator {
     pub fn new(auth: DaftraAuth) -> Self {
@@ -70,8 +84,9 @@ impl Authenticator {
     ) -> Result<(HeaderName, HeaderValue), AuthError> {
         let (client_id, client_secret, username, password) = match &self.auth {
             DaftraAuth::ApiKey(key) => {
-                let mut v = HeaderValue::from_str(key.expose()).map_err(|_| {
-                    AuthError("DAFTRA_API_KEY holds characters a header cannot carry".into())
+                let mut v = HeaderValue::from_str(key.expose()).map_err(|_| AuthError {
+                    message: "DAFTRA_API_KEY holds characters a header cannot carry".into(),
+                    refused: true,
                 })?;
                 v.set_sensitive(true);
                 return Ok((HeaderName::from_static("apikey"), v));
@@ -117,8 +132,10 @@ impl Authenticator {
             *guard = Some(token);
         }
         let token = guard.as_ref().expect("token set above");
-        let mut v = HeaderValue::from_str(&format!("Bearer {}", token.access.expose()))
-            .map_err(|_| AuthError("access token holds characters a header cannot carry".into()))?;
+        let mut v =
+            HeaderValue::from_str(&format!("Bearer {}", token.access.expose())).map_err(|_| {
+                AuthError::failed("access token holds characters a header cannot carry")
+            })?;
         v.set_sensitive(true);
         Ok((AUTHORIZATION, v))
     }
@@ -151,7 +168,7 @@ async fn request_token(
         .unwrap_or_else(|_| "error".into());
     on_token_request(started.elapsed(), &status);
     let answer = answer.map_err(|e| {
-        AuthError(format!(
+        AuthError::failed(format!(
             "token endpoint unreachable: {}",
             super::error_chain(&e.without_url())
         ))
@@ -159,15 +176,18 @@ async fn request_token(
     if !answer.status().is_success() {
         let status = answer.status();
         let body = answer.bytes().await.unwrap_or_default();
-        return Err(AuthError(match token_error_text(&body) {
-            Some(said) => format!("token endpoint answered {status}: {said}"),
-            None => format!("token endpoint answered {status}"),
-        }));
+        return Err(AuthError {
+            message: match token_error_text(&body) {
+                Some(said) => format!("token endpoint answered {status}: {said}"),
+                None => format!("token endpoint answered {status}"),
+            },
+            refused: status.is_client_error() && status != reqwest::StatusCode::TOO_MANY_REQUESTS,
+        });
     }
     let t: TokenAnswer = answer
         .json()
         .await
-        .map_err(|_| AuthError("token answer is not the documented JSON".into()))?;
+        .map_err(|_| AuthError::failed("token answer is not the documented JSON"))?;
     let lifetime = t
         .expires_in
         .and_then(|v| {

@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod budget;
+pub mod credentials;
 mod pages;
 pub mod retry;
 
@@ -122,6 +123,8 @@ pub struct DaftraClient {
     budget: budget::Budget,
     /// Unix milliseconds of Daftra's last successful answer (2xx or 404), 0 before any.
     last_answer_ms: std::sync::atomic::AtomicI64,
+    /// Whether Daftra accepts the account's credentials.
+    credentials: credentials::Credentials,
 }
 
 fn parse_list(body: &[u8]) -> Result<Page, String> {
@@ -205,6 +208,15 @@ impl DaftraClient {
             .build()
             .expect("reqwest client with rustls");
         let auth = Authenticator::new(settings.auth.clone());
+        let variables: &'static [&'static str] = match settings.auth {
+            crate::config::DaftraAuth::ApiKey(_) => &["DAFTRA_API_KEY"],
+            crate::config::DaftraAuth::OAuth { .. } => &[
+                "DAFTRA_CLIENT_ID",
+                "DAFTRA_CLIENT_SECRET",
+                "DAFTRA_USERNAME",
+                "DAFTRA_PASSWORD",
+            ],
+        };
         DaftraClient {
             http,
             budget: budget::Budget::new(settings.concurrency),
@@ -212,7 +224,13 @@ impl DaftraClient {
             auth,
             metrics,
             last_answer_ms: Default::default(),
+            credentials: credentials::Credentials::new(variables),
         }
+    }
+
+    /// Whether Daftra accepts the account's credentials.
+    pub fn credentials(&self) -> &credentials::Credentials {
+        &self.credentials
     }
 
     /// When Daftra last answered a request successfully (2xx, or 404 for a missing record).
@@ -230,6 +248,7 @@ impl DaftraClient {
             chrono::Utc::now().timestamp_millis(),
             std::sync::atomic::Ordering::Relaxed,
         );
+        self.credentials.accept();
     }
 
     /// Page size (`limit`) of list requests, in rows.
@@ -255,26 +274,41 @@ impl DaftraClient {
         let mut attempt = 0u32;
         loop {
             let renew = self.auth.is_oauth() && !renewed_after_401;
-            let (reason, retry_after, failure) =
-                match self.send_once(label, operation, url, &parse, renew).await? {
-                    Sent::Answered(v) => return Ok(v),
-                    Sent::Failed(failure) => return Err(failure),
-                    Sent::RenewToken => {
-                        renewed_after_401 = true;
-                        self.auth.invalidate().await;
-                        continue;
+            let sent = self.send_once(label, operation, url, &parse, renew).await;
+            if let Err(FetchError::Auth(e)) = &sent {
+                if e.refused {
+                    self.credentials.refuse(401, &e.message);
+                }
+            }
+            let (reason, retry_after, failure) = match sent? {
+                Sent::Answered(v) => return Ok(v),
+                Sent::Failed(failure) => {
+                    if let FetchError::Status {
+                        status: 401,
+                        message,
+                    } = &failure
+                    {
+                        self.credentials.refuse(401, message);
                     }
-                    Sent::Retry(reason, retry_after, failure) => (reason, retry_after, failure),
-                };
+                    return Err(failure);
+                }
+                Sent::RenewToken => {
+                    renewed_after_401 = true;
+                    self.auth.invalidate().await;
+                    continue;
+                }
+                Sent::Retry(reason, retry_after, failure) => (reason, retry_after, failure),
+            };
+            let wait = retry::delay(attempt, retry_after, self.settings.max_backoff);
+            if reason == RetryReason::RateLimited {
+                // The account is over its limit, not this resource: every request waits, the
+                // next one of another resource too, even when this one has no attempt left.
+                self.budget.pause(wait);
+            }
             if attempt >= self.settings.max_retries {
                 return Err(failure);
             }
             self.metrics.upstream_retry(label, reason);
-            let wait = retry::delay(attempt, retry_after, self.settings.max_backoff);
-            if reason == RetryReason::RateLimited {
-                // The account is over its limit, not this resource: every request waits.
-                self.budget.pause(wait);
-            }
             tracing::debug!(resource = label, attempt, reason = reason.as_str(), wait_ms = wait.as_millis() as u64, error = %failure, "Retrying Daftra request");
             tokio::time::sleep(wait).await;
             attempt += 1;

@@ -9,6 +9,7 @@ mod index;
 mod openapi;
 mod ops;
 mod parked;
+mod records;
 mod shared_builds;
 mod state;
 mod webhooks;
@@ -158,6 +159,10 @@ fn routes(cfg: &mut web::ServiceConfig) {
         .service(get_or_head(
             "/webhooks/endpoints/{id}/deliveries",
             web::to(webhooks::deliveries),
+        ))
+        .service(get_or_head(
+            "/records/{resource}/{id}",
+            web::to(records::get),
         ))
         .service(get_or_head("/outbox/parked", web::to(parked::list)))
         .service(methods(

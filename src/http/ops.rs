@@ -42,25 +42,7 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         Ok(Err(e)) => (json!({"state": "error", "message": e.to_string()}), false),
         Err(e) => (json!({"state": "error", "message": e.to_string()}), false),
     };
-    let longest = state
-        .served
-        .intervals
-        .values()
-        .max()
-        .copied()
-        .unwrap_or_default();
-    let window = DAFTRA_RECENT.max(longest * 3);
-    let last = oldest_last_answer(&state);
-    let recent = last.is_some_and(|t| {
-        (chrono::Utc::now() - t)
-            .to_std()
-            .is_ok_and(|age| age <= window)
-    });
-    let daftra_part = json!({
-        "state": if recent { "ok" } else if last.is_some() { "stale" } else { "unknown" },
-        "last_answer": last.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
-        "snapshot": snapshot,
-    });
+    let (daftra_part, daftra_problem) = daftra_component(&state, snapshot);
     let broker = state.health.broker.get();
     let mut broker_part = json!({"state": broker});
     if broker != BrokerConnection::Connected {
@@ -74,11 +56,8 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     if store_part["state"] != "ok" {
         problems.push(json!({"component": "store", "message": format!("the store does not answer: {}", store_part["message"].as_str().unwrap_or_default())}));
     }
-    if store_part["state"] == "ok" && !snapshot && !recent {
-        problems.push(json!({"component": "daftra", "message": format!(
-            "no snapshot yet and no answer from Daftra in the last {} s: exports cannot be served",
-            window.as_secs()
-        )}));
+    if store_part["state"] == "ok" || daftra_part["state"] == "refused" {
+        problems.extend(daftra_problem);
     }
     let components = json!({"store": store_part, "daftra": daftra_part, "broker": broker_part});
     let role = state.health.role.borrow().as_str();
@@ -89,6 +68,57 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
             json!({"status": "not_ready", "role": role, "problems": problems, "components": components}),
         )
     }
+}
+
+/// The `daftra` component of `/readyz`, and its problem: refused credentials (whatever the
+/// snapshot: nothing can be polled), or no snapshot and no recent answer.
+fn daftra_component(
+    state: &AppState,
+    snapshot: bool,
+) -> (serde_json::Value, Option<serde_json::Value>) {
+    let longest = state
+        .served
+        .intervals
+        .values()
+        .max()
+        .copied()
+        .unwrap_or_default();
+    let window = DAFTRA_RECENT.max(longest * 3);
+    let last = oldest_last_answer(state);
+    let recent = last.is_some_and(|t| {
+        (chrono::Utc::now() - t)
+            .to_std()
+            .is_ok_and(|age| age <= window)
+    });
+    let refused = refusal(state);
+    let part = json!({
+        "state": if refused.is_some() { "refused" } else if recent { "ok" } else if last.is_some() { "stale" } else { "unknown" },
+        "last_answer": last.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+        "snapshot": snapshot,
+        "refused": refused,
+    });
+    let problem = match &refused {
+        Some(r) => Some(json!({"component": "daftra", "message": format!(
+            "Daftra refuses the account's credentials (HTTP {}: {}): check {}",
+            r.status, r.message, r.check.join(", ")
+        )})),
+        None if !snapshot && !recent => Some(json!({"component": "daftra", "message": format!(
+            "no snapshot yet and no answer from Daftra in the last {} s: exports cannot be served",
+            window.as_secs()
+        )})),
+        None => None,
+    };
+    (part, problem)
+}
+
+/// The refusal of the credentials of the first account Daftra refuses, if any.
+fn refusal(state: &AppState) -> Option<crate::daftra::credentials::Refusal> {
+    state
+        .served
+        .feeds
+        .accounts()
+        .iter()
+        .find_map(|a| a.client.credentials().refusal())
 }
 
 /// The zone timestamps are read in, of the account `/status` reports on (the `DAFTRA_*` one).
@@ -147,6 +177,14 @@ pub async fn status(
         "role": role.as_str(),
         "leader": leader,
         "timezone": state.health.status.timezone(default_zone(&state)),
+        "account": {
+            "credentials": match (refusal(&state), oldest_last_answer(&state)) {
+                (Some(_), _) => "refused",
+                (None, Some(_)) => "accepted",
+                (None, None) => "unknown",
+            },
+            "refused": refusal(&state),
+        },
         "resources": state.health.status.snapshot(),
         "outbox_pending": pending,
         "broker": state.health.broker.get(),

@@ -13,7 +13,7 @@ use tokio::sync::Semaphore;
 
 use crate::daftra::FetchError;
 use crate::diff::Known;
-use crate::events::{to_outbox, Op, OutboxEvent};
+use crate::events::{to_outbox_within, Op, OutboxEvent};
 use crate::feed::Feed;
 use crate::metrics::{Metrics, PollFailure};
 use crate::record::RecordError;
@@ -46,6 +46,8 @@ pub struct Poller {
     pub emit_initial: bool,
     /// Overall deadline of one poll.
     pub deadline: Duration,
+    /// Largest event before its line-item lists are cut (`EVENT_MAX_BYTES`), in bytes.
+    pub event_max_bytes: usize,
     /// Polls holding a scan in memory at once (`POLL_MAX_PARALLEL`); the others wait.
     pub parallel: Arc<Semaphore>,
     /// (feed key, record, field) of unreadable values already logged and counted.
@@ -92,16 +94,26 @@ impl From<ScanError> for PollError {
 }
 
 impl PollError {
-    /// The account cannot read this resource: 401 or 403 for its path, or 404 (a Daftra
-    /// plugin is off). Such a resource is retried rarely and never holds up the others.
+    /// The account cannot read this resource: 403 for its path, or 404 (a Daftra plugin is
+    /// off). Such a resource is retried rarely and never holds up the others.
     pub fn is_unavailable(&self) -> bool {
         matches!(
             self,
             PollError::Upstream(FetchError::Status {
-                status: 401 | 403 | 404,
+                status: 403 | 404,
                 ..
             })
         )
+    }
+
+    /// Daftra refuses the account's credentials (401, or the OAuth token endpoint refusing
+    /// them): an account-level fact, not this resource's; polls wait for the credentials.
+    pub fn is_unauthorized(&self) -> bool {
+        match self {
+            PollError::Upstream(FetchError::Status { status: 401, .. }) => true,
+            PollError::Upstream(FetchError::Auth(e)) => e.refused,
+            _ => false,
+        }
     }
 
     /// Label `reason` of `bridge_poll_failures_total`.
@@ -312,7 +324,10 @@ impl Poller {
         let account = &feed.account;
         plan.changes
             .iter()
-            .map(|c| to_outbox(feed.resource, &account.base_url, &time, c, &account.clock))
+            .map(|c| {
+                let (base, clock) = (&account.base_url, &account.clock);
+                to_outbox_within(feed.resource, base, &time, c, clock, self.event_max_bytes)
+            })
             .collect()
     }
 

@@ -1,15 +1,27 @@
-//! When each resource is polled: every interval from the start of the last poll, at once on
-//! demand (`POST /poll/{resource}`), and rarely while the account cannot read it.
+//! When each feed is polled: every interval from the start of the last poll, at once on demand
+//! (`POST /poll/{resource}`), after Daftra's webhook (at most once per
+//! `INBOUND_MIN_INTERVAL_SECS`, never dropping the last call), rarely while the account cannot
+//! read the resource, and not at all while Daftra refuses the account's credentials (every
+//! feed polls again as soon as they pass).
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::Notify;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::Poller;
+use super::{PollError, Poller};
 use crate::feed::Feed;
+
+/// What woke a feed's poll loop.
+enum Wake {
+    /// Its interval passed, or a poll was asked for now.
+    Due,
+    /// Daftra's webhook announced a change.
+    Webhook,
+}
 
 impl Poller {
     /// Runs `poll_once` at once, then every `interval` from the start of the last poll (and
@@ -24,14 +36,20 @@ impl Poller {
         trigger: Arc<PollTrigger>,
         cancel: CancellationToken,
     ) {
-        let mut next = tokio::time::Instant::now();
+        let mut next = Instant::now();
         loop {
-            tokio::select! {
+            let wake = tokio::select! {
                 _ = cancel.cancelled() => break,
-                _ = tokio::time::sleep_until(next) => {}
-                _ = trigger.notify.notified() => {}
+                _ = tokio::time::sleep_until(next) => Wake::Due,
+                _ = trigger.now.notified() => Wake::Due,
+                _ = trigger.webhook.notified() => Wake::Webhook,
+            };
+            if let Wake::Webhook = wake {
+                if !trigger.debounce(&cancel).await {
+                    break;
+                }
             }
-            let started = tokio::time::Instant::now();
+            let started = Instant::now();
             trigger.running.store(true, Ordering::SeqCst);
             let result = tokio::select! {
                 _ = cancel.cancelled() => break,
@@ -39,11 +57,15 @@ impl Poller {
             };
             trigger.running.store(false, Ordering::SeqCst);
             next = match result {
-                Err(e) if e.is_unavailable() => {
-                    tracing::warn!(resource = feed.name(), error = %e, retry_secs = unavailable_retry.as_secs(),
-                        "The account cannot read this resource; marked unavailable, retried rarely");
-                    started + unavailable_retry
+                Err(e) if e.is_unauthorized() => {
+                    // An account-level fact: wait for the credentials, then poll at once.
+                    let credentials = feed.account.client.credentials();
+                    tokio::select! {
+                        _ = cancel.cancelled() => break,
+                        _ = credentials.passed() => Instant::now(),
+                    }
                 }
+                Err(e) if e.is_unavailable() => unavailable(&feed, &e, started, unavailable_retry),
                 _ => started + interval,
             };
         }
@@ -51,29 +73,72 @@ impl Poller {
     }
 }
 
-/// Starts a poll on demand (`POST /poll/{resource}`), or joins the one running.
+/// When a feed the account cannot read is tried again.
+fn unavailable(feed: &Feed, e: &PollError, started: Instant, retry: Duration) -> Instant {
+    tracing::warn!(resource = feed.name(), error = %e, retry_secs = retry.as_secs(),
+        "The account cannot read this resource; marked unavailable, retried rarely");
+    started + retry
+}
+
+/// Starts a poll on demand (`POST /poll/{resource}`, Daftra's webhook), or joins the one
+/// running.
 #[derive(Debug, Default)]
 pub struct PollTrigger {
-    notify: Notify,
+    now: Notify,
+    webhook: Notify,
     running: AtomicBool,
+    /// Least time between two polls started by the webhook (`INBOUND_MIN_INTERVAL_SECS`).
+    webhook_min_interval: Duration,
+    /// When the last poll started by the webhook started.
+    last_webhook_poll: Mutex<Option<Instant>>,
 }
 
 impl PollTrigger {
+    /// A trigger whose webhook-started polls are at least `webhook_min_interval` apart.
+    pub fn new(webhook_min_interval: Duration) -> PollTrigger {
+        PollTrigger {
+            webhook_min_interval,
+            ..Default::default()
+        }
+    }
+
     /// Asks for a poll now; returns `true` when one was already running (the request joins it).
     pub fn request(&self) -> bool {
         let running = self.running.load(Ordering::SeqCst);
         if !running {
-            self.notify.notify_one();
+            self.now.notify_one();
         }
         running
     }
 
-    /// Asks for a poll now, or for one more right after the running one; calls while a poll
-    /// runs are coalesced into that one more poll (the notification holds one permit). Returns
-    /// `true` when a poll was running.
+    /// Asks for a poll after a webhook call: now, or right after the running one, and at most
+    /// one per `webhook_min_interval`; calls meanwhile are coalesced into that next poll (the
+    /// notification holds one permit), so the last call of a flood is polled within the
+    /// interval. Returns `true` when a poll was running.
     pub fn request_again(&self) -> bool {
         let running = self.running.load(Ordering::SeqCst);
-        self.notify.notify_one();
+        self.webhook.notify_one();
         running
+    }
+
+    /// Waits until `webhook_min_interval` has passed since the last webhook-started poll (a
+    /// poll asked for now cuts the wait short), then records this one. `false` when cancelled.
+    async fn debounce(&self, cancel: &CancellationToken) -> bool {
+        let last = *self
+            .last_webhook_poll
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(last) = last {
+            tokio::select! {
+                _ = cancel.cancelled() => return false,
+                _ = tokio::time::sleep_until(last + self.webhook_min_interval) => {}
+                _ = self.now.notified() => {}
+            }
+        }
+        *self
+            .last_webhook_poll
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+        true
     }
 }

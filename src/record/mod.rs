@@ -261,6 +261,17 @@ pub fn line_item_rows(export: &Resource, parent: &Resource, record: &Record) -> 
     }
 }
 
+/// Names of fields whose values differ between two images, in key order.
+pub fn changed_fields(before: &Record, after: &Record) -> Vec<String> {
+    let mut keys: Vec<&String> = before.keys().chain(after.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    keys.into_iter()
+        .filter(|k| before.get(*k) != after.get(*k))
+        .cloned()
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -24,14 +24,15 @@ pub(super) fn authorise(state: &SimState, req: &HttpRequest) -> Result<(), HttpR
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     let mut inner = state.lock();
-    let ok = match (apikey, bearer) {
-        (Some(k), None) => k == state.api_key,
-        (None, Some(t)) => inner
-            .access_tokens
-            .get(t)
-            .is_some_and(|exp| *exp > Instant::now()),
-        _ => false,
-    };
+    let ok = !inner.faults.refuse_credentials
+        && match (apikey, bearer) {
+            (Some(k), None) => k == state.api_key,
+            (None, Some(t)) => inner
+                .access_tokens
+                .get(t)
+                .is_some_and(|exp| *exp > Instant::now()),
+            _ => false,
+        };
     if ok {
         Ok(())
     } else {
@@ -42,14 +43,23 @@ pub(super) fn authorise(state: &SimState, req: &HttpRequest) -> Result<(), HttpR
 
 /// Common faults of every API request: latency, 429 and 5xx.
 pub(super) async fn common_faults(state: &SimState) -> Option<HttpResponse> {
+    {
+        let mut inner = state.lock();
+        if let Some(at) = inner.last_429.take() {
+            let gap = at.elapsed().as_millis() as u64;
+            inner.stats.gaps_after_429_ms.push(gap);
+        }
+    }
     let latency = state.lock().faults.latency_ms;
     if latency > 0 {
         tokio::time::sleep(Duration::from_millis(latency)).await;
     }
     let mut inner = state.lock();
     let f = &mut inner.faults;
-    let response = if f.rate_limited_next > 0 {
-        f.rate_limited_next -= 1;
+    let limited = f.rate_limited_next > 0
+        || (f.rate_limited_rate > 0.0 && rand::random::<f64>() < f.rate_limited_rate);
+    let response = if limited {
+        f.rate_limited_next = f.rate_limited_next.saturating_sub(1);
         let mut r = HttpResponse::TooManyRequests();
         match f.retry_after {
             RetryAfterForm::Seconds => {
@@ -80,6 +90,9 @@ pub(super) async fn common_faults(state: &SimState) -> Option<HttpResponse> {
     };
     if response.is_some() {
         inner.stats.faults_injected += 1;
+    }
+    if limited {
+        inner.last_429 = Some(Instant::now());
     }
     response
 }

@@ -91,6 +91,8 @@ pub struct Faults {
     pub latency_ms: u64,
     /// The next N API requests answer 429.
     pub rate_limited_next: u32,
+    /// Share (0..1) of API requests that answer 429 at random.
+    pub rate_limited_rate: f64,
     pub retry_after: RetryAfterForm,
     /// The next N API requests answer 503 (or 500 every other time).
     pub server_errors_next: u32,
@@ -118,6 +120,8 @@ pub struct Faults {
     pub omit_expires_in: bool,
     /// Revoke every access token now (they answer 401), keeping refresh tokens.
     pub expire_tokens_now: bool,
+    /// Refuse every credential (401), as Daftra does with a wrong or revoked API key.
+    pub refuse_credentials: bool,
     /// Resources whose list and records answer this status instead (403: the account may not
     /// read them; 404: the Daftra plugin is off), e.g. `{"invoices": 403}`.
     pub unavailable: std::collections::BTreeMap<String, u16>,
@@ -137,6 +141,9 @@ pub struct SimStats {
     pub list_requests_by_resource: std::collections::BTreeMap<String, u64>,
     /// Most API requests seen in flight at once.
     pub max_in_flight: u64,
+    /// For each 429 answered, the milliseconds until the next API request arrived: how long
+    /// clients held back after being told to.
+    pub gaps_after_429_ms: Vec<u64>,
     #[serde(skip)]
     pub in_flight: u64,
 }
@@ -227,6 +234,8 @@ pub(crate) struct Inner {
     pub refresh_tokens: HashMap<String, ()>,
     pub flip: bool,
     pub token_seq: u64,
+    /// When the last 429 was answered, until the next request arrives.
+    pub last_429: Option<Instant>,
 }
 
 /// Shared state of one simulated tenant.
@@ -261,6 +270,7 @@ impl SimState {
                 refresh_tokens: HashMap::new(),
                 flip: false,
                 token_seq: 0,
+                last_429: None,
             }),
             api_key,
             oauth,

@@ -198,6 +198,17 @@ pub(super) fn previous_secrets(column: Option<String>, until: Option<i64>) -> Ve
     }
 }
 
+/// The `previous_secret` column holding `previous` (`[secret, until]` pairs), and the
+/// `previous_secret_until` beside it (the latest).
+pub(super) fn previous_column(previous: &[(Secret, i64)]) -> (Option<String>, Option<i64>) {
+    if previous.is_empty() {
+        return (None, None);
+    }
+    let pairs: Vec<(&str, i64)> = previous.iter().map(|(s, u)| (s.expose(), *u)).collect();
+    let until = previous.iter().map(|(_, u)| *u).max();
+    (serde_json::to_string(&pairs).ok(), until)
+}
+
 /// The `previous_secret` column after a rotation: the overlaps still running and the secret
 /// being replaced, which signs until `old_until`.
 pub(super) fn rotated_secrets(old: &Endpoint, old_until: i64) -> String {
@@ -268,6 +279,14 @@ pub trait Webhooks {
     /// Replaces the secret; the old one keeps signing until `old_until` (Unix seconds), beside
     /// earlier ones whose overlap has not ended. `false` when there is no such endpoint.
     fn rotate_secret(&self, id: &str, secret: &Secret, old_until: i64) -> Result<bool, StoreError>;
+    /// Writes endpoint `id`'s secrets as given, opaque (the [`super::Store`] handle seals
+    /// them): the current one, and the previous ones with the Unix second each stops signing.
+    fn replace_secrets(
+        &self,
+        id: &str,
+        secret: &Secret,
+        previous: &[(Secret, i64)],
+    ) -> Result<(), StoreError>;
     /// Up to `limit` outbox rows after `after`.
     fn outbox_keys(&self, after: i64, limit: usize) -> Result<Vec<OutboxKey>, StoreError>;
     /// Queues `messages` (`(seq, record key)`) for endpoint `id` and moves its cursor to

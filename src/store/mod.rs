@@ -10,6 +10,7 @@
 mod interface;
 mod location;
 pub mod postgres;
+mod sealing;
 pub mod sqlite;
 
 pub use interface::{
@@ -19,6 +20,8 @@ pub use interface::{
 };
 
 use std::path::Path;
+
+use crate::secret::SealingKeys;
 
 pub use location::{Location, DATABASE_URL_FORMS, DEFAULT_DATABASE_URL};
 pub use sqlite::Spool;
@@ -40,6 +43,9 @@ pub enum StoreError {
     Unavailable(String),
     /// This replica no longer holds the leadership its write was made under: nothing was
     /// written (the fencing check in the same transaction refused it).
+    /// A stored secret could not be opened (no key, or another key).
+    #[error("store error: {0}")]
+    Sealed(String),
     /// The temporary file of a [`Spool`] could not be made.
     #[error("store error: {0}")]
     Spool(String),
@@ -104,28 +110,49 @@ pub trait LeaderLock: Send {
     fn release(&mut self);
 }
 
-/// Handle to the store. Cheap to clone; derefs to the backend's methods.
+/// Handle to the store. Cheap to clone; derefs to the backend's methods, except the webhook
+/// endpoints' reads and secret writes, which go through [`Store`]'s own methods: they seal the
+/// secrets the backend stores and open the ones it reads ([`SealingKeys`]), so no backend ever
+/// sees a secret in clear when a key is set.
 #[derive(Clone)]
-pub struct Store(Arc<dyn Backend>);
+pub struct Store {
+    backend: Arc<dyn Backend>,
+    keys: Arc<SealingKeys>,
+}
 
 impl std::ops::Deref for Store {
     type Target = dyn Backend;
     fn deref(&self) -> &(dyn Backend + 'static) {
-        &*self.0
+        &*self.backend
     }
 }
 
 impl Store {
+    fn new(backend: Arc<dyn Backend>) -> Store {
+        Store {
+            backend,
+            keys: Default::default(),
+        }
+    }
+
     /// Opens (creating the file and its folder when missing) and migrates a SQLite store.
     pub fn open(path: &Path) -> anyhow::Result<Store> {
-        Ok(Store(Arc::new(sqlite::Sqlite::open(path)?)))
+        Ok(Store::new(Arc::new(sqlite::Sqlite::open(path)?)))
     }
 
     /// Connects to and migrates the store at `location`. Errors name the location redacted.
     pub fn connect(location: &Location) -> anyhow::Result<Store> {
         match location {
             Location::Sqlite(path) => Store::open(path),
-            Location::Postgres(url) => Ok(Store(Arc::new(postgres::Postgres::connect(url)?))),
+            Location::Postgres(url) => Ok(Store::new(Arc::new(postgres::Postgres::connect(url)?))),
+        }
+    }
+
+    /// The same store, sealing the secrets it stores with `keys`.
+    pub fn sealing(self, keys: SealingKeys) -> Store {
+        Store {
+            backend: self.backend,
+            keys: Arc::new(keys),
         }
     }
 }

@@ -347,7 +347,8 @@ async fn readiness_needs_a_snapshot_or_a_recent_answer_from_daftra() {
     assert_eq!(resp.status(), 503);
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["problems"][0]["component"], "daftra", "{body}");
-    assert_eq!(body["components"]["daftra"]["state"], "unknown", "{body}");
+    // Daftra answered 401: the account's credentials are refused (not "no answer").
+    assert_eq!(body["components"]["daftra"]["state"], "refused", "{body}");
     assert_eq!(body["components"]["store"]["state"], "ok");
     app.stop().await;
 

@@ -546,3 +546,35 @@ async fn a_408_is_retried_like_other_transient_answers() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_429_on_the_last_allowed_attempt_still_pauses_every_request_of_the_account() {
+    let app = spawn_app(Options {
+        max_retries: 1,
+        concurrency: 1,
+        records: 10,
+        resources: Some("work_orders,clients".into()),
+        ..Options::without_publisher()
+    })
+    .await;
+    // Two 429s in a row: with one retry, work orders fail on their last attempt; the next
+    // request, of another resource, must still wait out the account's pause.
+    app.sim.state.set_faults(Faults {
+        rate_limited_next: 2,
+        retry_after: RetryAfterForm::Seconds,
+        ..Default::default()
+    });
+    assert!(app
+        .poller
+        .poll_once(&app.feed("work_orders"))
+        .await
+        .is_err());
+    app.poller.poll_once(&app.feed("clients")).await.unwrap();
+    let gaps = app.sim.state.stats().gaps_after_429_ms;
+    assert_eq!(gaps.len(), 2, "{gaps:?}");
+    assert!(
+        gaps.iter().all(|g| *g >= 900),
+        "a request reached Daftra sooner than Retry-After: 1 after a 429 (gaps {gaps:?} ms)"
+    );
+    app.stop().await;
+}

@@ -18,6 +18,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
 use rand::Rng;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -89,7 +90,7 @@ impl WebhookSink {
                 "daftra-bridge-webhooks/",
                 env!("CARGO_PKG_VERSION")
             ))
-            .pool_max_idle_per_host(BATCH)
+            .pool_max_idle_per_host(settings.max_in_flight)
             .build()?;
         Ok(WebhookSink {
             store: publisher.store.clone(),
@@ -210,7 +211,12 @@ impl WebhookSink {
             let wait = next.map_or(1000, |t| t.saturating_sub(now).clamp(10, 1000));
             return Ok(Some(Duration::from_millis(wait as u64)));
         }
-        let attempts = futures::future::join_all(due.iter().map(|m| self.attempt(&endpoint, m)));
+        // At most WEBHOOK_MAX_IN_FLIGHT at once: a small receiver with a short listen backlog
+        // is not flooded; results come back in the order of `due`.
+        let each: Vec<_> = due.iter().map(|m| self.attempt(&endpoint, m)).collect();
+        let attempts = futures::stream::iter(each)
+            .buffered(self.settings.max_in_flight)
+            .collect::<Vec<_>>();
         let tried = tokio::select! {
             _ = cancel.cancelled() => return Err(Stop),
             t = attempts => t,

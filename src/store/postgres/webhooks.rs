@@ -5,7 +5,7 @@ use postgres::{GenericClient, Row};
 use super::Postgres;
 use crate::secret::Secret;
 use crate::store::interface::{
-    now_ms, patched_reason, previous_secrets, rotated_secrets, OutboxKey,
+    now_ms, patched_reason, previous_column, previous_secrets, rotated_secrets, OutboxKey,
 };
 use crate::store::{
     DueMessage, Endpoint, EndpointPatch, NewEndpoint, Outbox, StoreError, Webhooks,
@@ -151,6 +151,22 @@ impl Webhooks for Postgres {
             )?;
             tx.commit()?;
             Ok(true)
+        })
+    }
+
+    fn replace_secrets(
+        &self,
+        id: &str,
+        secret: &Secret,
+        previous: &[(Secret, i64)],
+    ) -> Result<(), StoreError> {
+        let (column, until) = previous_column(previous);
+        self.with(|c| {
+            c.execute(
+                "UPDATE webhook_endpoint SET secret = $2, previous_secret = $3, previous_secret_until = $4 WHERE id = $1",
+                &[&id, &secret.expose(), &column, &until],
+            )?;
+            Ok(())
         })
     }
 

@@ -50,6 +50,8 @@ pub struct Options {
     pub amqp_exchange: Option<String>,
     /// `DATABASE_URL`; unset means a SQLite file in the test's folder.
     pub database_url: Option<String>,
+    /// Any other variables, set last (they override the ones above).
+    pub extra: Vec<(&'static str, String)>,
 }
 
 impl Options {
@@ -116,6 +118,7 @@ impl Options {
                 "WEBHOOK_ALLOW_PRIVATE_TARGETS",
                 self.allow_private.to_string(),
             )
+            .set_all(&self.extra)
     }
 }
 
@@ -142,6 +145,7 @@ impl Default for Options {
             poll_loop: false,
             amqp_exchange: None,
             database_url: None,
+            extra: Vec::new(),
         }
     }
 }

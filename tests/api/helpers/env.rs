@@ -46,6 +46,11 @@ impl BridgeEnv {
         }
     }
 
+    /// Sets each `(name, value)` of `vars`, in order.
+    pub fn set_all(self, vars: &[(&str, String)]) -> BridgeEnv {
+        vars.iter().fold(self, |env, (k, v)| env.set(k, v))
+    }
+
     /// The variables, by name.
     pub fn vars(&self) -> impl Iterator<Item = (&str, &OsStr)> {
         self.0.iter().map(|(k, v)| (k.as_str(), v.as_os_str()))

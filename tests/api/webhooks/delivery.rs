@@ -347,3 +347,33 @@ async fn sigkill_mid_retry_loses_nothing_and_the_restart_resumes() {
     rx.stop().await;
     sim.stop().await;
 }
+
+#[tokio::test]
+async fn at_most_webhook_max_in_flight_requests_reach_one_endpoint_at_once() {
+    let receiver = Receiver::start().await;
+    receiver.slow(200);
+    let app = spawn_app(Options {
+        records: 45,
+        extra: vec![("WEBHOOK_MAX_IN_FLIGHT", "3".into())],
+        ..admin_opts()
+    })
+    .await;
+    app.endpoint(&receiver.url, None).await;
+    app.poll().await;
+    for id in 1..=20 {
+        app.sim
+            .state
+            .update(id, fields(json!({"title": format!("in flight {id}")})));
+    }
+    app.poll().await;
+    wait_for(
+        async || receiver.accepted().len() == 20,
+        WAIT,
+        "20 deliveries",
+    )
+    .await;
+    let most = receiver.most_in_flight();
+    assert!(most <= 3, "{most} requests at once to one endpoint");
+    assert!(most >= 2, "deliveries still go out in parallel ({most})");
+    app.stop().await;
+}

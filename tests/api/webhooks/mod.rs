@@ -9,6 +9,7 @@ mod delivery;
 mod inbound;
 mod parked;
 mod receiver;
+mod sealed;
 mod signatures;
 mod targets;
 

@@ -1,7 +1,7 @@
 //! An HTTP receiver on a random loopback port that records every delivery and answers as told.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -27,6 +27,11 @@ struct ReceiverState {
     hang: AtomicBool,
     /// `Location` of 3xx answers.
     location: Mutex<Option<String>>,
+    /// How long each answer takes, in milliseconds.
+    delay_ms: AtomicUsize,
+    /// Requests being answered now, and the most at once.
+    in_flight: AtomicUsize,
+    most_in_flight: AtomicUsize,
 }
 
 /// An HTTP receiver on a random loopback port that records every delivery.
@@ -42,9 +47,14 @@ async fn receive(
     body: web::Bytes,
     state: web::Data<Arc<ReceiverState>>,
 ) -> HttpResponse {
+    let now = state.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+    state.most_in_flight.fetch_max(now, Ordering::SeqCst);
     if state.hang.load(Ordering::SeqCst) {
         tokio::time::sleep(Duration::from_secs(120)).await;
     }
+    let delay = state.delay_ms.load(Ordering::SeqCst) as u64;
+    tokio::time::sleep(Duration::from_millis(delay)).await;
+    state.in_flight.fetch_sub(1, Ordering::SeqCst);
     let answered = state.script.lock().unwrap().pop_front().unwrap_or(200);
     let header = |n: &str| {
         req.headers()
@@ -107,6 +117,16 @@ impl Receiver {
     /// Sends `Location: url` with every answer.
     pub fn redirect_to(&self, url: &str) {
         *self.state.location.lock().unwrap() = Some(url.to_string());
+    }
+
+    /// Takes `ms` milliseconds over each answer.
+    pub fn slow(&self, ms: usize) {
+        self.state.delay_ms.store(ms, Ordering::SeqCst);
+    }
+
+    /// The most requests it was answering at once.
+    pub fn most_in_flight(&self) -> usize {
+        self.state.most_in_flight.load(Ordering::SeqCst)
     }
 
     /// Holds every request (answers nothing for two minutes) while `on`.

@@ -63,12 +63,20 @@ pub struct OutboxEvent {
     pub record_id: i64,
 }
 
+mod items;
+
+pub use items::{GroupChanges, ItemChange};
+
 #[derive(Serialize)]
 struct Data<'a> {
     resource: &'a str,
     id: i64,
     op: Op,
     changed: &'a [String],
+    /// By line-item group, what changed in its items (updates; every cut group when the
+    /// event was too large).
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    items: std::collections::BTreeMap<String, GroupChanges>,
     before: Option<Image<'a>>,
     after: Option<Image<'a>>,
 }
@@ -206,8 +214,9 @@ fn image<'a>(resource: &'a Resource, clock: &Clock, record: &Option<Record>) -> 
     })
 }
 
-/// Builds the outbox row of `change`. `source_base` is the Daftra site root; `time` an RFC 3339
-/// UTC timestamp of detection; `clock` the account's zone, for the images' timestamps.
+/// Builds the outbox row of `change`, whatever its size. `source_base` is the Daftra site
+/// root; `time` an RFC 3339 UTC timestamp of detection; `clock` the account's zone, for the
+/// images' timestamps.
 pub fn to_outbox(
     resource: &Resource,
     source_base: &str,
@@ -215,15 +224,68 @@ pub fn to_outbox(
     change: &Change,
     clock: &Clock,
 ) -> OutboxEvent {
+    to_outbox_within(resource, source_base, time, change, clock, usize::MAX)
+}
+
+/// The path where the bridge serves record `id` of `resource` whole (`GET /records/...`).
+pub fn record_path(resource: &Resource, id: i64) -> String {
+    format!("/records/{}/{id}", resource.name)
+}
+
+/// As [`to_outbox`], at most `max_bytes` of CloudEvents JSON where line items allow it: a
+/// larger event carries in its images only the items that changed, each group marked partial
+/// in `data.items` with the path of the whole record. The event's id is that of the whole
+/// change.
+pub fn to_outbox_within(
+    resource: &Resource,
+    source_base: &str,
+    time: &str,
+    change: &Change,
+    clock: &Clock,
+    max_bytes: usize,
+) -> OutboxEvent {
     let id = event_id(resource, change, time);
-    let (before, after) = (
-        image(resource, clock, &change.before),
-        image(resource, clock, &change.after),
-    );
+    let (old, new) = (change.before.as_ref(), change.after.as_ref());
+    let summary = match change.op {
+        Op::Updated => items::summarise(resource, old, new, false),
+        _ => Default::default(),
+    };
+    let mut body = event_body(resource, source_base, time, change, clock, (&id, summary));
+    if body.len() > max_bytes && !resource.line_items.is_empty() {
+        let url = record_path(resource, change.id);
+        let mut summary = items::summarise(resource, old, new, true);
+        let mut cut = change.clone();
+        if let Some(before) = cut.before.as_mut() {
+            items::cut(resource, before, &mut summary, false, &url);
+        }
+        if let Some(after) = cut.after.as_mut() {
+            items::cut(resource, after, &mut summary, true, &url);
+        }
+        body = event_body(resource, source_base, time, &cut, clock, (&id, summary));
+    }
+    OutboxEvent {
+        resource: resource.name.to_string(),
+        op: change.op.as_str().to_string(),
+        routing_key: format!("{}.{}", resource.singular, change.op.as_str()),
+        body,
+        event_id: id,
+        record_id: change.id,
+    }
+}
+
+/// The CloudEvents JSON of `change` with the event `id` and the line-item `summary`.
+fn event_body(
+    resource: &Resource,
+    source_base: &str,
+    time: &str,
+    change: &Change,
+    clock: &Clock,
+    (id, summary): (&str, std::collections::BTreeMap<String, GroupChanges>),
+) -> String {
     let source = format!("{source_base}/{}", resource.list_path);
     let event = CloudEvent {
         specversion: "1.0",
-        id: &id,
+        id,
         source: &source,
         kind: format!("com.daftra.{}.{}", resource.singular, change.op.as_str()),
         subject: change.id.to_string(),
@@ -234,18 +296,19 @@ pub fn to_outbox(
             id: change.id,
             op: change.op,
             changed: &change.changed,
-            before,
-            after,
+            items: summary,
+            before: image(resource, clock, &change.before),
+            after: image(resource, clock, &change.after),
         },
     };
-    OutboxEvent {
-        resource: resource.name.to_string(),
-        op: change.op.as_str().to_string(),
-        routing_key: format!("{}.{}", resource.singular, change.op.as_str()),
-        body: serde_json::to_string(&event).unwrap_or_else(|_| Value::Null.to_string()),
-        event_id: id,
-        record_id: change.id,
-    }
+    serde_json::to_string(&event).unwrap_or_else(|_| Value::Null.to_string())
+}
+
+/// A record as events show it (timestamps with the account's offset, amounts as JSON numbers,
+/// line items included), as JSON text: what `GET /records/...` answers.
+pub fn record_json(resource: &Resource, clock: &Clock, record: Record) -> String {
+    serde_json::to_string(&image(resource, clock, &Some(record)))
+        .unwrap_or_else(|_| Value::Null.to_string())
 }
 
 #[cfg(test)]
