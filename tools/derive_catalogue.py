@@ -167,6 +167,9 @@ def main(path):
             "doc_url": r["doc_url"],
             "columns": cols,
             "line_items": line_items,
+            "changed_at": next((c["name"] for c in cols
+                                if c["name"] == "modified" and c["kind"] == "timestamp"), None),
+            "v2_entity": r.get("v2_entity") if base == "api2" else None,
             "notes": notes,
         })
     print(json.dumps({

@@ -128,6 +128,14 @@ pub struct Resource {
     /// Columns in export order, label columns included right after their enum column.
     pub columns: Vec<Column>,
     pub line_items: Vec<LineItems>,
+    /// The timestamp column Daftra moves on every change of a record (`modified`), when the
+    /// docs give one: what a poll that reads only what changed follows.
+    #[serde(default)]
+    pub changed_at: Option<String>,
+    /// The entity name of the resource's v2 list (`/v2/api/entity/{entity}/list/1`), when the
+    /// docs give one: its filters can name the records changed since a time.
+    #[serde(default)]
+    pub v2_entity: Option<String>,
     /// Where the docs were silent or contradicted themselves, and the reading taken.
     pub notes: Vec<String>,
     /// For a line-item export: the parent resource's name and the group's key.
@@ -196,6 +204,8 @@ fn line_item_export(parent: &Resource, group: &LineItems) -> Resource {
         // The group's columns already carry their label columns.
         columns,
         line_items: Vec::new(),
+        changed_at: None,
+        v2_entity: None,
         notes: Vec::new(),
         parent: Some((parent.name.clone(), group.key.clone())),
     }

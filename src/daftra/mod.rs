@@ -76,6 +76,21 @@ struct ListEnvelope {
     pagination: Option<Pagination>,
 }
 
+/// One page of a v2 entity list (Laravel's envelope).
+#[derive(Debug, Deserialize)]
+pub struct V2Page {
+    /// The flat records.
+    pub data: Vec<Map<String, Value>>,
+    #[serde(default, deserialize_with = "lenient_u64_or_default")]
+    pub last_page: u64,
+    #[serde(default, deserialize_with = "lenient_u64_or_default")]
+    pub total: u64,
+}
+
+fn lenient_u64_or_default<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    lenient_u64(d)
+}
+
 /// One list page: its items as the JSON text Daftra sent (parsed one at a time by
 /// [`Page::into_records`], so a page waiting in a buffer holds text, not a tree of values about
 /// twice its size), and its pagination.
@@ -411,12 +426,30 @@ impl DaftraClient {
 
     /// Reads list page `page` (from 1) with `limit` = the page size.
     pub async fn list_page(&self, resource: &Resource, page: u64) -> Result<Page, FetchError> {
+        self.list_page_ordered(resource, page, self.settings.page_size, None)
+            .await
+    }
+
+    /// Reads list page `page` (from 1) of `limit` rows, ordered by `order` (`(column,
+    /// descending)`, CakePHP's paginator's `sort` and `direction`) when given. Whether Daftra
+    /// honours the order is for the caller to check.
+    pub async fn list_page_ordered(
+        &self,
+        resource: &Resource,
+        page: u64,
+        limit: u32,
+        order: Option<(&str, bool)>,
+    ) -> Result<Page, FetchError> {
         let mut url = format!(
-            "{}/{}?page={page}&limit={}",
-            self.settings.base_url, resource.list_path, self.settings.page_size
+            "{}/{}?page={page}&limit={limit}",
+            self.settings.base_url, resource.list_path
         );
         for (k, v) in &resource.list_params {
             url.push_str(&format!("&{k}={v}"));
+        }
+        if let Some((column, descending)) = order {
+            let direction = if descending { "DESC" } else { "ASC" };
+            url.push_str(&format!("&sort={column}&direction={direction}"));
         }
         let page = self
             .call(&resource.name, Operation::List, &url, parse_list)
@@ -427,6 +460,37 @@ impl DaftraClient {
             })?;
         self.metrics.page_fetched(&resource.name);
         Ok(page)
+    }
+
+    /// Page `page` (from 1) of `per_page` records of `resource`'s v2 list (`entity`) whose
+    /// `column` is at least `since` (`filter[column][gte]`), oldest first (`sort[column]=asc`).
+    /// v2 records are flat and may be shaped otherwise than v1's: only keys and change times
+    /// are read from them. Whether Daftra honours the filter is for the caller to check.
+    pub async fn v2_changed_since(
+        &self,
+        resource: &Resource,
+        (entity, column, since): (&str, &str, &str),
+        page: u64,
+        per_page: u32,
+    ) -> Result<V2Page, FetchError> {
+        let query = serde_urlencoded::to_string([
+            (format!("filter[{column}][gte]"), since.to_string()),
+            (format!("sort[{column}]"), "asc".to_string()),
+            ("page".to_string(), page.to_string()),
+            ("per_page".to_string(), per_page.to_string()),
+        ])
+        .unwrap_or_default();
+        let url = format!(
+            "{}/v2/api/entity/{entity}/list/1?{query}",
+            self.settings.base_url
+        );
+        let parse = |b: &[u8]| serde_json::from_slice::<V2Page>(b).map_err(|e| e.to_string());
+        self.call(&resource.name, Operation::List, &url, parse)
+            .await?
+            .ok_or_else(|| FetchError::Status {
+                status: 404,
+                message: "v2 list endpoint not found".into(),
+            })
     }
 
     /// Reads one record by key: `Ok(None)` only when Daftra answers 404.

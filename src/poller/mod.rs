@@ -22,6 +22,7 @@ use crate::sinks::OutboxSignal;
 use crate::status::{now_rfc3339, StatusBoard};
 use crate::store::{Store, StoreError};
 
+pub mod changes;
 pub mod plan;
 mod report;
 mod schedule;

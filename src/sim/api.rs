@@ -20,6 +20,74 @@ pub struct PageQuery {
     page: Option<String>,
     limit: Option<String>,
     recursive: Option<String>,
+    /// CakePHP's paginator: the column to order by, and `asc` or `desc`.
+    sort: Option<String>,
+    direction: Option<String>,
+}
+
+impl PageQuery {
+    /// The order asked for, `(column, descending)`, when it is a column of `resource`.
+    fn order(&self, resource: &Resource) -> Option<(String, bool)> {
+        let column = self.sort.as_deref()?;
+        resource.column(column)?;
+        let descending = self
+            .direction
+            .as_deref()
+            .is_some_and(|d| d.eq_ignore_ascii_case("desc"));
+        Some((column.to_string(), descending))
+    }
+}
+
+/// The ids of page `page` (from 1) of `limit` records, by key or in `order`: CakePHP's
+/// paginator on MySQL, empty values first ascending and last descending, ties by key.
+fn page_ids(
+    table: &super::state::Table,
+    order: Option<(String, bool)>,
+    page: usize,
+    limit: usize,
+) -> Vec<i64> {
+    let skip = (page - 1) * limit;
+    let Some((column, descending)) = order else {
+        return table
+            .records
+            .keys()
+            .skip(skip)
+            .take(limit)
+            .copied()
+            .collect();
+    };
+    if table.resource.changed_at.as_deref() == Some(column.as_str()) {
+        // Kept sorted beside the records (every record has one): a million of them are not
+        // sorted per request.
+        let index = &table.by_changed;
+        let ordered: Box<dyn Iterator<Item = &(String, i64)>> = match descending {
+            true => Box::new(index.iter().rev()),
+            false => Box::new(index.iter()),
+        };
+        return ordered.skip(skip).take(limit).map(|(_, id)| *id).collect();
+    }
+    let mut all: Vec<(Option<String>, i64)> = table
+        .records
+        .iter()
+        .map(|(id, r)| (r.get(&column).map(sort_text), *id))
+        .collect();
+    all.sort();
+    if descending {
+        all.reverse();
+    }
+    all.into_iter()
+        .skip(skip)
+        .take(limit)
+        .map(|(_, id)| id)
+        .collect()
+}
+
+/// A value as the paginator orders it: text as it is, anything else as its JSON.
+pub(super) fn sort_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
 }
 
 fn take(counter: &mut u32) -> bool {
@@ -32,6 +100,8 @@ fn take(counter: &mut u32) -> bool {
 enum Target {
     List(&'static Resource),
     Record(&'static Resource, Option<i64>),
+    /// The v2 entity list of the resource.
+    V2List(&'static Resource),
 }
 
 /// Resolves `/api2/...` and `/v2/api/entity/...` paths (with or without `.json`) against the
@@ -42,6 +112,13 @@ fn target(state: &SimState, path: &str) -> Option<Target> {
     let resources = state.resources();
     if let Some(r) = resources.iter().find(|r| r.list_path == path) {
         return Some(Target::List(r));
+    }
+    if let Some(rest) = path.strip_prefix("v2/api/entity/") {
+        let (entity, level) = rest.split_once("/list/")?;
+        let r = resources
+            .iter()
+            .find(|r| r.v2_entity.as_deref() == Some(entity))?;
+        return (!level.contains('/')).then_some(Target::V2List(r));
     }
     resources.iter().find_map(|r| {
         let (head, tail) = r.item_path.split_once("{id}")?;
@@ -90,12 +167,12 @@ pub async fn dispatch(
     };
     let method = req.method().clone();
     let resource = match &target {
-        Target::List(r) | Target::Record(r, _) => *r,
+        Target::List(r) | Target::Record(r, _) | Target::V2List(r) => *r,
     };
     if method == actix_web::http::Method::GET {
         let mut inner = state.lock();
         match target {
-            Target::List(_) => {
+            Target::List(_) | Target::V2List(_) => {
                 inner.stats.list_requests += 1;
                 *inner
                     .stats
@@ -116,6 +193,7 @@ pub async fn dispatch(
     let json = || serde_json::from_slice::<Value>(&body).ok();
     match (target, method.as_str()) {
         (Target::List(r), "GET") => list(&state, r, &q).await,
+        (Target::V2List(r), "GET") => super::v2::list(&state, r, req.query_string()).await,
         (Target::List(r), "POST") => create(&state, r, json()),
         (Target::Record(r, id), "GET") => get_one(&state, r, id).await,
         (Target::Record(r, id), "PUT") => update(&state, r, id, json()),
@@ -220,18 +298,15 @@ async fn list(state: &SimState, resource: &'static Resource, q: &PageQuery) -> H
         inner.flip
     };
     let offset = inner.faults.total_results_offset;
+    let order = (!inner.faults.ignore_sort)
+        .then(|| q.order(resource))
+        .flatten();
     let table = inner
         .tables
         .get_mut(&resource.name)
         .expect("served resource");
     let total = table.records.len();
-    let ids: Vec<i64> = table
-        .records
-        .keys()
-        .skip((page - 1) * limit)
-        .take(limit)
-        .copied()
-        .collect();
+    let ids = page_ids(table, order, page, limit);
     // The envelope is assembled from cached item texts: serialising 1,000 records per request
     // under the lock made the simulator, not the bridge, the bottleneck of benchmarks.
     let mut body = String::with_capacity(ids.len() * 700 + 300);
@@ -278,15 +353,12 @@ fn apply_drift(inner: &mut super::state::Inner, resource: &Resource, page: u32, 
         .expect("served resource");
     match drift {
         Drift::Delete { after_page, id } if after_page == page => {
-            table.records.remove(&id);
-            table.item_json.retain(|(k, _), _| *k != id);
+            table.take(id);
         }
         Drift::Insert { after_page } if after_page == page => {
             let id = table.next_id;
             table.next_id += 1;
-            table
-                .records
-                .insert(id, super::data::seeded_record(resource, seed, id));
+            table.put(id, super::data::seeded_record(resource, seed, id));
         }
         _ => return,
     }

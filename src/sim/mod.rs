@@ -7,6 +7,7 @@ mod data;
 mod guard;
 mod server;
 mod state;
+mod v2;
 
 use std::net::TcpListener;
 use std::sync::Arc;

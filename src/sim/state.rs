@@ -1,7 +1,7 @@
 //! In-memory state of the simulated Daftra tenant: records of every served resource, OAuth
 //! tokens, faults and counters.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -122,6 +122,15 @@ pub struct Faults {
     pub expire_tokens_now: bool,
     /// Refuse every credential (401), as Daftra does with a wrong or revoked API key.
     pub refuse_credentials: bool,
+    /// v1 lists ignore `sort` and `direction` (records come by key, as if unsupported).
+    pub ignore_sort: bool,
+    /// v2 entity lists ignore `filter[...]` (every record comes back).
+    pub ignore_filter: bool,
+    /// Every Nth update keeps the record's old `modified` (0: every update moves it), as a
+    /// write that bypasses Daftra's timestamps would.
+    pub skip_modified_every: u32,
+    /// Seconds added to the clock that writes `modified` (a server clock off by that much).
+    pub clock_shift_secs: i64,
     /// Resources whose list and records answer this status instead (403: the account may not
     /// read them; 404: the Daftra plugin is off), e.g. `{"invoices": 403}`.
     pub unavailable: std::collections::BTreeMap<String, u16>,
@@ -165,6 +174,9 @@ pub(crate) struct Table {
     /// page is a concatenation; every change to `records` removes the entry, and
     /// [`Table::item_json`] refills it.
     pub item_json: HashMap<(i64, bool), String>,
+    /// `(changed_at value, id)` of every record, kept beside `records` (by [`Table::put`] and
+    /// [`Table::take`]) for lists sorted by it.
+    pub by_changed: BTreeSet<(String, i64)>,
     pub next_id: i64,
     /// Ids of line items created after seeding.
     pub next_item_id: i64,
@@ -176,10 +188,15 @@ impl Table {
             .map(|id| (id, data::seeded_record(resource, seed, id)))
             .collect();
         let next_id = records.keys().next_back().copied().unwrap_or(0) + 1;
+        let by_changed = records
+            .iter()
+            .filter_map(|(id, r)| Some((changed_text(resource, r)?, *id)))
+            .collect();
         Table {
             resource,
             records,
             item_json: HashMap::new(),
+            by_changed,
             next_id,
             next_item_id: 1_000_000_000,
         }
@@ -199,6 +216,32 @@ impl Table {
             }
             item_json(resource, &r)
         })
+    }
+
+    /// Stores record `id` (replacing any), keeping the index by change time.
+    pub fn put(&mut self, id: i64, record: Map<String, Value>) {
+        if let Some(at) = changed_text(self.resource, &record) {
+            self.by_changed.insert((at, id));
+        }
+        if let Some(old) = self.records.insert(id, record) {
+            if let Some(at) = changed_text(self.resource, &old) {
+                let now = changed_text(self.resource, &self.records[&id]);
+                if now.as_deref() != Some(at.as_str()) {
+                    self.by_changed.remove(&(at, id));
+                }
+            }
+        }
+        self.forget(id);
+    }
+
+    /// Removes record `id`, keeping the index by change time.
+    pub fn take(&mut self, id: i64) -> Option<Map<String, Value>> {
+        let old = self.records.remove(&id)?;
+        if let Some(at) = changed_text(self.resource, &old) {
+            self.by_changed.remove(&(at, id));
+        }
+        self.forget(id);
+        Some(old)
     }
 
     fn forget(&mut self, id: i64) {
@@ -236,6 +279,8 @@ pub(crate) struct Inner {
     pub token_seq: u64,
     /// When the last 429 was answered, until the next request arrives.
     pub last_429: Option<Instant>,
+    /// Updates made, for `skip_modified_every`.
+    pub updates: u64,
 }
 
 /// Shared state of one simulated tenant.
@@ -271,6 +316,7 @@ impl SimState {
                 flip: false,
                 token_seq: 0,
                 last_429: None,
+                updates: 0,
             }),
             api_key,
             oauth,
@@ -310,8 +356,7 @@ impl SimState {
         }
         record.extend(fields);
         table.number_items(&mut record);
-        table.records.insert(id, record);
-        table.forget(id);
+        table.put(id, record);
         Some(id)
     }
 
@@ -323,8 +368,7 @@ impl SimState {
         let id = record
             .get(&table.resource.key)
             .and_then(|v| v.as_i64().or_else(|| v.as_str()?.parse().ok()))?;
-        table.records.insert(id, record);
-        table.forget(id);
+        table.put(id, record);
         table.next_id = table.next_id.max(id + 1);
         Some(id)
     }
@@ -333,11 +377,16 @@ impl SimState {
     /// group) and bumps `modified`; `false` when it does not exist.
     pub fn update_in(&self, resource: &str, id: i64, fields: Map<String, Value>) -> bool {
         let mut inner = self.lock();
+        inner.updates += 1;
+        let (skip, shift) = (
+            inner.faults.skip_modified_every,
+            inner.faults.clock_shift_secs,
+        );
+        let bump = skip == 0 || inner.updates % u64::from(skip) != 0;
         let Some(table) = inner.tables.get_mut(resource) else {
             return false;
         };
-        table.forget(id);
-        let Some(mut record) = table.records.remove(&id) else {
+        let Some(mut record) = table.records.get(&id).cloned() else {
             return false;
         };
         let key = table.resource.key.clone();
@@ -346,11 +395,15 @@ impl SimState {
                 record.insert(k, v);
             }
         }
-        if table.resource.column("modified").is_some() {
-            record.insert("modified".into(), Value::from(now_wall_clock()));
+        if let (Some(at), true) = (&table.resource.changed_at, bump) {
+            let now = chrono::Utc::now() + chrono::TimeDelta::seconds(shift);
+            record.insert(
+                at.clone(),
+                Value::from(now.format("%Y-%m-%d %H:%M:%S").to_string()),
+            );
         }
         table.number_items(&mut record);
-        table.records.insert(id, record);
+        table.put(id, record);
         true
     }
 
@@ -360,8 +413,7 @@ impl SimState {
         let Some(table) = inner.tables.get_mut(resource) else {
             return false;
         };
-        table.forget(id);
-        table.records.remove(&id).is_some()
+        table.take(id).is_some()
     }
 
     /// Every record of `resource` in raw form, by key.
@@ -436,6 +488,16 @@ pub fn item_json(resource: &Resource, record: &Map<String, Value>) -> String {
     let mut item = Map::new();
     item.insert(resource.model_key.clone(), Value::Object(record.clone()));
     serde_json::to_string(&item).unwrap_or_default()
+}
+
+/// The value of `resource`'s change-time column in `record`, as text (timestamps here are all
+/// `YYYY-MM-DD HH:MM:SS`, so text order is time order).
+pub(crate) fn changed_text(resource: &Resource, record: &Map<String, Value>) -> Option<String> {
+    match record.get(resource.changed_at.as_deref()?)? {
+        Value::String(s) => Some(s.clone()),
+        Value::Null => None,
+        other => Some(other.to_string()),
+    }
 }
 
 /// Daftra's wall-clock timestamp form, `YYYY-MM-DD HH:MM:SS`.

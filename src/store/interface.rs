@@ -50,6 +50,18 @@ impl RowOrder<'_> {
     };
 }
 
+/// Where a feed's polls that read only what changed have got to. Times are the account's wall
+/// clock as the snapshot holds them (`YYYY-MM-DD HH:MM:SS`, so text order is time order).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Watermark {
+    /// The newest change time committed (never one in the future).
+    pub changed_at: String,
+    /// The change time up to which incremental polls since the last full scan have read, if
+    /// any did: a change older than it (less the overlap) that the next full scan finds was
+    /// missed.
+    pub audited_to: Option<String>,
+}
+
 /// The snapshot and what polls keep beside it.
 pub trait Snapshots {
     /// Whether the first poll of `resource` has recorded its baseline.
@@ -106,6 +118,11 @@ pub trait Snapshots {
         writes: &[SnapshotWrite],
         events: &[OutboxEvent],
     ) -> Result<(), StoreError>;
+    /// Where the polls of `resource` that read only what changed have got to.
+    fn watermark(&self, resource: &str) -> Result<Option<Watermark>, StoreError>;
+    /// *Leader only.* Keeps `watermark` for `resource` (after the poll that reached it
+    /// committed).
+    fn save_watermark(&self, resource: &str, watermark: &Watermark) -> Result<(), StoreError>;
     /// *Leader only.* Keeps the last poll's status of `resource` (JSON), so `/status` shows it
     /// after a restart and on every replica.
     fn save_poll_status(&self, resource: &str, status: &str) -> Result<(), StoreError>;

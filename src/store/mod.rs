@@ -15,8 +15,8 @@ pub mod sqlite;
 
 pub use interface::{
     AttemptLog, AttemptOutcome, AttemptRecord, DueMessage, Endpoint, EndpointPatch, NewEndpoint,
-    Outbox, OutboxKey, OutboxRow, Parked, Parking, RowOrder, SnapshotWrite, Snapshots, Webhooks,
-    AMQP_SINK, ATTEMPTS_KEPT,
+    Outbox, OutboxKey, OutboxRow, Parked, Parking, RowOrder, SnapshotWrite, Snapshots, Watermark,
+    Webhooks, AMQP_SINK, ATTEMPTS_KEPT,
 };
 
 use std::path::Path;

@@ -95,7 +95,7 @@ async fn replicas_started_at_once_elect_one_leader_and_serve_the_same_export() {
     assert_eq!(
         db.query("SELECT count(*) FROM schema_migrations")
             .as_deref(),
-        Some("3"),
+        Some("4"),
         "each migration applied once"
     );
     wait_for(

@@ -17,6 +17,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "parked events",
         include_str!("migrations/0003_parked_events.sql"),
     ),
+    (
+        4,
+        "watermarks",
+        include_str!("migrations/0004_watermarks.sql"),
+    ),
 ];
 
 /// The transaction advisory lock key serialising migrations: "dftrmigr" in ASCII.

@@ -7,7 +7,7 @@ use super::Postgres;
 use crate::events::OutboxEvent;
 use crate::record::content_hash;
 use crate::store::interface::raises_version;
-use crate::store::{RowOrder, SnapshotWrite, Snapshots, Spool, StoreError};
+use crate::store::{RowOrder, SnapshotWrite, Snapshots, Spool, StoreError, Watermark};
 
 /// Rows an export scan reads from its portal per round trip.
 const SCAN_BATCH: i32 = 1000;
@@ -257,6 +257,30 @@ impl Snapshots for Postgres {
                     &[&resource],
                 )?;
             }
+            Ok(())
+        })
+    }
+
+    fn watermark(&self, resource: &str) -> Result<Option<Watermark>, StoreError> {
+        self.with(|c| {
+            let row = c.query_opt(
+                "SELECT changed_at, audited_to FROM watermark WHERE resource = $1",
+                &[&resource],
+            )?;
+            Ok(row.map(|r| Watermark {
+                changed_at: r.get(0),
+                audited_to: r.get(1),
+            }))
+        })
+    }
+
+    fn save_watermark(&self, resource: &str, watermark: &Watermark) -> Result<(), StoreError> {
+        self.fenced(true, |tx| {
+            tx.execute(
+                "INSERT INTO watermark (resource, changed_at, audited_to) VALUES ($1, $2, $3)
+                 ON CONFLICT (resource) DO UPDATE SET changed_at = excluded.changed_at, audited_to = excluded.audited_to",
+                &[&resource, &watermark.changed_at, &watermark.audited_to],
+            )?;
             Ok(())
         })
     }

@@ -29,6 +29,11 @@ const MIGRATIONS: &[(i64, &str, Step)] = &[
         "parked events",
         Step::Sql(include_str!("migrations/0004_parked_events.sql")),
     ),
+    (
+        5,
+        "watermarks",
+        Step::Sql(include_str!("migrations/0005_watermarks.sql")),
+    ),
 ];
 
 /// Applies the migrations not yet recorded. Returns how many ran.

@@ -18,7 +18,7 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 pub use spool::Spool;
 
 use super::interface::raises_version;
-use super::{Backend, RowOrder, SnapshotWrite, Snapshots, StoreError};
+use super::{Backend, RowOrder, SnapshotWrite, Snapshots, StoreError, Watermark};
 use crate::events::OutboxEvent;
 use crate::record::content_hash;
 
@@ -207,6 +207,32 @@ impl Snapshots for Sqlite {
                 }
             }
             tx.commit()
+        })
+    }
+
+    fn watermark(&self, resource: &str) -> Result<Option<Watermark>, StoreError> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT changed_at, audited_to FROM watermark WHERE resource = ?1",
+                [resource],
+                |r| {
+                    Ok(Watermark {
+                        changed_at: r.get(0)?,
+                        audited_to: r.get(1)?,
+                    })
+                },
+            )
+            .optional()
+        })
+    }
+
+    fn save_watermark(&self, resource: &str, watermark: &Watermark) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT OR REPLACE INTO watermark (resource, changed_at, audited_to) VALUES (?1, ?2, ?3)",
+                params![resource, watermark.changed_at, watermark.audited_to],
+            )
+            .map(|_| ())
         })
     }
 

@@ -1,0 +1,313 @@
+//! Polls that read only what changed. A feed's strategy says where Daftra can name the records
+//! changed since a time: its v1 list sorted by the change time, newest first, read until the
+//! records are older ([`Strategy::SortedList`]); or its v2 list filtered by the change time,
+//! read as an index of changed keys whose content comes from the v1 single GET, so a record
+//! read this way is the very record a full scan stores ([`Strategy::FilteredIndex`]); or
+//! neither ([`Strategy::Full`]). A strategy is used only once a probe showed Daftra honours it
+//! ([`probe`]): the order really kept, the filter really applied, and the newest change the
+//! bridge knows really among the answer.
+
+use serde::{Deserialize, Serialize};
+
+use crate::daftra::{FetchError, Page};
+use crate::diff::Scanned;
+use crate::feed::Feed;
+use crate::record::{self, Record, RecordError};
+
+/// How a feed finds what changed since its last poll.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    /// The v1 list sorted by the change time, newest first (`sort`/`direction`).
+    SortedList,
+    /// The v2 list filtered by the change time (`filter[modified][gte]`), as an index of keys.
+    FilteredIndex,
+    /// Full scans only.
+    #[default]
+    Full,
+}
+
+impl Strategy {
+    /// `sorted_list`, `filtered_index` or `full`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strategy::SortedList => "sorted_list",
+            Strategy::FilteredIndex => "filtered_index",
+            Strategy::Full => "full",
+        }
+    }
+}
+
+/// Rows of a probe's page: enough to see an order, cheap to read.
+const PROBE_ROWS: u32 = 20;
+
+/// The newest change of a feed a scan saw (its change time, in the account's wall clock, and
+/// the record's key); change times in the future are left out (a zone mix-up or imported data
+/// must not poison the watermark).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Newest {
+    pub changed_at: String,
+    pub id: i64,
+}
+
+/// The account's wall clock now, plus a minute for clocks that differ: a change time past it
+/// is in the future.
+pub fn horizon(feed: &Feed) -> String {
+    let now = chrono::Utc::now() + chrono::TimeDelta::seconds(60);
+    now.with_timezone(&feed.account.clock.zone)
+        .format("%Y-%m-%d %H:%M:%S")
+        .to_string()
+}
+
+/// The change time of a normalised record of `feed`, when it has a readable one.
+pub fn changed_at(feed: &Feed, record: &Record) -> Option<String> {
+    let column = feed.resource.changed_at.as_deref()?;
+    match record.get(column)? {
+        serde_json::Value::String(s) if s.len() >= 19 && s.as_bytes()[4] == b'-' => {
+            Some(s[..19].to_string())
+        }
+        _ => None,
+    }
+}
+
+impl Newest {
+    /// Keeps `(at, id)` when it is newer than what is kept and not past `horizon`.
+    pub fn see(newest: &mut Option<Newest>, at: Option<String>, id: i64, horizon: &str) {
+        let Some(at) = at.filter(|t| t.as_str() <= horizon) else {
+            return;
+        };
+        if newest.as_ref().is_none_or(|n| at > n.changed_at) {
+            *newest = Some(Newest { changed_at: at, id });
+        }
+    }
+}
+
+/// What an incremental read found.
+#[derive(Default)]
+pub struct Changed {
+    /// The records changed at or after the threshold, normalised.
+    pub records: Vec<Scanned>,
+    /// Records read.
+    pub read: usize,
+    /// Requests made.
+    pub requests: u64,
+    /// The newest change among them.
+    pub newest: Option<Newest>,
+    pub invalid: Vec<(Option<i64>, RecordError)>,
+    pub unreadable: Vec<(i64, RecordError)>,
+}
+
+impl Changed {
+    /// Normalises `raw` and keeps it when it changed at or after `since`; returns its change
+    /// time (`None` when unreadable).
+    fn take(
+        &mut self,
+        feed: &Feed,
+        raw: serde_json::Map<String, serde_json::Value>,
+        since: &str,
+        horizon: &str,
+    ) -> Option<String> {
+        let resource = feed.resource;
+        self.read += 1;
+        let key = record::raw_key(resource, &raw);
+        let n = match record::normalise_owned(resource, raw, &feed.account.clock) {
+            Ok(n) => n,
+            Err(e) => {
+                self.invalid.push((key, e));
+                return None;
+            }
+        };
+        let id = record::key(resource, &n.record);
+        let at = changed_at(feed, &n.record);
+        self.unreadable
+            .extend(n.unreadable.into_iter().map(|e| (id, e)));
+        if at.as_deref().is_some_and(|t| t >= since) {
+            Newest::see(&mut self.newest, at.clone(), id, horizon);
+            self.records.push(Scanned::new(id, &n.record));
+        }
+        at
+    }
+}
+
+/// Reads the records of `feed` changed at or after `since` by `strategy` (not `Full`).
+pub async fn read_changed(
+    feed: &Feed,
+    strategy: Strategy,
+    since: &str,
+    page_size: u32,
+) -> Result<Changed, FetchError> {
+    match strategy {
+        Strategy::SortedList => read_sorted(feed, since, page_size).await,
+        Strategy::FilteredIndex => read_indexed(feed, since, page_size).await,
+        Strategy::Full => Ok(Changed::default()),
+    }
+}
+
+/// The sorted list, page after page, until a page ends older than `since` (or the list ends).
+async fn read_sorted(feed: &Feed, since: &str, page_size: u32) -> Result<Changed, FetchError> {
+    let column = feed.resource.changed_at.as_deref().unwrap_or("modified");
+    let (client, horizon) = (&feed.account.client, horizon(feed));
+    let mut out = Changed::default();
+    for number in 1.. {
+        let page: Page = client
+            .list_page_ordered(feed.resource, number, page_size, Some((column, true)))
+            .await?;
+        out.requests += 1;
+        let last = page.pagination.page_count;
+        let mut older = false;
+        for raw in page.into_records(feed.resource) {
+            match raw {
+                Ok(raw) => {
+                    let at = out.take(feed, raw, since, &horizon);
+                    older |= at.is_some_and(|t| t.as_str() < since);
+                }
+                Err(message) => out.invalid.push((
+                    None,
+                    RecordError {
+                        field: feed.resource.model_key.clone(),
+                        message,
+                    },
+                )),
+            }
+        }
+        if older || number >= last {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// The v2 index of keys changed since `since`, then each record by the v1 single GET.
+async fn read_indexed(feed: &Feed, since: &str, page_size: u32) -> Result<Changed, FetchError> {
+    let (client, resource, horizon) = (&feed.account.client, feed.resource, horizon(feed));
+    let entity = resource.v2_entity.as_deref().unwrap_or_default();
+    let column = resource.changed_at.as_deref().unwrap_or("modified");
+    let mut out = Changed::default();
+    let mut keys = Vec::new();
+    for number in 1.. {
+        let page = client
+            .v2_changed_since(resource, (entity, column, since), number, page_size)
+            .await?;
+        out.requests += 1;
+        keys.extend(
+            page.data
+                .iter()
+                .filter_map(|r| record::raw_key(resource, r)),
+        );
+        if number >= page.last_page {
+            break;
+        }
+    }
+    for id in keys {
+        out.requests += 1;
+        // Gone since the index was read: a full scan proves deletes.
+        if let Some(raw) = client.get_record(resource, id).await? {
+            out.take(feed, raw, since, &horizon);
+        }
+    }
+    Ok(out)
+}
+
+/// Why a strategy is not used.
+type Refusal = String;
+
+/// Whether the sorted list is really sorted: its first page, newest first, non-increasing, and
+/// starting at or after the newest change the bridge knows.
+async fn probe_sorted(feed: &Feed, known: &Newest) -> Result<(), Refusal> {
+    let column = feed
+        .resource
+        .changed_at
+        .as_deref()
+        .ok_or("no change-time column")?;
+    let page = feed
+        .account
+        .client
+        .list_page_ordered(feed.resource, 1, PROBE_ROWS, Some((column, true)))
+        .await
+        .map_err(|e| format!("the sorted list failed: {e}"))?;
+    let mut times = Vec::new();
+    for raw in page.into_records(feed.resource).flatten() {
+        if let Ok(n) = record::normalise_owned(feed.resource, raw, &feed.account.clock) {
+            times.extend(changed_at(feed, &n.record));
+        }
+    }
+    if times.len() < 2 {
+        return Err("too few records to see an order".into());
+    }
+    if times.windows(2).any(|w| w[0] < w[1]) {
+        return Err(format!(
+            "the list ignores sort={column}&direction=DESC (its records are not newest first)"
+        ));
+    }
+    if times[0] < known.changed_at {
+        return Err(format!(
+            "the newest change known ({}) is not at the top",
+            known.changed_at
+        ));
+    }
+    Ok(())
+}
+
+/// Whether the v2 filter is really applied: every record it answers changed at or after the
+/// newest change the bridge knows, and that record is among them.
+async fn probe_filtered(feed: &Feed, known: &Newest) -> Result<(), Refusal> {
+    let resource = feed.resource;
+    let entity = resource.v2_entity.as_deref().ok_or("no v2 list")?;
+    let column = resource
+        .changed_at
+        .as_deref()
+        .ok_or("no change-time column")?;
+    let page = feed
+        .account
+        .client
+        .v2_changed_since(resource, (entity, column, &known.changed_at), 1, PROBE_ROWS)
+        .await
+        .map_err(|e| format!("the v2 list failed: {e}"))?;
+    let early = page.data.iter().any(|r| {
+        let at = r.get(column).and_then(|v| v.as_str()).unwrap_or_default();
+        at.get(..19).is_some_and(|t| t < known.changed_at.as_str())
+    });
+    if early {
+        return Err(format!(
+            "the v2 list ignores filter[{column}][gte] (it answers older records)"
+        ));
+    }
+    let keys: Vec<i64> = page
+        .data
+        .iter()
+        .filter_map(|r| record::raw_key(resource, r))
+        .collect();
+    if !keys.contains(&known.id) && page.last_page <= 1 {
+        return Err(format!(
+            "the newest change known (record {}) is missing from its answer",
+            known.id
+        ));
+    }
+    Ok(())
+}
+
+/// The strategy Daftra proves for `feed`, with why: the sorted list first (one request finds
+/// up to a page of changes in records the full scan's own form), then the v2 index (one
+/// request plus one per change), else full scans. `known` is the newest change a full scan
+/// just saw; without one nothing can be proven.
+pub async fn probe(feed: &Feed, known: Option<&Newest>) -> (Strategy, String) {
+    let Some(known) = known else {
+        return (Strategy::Full, "no change time known to probe with".into());
+    };
+    let sorted = match probe_sorted(feed, known).await {
+        Ok(()) => {
+            return (
+                Strategy::SortedList,
+                "the sorted list proved newest first".into(),
+            )
+        }
+        Err(why) => why,
+    };
+    match probe_filtered(feed, known).await {
+        Ok(()) => (
+            Strategy::FilteredIndex,
+            format!("the v2 filter proved applied ({sorted})"),
+        ),
+        Err(why) => (Strategy::Full, format!("{sorted}; {why}")),
+    }
+}
