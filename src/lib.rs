@@ -4,6 +4,7 @@
 
 pub mod account;
 pub mod catalogue;
+pub mod changes;
 pub mod check;
 pub mod cli;
 pub mod config;

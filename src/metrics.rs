@@ -8,8 +8,8 @@ mod labels;
 mod record;
 
 pub use labels::{
-    DeliveryOutcome, LeadershipChange, Operation, ParkReason, PollFailure, PublishFailure,
-    RetryReason, Sink,
+    DeliveryOutcome, LeadershipChange, Operation, ParkReason, PollFailure, PollMode,
+    PublishFailure, RetryReason, Sink,
 };
 
 use prometheus::{
@@ -67,6 +67,12 @@ struct Polls {
     failures: IntCounterVec,
     changes_detected: IntCounterVec,
     incomplete_scans: IntCounterVec,
+    /// Daftra requests of successful polls; labels `resource`, `mode` ([`PollMode`]).
+    requests: IntCounterVec,
+    /// Records read by successful polls; labels `resource`, `mode`.
+    records: IntCounterVec,
+    /// Changes a full scan found that the incremental polls since the last one missed.
+    incremental_missed: IntCounterVec,
 }
 
 /// The outbox and the RabbitMQ sink.
@@ -227,6 +233,24 @@ impl Polls {
                 r,
                 "bridge_poll_incomplete_scans_total",
                 "Scans that could not prove completeness; no deletes were applied.",
+                &["resource"],
+            ),
+            requests: counter(
+                r,
+                "bridge_poll_requests_total",
+                "Daftra requests made by successful polls, by mode (full scan or incremental).",
+                &["resource", "mode"],
+            ),
+            records: counter(
+                r,
+                "bridge_poll_records_total",
+                "Records read from Daftra by successful polls, by mode (full scan or incremental).",
+                &["resource", "mode"],
+            ),
+            incremental_missed: counter(
+                r,
+                "bridge_incremental_missed_total",
+                "Changes a full scan found that the incremental polls since the previous full scan missed.",
                 &["resource"],
             ),
         }

@@ -8,6 +8,7 @@ use std::collections::HashSet;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::changes::{self, Newest};
 use crate::daftra::{FetchError, Page};
 use crate::diff::{Known, Scanned};
 use crate::feed::Feed;
@@ -45,6 +46,9 @@ pub struct Scan {
     /// Every page reported the same `total_results`, every record has a readable key, and the
     /// distinct keys equal `total_results`. Only such a scan may prove a record gone.
     pub consistent: bool,
+    /// The newest change time among the records read (none in the future), with its key: where
+    /// polls that read only what changed start from.
+    pub newest: Option<Newest>,
 }
 
 impl Scan {
@@ -146,6 +150,8 @@ struct Scanning<'f> {
     new_ids: HashSet<i64>,
     /// Every `total_results` the pages reported.
     totals: HashSet<u64>,
+    /// Change times past it are in the future ([`changes::horizon`]).
+    horizon: String,
 }
 
 impl Scanning<'_> {
@@ -172,6 +178,8 @@ impl Scanning<'_> {
             match record::normalise_owned(resource, raw, &self.feed.account.clock) {
                 Ok(n) => {
                     let id = record::key(resource, &n.record);
+                    let at = changes::changed_at(self.feed, &n.record);
+                    Newest::see(&mut self.scan.newest, at, id, &self.horizon);
                     let unreadable = n.unreadable.into_iter().map(|e| (id, e));
                     self.scan.unreadable.extend(unreadable);
                     self.keep_record(Scanned::new(id, &n.record), keep, &mut baseline_rows);
@@ -245,6 +253,7 @@ pub async fn scan(feed: &Feed, mut keep: Keep<'_>) -> Result<Scan, ScanError> {
         scan: Scan::default(),
         new_ids: HashSet::new(),
         totals: HashSet::new(),
+        horizon: changes::horizon(feed),
     };
     while let Some(page) = pages.recv().await {
         let rows = scanning.take_page(page?, &mut keep);

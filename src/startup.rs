@@ -17,7 +17,7 @@ use crate::feed::{Feed, Feeds};
 use crate::http::{self, Admin, AppState, ExportLimits, Health, Served};
 use crate::leader::{self, Announce, Lease, Role};
 use crate::metrics::Metrics;
-use crate::poller::{PollTrigger, Poller};
+use crate::poller::{ChangePolicy, PollTrigger, Poller};
 use crate::sinks::amqp::Publisher;
 use crate::sinks::webhook::WebhookSink;
 use crate::sinks::OutboxSignal;
@@ -116,6 +116,12 @@ impl Application {
             event_max_bytes: settings.event_max_bytes,
             parallel: Arc::new(Semaphore::new(settings.poll_max_parallel)),
             unreadable_seen: Default::default(),
+            changes: Arc::new(ChangePolicy::new(
+                settings.poll_strategy,
+                settings.poll_strategies.clone(),
+                settings.full_scan_every,
+                settings.poll_overlap,
+            )),
         };
         let publisher = Publisher {
             store: store.clone(),

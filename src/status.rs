@@ -6,7 +6,8 @@ use std::sync::Mutex;
 
 use serde::Serialize;
 
-use crate::metrics::PublishFailure;
+use crate::changes::Strategy;
+use crate::metrics::{PollMode, PublishFailure};
 
 /// How a poll ended, as `/status` names it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -64,6 +65,24 @@ pub struct PollStatus {
     /// `false` while the account cannot read the resource (its list answered 401, 403 or 404):
     /// it is retried every `POLL_UNAVAILABLE_RETRY_SECS` and holds up no other resource.
     pub available: bool,
+    /// How the last successful poll read Daftra: `full` (every page) or `incremental` (only
+    /// what changed since the watermark).
+    pub last_mode: Option<PollMode>,
+    /// Daftra requests the last successful poll made.
+    pub requests: u64,
+    /// How polls find what changed: `sorted_list`, `filtered_index` or `full` (full scans
+    /// only), and why (the probe's finding, an audit's misses, or the configuration).
+    pub strategy: Option<Strategy>,
+    pub strategy_reason: Option<String>,
+    /// RFC 3339 UTC end of the last full scan and of the last incremental poll.
+    pub last_full_scan: Option<String>,
+    pub last_incremental_poll: Option<String>,
+    /// Records read by the last full scan and by the last incremental poll.
+    pub full_scan_records: u64,
+    pub incremental_records: u64,
+    /// Changes full scans found that the incremental polls before them had missed, in total
+    /// (`bridge_incremental_missed_total`).
+    pub incremental_missed: u64,
 }
 
 /// State of the AMQP connection, shared by the publisher, `/readyz`, `/status` and metrics: the

@@ -1,5 +1,6 @@
-//! What the Daftra account serves and how it writes times: `DAFTRA_RESOURCES`, the
-//! per-resource `POLL_INTERVAL_SECS_{NAME}`, `DAFTRA_TIMEZONE` and `DAFTRA_DATE_FORMAT`.
+//! What the Daftra account serves, how it is polled and how it writes times:
+//! `DAFTRA_RESOURCES`, the per-resource `POLL_INTERVAL_SECS_{NAME}` and `POLL_STRATEGY_{NAME}`,
+//! `DAFTRA_TIMEZONE` and `DAFTRA_DATE_FORMAT`.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -9,6 +10,35 @@ use super::{ConfigError, RawEnv};
 
 /// Prefix of the per-resource poll intervals, `POLL_INTERVAL_SECS_INVOICES`.
 pub const POLL_INTERVAL_PREFIX: &str = "POLL_INTERVAL_SECS_";
+/// Prefix of the per-resource change strategies, `POLL_STRATEGY_INVOICES`.
+pub const POLL_STRATEGY_PREFIX: &str = "POLL_STRATEGY_";
+/// Prefixes of the variables named after a resource.
+pub const PER_RESOURCE_PREFIXES: &[&str] = &[POLL_INTERVAL_PREFIX, POLL_STRATEGY_PREFIX];
+
+/// How a resource's polls find what changed (`POLL_STRATEGY`, `POLL_STRATEGY_{NAME}`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PollStrategy {
+    /// Read only what changed where a probe proves Daftra can say what did, with full scans
+    /// every `POLL_FULL_SCAN_SECS` for deletes and the audit.
+    #[default]
+    Auto,
+    /// Every poll is a full scan.
+    Full,
+}
+
+/// Reads `auto` or `full` (any case) from variable `name`; empty is `default`.
+pub(super) fn poll_strategy(
+    name: &'static str,
+    v: &Option<String>,
+    default: PollStrategy,
+) -> Result<PollStrategy, ConfigError> {
+    match non_empty(v) {
+        None => Ok(default),
+        Some(s) if s.eq_ignore_ascii_case("auto") => Ok(PollStrategy::Auto),
+        Some(s) if s.eq_ignore_ascii_case("full") => Ok(PollStrategy::Full),
+        Some(s) => Err(err(name, s, "auto or full")),
+    }
+}
 
 /// Resolves `DAFTRA_RESOURCES`: names separated by commas (spaces allowed), or `all`; default
 /// `work_orders`. An unknown name is an error listing the valid ones.
@@ -78,29 +108,49 @@ pub(super) fn resolve_clock(raw: &RawEnv) -> Result<crate::record::Clock, Config
     Ok(Clock { zone, day_order })
 }
 
-pub(super) fn resolve_intervals(raw: &RawEnv) -> Result<BTreeMap<String, Duration>, ConfigError> {
+/// Values of the variables `{prefix}{NAME}`, by resource name: an unknown name is an error
+/// naming the variable, an empty value is no override.
+fn per_resource<T>(
+    prefix: &str,
+    overrides: &BTreeMap<String, String>,
+    parse: impl Fn(&'static str, &Option<String>) -> Result<T, ConfigError>,
+) -> Result<BTreeMap<String, T>, ConfigError> {
     let mut out = BTreeMap::new();
-    for (upper, v) in &raw.poll_interval_overrides {
+    for (upper, v) in overrides {
+        // A variable name lives as long as the process: errors hold it as `&'static str`.
+        let name: &'static str = Box::leak(format!("{prefix}{upper}").into_boxed_str());
         let Some(r) = crate::catalogue::all()
             .iter()
             .find(|r| r.name.eq_ignore_ascii_case(upper))
         else {
-            let name: &'static str =
-                Box::leak(format!("{POLL_INTERVAL_PREFIX}{upper}").into_boxed_str());
             return Err(err(
                 name,
                 v,
-                "a variable named after a resource (daftra-bridge resources lists them), e.g. POLL_INTERVAL_SECS_INVOICES",
+                format!("a variable named after a resource (daftra-bridge resources lists them), e.g. {prefix}INVOICES"),
             ));
         };
-        let name: &'static str =
-            Box::leak(format!("{POLL_INTERVAL_PREFIX}{upper}").into_boxed_str());
-        if let Some(d) = non_empty(&Some(v.clone()))
-            .map(|_| secs(name, &Some(v.clone()), 60, 1, 86_400))
-            .transpose()?
-        {
-            out.insert(r.name.clone(), d);
+        let value = Some(v.clone());
+        if non_empty(&value).is_some() {
+            out.insert(r.name.clone(), parse(name, &value)?);
         }
     }
     Ok(out)
+}
+
+pub(super) fn resolve_intervals(raw: &RawEnv) -> Result<BTreeMap<String, Duration>, ConfigError> {
+    per_resource(
+        POLL_INTERVAL_PREFIX,
+        &raw.poll_interval_overrides,
+        |name, v| secs(name, v, 60, 1, 86_400),
+    )
+}
+
+pub(super) fn resolve_strategies(
+    raw: &RawEnv,
+) -> Result<BTreeMap<String, PollStrategy>, ConfigError> {
+    per_resource(
+        POLL_STRATEGY_PREFIX,
+        &raw.poll_strategy_overrides,
+        |name, v| poll_strategy(name, v, PollStrategy::Auto),
+    )
 }

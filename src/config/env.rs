@@ -8,7 +8,8 @@ use std::path::Path;
 
 use super::ConfigError;
 
-/// Every variable the bridge reads (besides `POLL_INTERVAL_SECS_{RESOURCE}` and `RUST_LOG`).
+/// Every variable the bridge reads (besides those named after a resource,
+/// `POLL_INTERVAL_SECS_{RESOURCE}` and `POLL_STRATEGY_{RESOURCE}`, and `RUST_LOG`).
 /// A unit test keeps it equal to the fields of `RawEnv`.
 pub const KNOWN: &[&str] = &[
     "DAFTRA_BASE_URL",
@@ -31,6 +32,9 @@ pub const KNOWN: &[&str] = &[
     "POLL_MAX_PARALLEL",
     "POLL_DEADLINE_SECS",
     "POLL_EMIT_INITIAL",
+    "POLL_STRATEGY",
+    "POLL_FULL_SCAN_SECS",
+    "POLL_OVERLAP_SECS",
     "DATABASE_URL",
     "AMQP_URL",
     "AMQP_EXCHANGE",
@@ -72,7 +76,9 @@ const PREFIXES: &[&str] = &[
 
 fn ours(name: &str) -> bool {
     KNOWN.contains(&name)
-        || name.starts_with(super::POLL_INTERVAL_PREFIX)
+        || super::PER_RESOURCE_PREFIXES
+            .iter()
+            .any(|p| name.starts_with(p))
         || PREFIXES.iter().any(|p| name.starts_with(p))
 }
 
@@ -188,7 +194,9 @@ pub fn unknown_variable_warnings(vars: &[(String, String)]) -> Vec<String> {
         .filter(|k| {
             PREFIXES.iter().any(|p| k.starts_with(p))
                 && !KNOWN.contains(k)
-                && !k.starts_with(super::POLL_INTERVAL_PREFIX)
+                && !super::PER_RESOURCE_PREFIXES
+                    .iter()
+                    .any(|p| k.starts_with(p))
         })
         .map(|k| {
             let closest = KNOWN

@@ -14,8 +14,11 @@ pub mod env;
 mod values;
 mod webhooks;
 
-use account::{resolve_clock, resolve_intervals};
-pub use account::{resolve_resources, POLL_INTERVAL_PREFIX};
+use account::{poll_strategy, resolve_clock, resolve_intervals, resolve_strategies};
+pub use account::{
+    resolve_resources, PollStrategy, PER_RESOURCE_PREFIXES, POLL_INTERVAL_PREFIX,
+    POLL_STRATEGY_PREFIX,
+};
 
 pub use crate::secret::{redact_url, Secret};
 pub use values::parse_bool;
@@ -73,6 +76,16 @@ pub struct Settings {
     pub poll_interval: Duration,
     /// Per-resource intervals by resource name (`POLL_INTERVAL_SECS_{NAME}`).
     pub poll_intervals: BTreeMap<String, Duration>,
+    /// How polls find what changed (`POLL_STRATEGY`).
+    pub poll_strategy: PollStrategy,
+    /// Per-resource strategies by resource name (`POLL_STRATEGY_{NAME}`).
+    pub poll_strategies: BTreeMap<String, PollStrategy>,
+    /// Time between two full scans of a resource whose other polls read only what changed
+    /// (`POLL_FULL_SCAN_SECS`): deletes and the audit of those polls wait for one.
+    pub full_scan_every: Duration,
+    /// How far before its watermark a poll that reads only what changed starts reading
+    /// (`POLL_OVERLAP_SECS`), for equal timestamps, clock skew and records saved mid-poll.
+    pub poll_overlap: Duration,
     /// Time before a resource the account cannot read (401, 403, 404) is tried again.
     pub unavailable_retry: Duration,
     /// Polls that hold their scan in memory at once; the others wait their turn.
@@ -120,6 +133,15 @@ impl Settings {
             .copied()
             .unwrap_or(self.poll_interval)
     }
+
+    /// The change strategy of resource `name`: its `POLL_STRATEGY_{NAME}`, else
+    /// `POLL_STRATEGY`.
+    pub fn strategy_for(&self, name: &str) -> PollStrategy {
+        self.poll_strategies
+            .get(name)
+            .copied()
+            .unwrap_or(self.poll_strategy)
+    }
 }
 
 /// A variable that could not be used: its name, the value given and what is expected.
@@ -156,6 +178,12 @@ pub struct RawEnv {
     /// The per-resource intervals (`POLL_INTERVAL_SECS_INVOICES`), by upper-case resource name.
     #[serde(skip)]
     pub poll_interval_overrides: BTreeMap<String, String>,
+    pub poll_strategy: Option<String>,
+    /// The per-resource strategies (`POLL_STRATEGY_INVOICES`), by upper-case resource name.
+    #[serde(skip)]
+    pub poll_strategy_overrides: BTreeMap<String, String>,
+    pub poll_full_scan_secs: Option<String>,
+    pub poll_overlap_secs: Option<String>,
     pub poll_deadline_secs: Option<String>,
     pub poll_emit_initial: Option<String>,
     pub database_url: Option<String>,
@@ -189,20 +217,24 @@ impl RawEnv {
     /// UTF-8 is an error naming the variable when it is one of the bridge's, and skipped
     /// otherwise; it never panics.
     pub fn from_env() -> Result<Self, ConfigError> {
-        let vars = env::utf8_vars(std::env::vars_os())?;
+        RawEnv::from_vars(env::utf8_vars(std::env::vars_os())?)
+    }
+
+    /// Reads `vars` (name, value) as [`RawEnv::from_env`] reads the process environment.
+    pub fn from_vars(vars: Vec<(String, String)>) -> Result<Self, ConfigError> {
         let mut raw =
             envy::from_iter::<_, RawEnv>(vars.iter().cloned()).map_err(|e| ConfigError {
                 name: "environment",
                 shown: String::new(),
                 expected: e.to_string(),
             })?;
-        raw.poll_interval_overrides = vars
-            .iter()
-            .filter_map(|(k, v)| {
-                let name = k.strip_prefix(POLL_INTERVAL_PREFIX)?;
-                Some((name.to_string(), v.clone()))
-            })
-            .collect();
+        let overrides = |prefix: &str| {
+            vars.iter()
+                .filter_map(|(k, v)| Some((k.strip_prefix(prefix)?.to_string(), v.clone())))
+                .collect()
+        };
+        raw.poll_interval_overrides = overrides(POLL_INTERVAL_PREFIX);
+        raw.poll_strategy_overrides = overrides(POLL_STRATEGY_PREFIX);
         raw.warnings = env::unknown_variable_warnings(&vars);
         Ok(raw)
     }
@@ -235,6 +267,22 @@ pub fn resolve_base_url(raw: &RawEnv) -> Result<Option<String>, ConfigError> {
         return Ok(Some(format!("https://{sub}.daftra.com")));
     }
     Ok(None)
+}
+
+/// `POLL_STRATEGY`, `POLL_FULL_SCAN_SECS` (default an hour, at most a week) and
+/// `POLL_OVERLAP_SECS` (default 5 minutes, at most a day).
+fn resolve_change_polling(raw: &RawEnv) -> Result<(PollStrategy, Duration, Duration), ConfigError> {
+    Ok((
+        poll_strategy("POLL_STRATEGY", &raw.poll_strategy, PollStrategy::Auto)?,
+        secs(
+            "POLL_FULL_SCAN_SECS",
+            &raw.poll_full_scan_secs,
+            3_600,
+            1,
+            7 * 86_400,
+        )?,
+        secs("POLL_OVERLAP_SECS", &raw.poll_overlap_secs, 300, 0, 86_400)?,
+    ))
 }
 
 fn resolve_auth(raw: &RawEnv) -> Result<DaftraAuth, ConfigError> {
@@ -295,10 +343,15 @@ impl Settings {
         let bind_addr = resolve_bind_addr(raw)?;
         let advertise_url = resolve_advertise_url(raw, bind_addr)?;
         let log_format = resolve_log_format(raw)?;
+        let (poll_strategy, full_scan_every, poll_overlap) = resolve_change_polling(raw)?;
         Ok(Settings {
             daftra,
             resources: resolve_resources(&raw.daftra_resources)?,
             poll_intervals: resolve_intervals(raw)?,
+            poll_strategy,
+            poll_strategies: resolve_strategies(raw)?,
+            full_scan_every,
+            poll_overlap,
             unavailable_retry: secs(
                 "POLL_UNAVAILABLE_RETRY_SECS",
                 &raw.poll_unavailable_retry_secs,

@@ -153,6 +153,47 @@ fn per_resource_intervals_override_the_default() {
 }
 
 #[test]
+fn change_strategies_default_to_auto_with_hourly_full_scans() {
+    let s = Settings::from_raw(&raw(), None).unwrap();
+    assert_eq!(s.strategy_for("invoices"), PollStrategy::Auto);
+    assert_eq!(s.full_scan_every, Duration::from_secs(3_600));
+    assert_eq!(s.poll_overlap, Duration::from_secs(300));
+    let mut r = raw();
+    r.poll_strategy = Some("FULL".into());
+    r.poll_strategy_overrides = [("INVOICES".to_string(), "auto".to_string())].into();
+    r.poll_full_scan_secs = Some("600".into());
+    r.poll_overlap_secs = Some("0".into());
+    let s = Settings::from_raw(&r, None).unwrap();
+    assert_eq!(s.strategy_for("invoices"), PollStrategy::Auto);
+    assert_eq!(s.strategy_for("clients"), PollStrategy::Full);
+    assert_eq!(s.full_scan_every, Duration::from_secs(600));
+    assert_eq!(s.poll_overlap, Duration::ZERO);
+    for (field, bad, name) in [
+        ("strategy", "sometimes", "POLL_STRATEGY"),
+        ("override", "sometimes", "POLL_STRATEGY_INVOICES"),
+        ("full", "0", "POLL_FULL_SCAN_SECS"),
+        ("overlap", "-1", "POLL_OVERLAP_SECS"),
+    ] {
+        let mut r = raw();
+        match field {
+            "strategy" => r.poll_strategy = Some(bad.into()),
+            "override" => {
+                r.poll_strategy_overrides = [("INVOICES".to_string(), bad.to_string())].into()
+            }
+            "full" => r.poll_full_scan_secs = Some(bad.into()),
+            _ => r.poll_overlap_secs = Some(bad.into()),
+        }
+        assert_eq!(Settings::from_raw(&r, None).unwrap_err().name, name);
+    }
+    let mut r = raw();
+    r.poll_strategy_overrides = [("INVOICE".to_string(), "full".to_string())].into();
+    assert_eq!(
+        Settings::from_raw(&r, None).unwrap_err().name,
+        "POLL_STRATEGY_INVOICE"
+    );
+}
+
+#[test]
 fn missing_credentials_are_named() {
     let r = RawEnv {
         daftra_subdomain: Some("acme".into()),

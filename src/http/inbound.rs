@@ -12,7 +12,8 @@ pub const INBOUND_BODY_LIMIT: usize = 1024 * 1024;
 
 /// `POST /webhooks/daftra/{resource}`: 202 at once, and a poll of that resource now, or one
 /// more right after the running one (calls during one poll are coalesced). The poll decides
-/// what changed; the body is read (up to 1 MB) and ignored.
+/// what changed; the body (up to 1 MB) is only read for whether it reports a delete
+/// ([`reports_delete`]), which makes that poll a full scan: only a full scan proves deletes.
 pub async fn inbound(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -34,13 +35,41 @@ pub async fn inbound(
     if *state.health.role.borrow() == crate::leader::Role::Follower {
         return forward_to_leader(&state, &req, &resource, expected, body.freeze()).await;
     }
-    let joined = trigger.request_again();
-    tracing::info!(resource = %resource, queued_after_running = joined, "Daftra webhook received; polling");
+    let full = full_in_query(req.query_string()) || reports_delete(&body);
+    let joined = match full {
+        true => trigger.request_again_full(),
+        false => trigger.request_again(),
+    };
+    tracing::info!(resource = %resource, queued_after_running = joined, full, "Daftra webhook received; polling");
     Ok(HttpResponse::Accepted().json(json!({
         "status": "accepted",
         "resource": resource.as_str(),
+        "full": full,
         "poll": if joined { "queued after the running poll" } else { "started" },
     })))
+}
+
+/// `full=true` in the URL registered with Daftra (other parameters are Daftra's business and
+/// ignored; an unreadable `full` is not a full scan).
+fn full_in_query(query: &str) -> bool {
+    serde_urlencoded::from_str::<Vec<(String, String)>>(query)
+        .unwrap_or_default()
+        .iter()
+        .any(|(k, v)| k == "full" && crate::config::parse_bool(v) == Some(true))
+}
+
+/// Whether Daftra's call reports a delete: its body's top-level `event`, `action` or `type`
+/// (JSON) names one (`invoice.deleted`, `delete`, ...). Daftra documents no payload for its app
+/// webhooks, so the URL registered for delete events can say so itself with `?full=true`.
+pub fn reports_delete(body: &[u8]) -> bool {
+    let Ok(serde_json::Value::Object(map)) = serde_json::from_slice(body) else {
+        return false;
+    };
+    ["event", "action", "type"].iter().any(|k| {
+        map.get(*k)
+            .and_then(|v| v.as_str())
+            .is_some_and(|v| v.to_ascii_lowercase().contains("delete"))
+    })
 }
 
 /// Marks a call a follower forwarded, so it is never forwarded twice.

@@ -3,7 +3,7 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 
-use super::{access, ApiError, AppState};
+use super::{access, ApiError, AppState, Invalid};
 use crate::leader::Role;
 use crate::status::BrokerConnection;
 
@@ -194,12 +194,14 @@ pub async fn status(
     })))
 }
 
-/// `POST /poll/{resource}`: 202; starts a poll now or joins the one running.
+/// `POST /poll/{resource}[?full=true]`: 202; starts a poll now or joins the one running. With
+/// `full=true` the poll is a full scan (deletes, the audit), started right after a running one.
 pub async fn poll(
     state: web::Data<AppState>,
     req: HttpRequest,
     resource: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
+    let full = full_asked(&req)?;
     access::check(&state, &req)?;
     if *state.health.role.borrow() == Role::Follower {
         return Err(not_leader(&state).await);
@@ -208,7 +210,38 @@ pub async fn poll(
         .served
         .trigger(resource.as_str())
         .ok_or_else(|| ApiError::NotFound(format!("no resource named {:?}", resource.as_str())))?;
+    if full {
+        let running = trigger.request_full();
+        return Ok(HttpResponse::Accepted().json(json!({
+            "resource": resource.as_str(), "full": true, "started": !running, "joined_running": false,
+            "queued_after_running": running,
+        })));
+    }
     let joined = trigger.request();
-    Ok(HttpResponse::Accepted()
-        .json(json!({"resource": resource.as_str(), "started": !joined, "joined_running": joined})))
+    Ok(HttpResponse::Accepted().json(
+        json!({"resource": resource.as_str(), "full": false, "started": !joined, "joined_running": joined}),
+    ))
+}
+
+/// The `full` query parameter (`true`/`false`, default `false`); anything else is a 400 naming
+/// it. Other parameters are refused too, so a typo is not silently a plain poll.
+pub(super) fn full_asked(req: &HttpRequest) -> Result<bool, ApiError> {
+    let mut full = false;
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(req.query_string())
+        .map_err(|e| Invalid::new("query", e.to_string()))?;
+    for (k, v) in pairs {
+        match k.as_str() {
+            "full" => {
+                full = crate::config::parse_bool(&v)
+                    .ok_or_else(|| Invalid::new("full", "expected true or false"))?
+            }
+            // The inbound webhook's token may ride in the query.
+            "token" => {}
+            other => {
+                let message = "unknown parameter; expected full";
+                return Err(Invalid::new(other, message).into());
+            }
+        }
+    }
+    Ok(full)
 }

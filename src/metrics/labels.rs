@@ -18,6 +18,25 @@ macro_rules! label_enum {
             }
         }
 
+        /// Serialised as its label text (as `/status` shows it).
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+
+        /// Read back from its label text.
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+                Self::ALL
+                    .iter()
+                    .copied()
+                    .find(|v| v.as_str() == text)
+                    .ok_or_else(|| serde::de::Error::custom(format!("unknown value {text:?}")))
+            }
+        }
+
         /// A value equals its label text.
         impl PartialEq<&str> for $name {
             fn eq(&self, other: &&str) -> bool {
@@ -52,6 +71,17 @@ label_enum! {
         Connection => "connection",
         /// A 200 whose body is not Daftra's envelope (truncated JSON, HTML, `result: failed`).
         Malformed => "malformed",
+    }
+}
+
+label_enum! {
+    /// How a poll read Daftra: label `mode` of `bridge_poll_requests_total` and
+    /// `bridge_poll_records_total`.
+    PollMode {
+        /// Every page of the resource.
+        Full => "full",
+        /// Only the records changed since the watermark.
+        Incremental => "incremental",
     }
 }
 

@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use super::labels::{
-    DeliveryOutcome, LeadershipChange, Operation, ParkReason, PollFailure, PublishFailure,
-    RetryReason, Sink,
+    DeliveryOutcome, LeadershipChange, Operation, ParkReason, PollFailure, PollMode,
+    PublishFailure, RetryReason, Sink,
 };
 use super::Metrics;
 use crate::events::Op;
@@ -28,6 +28,11 @@ impl Metrics {
             p.last_success.with_label_values(&[n]);
             self.publishing.events_unroutable.with_label_values(&[n]);
             p.incomplete_scans.with_label_values(&[n]);
+            p.incremental_missed.with_label_values(&[n]);
+            for mode in PollMode::ALL {
+                p.requests.with_label_values(&[n, mode.as_str()]);
+                p.records.with_label_values(&[n, mode.as_str()]);
+            }
             for reason in RetryReason::ALL {
                 u.retries.with_label_values(&[n, reason.as_str()]);
             }
@@ -136,6 +141,28 @@ impl Metrics {
             .scan_records
             .with_label_values(&[resource])
             .set(records as i64);
+    }
+
+    /// A successful poll of `resource` in `mode` made `requests` Daftra requests and read
+    /// `records` records.
+    pub fn poll_read(&self, resource: &str, mode: PollMode, requests: u64, records: usize) {
+        let labels = [resource, mode.as_str()];
+        self.polls
+            .requests
+            .with_label_values(&labels)
+            .inc_by(requests);
+        self.polls
+            .records
+            .with_label_values(&labels)
+            .inc_by(records as u64);
+    }
+
+    /// A full scan of `resource` found `n` changes the incremental polls before it missed.
+    pub fn incremental_missed(&self, resource: &str, n: usize) {
+        self.polls
+            .incremental_missed
+            .with_label_values(&[resource])
+            .inc_by(n as u64);
     }
 
     /// A scan could not prove itself complete: no deletes were applied.

@@ -1,39 +1,41 @@
-//! The poller. A poll of a feed is a sequence of stages: what the snapshot knows -> scan until
-//! consistent -> confirm deletes -> a pure plan of writes and events ([`plan`]) -> commit (the
-//! snapshot changes with their outbox events in one transaction) -> report. Deletes only follow
-//! a complete, consistent scan and a direct 404. A strategy that reads only changed records
-//! slots in as another scan stage.
+//! The poller. A poll of a feed is either a full scan ([`full`]: what the snapshot knows ->
+//! scan until consistent -> confirm deletes -> plan -> commit -> audit, watermark, probe) or an
+//! incremental poll ([`incremental`]: the watermark -> the records changed since it, by the
+//! feed's proven strategy -> plan -> commit -> watermark); [`cursor`] says which. The plan is
+//! pure ([`plan`]); a commit writes the snapshot changes with their outbox events in one
+//! transaction. Deletes only follow a complete, consistent full scan and a direct 404.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use tokio::sync::Semaphore;
 
+use crate::changes::Strategy;
 use crate::daftra::FetchError;
-use crate::diff::Known;
 use crate::events::{to_outbox_within, Op, OutboxEvent};
 use crate::feed::Feed;
-use crate::metrics::{Metrics, PollFailure};
+use crate::metrics::{Metrics, PollFailure, PollMode};
 use crate::record::RecordError;
-use crate::scan::{scan, Keep, Scan, ScanError};
+use crate::scan::ScanError;
 use crate::sinks::OutboxSignal;
 use crate::status::{now_rfc3339, StatusBoard};
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, Watermark};
 
-pub mod changes;
+pub mod audit;
+pub mod cursor;
+mod full;
+mod incremental;
 pub mod plan;
 mod report;
 mod schedule;
 
-use plan::{Plan, PlanInput};
+pub use cursor::{ChangePolicy, Mode};
+use plan::Plan;
 pub use schedule::PollTrigger;
 
 /// Scans repeated when a scan is inconsistent, before applying it without deletes.
 pub const MAX_RESCANS: u32 = 2;
-/// Direct `GET` checks of missing records in flight at once.
-const DELETE_CHECKS_IN_FLIGHT: usize = 4;
 
 /// Everything a poll needs besides its feed; cheap to clone.
 #[derive(Clone)]
@@ -53,10 +55,12 @@ pub struct Poller {
     pub parallel: Arc<Semaphore>,
     /// (feed key, record, field) of unreadable values already logged and counted.
     pub unreadable_seen: Arc<Mutex<HashSet<(String, i64, String)>>>,
+    /// How polls find what changed, and where each feed stands.
+    pub changes: Arc<ChangePolicy>,
 }
 
 /// What one successful poll did.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PollOutcome {
     /// Records read from Daftra.
     pub records: usize,
@@ -72,6 +76,14 @@ pub struct PollOutcome {
     pub events: usize,
     /// Records that could not be normalised and kept their previous snapshot.
     pub invalid: usize,
+    /// How Daftra was read: every page, or only what changed.
+    pub mode: PollMode,
+    /// Daftra requests made (pages, delete checks, single reads, probes).
+    pub requests: u64,
+    /// Changes this full scan found that the incremental polls before it missed.
+    pub missed: usize,
+    /// After a full scan: the feed's strategy from now on, and why.
+    pub strategy: Option<(Strategy, String)>,
 }
 
 /// Why a poll failed; it changed nothing.
@@ -128,13 +140,6 @@ impl PollError {
     }
 }
 
-/// What the snapshot knows of a feed before its poll.
-struct Before {
-    known: Known,
-    /// No baseline yet: this is the feed's first poll.
-    first: bool,
-}
-
 /// Runs `f` on the store off the async executor.
 async fn on_store<T: Send + 'static>(
     store: &Store,
@@ -147,13 +152,20 @@ async fn on_store<T: Send + 'static>(
 }
 
 impl Poller {
-    /// Polls `feed` once, within the deadline, and reports how it went.
+    /// Polls `feed` once as its policy says (see [`ChangePolicy::next`]), within the deadline,
+    /// and reports how it went.
     pub async fn poll_once(&self, feed: &Feed) -> Result<PollOutcome, PollError> {
+        self.poll(feed, false).await
+    }
+
+    /// Polls `feed` once, a full scan when `ask_full`, within the deadline, and reports how it
+    /// went.
+    pub async fn poll(&self, feed: &Feed, ask_full: bool) -> Result<PollOutcome, PollError> {
         // Scans of different feeds would add their memory peaks: a few at a time.
         let _turn = self.parallel.acquire().await.expect("never closed");
         let started = Instant::now();
         report::started(&self.status, feed);
-        let result = match tokio::time::timeout(self.deadline, self.stages(feed)).await {
+        let result = match tokio::time::timeout(self.deadline, self.stages(feed, ask_full)).await {
             Ok(r) => r,
             Err(_) => Err(PollError::Deadline(self.deadline)),
         };
@@ -175,148 +187,19 @@ impl Poller {
         result
     }
 
-    /// The stages of one poll.
-    async fn stages(&self, feed: &Feed) -> Result<PollOutcome, PollError> {
-        let Before { mut known, first } = self.before(feed).await?;
-        let emit = !first || self.emit_initial;
-        let scan = self
-            .scan_until_consistent(feed, &mut known, first && !self.emit_initial)
-            .await?;
-        self.note_unreadable(feed, &scan.unreadable);
-        self.note_invalid(feed, &scan.invalid);
-        let keep = scan.invalid_keys();
-        let missing = known.missing(&keep);
-        // Only the changed records are read back in full, for their `before` image.
-        let changed: Vec<i64> = scan
-            .records
-            .iter()
-            .map(|s| s.id)
-            .filter(|id| known.contains(*id))
-            .collect();
-        drop(known);
-        let before = self.load_many(feed, changed).await?;
-        let gone = match scan.consistent {
-            true => self.confirm_deletes(feed, missing).await,
-            false => {
-                self.metrics.scan_incomplete(feed.name());
-                tracing::warn!(
-                    resource = feed.name(),
-                    missing = missing.len(),
-                    "Scan could not prove completeness; no deletes applied"
-                );
-                Vec::new()
-            }
-        };
-        let images = self.load_many(feed, gone.clone()).await?;
-        let Scan {
-            records,
-            read,
-            pages,
-            page_count,
-            consistent,
-            invalid,
-            ..
-        } = scan;
-        let plan = plan::plan(PlanInput {
-            scanned: records,
-            before: &before,
-            keep: &keep,
-            gone: gone
-                .iter()
-                .map(|id| (*id, images.get(id).map(String::as_str)))
-                .collect(),
-            describe: emit,
-        });
-        drop(before);
-        let events = self.events(feed, &plan);
-        // A silent baseline reports no changes: nothing was announced.
-        let announced = |n: usize| if emit { n } else { 0 };
-        let outcome = PollOutcome {
-            records: read,
-            pages,
-            baseline: first,
-            complete: consistent,
-            created: announced(plan.created),
-            updated: announced(plan.updated),
-            deleted: announced(plan.deleted),
-            events: events.len(),
-            invalid: invalid.len(),
-        };
-        self.commit(feed, plan, events, emit).await?;
-        if consistent {
-            self.metrics.scan_complete(feed.name(), page_count, read);
-        }
-        Ok(outcome)
-    }
-
-    /// Stage 1: the snapshot's content hashes and whether it has a baseline.
-    async fn before(&self, feed: &Feed) -> Result<Before, StoreError> {
-        let key = feed.key().to_string();
-        on_store(&self.store, move |s| {
-            Ok(Before {
-                known: Known::new(s.load_hashes(&key)?),
-                first: !s.has_baseline(&key)?,
-            })
-        })
-        .await
-    }
-
-    /// Stage 2: scans until a scan is consistent, at most [`MAX_RESCANS`] times more. A silent
-    /// first poll (`spill`) writes its pages as they come; later polls keep only the records
-    /// whose hash changed: memory is a few pages plus an id and a hash per record.
-    async fn scan_until_consistent(
-        &self,
-        feed: &Feed,
-        known: &mut Known,
-        spill: bool,
-    ) -> Result<Scan, ScanError> {
-        let mut attempt = 0;
-        loop {
-            let keep = match spill {
-                true => Keep::Baseline(&self.store, known),
-                false => Keep::Changed(known),
-            };
-            let s = scan(feed, keep).await?;
-            if s.consistent || attempt >= MAX_RESCANS {
-                return Ok(s);
-            }
-            attempt += 1;
-            tracing::info!(
-                resource = feed.name(),
-                attempt,
-                "Scan inconsistent (records moved while paging); rescanning"
-            );
-        }
-    }
-
-    /// Stage 3: asks Daftra for each record missing from a complete scan; those it answers 404
-    /// for are gone (in key order). One that still exists, or cannot be checked, is kept.
-    async fn confirm_deletes(&self, feed: &Feed, missing: Vec<i64>) -> Vec<i64> {
-        let client = &feed.account.client;
-        let checks = futures::stream::iter(missing)
-            .map(|id| async move { (id, client.get_record(feed.resource, id).await) })
-            .buffer_unordered(DELETE_CHECKS_IN_FLIGHT)
-            .collect::<Vec<_>>()
-            .await;
-        let name = feed.name();
-        let mut gone = Vec::new();
-        for (id, answer) in checks {
-            match answer {
-                Ok(None) => gone.push(id),
-                Ok(Some(_)) => {
-                    tracing::info!(
-                        resource = name,
-                        id,
-                        "Record missing from the scan still exists; kept"
-                    )
-                }
-                Err(e) => {
-                    tracing::warn!(resource = name, id, error = %e, "Could not confirm a delete; kept")
-                }
+    /// One poll: incremental when the feed's strategy allows it, else (or when the
+    /// incremental read found Daftra no longer honours the strategy) a full scan.
+    async fn stages(&self, feed: &Feed, ask_full: bool) -> Result<PollOutcome, PollError> {
+        let mode = self.changes.next(feed, ask_full);
+        if let Mode::Incremental(strategy) = mode {
+            if let Some(outcome) = self.incremental(feed, strategy).await? {
+                return Ok(outcome);
             }
         }
-        gone.sort_unstable();
-        gone
+        if let Mode::Full(why) = mode {
+            tracing::debug!(resource = feed.name(), why, "Full scan");
+        }
+        self.full_scan(feed).await
     }
 
     /// The outbox events of the plan's changes, detected now.
@@ -350,6 +233,12 @@ impl Poller {
         }
         self.outbox.appended(n_events);
         Ok(())
+    }
+
+    /// Keeps the feed's watermark (after the poll that reached it committed).
+    async fn save_watermark(&self, feed: &Feed, w: Watermark) -> Result<(), StoreError> {
+        let key = feed.key().to_string();
+        on_store(&self.store, move |s| s.save_watermark(&key, &w)).await
     }
 
     /// The snapshot's canonical text of `ids`, off the async executor.

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::{PollError, PollOutcome};
 use crate::feed::Feed;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, PollMode};
 use crate::status::{now_rfc3339, PollResult, PollStatus, StatusBoard};
 use crate::store::Store;
 
@@ -55,6 +55,23 @@ impl PollFinished<'_> {
                 .into_iter()
                 .map(|(k, v)| (k.to_string(), v as u64))
                 .collect();
+                s.last_mode = Some(o.mode);
+                s.requests = o.requests;
+                s.incremental_missed += o.missed as u64;
+                match o.mode {
+                    PollMode::Full => {
+                        s.last_full_scan = s.last_poll_ended.clone();
+                        s.full_scan_records = o.records as u64;
+                    }
+                    PollMode::Incremental => {
+                        s.last_incremental_poll = s.last_poll_ended.clone();
+                        s.incremental_records = o.records as u64;
+                    }
+                }
+                if let Some((strategy, why)) = &o.strategy {
+                    s.strategy = Some(*strategy);
+                    s.strategy_reason = Some(why.clone());
+                }
             }
             Err(e) => s.last_error = Some(e.to_string()),
         }
@@ -79,10 +96,13 @@ impl PollFinished<'_> {
                     .duration_since(std::time::UNIX_EPOCH)
                     .unwrap_or_default();
                 metrics.poll_succeeded_at(name, now.as_secs_f64());
+                metrics.poll_read(name, o.mode, o.requests, o.records);
                 tracing::info!(
                     resource = name,
                     records = o.records,
                     pages = o.pages,
+                    mode = o.mode.as_str(),
+                    requests = o.requests,
                     created = o.created,
                     updated = o.updated,
                     deleted = o.deleted,

@@ -1,5 +1,5 @@
 //! When each feed is polled: every interval from the start of the last poll, at once on demand
-//! (`POST /poll/{resource}`), after Daftra's webhook (at most once per
+//! (`POST /poll/{resource}`, a full scan with `?full=true`), after Daftra's webhook (at most once per
 //! `INBOUND_MIN_INTERVAL_SECS`, never dropping the last call), rarely while the account cannot
 //! read the resource, and not at all while Daftra refuses the account's credentials (every
 //! feed polls again as soon as they pass).
@@ -51,9 +51,10 @@ impl Poller {
             }
             let started = Instant::now();
             trigger.running.store(true, Ordering::SeqCst);
+            let full = trigger.full.swap(false, Ordering::SeqCst);
             let result = tokio::select! {
                 _ = cancel.cancelled() => break,
-                r = self.poll_once(&feed) => r,
+                r = self.poll(&feed, full) => r,
             };
             trigger.running.store(false, Ordering::SeqCst);
             next = match result {
@@ -87,6 +88,8 @@ pub struct PollTrigger {
     now: Notify,
     webhook: Notify,
     running: AtomicBool,
+    /// The next poll is a full scan.
+    full: AtomicBool,
     /// Least time between two polls started by the webhook (`INBOUND_MIN_INTERVAL_SECS`).
     webhook_min_interval: Duration,
     /// When the last poll started by the webhook started.
@@ -109,6 +112,21 @@ impl PollTrigger {
             self.now.notify_one();
         }
         running
+    }
+
+    /// Asks for a full scan now, or right after the running poll (which may be incremental);
+    /// returns `true` when a poll was running.
+    pub fn request_full(&self) -> bool {
+        self.full.store(true, Ordering::SeqCst);
+        self.now.notify_one();
+        self.running.load(Ordering::SeqCst)
+    }
+
+    /// Asks for a full scan at the next webhook-started poll (Daftra reported a delete, which
+    /// only a full scan can prove), then for that poll as [`PollTrigger::request_again`] does.
+    pub fn request_again_full(&self) -> bool {
+        self.full.store(true, Ordering::SeqCst);
+        self.request_again()
     }
 
     /// Asks for a poll after a webhook call: now, or right after the running one, and at most

@@ -113,12 +113,15 @@ fn target(state: &SimState, path: &str) -> Option<Target> {
     if let Some(r) = resources.iter().find(|r| r.list_path == path) {
         return Some(Target::List(r));
     }
-    if let Some(rest) = path.strip_prefix("v2/api/entity/") {
-        let (entity, level) = rest.split_once("/list/")?;
+    let v2_list = path
+        .strip_prefix("v2/api/entity/")
+        .and_then(|rest| rest.split_once("/list/"))
+        .filter(|(_, level)| !level.contains('/'));
+    if let Some((entity, _)) = v2_list {
         let r = resources
             .iter()
             .find(|r| r.v2_entity.as_deref() == Some(entity))?;
-        return (!level.contains('/')).then_some(Target::V2List(r));
+        return Some(Target::V2List(r));
     }
     resources.iter().find_map(|r| {
         let (head, tail) = r.item_path.split_once("{id}")?;

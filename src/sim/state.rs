@@ -339,10 +339,10 @@ impl SimState {
     /// fields not given are seeded. `None` when the tenant does not serve `resource`.
     pub fn create_in(&self, resource: &str, mut fields: Map<String, Value>) -> Option<i64> {
         let mut inner = self.lock();
+        let now = shifted_wall_clock(inner.faults.clock_shift_secs);
         let table = inner.tables.get_mut(resource)?;
         let id = table.next_id;
         table.next_id += 1;
-        let now = now_wall_clock();
         let mut record = data::seeded_record(table.resource, self.seed, id);
         // A new record carries only the line items it was created with.
         for g in &table.resource.line_items {
@@ -495,12 +495,14 @@ pub fn item_json(resource: &Resource, record: &Map<String, Value>) -> String {
 pub(crate) fn changed_text(resource: &Resource, record: &Map<String, Value>) -> Option<String> {
     match record.get(resource.changed_at.as_deref()?)? {
         Value::String(s) => Some(s.clone()),
-        Value::Null => None,
+        // Listed too: sorted lists hold every record, empty ones last when descending.
+        Value::Null => Some(String::new()),
         other => Some(other.to_string()),
     }
 }
 
-/// Daftra's wall-clock timestamp form, `YYYY-MM-DD HH:MM:SS`.
-pub fn now_wall_clock() -> String {
-    chrono::Utc::now().format("%Y-%m-%d %H:%M:%S").to_string()
+/// The simulated server's clock, `shift` seconds off, in Daftra's wall-clock form.
+fn shifted_wall_clock(shift: i64) -> String {
+    let now = chrono::Utc::now() + chrono::TimeDelta::seconds(shift);
+    now.format("%Y-%m-%d %H:%M:%S").to_string()
 }

@@ -40,7 +40,7 @@ fn sample(kind: Option<ColumnKind>) -> Value {
 }
 
 /// The first text column that is not a record number: the field the update changes.
-fn editable(r: &Resource) -> String {
+pub(crate) fn editable(r: &Resource) -> String {
     r.columns
         .iter()
         .find(|c| {

@@ -227,7 +227,9 @@ fn start_bridge(
         .set("DAFTRA_PAGE_SIZE", "7")
         .set("AMQP_URL", amqp)
         .set("AMQP_EXCHANGE", exchange)
-        .set("POLL_INTERVAL_SECS", "1");
+        .set("POLL_INTERVAL_SECS", "1")
+        // Deletes within a second of being made: every poll a full scan.
+        .set("POLL_STRATEGY", "full");
     Bridge::new(&["serve"], &env).spawn()
 }
 

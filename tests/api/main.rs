@@ -9,6 +9,7 @@ mod exports;
 mod first_contact;
 mod fixture;
 mod helpers;
+mod incremental;
 mod index;
 mod items;
 mod openapi;

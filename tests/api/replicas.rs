@@ -26,6 +26,8 @@ fn replica(sim_url: &str, db: &str, amqp: &str, exchange: &str, port: u16) -> Ru
         .set("AMQP_URL", amqp)
         .set("AMQP_EXCHANGE", exchange)
         .set("POLL_INTERVAL_SECS", "1")
+        // Deletes within a second of being made: every poll a full scan.
+        .set("POLL_STRATEGY", "full")
         .set("ADVERTISE_URL", format!("http://127.0.0.1:{port}"));
     Bridge::new(&["serve"], &env).spawn()
 }

@@ -98,6 +98,8 @@ impl Options {
             .set("POLL_INTERVAL_SECS", "3600")
             .set("POLL_DEADLINE_SECS", "60")
             .set("POLL_EMIT_INITIAL", self.emit_initial.to_string())
+            // Tests of what full scans do poll in full; tests of incremental polls set `auto`.
+            .set("POLL_STRATEGY", "full")
             .set("DATABASE_URL", database)
             .set("AMQP_URL", self.amqp_url.clone().unwrap_or_else(amqp_url))
             .set("AMQP_EXCHANGE", exchange)

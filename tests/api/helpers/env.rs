@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
 use std::path::Path;
 
-use daftra_bridge::config::{env, RawEnv, Settings, POLL_INTERVAL_PREFIX};
+use daftra_bridge::config::{env, RawEnv, Settings};
 
 /// The API key the simulator accepts.
 pub const SIM_API_KEY: &str = "sim-api-key";
@@ -62,14 +62,7 @@ impl BridgeEnv {
     pub fn settings(&self) -> Settings {
         let vars = env::utf8_vars(self.0.iter().map(|(k, v)| (OsString::from(k), v.clone())))
             .expect("test variables are UTF-8");
-        let mut raw: RawEnv = envy::from_iter(vars.iter().cloned()).expect("test variables");
-        raw.poll_interval_overrides = vars
-            .iter()
-            .filter_map(|(k, v)| {
-                Some((k.strip_prefix(POLL_INTERVAL_PREFIX)?.to_string(), v.clone()))
-            })
-            .collect();
-        raw.warnings = env::unknown_variable_warnings(&vars);
+        let raw = RawEnv::from_vars(vars).expect("test variables");
         Settings::from_raw(&raw, None).unwrap_or_else(|e| panic!("test settings: {e}"))
     }
 }

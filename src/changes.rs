@@ -82,10 +82,15 @@ impl Newest {
     }
 }
 
+/// Rows of the first page of an incremental read: a handful of changes fit, and a page of
+/// this size is cheap to read and normalise. When every row of it changed, the read goes on
+/// with full pages (from page 1 again, so its first request is repeated once).
+pub const FIRST_PAGE_ROWS: u32 = 100;
+
 /// What an incremental read found.
 #[derive(Default)]
 pub struct Changed {
-    /// The records changed at or after the threshold, normalised.
+    /// The records changed at or after the threshold, normalised, each key once.
     pub records: Vec<Scanned>,
     /// Records read.
     pub read: usize,
@@ -93,8 +98,14 @@ pub struct Changed {
     pub requests: u64,
     /// The newest change among them.
     pub newest: Option<Newest>,
+    /// Records that could not be normalised, with their key when it could be read.
     pub invalid: Vec<(Option<i64>, RecordError)>,
+    /// Values kept as text, by record key.
     pub unreadable: Vec<(i64, RecordError)>,
+    /// Set when Daftra stopped honouring the strategy during the read (an order not kept, a
+    /// filter not applied): nothing read may be trusted to be complete.
+    pub broken: Option<String>,
+    keys: std::collections::HashSet<i64>,
 }
 
 impl Changed {
@@ -119,9 +130,9 @@ impl Changed {
         };
         let id = record::key(resource, &n.record);
         let at = changed_at(feed, &n.record);
-        self.unreadable
-            .extend(n.unreadable.into_iter().map(|e| (id, e)));
-        if at.as_deref().is_some_and(|t| t >= since) {
+        if at.as_deref().is_some_and(|t| t >= since) && self.keys.insert(id) {
+            self.unreadable
+                .extend(n.unreadable.into_iter().map(|e| (id, e)));
             Newest::see(&mut self.newest, at.clone(), id, horizon);
             self.records.push(Scanned::new(id, &n.record));
         }
@@ -129,7 +140,8 @@ impl Changed {
     }
 }
 
-/// Reads the records of `feed` changed at or after `since` by `strategy` (not `Full`).
+/// Reads the records of `feed` changed at or after `since` by `strategy` (not `Full`), with
+/// pages of up to `page_size` rows.
 pub async fn read_changed(
     feed: &Feed,
     strategy: Strategy,
@@ -143,41 +155,64 @@ pub async fn read_changed(
     }
 }
 
-/// The sorted list, page after page, until a page ends older than `since` (or the list ends).
+/// The sorted list, page after page, until a page reaches a record older than `since` (or the
+/// list ends). A change time newer than the one before it means Daftra no longer keeps the
+/// order: the read is `broken`.
 async fn read_sorted(feed: &Feed, since: &str, page_size: u32) -> Result<Changed, FetchError> {
     let column = feed.resource.changed_at.as_deref().unwrap_or("modified");
     let (client, horizon) = (&feed.account.client, horizon(feed));
     let mut out = Changed::default();
-    for number in 1.. {
+    let first = FIRST_PAGE_ROWS.min(page_size);
+    let mut requests = vec![(1, first)];
+    let mut previous: Option<String> = None;
+    while let Some((number, limit)) = requests.pop() {
         let page: Page = client
-            .list_page_ordered(feed.resource, number, page_size, Some((column, true)))
+            .list_page_ordered(feed.resource, number, limit, Some((column, true)))
             .await?;
         out.requests += 1;
-        let last = page.pagination.page_count;
+        let (last, rows) = (page.pagination.page_count, page.len());
         let mut older = false;
+        if number == 1 {
+            previous = None; // a new run of pages: the order is checked within it
+        }
         for raw in page.into_records(feed.resource) {
-            match raw {
-                Ok(raw) => {
-                    let at = out.take(feed, raw, since, &horizon);
-                    older |= at.is_some_and(|t| t.as_str() < since);
-                }
-                Err(message) => out.invalid.push((
+            let Ok(raw) = raw else {
+                let field = feed.resource.model_key.clone();
+                out.invalid.push((
                     None,
                     RecordError {
-                        field: feed.resource.model_key.clone(),
-                        message,
+                        field,
+                        message: "unreadable row".into(),
                     },
-                )),
+                ));
+                continue;
+            };
+            let Some(at) = out.take(feed, raw, since, &horizon) else {
+                continue;
+            };
+            if previous.as_deref().is_some_and(|p| at.as_str() > p) {
+                out.broken = Some(format!(
+                    "the list sorted by {column} descending answered {at} after {}",
+                    previous.unwrap_or_default()
+                ));
+                return Ok(out);
             }
+            older |= at.as_str() < since;
+            previous = Some(at);
         }
-        if older || number >= last {
+        if older || number >= last || rows < limit as usize {
             break;
         }
+        requests.push(match limit == first && first < page_size {
+            true => (1, page_size),
+            false => (number + 1, limit),
+        });
     }
     Ok(out)
 }
 
-/// The v2 index of keys changed since `since`, then each record by the v1 single GET.
+/// The v2 index of keys changed since `since`, then each record by the v1 single GET. A v2
+/// row older than `since` means Daftra no longer applies the filter: the read is `broken`.
 async fn read_indexed(feed: &Feed, since: &str, page_size: u32) -> Result<Changed, FetchError> {
     let (client, resource, horizon) = (&feed.account.client, feed.resource, horizon(feed));
     let entity = resource.v2_entity.as_deref().unwrap_or_default();
@@ -189,6 +224,16 @@ async fn read_indexed(feed: &Feed, since: &str, page_size: u32) -> Result<Change
             .v2_changed_since(resource, (entity, column, since), number, page_size)
             .await?;
         out.requests += 1;
+        let early = page
+            .data
+            .iter()
+            .find_map(|r| v2_time(r, column).filter(|t| t.as_str() < since));
+        if let Some(early) = early {
+            out.broken = Some(format!(
+                "the v2 list filtered on {column} >= {since} answered {early}"
+            ));
+            return Ok(out);
+        }
         keys.extend(
             page.data
                 .iter()
@@ -206,6 +251,13 @@ async fn read_indexed(feed: &Feed, since: &str, page_size: u32) -> Result<Change
         }
     }
     Ok(out)
+}
+
+/// The change time of a v2 row as `YYYY-MM-DD HH:MM:SS`, when it has one (an ISO 8601 `T`
+/// between date and time, as Laravel may write it, reads as the space).
+fn v2_time(row: &serde_json::Map<String, serde_json::Value>, column: &str) -> Option<String> {
+    let at = row.get(column)?.as_str()?.get(..19)?;
+    Some(at.replacen('T', " ", 1))
 }
 
 /// Why a strategy is not used.
@@ -263,10 +315,10 @@ async fn probe_filtered(feed: &Feed, known: &Newest) -> Result<(), Refusal> {
         .v2_changed_since(resource, (entity, column, &known.changed_at), 1, PROBE_ROWS)
         .await
         .map_err(|e| format!("the v2 list failed: {e}"))?;
-    let early = page.data.iter().any(|r| {
-        let at = r.get(column).and_then(|v| v.as_str()).unwrap_or_default();
-        at.get(..19).is_some_and(|t| t < known.changed_at.as_str())
-    });
+    let early = page
+        .data
+        .iter()
+        .any(|r| v2_time(r, column).is_some_and(|t| t < known.changed_at));
     if early {
         return Err(format!(
             "the v2 list ignores filter[{column}][gte] (it answers older records)"
@@ -286,28 +338,35 @@ async fn probe_filtered(feed: &Feed, known: &Newest) -> Result<(), Refusal> {
     Ok(())
 }
 
-/// The strategy Daftra proves for `feed`, with why: the sorted list first (one request finds
-/// up to a page of changes in records the full scan's own form), then the v2 index (one
-/// request plus one per change), else full scans. `known` is the newest change a full scan
-/// just saw; without one nothing can be proven.
-pub async fn probe(feed: &Feed, known: Option<&Newest>) -> (Strategy, String) {
+/// The strategy Daftra proves for `feed`, with why, and the requests the probe made: the
+/// sorted list first (one request finds up to a page of changes, in the very form a full scan
+/// reads), then the v2 index (one request plus one per change), else full scans. `known` is
+/// the newest change a full scan just saw; without one nothing can be proven.
+pub async fn probe(feed: &Feed, known: Option<&Newest>) -> (Strategy, String, u64) {
     let Some(known) = known else {
-        return (Strategy::Full, "no change time known to probe with".into());
+        return (
+            Strategy::Full,
+            "no change time known to probe with".into(),
+            0,
+        );
     };
+    let has = |c: &Option<String>| c.is_some();
+    let requests = u64::from(has(&feed.resource.changed_at));
     let sorted = match probe_sorted(feed, known).await {
         Ok(()) => {
-            return (
-                Strategy::SortedList,
-                "the sorted list proved newest first".into(),
-            )
+            let why = "the list sorted by its change time proved newest first".into();
+            return (Strategy::SortedList, why, requests);
         }
         Err(why) => why,
     };
+    let v2 = has(&feed.resource.v2_entity) && has(&feed.resource.changed_at);
+    let requests = requests + u64::from(v2);
     match probe_filtered(feed, known).await {
         Ok(()) => (
             Strategy::FilteredIndex,
             format!("the v2 filter proved applied ({sorted})"),
+            requests,
         ),
-        Err(why) => (Strategy::Full, format!("{sorted}; {why}")),
+        Err(why) => (Strategy::Full, format!("{sorted}; {why}"), requests),
     }
 }
