@@ -90,14 +90,26 @@ async fn broker(settings: &Settings) -> Answer {
 /// The store: opened (and migrated) at `DATABASE_URL`, and answering.
 async fn store(settings: &Settings) -> Answer {
     let location = settings.database.clone();
+    let keys = settings.secrets_keys.clone();
     let shown = location.redacted();
     let opened = tokio::task::spawn_blocking(move || -> anyhow::Result<bool> {
-        let store = Store::connect(&location)?;
+        let store = Store::connect(&location)?.sealing(keys);
         store.ping()?;
         Ok(store.any_baseline()?)
     })
     .await
     .map_err(|e| e.to_string())?;
+    // The stored secrets open with the keys given, as `serve` requires at start-up.
+    let location = settings.database.clone();
+    let keys = settings.secrets_keys.clone();
+    let secrets = tokio::task::spawn_blocking(move || {
+        Store::connect(&location).map(|s| s.sealing(keys).endpoints())
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    if let Ok(Err(e)) = secrets {
+        return Err(format!("{shown}: {e}: check BRIDGE_SECRETS_KEY (and BRIDGE_SECRETS_KEY_PREVIOUS during a rotation)"));
+    }
     match opened {
         Ok(snapshot) => Ok(format!(
             "{shown} answers, schema up to date{}",
@@ -111,6 +123,12 @@ async fn store(settings: &Settings) -> Answer {
     }
 }
 
+/// Prints one line; a reader that went away (`check | head -1`) is not an error.
+fn say(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout(), "{line}");
+}
+
 /// Runs every check and prints one line each to standard output. `Err` names how many failed
 /// (the command then exits non-zero).
 pub async fn run() -> anyhow::Result<()> {
@@ -120,25 +138,22 @@ pub async fn run() -> anyhow::Result<()> {
     let settings = match settings {
         Ok(s) => s,
         Err(e) => {
-            println!("{}", line("config", &Err(format!("{e}"))));
+            say(&line("config", &Err(format!("{e}"))));
             anyhow::bail!("the configuration is invalid; nothing else was checked");
         }
     };
     let names: Vec<&str> = settings.resources.iter().map(|r| r.name.as_str()).collect();
-    println!(
-        "{}",
-        line(
-            "config",
-            &Ok(format!("{} resource(s): {}", names.len(), names.join(", ")))
-        )
-    );
+    say(&line(
+        "config",
+        &Ok(format!("{} resource(s): {}", names.len(), names.join(", "))),
+    ));
     let answers = [
         ("daftra", daftra(&settings).await),
         ("broker", broker(&settings).await),
         ("store", store(&settings).await),
     ];
     for (name, answer) in &answers {
-        println!("{}", line(name, answer));
+        say(&line(name, answer));
     }
     let failed = answers.iter().filter(|(_, a)| a.is_err()).count();
     anyhow::ensure!(

@@ -257,6 +257,9 @@ fn open_store(settings: &Settings) -> anyhow::Result<Store> {
             )
         })?
         .sealing(settings.secrets_keys.clone());
+    // A secret that does not open (a key lost or changed without a rotation) stops start-up
+    // naming the variable, rather than every delivery failing later.
+    store.endpoints()?;
     if !settings.secrets_keys.seals() {
         tracing::warn!("BRIDGE_SECRETS_KEY is not set: webhook signing secrets are stored in clear in the database (README: Webhooks)");
     }
@@ -269,9 +272,6 @@ fn open_store(settings: &Settings) -> anyhow::Result<Store> {
             "Stored webhook secrets sealed with BRIDGE_SECRETS_KEY"
         );
     }
-    // A secret that does not open (a key lost or changed without a rotation) stops start-up
-    // naming the variable, rather than every delivery failing later.
-    store.endpoints()?;
     Ok(store)
 }
 

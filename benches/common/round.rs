@@ -1,6 +1,6 @@
-//! The `catalogue` phase of the e2e bench: every declared resource, N records each, polled by
-//! `daftra-bridge serve` in a child process; one full round against the network limit, its peak
-//! RSS and its CPU time (the cost a user pays every poll interval).
+//! The `catalogue`, `memory` and `incremental` phases of the e2e bench: `daftra-bridge serve`
+//! in a child process against the simulator; rounds of full scans against the network limit
+//! and of incremental polls, their peak RSS, CPU time and Daftra requests.
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -17,10 +17,16 @@ pub struct Round {
     pub all_succeeded: bool,
 }
 
-/// Figures of both rounds, plus the bridge's peak RSS (VmHWM, bytes) through them.
+/// Figures of the rounds, plus the bridge's peak RSS (VmHWM, bytes) through them.
 pub struct Rounds {
     pub first: Round,
+    /// Full scans again, no change (`POST /poll/{name}?full=true`).
     pub second: Round,
+    /// Incremental polls after the caller's changes (`POST /poll/{name}`) of the resources
+    /// with a strategy.
+    pub third: Round,
+    /// Per resource polled in the third round: (name, strategy, mode of its poll, requests).
+    pub incremental: Vec<(String, String, String, u64)>,
     pub peak_rss: f64,
     pub resources: usize,
     pub pages: usize,
@@ -89,8 +95,8 @@ fn spawn_serve(
     base_url: &str,
     concurrency: usize,
     resources: &str,
-    db: &std::path::Path,
-    port: u16,
+    (db, port): (&std::path::Path, u16),
+    extra: &[(&str, String)],
 ) -> std::io::Result<tokio::process::Child> {
     tokio::process::Command::new(bin)
         .arg("serve")
@@ -107,6 +113,7 @@ fn spawn_serve(
             ("POLL_INTERVAL_SECS", "3600".into()),
             ("POLL_DEADLINE_SECS", "3600".into()),
         ])
+        .envs(extra.iter().map(|(k, v)| (*k, v.as_str())))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -115,14 +122,16 @@ fn spawn_serve(
 }
 
 /// Runs `daftra-bridge serve` with `DAFTRA_RESOURCES=all` against the simulator at `base_url`
-/// (which serves every resource), measures the first round (baseline) and a second one
-/// (diff, triggered with `POST /poll/{name}`), then stops it.
+/// (which serves every resource), measures the first round (baseline), a second one (full
+/// scans, `POST /poll/{name}?full=true`) and, after `change`, a third (incremental polls,
+/// `POST /poll/{name}`), then stops it.
 pub async fn measure(
     bin: &str,
     dir: &std::path::Path,
     base_url: &str,
     concurrency: usize,
     records: usize,
+    change: impl FnOnce(),
 ) -> anyhow::Result<Rounds> {
     let names: Vec<String> = daftra_bridge::catalogue::all()
         .iter()
@@ -132,7 +141,7 @@ pub async fn measure(
         .local_addr()?
         .port();
     let db = dir.join("catalogue.sqlite3");
-    let mut child = spawn_serve(bin, base_url, concurrency, "all", &db, port)?;
+    let mut child = spawn_serve(bin, base_url, concurrency, "all", (&db, port), &[])?;
     let pid = child.id().unwrap_or_default();
     let started = Instant::now();
     let cpu0 = cpu_secs(pid);
@@ -142,17 +151,43 @@ pub async fn measure(
     let http = reqwest::Client::new();
     let started = Instant::now();
     for n in &names {
-        http.post(format!("http://127.0.0.1:{port}/poll/{n}"))
+        http.post(format!("http://127.0.0.1:{port}/poll/{n}?full=true"))
             .send()
             .await?;
     }
     let second_status = wait_round(port, &first_status, names.len()).await?;
-    let second = outcome(&second_status, started, cpu_secs(pid) - cpu1);
+    let cpu2 = cpu_secs(pid);
+    let second = outcome(&second_status, started, cpu2 - cpu1);
+    change();
+    // The resources with a strategy: the others scan in full whatever the round.
+    let proven: Vec<&String> = names
+        .iter()
+        .filter(|n| second_status["resources"][n.as_str()]["strategy"] != "full")
+        .collect();
+    let started = Instant::now();
+    for n in &proven {
+        http.post(format!("http://127.0.0.1:{port}/poll/{n}"))
+            .send()
+            .await?;
+    }
+    let third_status = wait_round(port, &second_status, proven.len()).await?;
+    let third = outcome(&third_status, started, cpu_secs(pid) - cpu2);
+    let incremental = proven
+        .iter()
+        .map(|n| {
+            let s = &third_status["resources"][n.as_str()];
+            let text = |k: &str| s[k].as_str().unwrap_or("?").to_string();
+            let requests = s["requests"].as_u64().unwrap_or(0);
+            (n.to_string(), text("strategy"), text("last_mode"), requests)
+        })
+        .collect();
     let peak_rss = status_bytes(pid, "VmHWM");
     child.kill().await?;
     Ok(Rounds {
         first,
         second,
+        third,
+        incremental,
         peak_rss,
         resources: names.len(),
         pages: names.len() * records.div_ceil(1000),
@@ -195,7 +230,16 @@ pub async fn memory_row(
         .local_addr()?
         .port();
     let db = dir.join(format!("memory-{records}.sqlite3"));
-    let mut child = spawn_serve(bin, base_url, concurrency, "work_orders", &db, port)?;
+    // The second poll is a full scan, as the table measures it.
+    let full = [("POLL_STRATEGY", "full".to_string())];
+    let mut child = spawn_serve(
+        bin,
+        base_url,
+        concurrency,
+        "work_orders",
+        (&db, port),
+        &full,
+    )?;
     let pid = child.id().unwrap_or_default();
     let first = wait_round(port, &Value::Null, 1).await?;
     let first_peak = status_bytes(pid, "VmHWM");
@@ -222,5 +266,127 @@ pub async fn memory_row(
         second_secs: secs(&second),
         second_peak,
         rss_after,
+    })
+}
+
+/// One incremental poll of a large resource by `serve`, publishing to RabbitMQ.
+pub struct IncrementalRun {
+    /// Records of the resource, and the full scan before (seconds).
+    pub first_secs: f64,
+    /// The incremental poll: its mode and strategy as /status reports them, the Daftra
+    /// requests it made, its duration (seconds), the CPU of the process through it (seconds,
+    /// HTTP trigger and status writes included) and the peak RSS meanwhile (bytes).
+    pub mode: String,
+    pub strategy: String,
+    pub requests: u64,
+    pub poll_secs: f64,
+    pub cpu_secs: f64,
+    pub peak_rss: f64,
+    /// Seconds from `POST /poll` to the last of the expected events on the queue.
+    pub events_secs: f64,
+    pub events: usize,
+}
+
+/// `serve` on the work orders of the simulator at `base_url`, publishing to `exchange` at
+/// `amqp_url`: a first poll (full scan), then `change` (which makes `expected` changes) and an
+/// incremental poll triggered by `POST /poll/work_orders`, measured; the events are counted
+/// on a queue bound to the exchange.
+pub async fn incremental_poll(
+    bin: &str,
+    dir: &std::path::Path,
+    (base_url, concurrency): (&str, usize),
+    (amqp_url, exchange): (&str, &str),
+    expected: usize,
+    change: impl FnOnce(),
+) -> anyhow::Result<IncrementalRun> {
+    use futures::StreamExt;
+    use lapin::options::{
+        BasicAckOptions, BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions,
+    };
+    use lapin::types::FieldTable;
+    let secret = daftra_bridge::config::Secret::new(amqp_url);
+    let conn = daftra_bridge::sinks::amqp::connect(&secret).await?;
+    let ch = conn.create_channel().await?;
+    daftra_bridge::sinks::amqp::declare_exchange(&ch, exchange).await?;
+    let queue = format!("{exchange}.count");
+    let exclusive = QueueDeclareOptions {
+        exclusive: true,
+        auto_delete: true,
+        ..Default::default()
+    };
+    ch.queue_declare(&queue, exclusive, FieldTable::default())
+        .await?;
+    ch.queue_bind(
+        &queue,
+        exchange,
+        "#",
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await?;
+    let mut consumer = ch
+        .basic_consume(
+            &queue,
+            "bench",
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let db = dir.join("incremental.sqlite3");
+    let extra = [
+        ("AMQP_URL", amqp_url.to_string()),
+        ("AMQP_EXCHANGE", exchange.to_string()),
+        ("POLL_INTERVAL_SECS", "60".to_string()),
+    ];
+    let mut child = spawn_serve(
+        bin,
+        base_url,
+        concurrency,
+        "work_orders",
+        (&db, port),
+        &extra,
+    )?;
+    let pid = child.id().unwrap_or_default();
+    let first = wait_round(port, &Value::Null, 1).await?;
+    change();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5")?;
+    let cpu0 = cpu_secs(pid);
+    let started = Instant::now();
+    reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/poll/work_orders"))
+        .send()
+        .await?;
+    let second = wait_round(port, &first, 1).await?;
+    let (cpu, peak_rss) = (cpu_secs(pid) - cpu0, status_bytes(pid, "VmHWM"));
+    let mut events = 0;
+    let deadline = started + Duration::from_secs(120);
+    while events < expected && Instant::now() < deadline {
+        let next = tokio::time::timeout(Duration::from_secs(5), consumer.next()).await;
+        if let Ok(Some(Ok(d))) = next {
+            d.ack(BasicAckOptions::default()).await?;
+            events += 1;
+        }
+    }
+    let events_secs = started.elapsed().as_secs_f64();
+    child.kill().await?;
+    let _ = conn.close(200, "bench done").await;
+    let s = &second["resources"]["work_orders"];
+    let text = |k: &str| s[k].as_str().unwrap_or("?").to_string();
+    Ok(IncrementalRun {
+        first_secs: first["resources"]["work_orders"]["last_duration_seconds"]
+            .as_f64()
+            .unwrap_or(f64::NAN),
+        mode: text("last_mode"),
+        strategy: text("strategy"),
+        requests: s["requests"].as_u64().unwrap_or(0),
+        poll_secs: s["last_duration_seconds"].as_f64().unwrap_or(f64::NAN),
+        cpu_secs: cpu,
+        peak_rss,
+        events_secs,
+        events,
     })
 }

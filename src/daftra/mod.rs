@@ -303,7 +303,11 @@ impl DaftraClient {
                         message,
                     } = &failure
                     {
-                        self.credentials.refuse(401, message);
+                        // Site Info tells the account's 401 from one resource's own (a
+                        // permission the account's role lacks, as a 403 would be).
+                        if label == SITE_INFO || self.site_info_refuses().await {
+                            self.credentials.refuse(401, message);
+                        }
                     }
                     return Err(failure);
                 }
@@ -327,6 +331,22 @@ impl DaftraClient {
             tracing::debug!(resource = label, attempt, reason = reason.as_str(), wait_ms = wait.as_millis() as u64, error = %failure, "Retrying Daftra request");
             tokio::time::sleep(wait).await;
             attempt += 1;
+        }
+    }
+
+    /// Whether Daftra refuses the credentials themselves: Site Info, which every account may
+    /// read, answers 401 too (or the OAuth token is refused). Any other answer, or none, means
+    /// a 401 was one resource's own.
+    async fn site_info_refuses(&self) -> bool {
+        let url = format!("{}/api2/site_info", self.settings.base_url);
+        let ignore = |_: &[u8]| Ok(());
+        match self
+            .send_once(SITE_INFO, Operation::Get, &url, &ignore, false)
+            .await
+        {
+            Ok(Sent::Failed(FetchError::Status { status: 401, .. })) => true,
+            Err(FetchError::Auth(e)) => e.refused,
+            _ => false,
         }
     }
 
@@ -545,13 +565,16 @@ fn zone_in_listing(v: &Value, id: &str) -> Option<String> {
     }
 }
 
+/// Metrics label of Site Info requests, the account-level page.
+const SITE_INFO: &str = "site_info";
+
 impl DaftraClient {
     /// Reads the account's zone from Site Info (metrics label `site_info`); `Ok(None)` when
     /// Daftra has no such page.
     pub async fn site_zone(&self) -> Result<Option<SiteZone>, FetchError> {
         let json = |b: &[u8]| serde_json::from_slice::<Value>(b).map_err(|e| e.to_string());
         let url = format!("{}/api2/site_info", self.settings.base_url);
-        let Some(info) = self.call("site_info", Operation::Get, &url, json).await? else {
+        let Some(info) = self.call(SITE_INFO, Operation::Get, &url, json).await? else {
             return Ok(None);
         };
         let reported = match &info["data"]["Site"]["timezone"] {
@@ -566,7 +589,7 @@ impl DaftraClient {
             Some(reported.clone())
         } else {
             let url = format!("{}/api2/listing/Timezone", self.settings.base_url);
-            match self.call("site_info", Operation::Get, &url, json).await {
+            match self.call(SITE_INFO, Operation::Get, &url, json).await {
                 Ok(Some(listing)) => zone_in_listing(&listing, &reported),
                 _ => None,
             }

@@ -119,28 +119,35 @@ pub fn summarise(
         .collect()
 }
 
-/// Cuts the lists of `image` to the items `summary` names (for `after` when `in_after`), marks
-/// each group partial with `url`.
+/// Cuts the lists of `image` to the items `summary` names (for `after` when `in_after`), or to
+/// none with `drop_all`; a group that lost items is marked partial, with `url` (where the whole
+/// record can be read, when it still can).
 pub fn cut(
     resource: &Resource,
     image: &mut Record,
     summary: &mut BTreeMap<String, GroupChanges>,
-    in_after: bool,
-    url: &str,
+    (in_after, drop_all): (bool, bool),
+    url: Option<&str>,
 ) {
     for g in &resource.line_items {
         let Some(changes) = summary.get_mut(&g.key) else {
             continue;
         };
-        changes.partial = true;
-        changes.url = Some(url.to_string());
         let kept = changes.kept(in_after);
         let key = g.item_key.as_deref().unwrap_or("id");
-        if let Some(Value::Array(items)) = image.get_mut(&g.key) {
-            items.retain(|item| {
-                item.get(key)
+        let Some(Value::Array(items)) = image.get_mut(&g.key) else {
+            continue;
+        };
+        let was = items.len();
+        items.retain(|item| {
+            !drop_all
+                && item
+                    .get(key)
                     .is_some_and(|id| kept.contains(&id.to_string()))
-            });
+        });
+        if items.len() < was {
+            changes.partial = true;
+            changes.url = url.map(str::to_string);
         }
     }
 }
@@ -193,7 +200,8 @@ mod tests {
         let before = invoice(json!([{"id": 1, "quantity": 2}, {"id": 2}, {"id": 3}]));
         let mut after = invoice(json!([{"id": 1, "quantity": 5}, {"id": 3}, {"id": 4}]));
         let mut s = summarise(invoices(), Some(&before), Some(&after), true);
-        cut(invoices(), &mut after, &mut s, true, "/records/invoices/13");
+        let url = Some("/records/invoices/13");
+        cut(invoices(), &mut after, &mut s, (true, false), url);
         assert_eq!(
             after["InvoiceItem"],
             json!([{"id": 1, "quantity": 5}, {"id": 4}])
@@ -203,5 +211,20 @@ mod tests {
             s["InvoiceItem"].url.as_deref(),
             Some("/records/invoices/13")
         );
+    }
+
+    #[test]
+    fn a_group_is_partial_only_when_items_were_left_out() {
+        let created = invoice(json!([{"id": 1}, {"id": 2}]));
+        let mut s = summarise(invoices(), None, Some(&created), true);
+        let mut kept = created.clone();
+        cut(invoices(), &mut kept, &mut s, (true, false), None);
+        assert_eq!(kept, created, "a created record's items are all added");
+        assert!(!s["InvoiceItem"].partial);
+        cut(invoices(), &mut kept, &mut s, (true, true), None);
+        assert_eq!(kept["InvoiceItem"], json!([]));
+        assert!(s["InvoiceItem"].partial);
+        assert_eq!(s["InvoiceItem"].added, vec![json!(1), json!(2)]);
+        assert_eq!(s["InvoiceItem"].url, None);
     }
 }

@@ -233,9 +233,10 @@ pub fn record_path(resource: &Resource, id: i64) -> String {
 }
 
 /// As [`to_outbox`], at most `max_bytes` of CloudEvents JSON where line items allow it: a
-/// larger event carries in its images only the items that changed, each group marked partial
-/// in `data.items` with the path of the whole record. The event's id is that of the whole
-/// change.
+/// larger event carries in its images only the items that changed, or, when that is still too
+/// large, none; each group that lost items is marked partial in `data.items` (which still
+/// names every item added, removed or changed) with the path of the whole record (not for a
+/// delete). The event's id is that of the whole change.
 pub fn to_outbox_within(
     resource: &Resource,
     source_base: &str,
@@ -251,15 +252,33 @@ pub fn to_outbox_within(
         _ => Default::default(),
     };
     let mut body = event_body(resource, source_base, time, change, clock, (&id, summary));
-    if body.len() > max_bytes && !resource.line_items.is_empty() {
-        let url = record_path(resource, change.id);
+    // Too large: first the images keep only the items that changed; still too large (a record
+    // created or deleted with hundreds of items, or most items replaced), none, the summary
+    // naming them. A deleted record is no longer served whole, so it gets no `url`.
+    let url = (change.op != Op::Deleted).then(|| record_path(resource, change.id));
+    for drop_all in [false, true] {
+        if body.len() <= max_bytes || resource.line_items.is_empty() {
+            break;
+        }
         let mut summary = items::summarise(resource, old, new, true);
         let mut cut = change.clone();
         if let Some(before) = cut.before.as_mut() {
-            items::cut(resource, before, &mut summary, false, &url);
+            items::cut(
+                resource,
+                before,
+                &mut summary,
+                (false, drop_all),
+                url.as_deref(),
+            );
         }
         if let Some(after) = cut.after.as_mut() {
-            items::cut(resource, after, &mut summary, true, &url);
+            items::cut(
+                resource,
+                after,
+                &mut summary,
+                (true, drop_all),
+                url.as_deref(),
+            );
         }
         body = event_body(resource, source_base, time, &cut, clock, (&id, summary));
     }

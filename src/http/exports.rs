@@ -216,7 +216,8 @@ pub async fn download(
     }
     if req.method() == actix_web::http::Method::HEAD {
         // What a GET would answer, without building the file.
-        return Ok(answer(HttpResponse::Ok()).finish());
+        // No body and no `Content-Length: 0`: the length of a GET is not known before it runs.
+        return Ok(answer(HttpResponse::Ok()).body(actix_web::body::None::new()));
     }
     let response = answer(HttpResponse::Ok());
     match format {

@@ -133,18 +133,20 @@ fn routes(cfg: &mut web::ServiceConfig) {
             "/webhooks/endpoints",
             vec![
                 web::get().to(webhooks::list),
+                web::head().to(webhooks::list),
                 web::post().to(webhooks::create),
             ],
-            "GET, POST",
+            "GET, HEAD, POST",
         ))
         .service(methods(
             "/webhooks/endpoints/{id}",
             vec![
                 web::get().to(webhooks::get),
+                web::head().to(webhooks::get),
                 web::patch().to(webhooks::patch),
                 web::delete().to(webhooks::delete),
             ],
-            "GET, PATCH, DELETE",
+            "GET, HEAD, PATCH, DELETE",
         ))
         .service(only(
             "/webhooks/endpoints/{id}/rotate-secret",

@@ -107,20 +107,22 @@ impl From<ScanError> for PollError {
 }
 
 impl PollError {
-    /// The account cannot read this resource: 403 for its path, or 404 (a Daftra plugin is
-    /// off). Such a resource is retried rarely and never holds up the others.
+    /// The account cannot read this resource: 401 or 403 for its path (while Site Info
+    /// answers, so the credentials themselves pass), or 404 (a Daftra plugin is off). Such a
+    /// resource is retried rarely and never holds up the others.
     pub fn is_unavailable(&self) -> bool {
         matches!(
             self,
             PollError::Upstream(FetchError::Status {
-                status: 403 | 404,
+                status: 401 | 403 | 404,
                 ..
             })
         )
     }
 
-    /// Daftra refuses the account's credentials (401, or the OAuth token endpoint refusing
-    /// them): an account-level fact, not this resource's; polls wait for the credentials.
+    /// Daftra refused the credentials (a 401, or the OAuth token endpoint refusing them):
+    /// account-level when the account's credentials gate says so
+    /// ([`crate::daftra::credentials::Credentials::refusal`]); polls then wait for them.
     pub fn is_unauthorized(&self) -> bool {
         match self {
             PollError::Upstream(FetchError::Status { status: 401, .. }) => true,
@@ -171,10 +173,7 @@ impl Poller {
         };
         let took = started.elapsed();
         crate::memory::release();
-        let key = feed.key().to_string();
-        let records = on_store(&self.store, move |s| s.snapshot_len(&key))
-            .await
-            .unwrap_or_default();
+        let records = self.records_after(feed, &result).await;
         let finished = report::PollFinished {
             feed,
             result: &result,
@@ -233,6 +232,22 @@ impl Poller {
         }
         self.outbox.appended(n_events);
         Ok(())
+    }
+
+    /// Records in the feed's snapshot after a poll: counted after a full scan; after an
+    /// incremental poll, the count before plus what it created (counting a million rows would
+    /// cost more than the poll).
+    async fn records_after(&self, feed: &Feed, result: &Result<PollOutcome, PollError>) -> u64 {
+        let before = self.status.get(feed.key()).map(|s| s.records);
+        match (result, before) {
+            (Ok(o), Some(n)) if o.mode == PollMode::Incremental => n + o.created as u64,
+            _ => {
+                let key = feed.key().to_string();
+                on_store(&self.store, move |s| s.snapshot_len(&key))
+                    .await
+                    .unwrap_or_default()
+            }
+        }
     }
 
     /// Keeps the feed's watermark (after the poll that reached it committed).

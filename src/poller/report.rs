@@ -31,7 +31,8 @@ impl PollFinished<'_> {
     }
 
     fn available(&self) -> bool {
-        !matches!(self.result, Err(e) if e.is_unavailable())
+        let refused = self.feed.account.client.credentials().refusal().is_some();
+        !matches!(self.result, Err(e) if e.is_unavailable() && !refused)
     }
 
     /// Applies the poll to its status on the board.

@@ -58,7 +58,7 @@ impl Poller {
             };
             trigger.running.store(false, Ordering::SeqCst);
             next = match result {
-                Err(e) if e.is_unauthorized() => {
+                Err(e) if e.is_unauthorized() && refused(&feed) => {
                     // An account-level fact: wait for the credentials, then poll at once.
                     let credentials = feed.account.client.credentials();
                     tokio::select! {
@@ -72,6 +72,11 @@ impl Poller {
         }
         tracing::info!(resource = feed.name(), "Poller stopped");
     }
+}
+
+/// Whether Daftra refuses the account's credentials (not just one resource).
+fn refused(feed: &Feed) -> bool {
+    feed.account.client.credentials().refusal().is_some()
 }
 
 /// When a feed the account cannot read is tried again.

@@ -368,6 +368,29 @@ async fn line_item_edits_adds_and_removes_are_updates_of_their_parent() {
 
 #[tokio::test]
 async fn a_forbidden_resource_is_marked_unavailable_and_slows_no_other() {
+    refused_resource(403).await.stop().await;
+}
+
+/// A 401 on one list while Site Info answers is that resource's own (its role lacks the
+/// permission), not the account's credentials: the account stays accepted.
+#[tokio::test]
+async fn a_401_on_one_list_is_that_resource_s_not_the_account_s() {
+    let app = refused_resource(401).await;
+    let account = app.feed("clients").account.clone();
+    assert!(account.client.credentials().refusal().is_none());
+    let status: Value = app.get("/status").await.json().await.unwrap();
+    assert_ne!(
+        status["account"]["credentials"], "refused",
+        "{}",
+        status["account"]
+    );
+    assert_eq!(app.get("/readyz").await.status(), 200);
+    app.stop().await;
+}
+
+/// One of three resources answers `status` for its list: it is marked unavailable and retried
+/// rarely, the others poll on.
+async fn refused_resource(status: u16) -> crate::helpers::TestApp {
     let app = spawn_app(Options {
         resources: Some("work_orders,invoices,clients".into()),
         publisher: false,
@@ -375,7 +398,7 @@ async fn a_forbidden_resource_is_marked_unavailable_and_slows_no_other() {
     })
     .await;
     app.sim.state.set_faults(Faults {
-        unavailable: [("invoices".to_string(), 403)].into(),
+        unavailable: [("invoices".to_string(), status)].into(),
         ..Default::default()
     });
     let invoices = catalogue::by_name("invoices").unwrap();
@@ -425,7 +448,7 @@ async fn a_forbidden_resource_is_marked_unavailable_and_slows_no_other() {
         n(&after, "work_orders") - n(&before, "work_orders") >= 2 * 5,
         "kept polling"
     );
-    app.stop().await;
+    app
 }
 
 #[tokio::test]

@@ -635,6 +635,13 @@ async fn snapshot_exports_answer_304_to_a_tool_that_already_has_this_version() {
         .await
         .unwrap();
     assert_eq!(head.headers()["etag"], etag.as_str());
+    // The length of the file is not known without building it: never claimed to be 0.
+    assert_ne!(
+        head.headers()
+            .get("content-length")
+            .map(|v| v.to_str().unwrap()),
+        Some("0")
+    );
     // Live data has no version: no validators.
     let live = app.get("/exports/work_orders.csv?source=live").await;
     assert!(live.headers().get("etag").is_none());

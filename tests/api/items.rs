@@ -102,6 +102,45 @@ async fn item_changes_are_summarised_and_a_large_event_carries_only_the_changed_
     );
     assert_eq!(app.get("/records/invoices/999").await.status(), 404);
     assert_eq!(app.get("/records/invoices/x").await.status(), 400);
+
+    // Created with 300 items, most items replaced, deleted: still within the limit, the
+    // images without the items, the summary naming every one of them.
+    let created = app
+        .sim
+        .state
+        .create_in(
+            "invoices",
+            Map::from_iter([("InvoiceItem".to_string(), json!(many))]),
+        )
+        .unwrap();
+    set_items(&app, 2, (30_001..=30_150).map(line).collect());
+    app.poll_resource("invoices").await;
+    assert!(app.sim.state.delete_in("invoices", created));
+    app.poll_resource("invoices").await;
+    let events = queue.take(3, Duration::from_secs(10)).await;
+    assert_eq!(events.len(), 3);
+    for e in &events {
+        assert!(
+            e.text.len() <= 16_384,
+            "{}: {} bytes",
+            e.routing_key,
+            e.text.len()
+        );
+        let summary = &e.body["data"]["items"]["InvoiceItem"];
+        assert_eq!(summary["partial"], true, "{}: {summary}", e.routing_key);
+        let listed = summary["added"].as_array().unwrap().len()
+            + summary["removed"].as_array().unwrap().len();
+        assert!(listed >= 150, "{}: every item named", e.routing_key);
+    }
+    let deleted = events
+        .iter()
+        .find(|e| e.routing_key == "invoice.deleted")
+        .unwrap();
+    let summary = &deleted.body["data"]["items"]["InvoiceItem"];
+    assert!(
+        summary.get("url").is_none(),
+        "a deleted record is not served: {summary}"
+    );
     queue.close().await;
     app.stop().await;
 }

@@ -85,9 +85,8 @@ impl Parking for Postgres {
             else {
                 return Ok(false);
             };
-            if sink == AMQP_SINK {
-                tx.execute("UPDATE parked_event SET retry_requested = true WHERE id = $1", &[&id])?;
-            } else {
+            tx.execute("UPDATE parked_event SET retry_requested = true WHERE id = $1", &[&id])?;
+            if sink != AMQP_SINK {
                 tx.execute(
                     "INSERT INTO webhook_message (endpoint_id, seq, record_key, attempt, next_attempt_at)
                      SELECT p.endpoint_id, p.seq, o.resource || ':' || o.record_id, 0, $2
@@ -95,7 +94,6 @@ impl Parking for Postgres {
                      ON CONFLICT DO NOTHING",
                     &[&id, &now_ms()],
                 )?;
-                tx.execute("DELETE FROM parked_event WHERE id = $1", &[&id])?;
             }
             tx.commit()?;
             Ok(true)

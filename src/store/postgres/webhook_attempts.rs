@@ -29,11 +29,30 @@ impl AttemptLog for Postgres {
                     None => tx.execute(&done, &[&id, &a.seq])?,
                     Some(t) => tx.execute(&retry, &[&id, &a.seq, &attempt, &t])?,
                 };
-                if let Some(reason) = a.outcome.parked_reason() {
-                    tx.execute(
-                        "INSERT INTO parked_event (sink, endpoint_id, seq, reason, error, parked_at) VALUES ('webhook', $1, $2, $3, $4, $5)",
-                        &[&id, &a.seq, &reason, &a.error.as_deref().unwrap_or_default(), &(a.at_ms / 1000)],
-                    )?;
+                match a.outcome.parked_reason() {
+                    Some(reason) => {
+                        let (error, at) = (a.error.as_deref().unwrap_or_default(), a.at_ms / 1000);
+                        let p: [&(dyn postgres::types::ToSql + Sync); 5] =
+                            [&id, &a.seq, &reason, &error, &at];
+                        // A parked event retried by hand keeps its row (and id) when refused again.
+                        let kept = tx.execute(
+                            "UPDATE parked_event SET reason = $3, error = $4, parked_at = $5, retry_requested = false WHERE sink = 'webhook' AND endpoint_id = $1 AND seq = $2",
+                            &p,
+                        )?;
+                        if kept == 0 {
+                            tx.execute(
+                                "INSERT INTO parked_event (sink, endpoint_id, seq, reason, error, parked_at) VALUES ('webhook', $1, $2, $3, $4, $5)",
+                                &p,
+                            )?;
+                        }
+                    }
+                    None if a.outcome.queue_time().is_none() => {
+                        tx.execute(
+                            "DELETE FROM parked_event WHERE sink = 'webhook' AND endpoint_id = $1 AND seq = $2",
+                            &[&id, &a.seq],
+                        )?;
+                    }
+                    None => {}
                 }
             }
             if let Some(reason) = disable {

@@ -85,16 +85,14 @@ impl Parking for Sqlite {
             else {
                 return Ok(false);
             };
-            if sink == AMQP_SINK {
-                tx.execute("UPDATE parked_event SET retry_requested = 1 WHERE id = ?1", [id])?;
-            } else {
+            tx.execute("UPDATE parked_event SET retry_requested = 1 WHERE id = ?1", [id])?;
+            if sink != AMQP_SINK {
                 tx.execute(
                     "INSERT OR IGNORE INTO webhook_message (endpoint_id, seq, record_key, attempt, next_attempt_at)
                      SELECT p.endpoint_id, p.seq, o.resource || ':' || o.record_id, 0, ?2
                      FROM parked_event p JOIN outbox o ON o.seq = p.seq WHERE p.id = ?1",
                     params![id, now_ms()],
                 )?;
-                tx.execute("DELETE FROM parked_event WHERE id = ?1", [id])?;
             }
             tx.commit()?;
             Ok(true)

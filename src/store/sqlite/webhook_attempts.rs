@@ -23,8 +23,15 @@ impl AttemptLog for Sqlite {
                 let mut retry = tx.prepare_cached(
                     "UPDATE webhook_message SET attempt = ?3, next_attempt_at = ?4 WHERE endpoint_id = ?1 AND seq = ?2",
                 )?;
+                // A parked event retried by hand keeps its row (and id) when refused again.
+                let mut repark = tx.prepare_cached(
+                    "UPDATE parked_event SET reason = ?3, error = ?4, parked_at = ?5, retry_requested = 0 WHERE sink = 'webhook' AND endpoint_id = ?1 AND seq = ?2",
+                )?;
                 let mut park = tx.prepare_cached(
                     "INSERT INTO parked_event (sink, endpoint_id, seq, reason, error, parked_at) VALUES ('webhook', ?1, ?2, ?3, ?4, ?5)",
+                )?;
+                let mut unpark = tx.prepare_cached(
+                    "DELETE FROM parked_event WHERE sink = 'webhook' AND endpoint_id = ?1 AND seq = ?2",
                 )?;
                 for a in attempts {
                     log.execute(params![id, a.seq, a.event_id, a.attempt, a.at_ms, a.status, a.latency_ms, a.error, a.outcome.logged_next()])?;
@@ -32,8 +39,17 @@ impl AttemptLog for Sqlite {
                         None => done.execute(params![id, a.seq])?,
                         Some(t) => retry.execute(params![id, a.seq, a.attempt, t])?,
                     };
-                    if let Some(reason) = a.outcome.parked_reason() {
-                        park.execute(params![id, a.seq, reason, a.error.as_deref().unwrap_or_default(), a.at_ms / 1000])?;
+                    match a.outcome.parked_reason() {
+                        Some(reason) => {
+                            let p = params![id, a.seq, reason, a.error.as_deref().unwrap_or_default(), a.at_ms / 1000];
+                            if repark.execute(p)? == 0 {
+                                park.execute(p)?;
+                            }
+                        }
+                        None if a.outcome.queue_time().is_none() => {
+                            unpark.execute(params![id, a.seq])?;
+                        }
+                        None => {}
                     }
                 }
             }

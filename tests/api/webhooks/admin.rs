@@ -125,7 +125,7 @@ async fn the_admin_api_is_off_without_a_token_and_names_bad_fields() {
         .await
         .unwrap();
     assert_eq!(r.status(), 405);
-    assert_eq!(r.headers()["allow"], "GET, PATCH, DELETE");
+    assert_eq!(r.headers()["allow"], "GET, HEAD, PATCH, DELETE");
 
     // Endpoints live in the database: another store on the same file sees them.
     let path = app._db.path().join("bridge.sqlite3");

@@ -72,6 +72,26 @@ async fn an_endpoint_answering_413_parks_the_event_and_gets_the_next() {
         "{deliveries:?}"
     );
 
+    // Retried while the endpoint still refuses: parked again under the same id, with the new
+    // answer, and never missing from the list meanwhile.
+    receiver.answer(&[422]);
+    let one = format!("/outbox/parked/{}", p["id"]);
+    let (status, _) = app
+        .admin(reqwest::Method::POST, &format!("{one}/retry"), None)
+        .await;
+    assert_eq!(status, 202);
+    wait_for(
+        async || {
+            let (status, v) = app.admin(reqwest::Method::GET, &one, None).await;
+            assert_eq!(status, 200, "listed while retried: {v}");
+            v["reason"] == "refused" && v["retry_requested"] == false
+        },
+        WAIT,
+        "refused again, parked again under its id",
+    )
+    .await;
+    assert_eq!(parked().await.len(), 1);
+
     // Retried: back in the endpoint's queue, delivered with its own id.
     let (status, _) = app
         .admin(

@@ -111,5 +111,23 @@ async fn signing_secrets_are_stored_sealed_and_resealed_on_a_key_rotation() {
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(said.contains("BRIDGE_SECRETS_KEY"), "{said}");
     assert!(!said.contains(KEY_1) && !said.contains(KEY_2));
+    assert!(
+        !said.contains("stored in clear"),
+        "no contradicting warning: {said}"
+    );
+
+    // `check`, the init step before `serve`, fails the same way, with a wrong key too.
+    for wrong in [
+        keyless.clone(),
+        keyless.clone().set("BRIDGE_SECRETS_KEY", KEY_1),
+    ] {
+        let out = Bridge::new(&["check"], &wrong)
+            .stdout(std::process::Stdio::piped())
+            .output_async()
+            .await;
+        assert!(!out.status.success());
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(said.contains("check BRIDGE_SECRETS_KEY"), "{said}");
+    }
     app.stop().await;
 }
