@@ -36,16 +36,22 @@ pub async fn inbound(
         return forward_to_leader(&state, &req, &resource, expected, body.freeze()).await;
     }
     let full = full_in_query(req.query_string()) || reports_delete(&body);
+    let deferred = trigger.deferred();
     let joined = match full {
         true => trigger.request_again_full(),
         false => trigger.request_again(),
     };
-    tracing::info!(resource = %resource, queued_after_running = joined, full, "Daftra webhook received; polling");
+    tracing::info!(resource = %resource, queued_after_running = joined, deferred, full, "Daftra webhook received; polling");
+    let poll = match (deferred, joined) {
+        (true, _) => "queued until INBOUND_MIN_INTERVAL_SECS has passed",
+        (false, true) => "queued after the running poll",
+        (false, false) => "started",
+    };
     Ok(HttpResponse::Accepted().json(json!({
         "status": "accepted",
         "resource": resource.as_str(),
         "full": full,
-        "poll": if joined { "queued after the running poll" } else { "started" },
+        "poll": poll,
     })))
 }
 

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::FutureExt;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -48,6 +49,8 @@ impl Poller {
                 if !trigger.debounce(&cancel).await {
                     break;
                 }
+                // Calls during the wait are answered by the poll about to start.
+                let _ = trigger.webhook.notified().now_or_never();
             }
             let started = Instant::now();
             trigger.running.store(true, Ordering::SeqCst);
@@ -142,6 +145,16 @@ impl PollTrigger {
         let running = self.running.load(Ordering::SeqCst);
         self.webhook.notify_one();
         running
+    }
+
+    /// Whether a webhook-started poll began less than `webhook_min_interval` ago, so the next
+    /// one waits for the interval.
+    pub fn deferred(&self) -> bool {
+        let last = *self
+            .last_webhook_poll
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        last.is_some_and(|t| t.elapsed() < self.webhook_min_interval)
     }
 
     /// Waits until `webhook_min_interval` has passed since the last webhook-started poll (a

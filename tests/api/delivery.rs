@@ -243,6 +243,7 @@ async fn sigkill_after_a_commit_loses_nothing_and_invents_nothing() {
     let db = tempfile::tempdir().unwrap();
     let db_path = db.path().join("bridge.sqlite3");
     let exchange = unique("crash");
+    let _cleanup = crate::helpers::ExchangeGuard(exchange.clone());
     crate::helpers::declare_exchange(&exchange).await;
     let mut queue = EventQueue::bind(&exchange, "#").await;
     let proxy = Proxy::start(broker_addr()).await;

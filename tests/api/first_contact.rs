@@ -77,7 +77,8 @@ async fn refused_credentials_are_an_account_fact_and_polls_resume_when_they_pass
                 .iter()
                 .all(|n| s["resources"][n]["last_outcome"] == "baseline")
         },
-        Duration::from_secs(20),
+        // The probe backs off (5 s, 10 s, 20 s): a slow start under load meets a later one.
+        Duration::from_secs(45),
         "both resources polled once the credentials pass",
     )
     .await;
@@ -157,6 +158,7 @@ async fn check_names_each_dependency_and_what_to_fix() {
     .unwrap();
     let db = tempfile::tempdir().unwrap();
     let exchange = unique("check");
+    let _cleanup = crate::helpers::ExchangeGuard(exchange.clone());
     let env = BridgeEnv::new()
         .set("DAFTRA_BASE_URL", &sim.base_url)
         .set("DAFTRA_API_KEY", SIM_API_KEY)
@@ -262,6 +264,42 @@ async fn a_flood_of_daftra_webhook_calls_costs_a_bounded_number_of_polls() {
         polls <= 4,
         "{calls} calls in 3 s cost {polls} polls (one per 2 s at most)"
     );
+    app.stop().await;
+}
+
+/// Three calls in a burst: one poll now, one when the interval has passed (answering the two
+/// calls that waited), and no third.
+#[tokio::test]
+async fn a_burst_of_webhook_calls_costs_two_polls_and_says_which_waited() {
+    let app = spawn_app(Options {
+        inbound_token: Some("inbound".into()),
+        poll_loop: true,
+        extra: vec![("INBOUND_MIN_INTERVAL_SECS", "2".into())],
+        ..Options::without_publisher()
+    })
+    .await;
+    wait_for(
+        async || get_json_app(&app).await["resources"]["work_orders"]["last_outcome"] == "baseline",
+        Duration::from_secs(20),
+        "the first poll",
+    )
+    .await;
+    let before = app.sim.state.stats().list_requests;
+    let url = format!("{}/webhooks/daftra/work_orders?token=inbound", app.base);
+    let mut answers = Vec::new();
+    for _ in 0..3 {
+        let r = app.http.post(&url).body("{}").send().await.unwrap();
+        answers.push(r.json::<Value>().await.unwrap()["poll"].clone());
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    assert_eq!(answers[0], "started");
+    assert_eq!(
+        answers[2],
+        "queued until INBOUND_MIN_INTERVAL_SECS has passed"
+    );
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let polls = (app.sim.state.stats().list_requests - before) / 5;
+    assert_eq!(polls, 2, "three calls in a burst");
     app.stop().await;
 }
 

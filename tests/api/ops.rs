@@ -407,6 +407,7 @@ async fn a_broker_that_refuses_is_reported_naming_the_variable_to_fix() {
 
     // An exchange that exists with another type.
     let exchange = crate::helpers::unique("fanout");
+    let _cleanup = crate::helpers::ExchangeGuard(exchange.clone());
     let conn = daftra_bridge::sinks::amqp::connect(&daftra_bridge::config::Secret::new(
         crate::helpers::amqp_url(),
     ))

@@ -79,6 +79,7 @@ async fn replicas_started_at_once_elect_one_leader_and_serve_the_same_export() {
     .unwrap();
     let db = TestDb::new();
     let exchange = unique("replicas");
+    let _cleanup = crate::helpers::ExchangeGuard(exchange.clone());
     declare_exchange(&exchange).await;
     let mut queue = EventQueue::bind(&exchange, "#").await;
     let ports = [free_port(), free_port()];
@@ -166,6 +167,7 @@ async fn when_the_leader_is_killed_the_survivor_takes_over_and_publishes_every_c
     .unwrap();
     let db = TestDb::new();
     let exchange = unique("takeover");
+    let _cleanup = crate::helpers::ExchangeGuard(exchange.clone());
     declare_exchange(&exchange).await;
     let mut queue = EventQueue::bind(&exchange, "#").await;
     // The first leader cannot reach RabbitMQ: its events stay in the outbox.
@@ -261,6 +263,7 @@ async fn a_leader_whose_lock_session_is_cut_stops_publishing_and_a_follower_lead
     .unwrap();
     let db = TestDb::new();
     let exchange = unique("fenced");
+    let _cleanup = crate::helpers::ExchangeGuard(exchange.clone());
     declare_exchange(&exchange).await;
     let mut queue = EventQueue::bind(&exchange, "#").await;
     let (a, b) = (free_port(), free_port());
@@ -426,6 +429,7 @@ async fn a_frozen_leader_is_replaced_within_15_s_and_publishes_no_more_when_it_r
     .unwrap();
     let db = TestDb::new();
     let exchange = unique("frozen");
+    let _cleanup = crate::helpers::ExchangeGuard(exchange.clone());
     declare_exchange(&exchange).await;
     let mut queue = EventQueue::bind(&exchange, "#").await;
     let (a, b) = (free_port(), free_port());

@@ -23,6 +23,25 @@ pub fn unique(prefix: &str) -> String {
     )
 }
 
+/// Deletes its test exchange from the shared broker when dropped, whether the test passed or
+/// not (on a thread of its own: `Drop` cannot await).
+pub struct ExchangeGuard(pub String);
+
+impl Drop for ExchangeGuard {
+    fn drop(&mut self) {
+        let name = std::mem::take(&mut self.0);
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
+            if let Ok(rt) = runtime {
+                rt.block_on(delete_exchange(&name));
+            }
+        })
+        .join();
+    }
+}
+
 /// Deletes a test exchange (best effort: a broker that is down keeps it).
 pub async fn delete_exchange(exchange: &str) {
     let Ok(conn) = daftra_bridge::sinks::amqp::connect(&Secret::new(amqp_url())).await else {

@@ -162,6 +162,8 @@ pub struct TestApp {
     pub cancel: CancellationToken,
     /// Keeps the database folder until the test ends.
     pub _db: tempfile::TempDir,
+    /// Deletes the test's own exchange when the test ends, whether it stopped the app or not.
+    _exchange: Option<super::ExchangeGuard>,
     running: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
 
@@ -184,6 +186,8 @@ pub async fn spawn_app(opts: Options) -> TestApp {
     let exchange = settings.amqp_exchange.clone();
     let cancel = CancellationToken::new();
     let running = Some(app.spawn_parts(parts, cancel.clone()));
+    let guard = (opts.publisher && opts.amqp_exchange.is_none())
+        .then(|| super::ExchangeGuard(exchange.clone()));
     let test_app = TestApp {
         base: format!("http://127.0.0.1:{port}"),
         sim,
@@ -193,6 +197,7 @@ pub async fn spawn_app(opts: Options) -> TestApp {
         http: reqwest::Client::new(),
         cancel,
         _db: db,
+        _exchange: guard,
         running,
     };
     if opts.publisher && opts.amqp_exchange.is_none() {

@@ -12,7 +12,9 @@ mod wait;
 
 use serde_json::Value;
 
-pub use amqp::{amqp_url, declare_exchange, delete_exchange, unique, EventQueue, Received};
+pub use amqp::{
+    amqp_url, declare_exchange, delete_exchange, unique, EventQueue, ExchangeGuard, Received,
+};
 pub use app::{spawn_app, Options, TestApp};
 pub use env::{sqlite_url, BridgeEnv, SIM_API_KEY};
 pub use needs::{python_module, require, tool};

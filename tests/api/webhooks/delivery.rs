@@ -246,6 +246,7 @@ async fn sigkill_mid_retry_loses_nothing_and_the_restart_resumes() {
     let db = tempfile::tempdir().unwrap();
     let db_path = db.path().join("bridge.sqlite3");
     let exchange = unique("webhook-crash");
+    let _cleanup = crate::helpers::ExchangeGuard(exchange.clone());
     crate::helpers::declare_exchange(&exchange).await;
     let rx = Receiver::start().await;
     rx.answer(&[500; 1000]);
