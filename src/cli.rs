@@ -266,7 +266,8 @@ async fn export_command(
         }
     };
     let n = tokio::task::spawn_blocking(move || write_export(&job, rows, output)).await??;
-    eprintln!("Exported {n} rows");
+    // A reader that went away (`| head`) is not a failure of the export.
+    let _ = writeln!(std::io::stderr(), "Exported {n} rows");
     Ok(())
 }
 

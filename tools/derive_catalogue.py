@@ -97,6 +97,10 @@ def column(owner, field, notes, resource_name):
     return col
 
 
+# Fields Daftra documents that are credentials: never kept, exported or announced.
+WITHHELD = {"password"}
+
+
 def columns_of(owner, fields, notes, resource_name):
     cols = [c for c in (column(owner, f, notes, resource_name) for f in fields) if c]
     return cols
@@ -119,12 +123,17 @@ def main(path):
         if note:
             notes.append(note)
         cols = columns_of(r["model_key"], r["fields"], notes, name)
+        withheld = [c["name"] for c in cols if c["name"].lower() in WITHHELD]
+        if withheld:
+            cols = [c for c in cols if c["name"] not in withheld]
+            notes.append(f"{', '.join(withheld)}: a credential; dropped from every record as it "
+                         "is read, so it is never stored, exported or announced")
         if not any(c["name"] == "id" for c in cols):
             cols.insert(0, {"name": "id", "kind": "int"})
             notes.append("no fields documented: only the key is a column; every field Daftra "
                          "sends is kept in the record and its events")
         if name in COLUMN_ORDER:
-            order = COLUMN_ORDER[name]
+            order = [n for n in COLUMN_ORDER[name] if n not in withheld]
             by = {c["name"]: c for c in cols}
             assert set(order) == set(by), (name, set(order) ^ set(by))
             cols = [by[n] for n in order]
@@ -170,6 +179,7 @@ def main(path):
             "changed_at": next((c["name"] for c in cols
                                 if c["name"] == "modified" and c["kind"] == "timestamp"), None),
             "v2_entity": r.get("v2_entity") if base == "api2" else None,
+            "withheld": withheld,
             "notes": notes,
         })
     print(json.dumps({

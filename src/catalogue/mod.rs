@@ -132,6 +132,10 @@ pub struct Resource {
     /// docs give one: what a poll that reads only what changed follows.
     #[serde(default)]
     pub changed_at: Option<String>,
+    /// Fields Daftra sends that are credentials (`password`): dropped from every record as it
+    /// is read, so they are never stored, exported or announced.
+    #[serde(default)]
+    pub withheld: Vec<String>,
     /// The entity name of the resource's v2 list (`/v2/api/entity/{entity}/list/1`), when the
     /// docs give one: its filters can name the records changed since a time.
     #[serde(default)]
@@ -206,6 +210,7 @@ fn line_item_export(parent: &Resource, group: &LineItems) -> Resource {
         line_items: Vec::new(),
         changed_at: None,
         v2_entity: None,
+        withheld: Vec::new(),
         notes: Vec::new(),
         parent: Some((parent.name.clone(), group.key.clone())),
     }

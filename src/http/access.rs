@@ -19,6 +19,31 @@ pub fn web_query_pairs(req: &HttpRequest) -> Vec<(String, String)> {
     serde_urlencoded::from_str(req.query_string()).unwrap_or_default()
 }
 
+/// The query's parameters, each given at most once and each one of `allowed` (or `token`, the
+/// query form of the access token); anything else is a 400 naming the parameter.
+pub fn query_params(
+    req: &HttpRequest,
+    allowed: &[&str],
+) -> Result<std::collections::BTreeMap<String, String>, super::ApiError> {
+    use super::Invalid;
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(req.query_string())
+        .map_err(|e| Invalid::new("query", e.to_string()))?;
+    let mut out = std::collections::BTreeMap::new();
+    for (k, v) in pairs {
+        if !allowed.contains(&k.as_str()) && k != "token" {
+            let expected = match allowed {
+                [] => "unknown parameter; this route takes none".to_string(),
+                _ => format!("unknown parameter; expected {}", allowed.join(" or ")),
+            };
+            return Err(Invalid::new(&k, expected).into());
+        }
+        if out.insert(k.clone(), v).is_some() {
+            return Err(Invalid::new(&k, "given more than once").into());
+        }
+    }
+    Ok(out)
+}
+
 /// The token of `Authorization: Bearer <token>` (the scheme is case-insensitive, RFC 9110
 /// section 11.1).
 pub fn bearer(req: &HttpRequest) -> Option<String> {

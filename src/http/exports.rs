@@ -132,6 +132,18 @@ async fn rows(state: &AppState, r: &Request, from_snapshot: bool) -> Result<Rows
     }
     // Not read from the snapshot: with the default source that means there is none yet.
     let has_snapshot = r.query().source == Source::Live;
+    // Refused credentials are known: say which variables to check, without asking Daftra.
+    if let Some(refused) = r.feed.account.client.credentials().refusal() {
+        return Err(ApiError::Unavailable {
+            message: format!(
+                "Daftra refuses the account's credentials (HTTP {} since {}): check {}",
+                refused.status,
+                refused.since,
+                refused.check.join(", ")
+            ),
+            retry_after: RETRY_AFTER_SECS,
+        });
+    }
     let observer = std::sync::Arc::new(state.metrics.clone());
     Rows::live(&r.feed.account, r.query().resource, observer)
         .await

@@ -27,9 +27,7 @@ pub async fn inbound(
     };
     access::require(&req, expected, true)?;
     let Some((_, trigger)) = state.served.trigger(resource.as_str()) else {
-        return Err(ApiError::NotFound(format!(
-            "{resource} is not an enabled resource (DAFTRA_RESOURCES)"
-        )));
+        return Err(super::unserved(resource.as_str()));
     };
     let body = read_body(payload, INBOUND_BODY_LIMIT).await?;
     if *state.health.role.borrow() == crate::leader::Role::Follower {

@@ -112,6 +112,19 @@ pub fn app(
         }))
 }
 
+/// The 404 of a resource this deployment does not serve: one of Daftra's, not enabled (and
+/// how to enable it), or no resource at all.
+pub(crate) fn unserved(name: &str) -> ApiError {
+    match crate::catalogue::by_name(name) {
+        Some(_) => ApiError::NotFound(format!(
+            "{name:?} is not enabled; add it to DAFTRA_RESOURCES"
+        )),
+        None => ApiError::NotFound(format!(
+            "no resource named {name:?}; `daftra-bridge resources` lists them"
+        )),
+    }
+}
+
 /// Every route: exports and discovery, operations, the inbound Daftra webhook and the webhook
 /// admin API.
 fn routes(cfg: &mut web::ServiceConfig) {

@@ -209,7 +209,7 @@ pub async fn poll(
     let (_, trigger) = state
         .served
         .trigger(resource.as_str())
-        .ok_or_else(|| ApiError::NotFound(format!("no resource named {:?}", resource.as_str())))?;
+        .ok_or_else(|| super::unserved(resource.as_str()))?;
     if full {
         let running = trigger.request_full();
         return Ok(HttpResponse::Accepted().json(json!({
@@ -226,22 +226,9 @@ pub async fn poll(
 /// The `full` query parameter (`true`/`false`, default `false`); anything else is a 400 naming
 /// it. Other parameters are refused too, so a typo is not silently a plain poll.
 pub(super) fn full_asked(req: &HttpRequest) -> Result<bool, ApiError> {
-    let mut full = false;
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(req.query_string())
-        .map_err(|e| Invalid::new("query", e.to_string()))?;
-    for (k, v) in pairs {
-        match k.as_str() {
-            "full" => {
-                full = crate::config::parse_bool(&v)
-                    .ok_or_else(|| Invalid::new("full", "expected true or false"))?
-            }
-            // The inbound webhook's token may ride in the query.
-            "token" => {}
-            other => {
-                let message = "unknown parameter; expected full";
-                return Err(Invalid::new(other, message).into());
-            }
-        }
+    match access::query_params(req, &["full"])?.get("full") {
+        None => Ok(false),
+        Some(v) => crate::config::parse_bool(v)
+            .ok_or_else(|| Invalid::new("full", "expected true or false").into()),
     }
-    Ok(full)
 }

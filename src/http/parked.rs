@@ -43,19 +43,14 @@ fn no_parked(id: i64) -> ApiError {
 /// `GET /outbox/parked[?limit=N]`: parked events, newest first (at most 1000; default 100).
 pub async fn list(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     admin(&state, &req)?;
-    let mut limit = 100usize;
-    for (k, v) in access::web_query_pairs(&req) {
-        match k.as_str() {
-            "limit" => {
-                limit = v
-                    .parse()
-                    .ok()
-                    .filter(|n| (1..=1000).contains(n))
-                    .ok_or_else(|| Invalid::new("limit", "a whole number from 1 to 1000"))?
-            }
-            _ => return Err(Invalid::new(&k, "unknown parameter; the only one is limit").into()),
-        }
-    }
+    let limit = match access::query_params(&req, &["limit"])?.get("limit") {
+        None => 100usize,
+        Some(v) => v
+            .parse()
+            .ok()
+            .filter(|n| (1..=1000).contains(n))
+            .ok_or_else(|| Invalid::new("limit", "a whole number from 1 to 1000"))?,
+    };
     let parked = on_store(&state, move |s| s.parked(limit)).await?;
     let shown: Vec<Value> = parked.iter().map(shown).collect();
     Ok(HttpResponse::Ok().json(json!({ "parked": shown })))

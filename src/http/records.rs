@@ -13,12 +13,13 @@ pub async fn get(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     access::check(&state, &req)?;
+    access::query_params(&req, &[])?;
     let (name, id) = path.into_inner();
     let feed = state
         .served
         .feeds
         .by_resource(&name)
-        .ok_or_else(|| ApiError::NotFound(format!("no enabled resource named {name:?}")))?
+        .ok_or_else(|| super::unserved(&name))?
         .clone();
     let id: i64 = crate::record::ascii_digits(&id)
         .parse()

@@ -89,10 +89,26 @@ fn events_field(map: &Map<String, Value>) -> Result<Option<Vec<String>>, ApiErro
                 .as_str()
                 .ok_or_else(|| bad("events", "each pattern is a string"))?;
             filter::validate(p).map_err(|e| bad("events", e))?;
+            if !matches_some_event(p) {
+                return Err(bad(
+                    "events",
+                    format!("{p:?} matches no event: routing keys are <resource singular>.<created|updated|deleted>, e.g. invoice.created (daftra-bridge resources lists the resources)"),
+                ));
+            }
             Ok(p.to_string())
         })
         .collect::<Result<Vec<_>, _>>()
         .map(Some)
+}
+
+/// Whether `pattern` matches the routing key of some event of some resource of the catalogue
+/// (enabled or not: an endpoint may be made ahead of a resource).
+fn matches_some_event(pattern: &str) -> bool {
+    crate::catalogue::all().iter().any(|r| {
+        crate::events::Op::ALL
+            .iter()
+            .any(|op| filter::matches(pattern, &format!("{}.{}", r.singular, op.as_str())))
+    })
 }
 
 pub(super) async fn read_body(
@@ -156,6 +172,7 @@ pub async fn create(
 /// `GET /webhooks/endpoints`: every endpoint, without secrets.
 pub async fn list(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     admin(&state, &req)?;
+    access::query_params(&req, &[])?;
     let all = on_store(&state, |store| {
         store
             .endpoints()?
@@ -188,6 +205,7 @@ pub async fn get(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     admin(&state, &req)?;
+    access::query_params(&req, &[])?;
     let (e, pending) = load(&state, &id).await?;
     Ok(HttpResponse::Ok().json(shown(&e, pending)))
 }
@@ -308,19 +326,14 @@ pub async fn deliveries(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     admin(&state, &req)?;
-    let mut limit = 100usize;
-    for (k, v) in access::web_query_pairs(&req) {
-        match k.as_str() {
-            "limit" => {
-                limit = v
-                    .parse()
-                    .ok()
-                    .filter(|n| (1..=crate::store::ATTEMPTS_KEPT as usize).contains(n))
-                    .ok_or_else(|| bad("limit", "a whole number from 1 to 1000"))?
-            }
-            _ => return Err(bad(&k, "unknown parameter; the only one is limit")),
-        }
-    }
+    let limit = match access::query_params(&req, &["limit"])?.get("limit") {
+        None => 100usize,
+        Some(v) => v
+            .parse()
+            .ok()
+            .filter(|n| (1..=crate::store::ATTEMPTS_KEPT as usize).contains(n))
+            .ok_or_else(|| bad("limit", "a whole number from 1 to 1000"))?,
+    };
     load(&state, &id).await?;
     let owned = id.to_string();
     let attempts = on_store(&state, move |store| store.attempts(&owned, limit)).await?;

@@ -187,6 +187,9 @@ pub fn normalise_owned(
     mut raw: Map<String, Value>,
     clock: &Clock,
 ) -> Result<Normalised, RecordError> {
+    for field in &resource.withheld {
+        raw.remove(field);
+    }
     let mut out = Record::new();
     let mut unreadable = Vec::new();
     normalise_columns(
@@ -296,6 +299,19 @@ mod tests {
         assert_eq!(a["client_id"], json!(300));
         assert_eq!(a["status_label"], json!("Open"));
         assert_eq!(a["budget"], json!("1500.5"));
+    }
+
+    #[test]
+    fn credentials_are_dropped_as_a_record_is_read() {
+        for name in ["clients", "suppliers", "staff"] {
+            let r = crate::catalogue::by_name(name).unwrap();
+            assert_eq!(r.withheld, vec!["password".to_string()], "{name}");
+            assert!(r.column("password").is_none(), "{name}: not a column");
+            let raw = json!({"id": 7, "password": "hunter2", "name": "x"});
+            let out = normalise(r, raw.as_object().unwrap()).unwrap();
+            assert!(!out.contains_key("password"), "{name}: {out:?}");
+            assert!(!serde_json::to_string(&out).unwrap().contains("hunter2"));
+        }
     }
 
     #[test]

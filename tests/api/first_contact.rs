@@ -68,6 +68,13 @@ async fn refused_credentials_are_an_account_fact_and_polls_resume_when_they_pass
         "{m}"
     );
 
+    // A live export names the variables to check, without asking Daftra again.
+    let before = app.sim.state.stats().list_requests;
+    let live = app.get("/exports/work_orders.csv?source=live").await;
+    assert_eq!(live.status(), 503);
+    assert!(live.text().await.unwrap().contains("check DAFTRA_API_KEY"));
+    assert_eq!(app.sim.state.stats().list_requests, before);
+
     // Accepted again: every resource polls at once (the probe's first retry is 5 s away).
     refuse(&app.sim, false);
     wait_for(

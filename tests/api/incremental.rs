@@ -359,6 +359,24 @@ async fn post_poll_full_and_a_deleting_webhook_ask_for_full_scans() {
         .unwrap();
     assert_eq!(bad.status(), 400);
     assert!(bad.text().await.unwrap().contains("full"));
+    for (query, field) in [("fulll=true", "fulll"), ("full=true&full=false", "full")] {
+        let r = app
+            .http
+            .post(format!("{}/poll/{}?{query}", app.base, name()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{query}");
+        assert_eq!(r.json::<Value>().await.unwrap()["field"], field, "{query}");
+    }
+    let disabled = app
+        .http
+        .post(format!("{}/poll/journals", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(disabled.status(), 404);
+    assert!(disabled.text().await.unwrap().contains("DAFTRA_RESOURCES"));
 
     let id = some_ids(&app, 1)[0];
     app.sim.state.delete(id);

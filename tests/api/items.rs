@@ -102,6 +102,12 @@ async fn item_changes_are_summarised_and_a_large_event_carries_only_the_changed_
     );
     assert_eq!(app.get("/records/invoices/999").await.status(), 404);
     assert_eq!(app.get("/records/invoices/x").await.status(), 400);
+    let unknown = app.get("/records/invoices/2?fields=id").await;
+    assert_eq!(unknown.status(), 400);
+    assert_eq!(unknown.json::<Value>().await.unwrap()["field"], "fields");
+    let disabled = app.get("/records/journals/2").await;
+    assert_eq!(disabled.status(), 404);
+    assert!(disabled.text().await.unwrap().contains("DAFTRA_RESOURCES"));
 
     // Created with 300 items, most items replaced, deleted: still within the limit, the
     // images without the items, the summary naming every one of them.

@@ -289,7 +289,7 @@ impl WebhookSink {
                     _ if parked.is_some() => {
                         let reason = parked.expect("checked");
                         self.metrics.event_parked(Sink::Webhook, reason);
-                        tracing::warn!(endpoint = %id, event_id = %m.event_id, status = ?t.status,
+                        tracing::warn!(endpoint = %id, event_id = %m.event_id, status = t.status.unwrap_or_default(),
                             reason = reason.as_str(),
                             "Event parked: the endpoint refuses it for good; its later events go on (GET /outbox/parked)");
                         AttemptOutcome::Parked(reason.as_str().to_string())
@@ -311,7 +311,7 @@ impl WebhookSink {
                 };
                 self.metrics.delivery_attempted(id, t.outcome, t.latency);
                 if outcome != AttemptOutcome::Delivered {
-                    tracing::debug!(endpoint = %id, event_id = %m.event_id, attempt, status = ?t.status, error = ?t.error, "Webhook attempt failed");
+                    tracing::debug!(endpoint = %id, event_id = %m.event_id, attempt, status = t.status.unwrap_or_default(), error = t.error.as_deref().unwrap_or_default(), "Webhook attempt failed");
                 }
                 AttemptRecord {
                     seq: m.seq,

@@ -63,6 +63,9 @@ pub fn validate(url: &str, allow_private: bool) -> Result<Url, String> {
                     .into(),
             )
         }
+        other if allow_private => {
+            return Err(format!("the scheme must be https or http, not {other}"))
+        }
         other => return Err(format!("the scheme must be https, not {other}")),
     }
     let host = parsed.host().ok_or("the URL has no host")?;

@@ -42,6 +42,11 @@ async fn the_admin_api_is_off_without_a_token_and_names_bad_fields() {
             "events",
         ),
         (
+            json!({"url": "https://hooks.example.com/x", "events": ["nosuch.created"]}),
+            "events",
+        ),
+        (json!({"url": "ftp://hooks.example.com/x"}), "url"),
+        (
             json!({"url": "https://hooks.example.com/x", "urls": 1}),
             "urls",
         ),
