@@ -76,8 +76,8 @@ pub enum Command {
         client_id: Option<String>,
         #[arg(long)]
         staff_id: Option<String>,
-        /// A column, or -column for descending.
-        #[arg(long)]
+        /// A column, or -column for descending (`--sort -quantity` or `--sort=-quantity`).
+        #[arg(long, allow_hyphen_values = true)]
         sort: Option<String>,
         /// Start the CSV with a UTF-8 byte order mark.
         #[arg(long)]
@@ -285,11 +285,19 @@ fn snapshot_rows(raw: &RawEnv, export: &'static Resource) -> anyhow::Result<Rows
     }
     let store = Store::connect(&location)?;
     let key = crate::feed::key(DEFAULT_ACCOUNT, export.source());
+    let name = &export.source().name;
+    let enabled = crate::config::resolve_resources(&raw.daftra_resources)
+        .map(|rs| rs.iter().any(|r| &r.name == name))
+        .unwrap_or(true);
+    anyhow::ensure!(
+        store.has_baseline(&key)? || enabled,
+        "the snapshot at {} holds no {name}, and DAFTRA_RESOURCES does not name it: add it there for `serve` to poll it, or use --source live",
+        location.redacted(),
+    );
     anyhow::ensure!(
         store.has_baseline(&key)?,
-        "the snapshot at {} holds no {} yet: wait for the first poll, or use --source live",
+        "the snapshot at {} holds no {name} yet: wait for the first poll, or use --source live",
         location.redacted(),
-        export.source().name
     );
     Ok(Rows::Snapshot { store, key })
 }
@@ -325,5 +333,30 @@ fn write_export(job: &ExportJob, rows: Rows, output: Option<PathBuf>) -> anyhow:
         }
         (Format::Xlsx, Some(path)) => Ok(job.run(rows, Output::Xlsx(path), &())?),
         (Format::Xlsx, None) => unreachable!("checked before the rows were read"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_descending_sort_reads_with_or_without_the_equals_sign() {
+        for args in [
+            ["daftra-bridge", "export", "invoices", "--sort", "-quantity"],
+            [
+                "daftra-bridge",
+                "export",
+                "invoices",
+                "--sort=-quantity",
+                "--bom",
+            ],
+        ] {
+            let cli = Cli::try_parse_from(args).unwrap();
+            let Some(Command::Export { sort, .. }) = cli.command else {
+                panic!("an export");
+            };
+            assert_eq!(sort.as_deref(), Some("-quantity"));
+        }
     }
 }

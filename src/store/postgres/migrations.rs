@@ -32,6 +32,8 @@ pub(super) fn apply(client: &mut Client) -> anyhow::Result<usize> {
     use anyhow::Context;
     let mut tx = client.transaction()?;
     tx.query_one("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
+    // `IF NOT EXISTS` on an existing table is a NOTICE the client would log at every start.
+    tx.batch_execute("SET LOCAL client_min_messages = warning")?;
     tx.batch_execute(
         "CREATE TABLE IF NOT EXISTS schema_migrations (
             version BIGINT PRIMARY KEY,

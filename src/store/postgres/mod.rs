@@ -31,6 +31,15 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// A connection whose sent data goes unacknowledged this long is dead (TCP_USER_TIMEOUT).
 const TCP_USER_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// `e` with what the server said: `postgres::Error` alone reads "db error", its source the
+/// message (`database "x" does not exist`).
+fn said(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{e}: {}", db.message()),
+        None => e.to_string(),
+    }
+}
+
 impl From<postgres::Error> for StoreError {
     fn from(e: postgres::Error) -> StoreError {
         let broken = e.is_closed()
@@ -42,11 +51,11 @@ impl From<postgres::Error> for StoreError {
             || e.to_string().starts_with("error connecting")
             || e.to_string().contains("timeout");
         if broken {
-            StoreError::Unavailable(e.to_string())
+            StoreError::Unavailable(said(&e))
         } else if e.code() == Some(&postgres::error::SqlState::UNIQUE_VIOLATION) {
-            StoreError::Conflict(e.to_string())
+            StoreError::Conflict(said(&e))
         } else {
-            StoreError::Postgres(e.to_string())
+            StoreError::Postgres(said(&e))
         }
     }
 }
