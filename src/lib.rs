@@ -2,6 +2,7 @@
 //! orders, ...) as spreadsheets by URL, RabbitMQ change events and Prometheus metrics. `main.rs` only parses the command line; everything is built here so that
 //! tests can start the whole bridge on port 0.
 
+pub mod access;
 pub mod account;
 pub mod catalogue;
 pub mod changes;
@@ -16,6 +17,7 @@ pub mod export;
 pub mod feed;
 pub mod format;
 pub mod http;
+pub mod keyring;
 pub mod leader;
 pub mod memory;
 pub mod metrics;

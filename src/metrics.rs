@@ -8,7 +8,7 @@ mod labels;
 mod record;
 
 pub use labels::{
-    DeliveryOutcome, LeadershipChange, Operation, ParkReason, PollFailure, PollMode,
+    AuthFailure, DeliveryOutcome, LeadershipChange, Operation, ParkReason, PollFailure, PollMode,
     PublishFailure, RetryReason, Sink,
 };
 
@@ -115,9 +115,12 @@ struct Exports {
 /// The HTTP API.
 #[derive(Clone)]
 struct Http {
-    /// HTTP requests served, by route template (never a raw path), method and status.
+    /// HTTP requests served, by route template (never a raw path), method, status and the
+    /// caller's key name (bounded by the keys an operator makes).
     requests: IntCounterVec,
     request_duration: HistogramVec,
+    /// Refused authentications by reason ([`AuthFailure`]).
+    auth_failures: IntCounterVec,
 }
 
 /// Outgoing webhooks, by endpoint id.
@@ -370,12 +373,18 @@ impl Exports {
 
 impl Http {
     fn register(r: &Registry) -> Self {
-        Http {
+        let http = Http {
             requests: counter(
                 r,
                 "bridge_http_requests_total",
-                "HTTP requests served, by route template.",
-                &["route", "method", "status"],
+                "HTTP requests served, by route template and caller: an access key's name, `export_token`, `link` (a signed link) or `anonymous`.",
+                &["route", "method", "status", "key"],
+            ),
+            auth_failures: counter(
+                r,
+                "bridge_http_auth_failures_total",
+                "Requests refused for their credentials (401, 403, 410), by reason.",
+                &["reason"],
             ),
             request_duration: histogram(
                 r,
@@ -383,7 +392,11 @@ impl Http {
                 "Duration in seconds of HTTP requests, by route template.",
                 &["route", "method"],
             ),
+        };
+        for reason in AuthFailure::ALL {
+            http.auth_failures.with_label_values(&[reason.as_str()]);
         }
+        http
     }
 }
 

@@ -14,6 +14,7 @@ use tokio_util::task::TaskTracker;
 use crate::account::{Account, DEFAULT_ACCOUNT};
 use crate::config::Settings;
 use crate::feed::{Feed, Feeds};
+use crate::http::gate::Gate;
 use crate::http::{self, Admin, AppState, ExportLimits, Health, Served};
 use crate::leader::{self, Announce, Lease, Role};
 use crate::metrics::Metrics;
@@ -94,6 +95,10 @@ impl Application {
         let port = listener.local_addr()?.port();
         let metrics = Metrics::new();
         let store = open_store(&settings)?;
+        let link_key = match &settings.link_signing_key {
+            Some(k) => k.clone(),
+            None => store.link_signing_key().context("the link signing key")?,
+        };
         let account = Account::new(DEFAULT_ACCOUNT, settings.daftra.clone(), metrics.clone());
         let feeds = Feeds::of(&account, &settings.resources);
         let names: Vec<&str> = feeds.all().iter().map(Feed::name).collect();
@@ -144,7 +149,6 @@ impl Application {
                 role: role_rx,
             },
             exports: ExportLimits {
-                token: settings.export_token.clone(),
                 xlsx_builds: Arc::new(Semaphore::new(settings.max_xlsx_builds)),
                 xlsx_shared: Default::default(),
             },
@@ -153,6 +157,7 @@ impl Application {
                 endpoints_changed: webhooks.endpoints_changed.clone(),
                 outbox: poller.outbox.clone(),
             },
+            access: Arc::new(Gate::new(settings.export_token.clone(), link_key)),
         };
         Ok(Application {
             listener,
@@ -211,6 +216,7 @@ impl Application {
             parts,
         };
         tracker.spawn(lead.run_while_leading(self.role.subscribe(), cancel.clone(), release));
+        tracker.spawn(record_key_use(self.state.clone(), cancel.clone()));
         for account in self.state.served.feeds.accounts() {
             let status = self.state.health.status.clone();
             tracker.spawn(read_site_zone(account.clone(), status, cancel.clone()));
@@ -273,6 +279,29 @@ fn open_store(settings: &Settings) -> anyhow::Result<Store> {
         );
     }
     Ok(store)
+}
+
+/// Writes the access keys' use (requests, last use) to the store every few seconds, and once
+/// more at shutdown.
+async fn record_key_use(state: AppState, cancel: CancellationToken) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+    loop {
+        let stop = tokio::select! {
+            _ = cancel.cancelled() => true,
+            _ = tick.tick() => false,
+        };
+        let uses = state.access.take_usage();
+        if !uses.is_empty() {
+            let store = state.store.clone();
+            let written = tokio::task::spawn_blocking(move || store.record_key_use(&uses)).await;
+            if let Ok(Err(e)) = written {
+                tracing::warn!(error = %e, "Could not record the access keys' use");
+            }
+        }
+        if stop {
+            return;
+        }
+    }
 }
 
 /// The feeds served with a poll trigger and the poll interval of each.

@@ -56,6 +56,7 @@ pub const KNOWN: &[&str] = &[
     "EVENT_MAX_BYTES",
     "BRIDGE_SECRETS_KEY",
     "BRIDGE_SECRETS_KEY_PREVIOUS",
+    "LINK_SIGNING_KEY",
 ];
 
 /// Prefixes of the bridge's variables: an unknown variable with one of them is probably a typo.
@@ -72,6 +73,7 @@ const PREFIXES: &[&str] = &[
     "ADMIN_",
     "INBOUND_",
     "EVENT_LOG_",
+    "LINK_",
 ];
 
 fn ours(name: &str) -> bool {

@@ -120,6 +120,9 @@ pub struct Settings {
     /// The keys that encrypt the secrets the bridge stores (`BRIDGE_SECRETS_KEY`, and
     /// `BRIDGE_SECRETS_KEY_PREVIOUS` for reading during a rotation).
     pub secrets_keys: crate::secret::SealingKeys,
+    /// The key signing download links (`LINK_SIGNING_KEY`); unset, one is made once and kept
+    /// in the store (sealed like every secret).
+    pub link_signing_key: Option<Secret>,
     /// Warnings about the environment, logged once logging is set up.
     pub warnings: Vec<String>,
 }
@@ -207,6 +210,7 @@ pub struct RawEnv {
     pub event_max_bytes: Option<String>,
     pub bridge_secrets_key: Option<String>,
     pub bridge_secrets_key_previous: Option<String>,
+    pub link_signing_key: Option<String>,
     /// Warnings about variables with the bridge's prefixes that it does not read.
     #[serde(skip)]
     pub warnings: Vec<String>,
@@ -408,6 +412,7 @@ impl Settings {
                 512 * 1024 * 1024,
             )?,
             secrets_keys: resolve_secrets_keys(raw)?,
+            link_signing_key: resolve_link_signing_key(raw)?,
             warnings: raw.warnings.clone(),
         })
     }
@@ -466,6 +471,32 @@ fn resolve_amqp_url(raw: &RawEnv) -> Result<Secret, ConfigError> {
     Ok(Secret::new(url))
 }
 
+/// What the `keys` and `link` commands need: the store, its sealing keys, the link signing key
+/// and the address links start with. Daftra's and the broker's settings are not read, so the
+/// commands run wherever the database is reachable.
+pub struct AccessSettings {
+    pub database: crate::store::Location,
+    pub secrets_keys: crate::secret::SealingKeys,
+    pub link_signing_key: Option<Secret>,
+    /// `ADVERTISE_URL`, or `http://<hostname>:<port of BIND_ADDR>`.
+    pub advertise_url: String,
+}
+
+impl AccessSettings {
+    /// Reads them from `raw`; the error names the first bad variable.
+    pub fn from_raw(raw: &RawEnv) -> Result<AccessSettings, ConfigError> {
+        let database = crate::store::Location::from_setting(raw.database_url.as_deref())
+            .map_err(|shown| err("DATABASE_URL", &shown, crate::store::DATABASE_URL_FORMS))?;
+        let bind_addr = resolve_bind_addr(raw)?;
+        Ok(AccessSettings {
+            database,
+            secrets_keys: resolve_secrets_keys(raw)?,
+            link_signing_key: resolve_link_signing_key(raw)?,
+            advertise_url: resolve_advertise_url(raw, bind_addr)?,
+        })
+    }
+}
+
 /// `BRIDGE_SECRETS_KEY` and `BRIDGE_SECRETS_KEY_PREVIOUS`: 32 random bytes each, in base64.
 fn resolve_secrets_keys(raw: &RawEnv) -> Result<crate::secret::SealingKeys, ConfigError> {
     let key = |name: &'static str, v: &Option<String>| {
@@ -488,6 +519,18 @@ fn resolve_secrets_keys(raw: &RawEnv) -> Result<crate::secret::SealingKeys, Conf
             &raw.bridge_secrets_key_previous,
         )?,
     })
+}
+
+/// `LINK_SIGNING_KEY`: at least 32 characters (an HMAC-SHA256 key, RFC 2104 section 3).
+fn resolve_link_signing_key(raw: &RawEnv) -> Result<Option<Secret>, ConfigError> {
+    match secret(&raw.link_signing_key) {
+        Some(k) if k.expose().len() < 32 => Err(err(
+            "LINK_SIGNING_KEY",
+            "***",
+            "at least 32 characters, e.g. the output of `openssl rand -hex 32`",
+        )),
+        other => Ok(other),
+    }
 }
 
 fn resolve_bind_addr(raw: &RawEnv) -> Result<SocketAddr, ConfigError> {

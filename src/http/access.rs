@@ -70,14 +70,6 @@ pub fn require(req: &HttpRequest, expected: &Secret, query_allowed: bool) -> Res
     }
 }
 
-/// Passes when no token is configured, or when the request carries it.
-pub fn check(state: &AppState, req: &HttpRequest) -> Result<(), ApiError> {
-    match &state.exports.token {
-        None => Ok(()),
-        Some(expected) => require(req, expected, true),
-    }
-}
-
 /// The admin API's guard: 404 while `ADMIN_TOKEN` is unset (the routes do not exist), 401
 /// without the right Bearer token (never `?token=`: admin tokens stay out of URLs and logs).
 pub fn admin(state: &AppState, req: &HttpRequest) -> Result<(), ApiError> {

@@ -32,8 +32,23 @@ pub enum ApiError {
     InvalidQuery(Invalid),
     #[error("missing or wrong token")]
     Unauthorized,
+    /// 401 saying why (an unknown key; a key revoked or expired, told to its holder only).
+    #[error("{0}")]
+    Denied(String),
+    /// 403: the caller is known but lacks the scope named.
+    #[error("{0}")]
+    Forbidden(String),
+    /// 410: a signed link past its expiry.
+    #[error("{0}")]
+    Gone(String),
+    /// 429: the caller is over its share; retry after the given seconds.
+    #[error("{message}")]
+    TooManyRequests { message: String, retry_after: u64 },
     #[error("{0}")]
     NotFound(String),
+    /// 409: the write meets something that exists (a key's name).
+    #[error("{0}")]
+    Conflict(String),
     /// A request body over the route's limit.
     #[error("{0}")]
     TooLarge(String),
@@ -69,6 +84,17 @@ impl From<crate::export::QueryError> for ApiError {
     }
 }
 
+impl From<crate::keyring::KeyringError> for ApiError {
+    fn from(e: crate::keyring::KeyringError) -> ApiError {
+        use crate::keyring::KeyringError as K;
+        match e {
+            K::Invalid { field, message } => Invalid::new(field, message).into(),
+            K::NameTaken(_) => ApiError::Conflict(e.to_string()),
+            K::Store(e) => e.into(),
+        }
+    }
+}
+
 impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> ApiError {
         if e.is_unavailable() {
@@ -84,10 +110,13 @@ impl ResponseError for ApiError {
         use actix_web::http::StatusCode as S;
         match self {
             ApiError::InvalidQuery(_) => S::BAD_REQUEST,
-            ApiError::Unauthorized => S::UNAUTHORIZED,
+            ApiError::Unauthorized | ApiError::Denied(_) => S::UNAUTHORIZED,
+            ApiError::Forbidden(_) => S::FORBIDDEN,
+            ApiError::Gone(_) => S::GONE,
+            ApiError::TooManyRequests { .. } => S::TOO_MANY_REQUESTS,
             ApiError::NotFound(_) => S::NOT_FOUND,
             ApiError::TooLarge(_) => S::PAYLOAD_TOO_LARGE,
-            ApiError::NotLeader(_) => S::CONFLICT,
+            ApiError::NotLeader(_) | ApiError::Conflict(_) => S::CONFLICT,
             ApiError::Unavailable { .. } | ApiError::StoreUnavailable(_) => S::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => S::INTERNAL_SERVER_ERROR,
         }
@@ -103,8 +132,22 @@ impl ResponseError for ApiError {
                 r.insert_header(("WWW-Authenticate", "Bearer"));
                 json!({"error": "unauthorized", "message": self.to_string()})
             }
+            ApiError::Denied(m) => {
+                r.insert_header(("WWW-Authenticate", "Bearer"));
+                json!({"error": "unauthorized", "message": m})
+            }
+            ApiError::Forbidden(m) => json!({"error": "forbidden", "message": m}),
+            ApiError::Gone(m) => json!({"error": "gone", "message": m}),
+            ApiError::TooManyRequests {
+                message,
+                retry_after,
+            } => {
+                r.insert_header(("Retry-After", retry_after.to_string()));
+                json!({"error": "rate_limited", "message": message})
+            }
             ApiError::NotFound(m) => json!({"error": "not_found", "message": m}),
             ApiError::TooLarge(m) => json!({"error": "payload_too_large", "message": m}),
+            ApiError::Conflict(m) => json!({"error": "conflict", "message": m}),
             ApiError::Unavailable {
                 message,
                 retry_after,

@@ -7,11 +7,13 @@ use actix_web::http::header::{
 use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::Bytes;
 use serde_json::json;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::conditional::Validators;
-use super::{access, ApiError, AppState, Invalid};
+use super::gate::{self, Caller};
+use super::{ApiError, AppState, Invalid};
+use crate::access::{links, Scope};
 use crate::catalogue::{self, ColumnKind, Resource};
 use crate::export::csv::ChannelWriter;
 use crate::export::{self, ExportError, ExportJob, ExportQuery, Format, Output, Rows, Source};
@@ -80,10 +82,19 @@ struct Request {
 }
 
 impl Request {
-    fn parse(state: &AppState, req: &HttpRequest, file: &str) -> Result<Request, ApiError> {
+    /// `file` asked by `caller`; a signed link's `expires` and `sig` are not the export's.
+    fn parse(
+        state: &AppState,
+        req: &HttpRequest,
+        file: &str,
+        caller: &Caller,
+    ) -> Result<Request, ApiError> {
         let (feed, resource, format) = resolve(state, file)?;
-        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(req.query_string())
+        let mut pairs: Vec<(String, String)> = serde_urlencoded::from_str(req.query_string())
             .map_err(|e| Invalid::new("query", e.to_string()))?;
+        if caller.is_link() {
+            pairs.retain(|(k, _)| k != links::EXPIRES && k != links::SIG);
+        }
         let query = ExportQuery::parse(resource, &pairs)?;
         Ok(Request {
             feed: feed.clone(),
@@ -195,8 +206,9 @@ pub async fn download(
     req: HttpRequest,
     file: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    access::check(&state, &req)?;
-    let r = Request::parse(&state, &req, &file)?;
+    let name = file.rsplit_once('.').map_or(file.as_str(), |(n, _)| n);
+    let caller = gate::require(&state, &req, Scope::Export(name.to_string())).await?;
+    let r = Request::parse(&state, &req, &file, &caller)?;
     let format = r.job.format;
     let disposition = content_disposition(&export::file_name(r.query().resource, format));
     let from_snapshot = reads_snapshot(&state, &r).await?;
@@ -231,10 +243,11 @@ pub async fn download(
         // No body and no `Content-Length: 0`: the length of a GET is not known before it runs.
         return Ok(answer(HttpResponse::Ok()).body(actix_web::body::None::new()));
     }
+    let permit = caller.export_permit(&state)?;
     let response = answer(HttpResponse::Ok());
     match format {
-        Format::Csv => stream_csv(&state, r, from_snapshot, response).await,
-        Format::Xlsx => send_xlsx(&state, r, from_snapshot, validators, response).await,
+        Format::Csv => stream_csv(&state, r, from_snapshot, response, permit).await,
+        Format::Xlsx => send_xlsx(&state, r, from_snapshot, validators, response, permit).await,
     }
 }
 
@@ -245,6 +258,7 @@ async fn stream_csv(
     r: Request,
     from_snapshot: bool,
     mut response: actix_web::HttpResponseBuilder,
+    permit: Option<OwnedSemaphorePermit>,
 ) -> Result<HttpResponse, ApiError> {
     let rows = rows(state, &r, from_snapshot).await?;
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(8);
@@ -256,7 +270,7 @@ async fn stream_csv(
             let _ = err_tx.blocking_send(Err(std::io::Error::other(e.to_string())));
         }
     });
-    Ok(response.streaming(ReceiverStream::new(rx)))
+    Ok(response.streaming(holding(ReceiverStream::new(rx), permit)))
 }
 
 /// Builds the workbook (shared by identical requests of one snapshot version) and sends it
@@ -267,6 +281,7 @@ async fn send_xlsx(
     from_snapshot: bool,
     validators: Option<Validators>,
     mut response: actix_web::HttpResponseBuilder,
+    permit: Option<OwnedSemaphorePermit>,
 ) -> Result<HttpResponse, ApiError> {
     let st = state.clone();
     let build = || async move { build_xlsx(st, r, from_snapshot).await };
@@ -302,7 +317,19 @@ async fn send_xlsx(
     drop(tmp);
     Ok(response
         .no_chunking(len)
-        .streaming(tokio_util::io::ReaderStream::new(file)))
+        .streaming(holding(tokio_util::io::ReaderStream::new(file), permit)))
+}
+
+/// `body`, keeping the caller's export slot until the last byte is sent (or the client leaves).
+fn holding<S: futures::Stream + Unpin>(
+    body: S,
+    permit: Option<OwnedSemaphorePermit>,
+) -> impl futures::Stream<Item = S::Item> {
+    use futures::StreamExt;
+    body.map(move |chunk| {
+        let _held = &permit;
+        chunk
+    })
 }
 
 /// The validators of a snapshot export, once its feed has a snapshot version.
@@ -389,9 +416,15 @@ fn describe(r: &Resource) -> serde_json::Value {
 }
 
 /// `GET /exports`: the available exports, formats, columns and filters (JSON).
+/// Only the exports the caller may read are listed.
 pub async fn list(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    access::check(&state, &req)?;
-    Ok(HttpResponse::Ok().json(
-        json!({"exports": state.served.exports().into_iter().map(describe).collect::<Vec<_>>()}),
-    ))
+    let caller = gate::caller(&state, &req, false).await?;
+    let exports: Vec<_> = state
+        .served
+        .exports()
+        .into_iter()
+        .filter(|r| caller.may_export(r))
+        .map(describe)
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({ "exports": exports })))
 }

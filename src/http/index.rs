@@ -7,7 +7,9 @@ use std::time::Duration;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, SecondsFormat, Utc};
 
+use super::gate::{self, Caller};
 use super::{access, ApiError, AppState};
+use crate::access::Scope;
 use crate::catalogue::{self, Column, ColumnKind, Resource};
 use crate::export::query;
 use crate::status::PollStatus;
@@ -260,16 +262,20 @@ fn section(
     )
 }
 
-/// `GET /`: a small HTML page with download links and a filter form, grouped by area.
+/// The share button of an export section, for a caller allowed to make signed links.
+const SHARE_BUTTON: &str = "<button type=\"button\" class=\"share\" onclick=\"shareLink(this.form)\">Copy signed link (7 days)</button> <input class=\"signed-link\" readonly size=\"40\" hidden>";
+
+/// `GET /`: a small HTML page with download links and a filter form, grouped by area; only the
+/// exports the caller may read, and a "copy signed link" button for a caller that may share.
 pub async fn index(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    access::check(&state, &req)?;
+    let caller = gate::caller(&state, &req, false).await?;
     // A token given in the address travels on in every link and form, or a browser user would
     // meet a 401 at the first click.
     let token = access::web_query_pairs(&req)
         .into_iter()
         .find(|(k, _)| k == "token")
         .map(|(_, v)| v);
-    let (link_token, form_token) = match &token {
+    let (link_token, mut form_token) = match &token {
         Some(t) => {
             let encoded = serde_urlencoded::to_string([("token", t)]).unwrap_or_default();
             (
@@ -282,9 +288,21 @@ pub async fn index(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpR
         }
         None => (String::new(), String::new()),
     };
+    let shares = token.is_some() && !matches!(caller, Caller::Open) && caller.allows(&Scope::Share);
+    if shares {
+        form_token.push_str(SHARE_BUTTON);
+    }
     let now = Utc::now();
     let mut html = String::from(include_str!("index_head.html"));
-    let exports = state.served.exports();
+    let exports: Vec<_> = state
+        .served
+        .exports()
+        .into_iter()
+        .filter(|r| caller.may_export(r))
+        .collect();
+    if exports.is_empty() {
+        html.push_str("<p>No export is open to this key.</p>");
+    }
     for area in catalogue::AREAS {
         let here: Vec<_> = exports.iter().filter(|r| r.area == *area).collect();
         if here.is_empty() {
@@ -296,9 +314,13 @@ pub async fn index(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpR
         }
     }
     let first = link_token.replacen("&amp;", "?", 1);
+    let status = match caller.allows(&Scope::Status) {
+        true => format!(" · <a href=\"/status{first}\">/status</a>"),
+        false => String::new(),
+    };
     html.push_str(&format!(
-        "<footer><p><a href=\"/exports{first}\">/exports</a> (JSON) · <a href=\"/status{first}\">/status</a> · \
-         <a href=\"/metrics\">/metrics</a> · <a href=\"/openapi.json\">/openapi.json</a></p>\
+        "<footer><p><a href=\"/exports{first}\">/exports</a> (JSON){status} · \
+         <a href=\"/metrics\">/metrics</a> · <a href=\"/openapi.json{first}\">/openapi.json</a></p>\
          <p>Generated {}.</p></footer></body></html>",
         now.to_rfc3339_opts(SecondsFormat::Secs, true)
     ));

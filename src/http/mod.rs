@@ -4,8 +4,10 @@ mod access;
 mod conditional;
 mod error;
 mod exports;
+pub mod gate;
 mod inbound;
 mod index;
+mod keys;
 mod openapi;
 mod ops;
 mod parked;
@@ -21,7 +23,7 @@ pub use state::{Admin, AppState, ExportLimits, Health, Served};
 use std::time::Instant;
 
 use actix_web::dev::Service;
-use actix_web::{web, App, HttpResponse, ResponseError};
+use actix_web::{web, App, HttpMessage, HttpResponse, ResponseError};
 use serde_json::json;
 
 /// Runs `f` on the store off the async executor; a store failure is a 500 naming it.
@@ -102,7 +104,16 @@ pub fn app(
                     .request()
                     .match_pattern()
                     .unwrap_or_else(|| "unmatched".into());
-                metrics.http_request(&route, &method, res.status().as_u16(), started.elapsed());
+                let key = res
+                    .request()
+                    .extensions()
+                    .get::<gate::CallerName>()
+                    .map_or_else(|| "anonymous".to_string(), |c| c.0.clone());
+                metrics.http_request(&route, &method, res.status().as_u16(), &key, started.elapsed());
+                if !matches!(route.as_str(), "/healthz" | "/readyz" | "/metrics") {
+                    tracing::info!(route = %route, method = %method, status = res.status().as_u16(), key = %key,
+                        duration_ms = started.elapsed().as_millis() as u64, "HTTP request");
+                }
                 Ok(res)
             }
         })
@@ -179,6 +190,26 @@ fn routes(cfg: &mut web::ServiceConfig) {
             "/records/{resource}/{id}",
             web::to(records::get),
         ))
+        .service(methods(
+            "/keys",
+            vec![
+                web::get().to(keys::list),
+                web::head().to(keys::list),
+                web::post().to(keys::create),
+            ],
+            "GET, HEAD, POST",
+        ))
+        .service(methods(
+            "/keys/{id}",
+            vec![
+                web::get().to(keys::get),
+                web::head().to(keys::get),
+                web::patch().to(keys::patch),
+                web::delete().to(keys::revoke),
+            ],
+            "GET, HEAD, PATCH, DELETE",
+        ))
+        .service(only("/links", web::post().to(keys::create_link), "POST"))
         .service(get_or_head("/outbox/parked", web::to(parked::list)))
         .service(methods(
             "/outbox/parked/{id}",

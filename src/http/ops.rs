@@ -3,7 +3,8 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 
-use super::{access, ApiError, AppState, Invalid};
+use super::{access, gate, ApiError, AppState, Invalid};
+use crate::access::Scope;
 use crate::leader::Role;
 use crate::status::BrokerConnection;
 
@@ -157,7 +158,7 @@ pub async fn status(
     state: web::Data<AppState>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    access::check(&state, &req)?;
+    gate::require(&state, &req, Scope::Status).await?;
     let role = *state.health.role.borrow();
     let store = state.store.clone();
     let (pending, saved, leader) = web::block(move || {
@@ -201,8 +202,8 @@ pub async fn poll(
     req: HttpRequest,
     resource: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
+    gate::require(&state, &req, Scope::Poll).await?;
     let full = full_asked(&req)?;
-    access::check(&state, &req)?;
     if *state.health.role.borrow() == Role::Follower {
         return Err(not_leader(&state).await);
     }

@@ -3,7 +3,8 @@
 
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use super::{access, on_store, ApiError, AppState, Invalid};
+use super::{access, gate, on_store, ApiError, AppState, Invalid};
+use crate::access::Scope;
 
 /// `GET /records/{resource}/{id}`: `{"resource", "id", "record"}`, the record now (it may be
 /// newer than an event that points here); 404 when the snapshot does not hold it.
@@ -12,9 +13,9 @@ pub async fn get(
     req: HttpRequest,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
-    access::check(&state, &req)?;
-    access::query_params(&req, &[])?;
     let (name, id) = path.into_inner();
+    gate::require(&state, &req, Scope::Export(name.clone())).await?;
+    access::query_params(&req, &[])?;
     let feed = state
         .served
         .feeds

@@ -15,7 +15,6 @@ use crate::feed::{Feed, Feeds};
 use crate::leader::Role;
 use crate::metrics::Metrics;
 use crate::poller::PollTrigger;
-use crate::secret::Secret;
 use crate::status::{BrokerState, StatusBoard};
 use crate::store::Store;
 
@@ -28,6 +27,8 @@ pub struct AppState {
     pub health: Health,
     pub exports: ExportLimits,
     pub admin: Admin,
+    /// Credentials: `EXPORT_TOKEN`, access keys, signed links, each key's share.
+    pub access: Arc<super::gate::Gate>,
 }
 
 /// The feeds this deployment serves, with their poll triggers and intervals by feed key.
@@ -83,8 +84,6 @@ pub struct Health {
 /// Access to exports and the bounds on building them.
 #[derive(Clone)]
 pub struct ExportLimits {
-    /// `EXPORT_TOKEN`: every export, `/status` and `POST /poll` need it when set.
-    pub token: Option<Secret>,
     /// XLSX builds at once (`EXPORT_MAX_XLSX_BUILDS`).
     pub xlsx_builds: Arc<Semaphore>,
     /// XLSX builds shared by identical requests of one snapshot version.

@@ -11,9 +11,9 @@ use crate::sinks::webhook::{filter, signature, target, ROTATION_OVERLAP};
 use crate::store::{AttemptOutcome, Endpoint, EndpointPatch, NewEndpoint};
 
 /// Largest admin request body, in bytes.
-const ADMIN_BODY_LIMIT: usize = 64 * 1024;
+pub(super) const ADMIN_BODY_LIMIT: usize = 64 * 1024;
 
-fn bad(field: &str, message: impl Into<String>) -> ApiError {
+pub(super) fn bad(field: &str, message: impl Into<String>) -> ApiError {
     Invalid::new(field, message).into()
 }
 
@@ -36,7 +36,7 @@ fn shown(e: &Endpoint, pending: u64) -> Value {
 }
 
 /// The JSON object of a request body; unknown fields are refused by name.
-fn object(body: &[u8], allowed: &[&str]) -> Result<Map<String, Value>, ApiError> {
+pub(super) fn object(body: &[u8], allowed: &[&str]) -> Result<Map<String, Value>, ApiError> {
     let value: Value = serde_json::from_slice(body)
         .map_err(|e| bad("body", format!("the body is not JSON: {e}")))?;
     let Value::Object(map) = value else {
@@ -51,7 +51,7 @@ fn object(body: &[u8], allowed: &[&str]) -> Result<Map<String, Value>, ApiError>
     Ok(map)
 }
 
-fn text_field(
+pub(super) fn text_field(
     map: &Map<String, Value>,
     name: &str,
     max: usize,

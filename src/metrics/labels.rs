@@ -174,3 +174,24 @@ impl ParkReason {
         ParkReason::ALL.iter().copied().find(|r| r.as_str() == text)
     }
 }
+
+label_enum! {
+    /// Why a request was refused for its credentials: label `reason` of
+    /// `bridge_http_auth_failures_total`.
+    AuthFailure {
+        /// No token where one is needed.
+        Missing => "missing",
+        /// A token that is neither `EXPORT_TOKEN` nor a key of this bridge.
+        Unknown => "unknown",
+        /// A revoked key.
+        Revoked => "revoked",
+        /// A key past its expiry.
+        Expired => "expired",
+        /// A key lacking the scope the route needs (403).
+        Scope => "scope",
+        /// A signed link whose signature does not match.
+        LinkSignature => "link_signature",
+        /// A signed link past its expiry (410).
+        LinkExpired => "link_expired",
+    }
+}

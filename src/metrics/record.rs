@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::labels::{
-    DeliveryOutcome, LeadershipChange, Operation, ParkReason, PollFailure, PollMode,
+    AuthFailure, DeliveryOutcome, LeadershipChange, Operation, ParkReason, PollFailure, PollMode,
     PublishFailure, RetryReason, Sink,
 };
 use super::Metrics;
@@ -293,15 +293,23 @@ impl Metrics {
     // HTTP.
 
     /// One HTTP request served: its route template (never a raw path), method and status.
-    pub fn http_request(&self, route: &str, method: &str, status: u16, took: Duration) {
+    pub fn http_request(&self, route: &str, method: &str, status: u16, key: &str, took: Duration) {
         self.http
             .requests
-            .with_label_values(&[route, method, &status.to_string()])
+            .with_label_values(&[route, method, &status.to_string(), key])
             .inc();
         self.http
             .request_duration
             .with_label_values(&[route, method])
             .observe(took.as_secs_f64());
+    }
+
+    /// A request refused for its credentials.
+    pub fn auth_failure(&self, reason: AuthFailure) {
+        self.http
+            .auth_failures
+            .with_label_values(&[reason.as_str()])
+            .inc();
     }
 
     // Webhooks.

@@ -8,6 +8,7 @@
 //! own runtime and must not be called on an executor thread).
 
 mod interface;
+mod keys;
 mod location;
 pub mod postgres;
 mod sealing;
@@ -23,6 +24,7 @@ use std::path::Path;
 
 use crate::secret::SealingKeys;
 
+pub use keys::{AccessKeys, KeyPatch, StoredKey};
 pub use location::{Location, DATABASE_URL_FORMS, DEFAULT_DATABASE_URL};
 pub use sqlite::Spool;
 use std::sync::Arc;
@@ -62,7 +64,7 @@ impl StoreError {
 
 /// Everything a backend stores, plus what only a backend knows (its kind, the fencing token).
 pub trait Backend:
-    Snapshots + Outbox + Webhooks + AttemptLog + Parking + Send + Sync + 'static
+    Snapshots + Outbox + Webhooks + AttemptLog + Parking + AccessKeys + Send + Sync + 'static
 {
     /// `"sqlite"` or `"postgres"`.
     fn kind(&self) -> &'static str;

@@ -85,4 +85,19 @@ impl Store {
         }
         Ok(n)
     }
+
+    /// The key signing download links when `LINK_SIGNING_KEY` is not set: 32 random bytes (as
+    /// hex) made by the first replica that asks and kept, sealed, in the store, so every replica
+    /// and every restart signs alike. Deleting the `link_signing_key` setting rotates it (and
+    /// revokes every link).
+    pub fn link_signing_key(&self) -> Result<Secret, StoreError> {
+        use rand::RngCore;
+        const NAME: &str = "link_signing_key";
+        let mut bytes = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut bytes);
+        let made: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let sealed = self.keys.seal(NAME, &Secret::new(made));
+        let stored = self.backend.setting_or_init(NAME, &sealed)?;
+        Ok(self.keys.open(NAME, &stored)?)
+    }
 }

@@ -1,6 +1,7 @@
 //! One integration-test binary: the simulator and the whole bridge on random ports, with the real
 //! local RabbitMQ (a unique exchange and queue per test).
 
+mod access;
 mod architecture;
 mod catalogue;
 mod delivery;

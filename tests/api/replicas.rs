@@ -98,7 +98,7 @@ async fn replicas_started_at_once_elect_one_leader_and_serve_the_same_export() {
     assert_eq!(
         db.query("SELECT count(*) FROM schema_migrations")
             .as_deref(),
-        Some("4"),
+        Some("5"),
         "each migration applied once"
     );
     wait_for(

@@ -422,7 +422,7 @@ async fn replicas_starting_at_once_on_an_empty_database_migrate_it_once() {
     assert_eq!(
         db.query("SELECT count(*) FROM schema_migrations")
             .as_deref(),
-        Some("4"),
+        Some("5"),
         "each migration applied once"
     );
     assert_eq!(

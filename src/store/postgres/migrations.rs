@@ -22,6 +22,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "watermarks",
         include_str!("migrations/0004_watermarks.sql"),
     ),
+    (
+        5,
+        "access keys",
+        include_str!("migrations/0005_access_keys.sql"),
+    ),
 ];
 
 /// The transaction advisory lock key serialising migrations: "dftrmigr" in ASCII.

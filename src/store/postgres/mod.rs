@@ -6,6 +6,7 @@
 //! `leadership` row `FOR SHARE`, so a new leader's raising of the token waits for them and
 //! every later one sees it changed and writes nothing.
 
+mod keys;
 mod leadership;
 mod migrations;
 mod outbox;

@@ -34,6 +34,11 @@ const MIGRATIONS: &[(i64, &str, Step)] = &[
         "watermarks",
         Step::Sql(include_str!("migrations/0005_watermarks.sql")),
     ),
+    (
+        6,
+        "access keys",
+        Step::Sql(include_str!("migrations/0006_access_keys.sql")),
+    ),
 ];
 
 /// Applies the migrations not yet recorded. Returns how many ran.

@@ -1,6 +1,7 @@
 //! The SQLite backend: one file on one node, the default. WAL mode; one writer connection
 //! behind a mutex, and a read-only connection of its own for each long read (exports).
 
+mod keys;
 mod migrations;
 mod order;
 mod outbox;

@@ -1,4 +1,7 @@
-//! The command line: `serve` (default), `demo` and `export` (README "Pointing it at your Daftra account").
+//! The command line: `serve` (default), `demo` and `export` (README "Pointing it at your Daftra account"),
+//! `keys` and `link` (README "Access", in [`keys`]).
+
+mod keys;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -54,6 +57,14 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Access keys: create, list, revoke (README "Access").
+    Keys {
+        #[command(subcommand)]
+        command: keys::KeysCommand,
+    },
+    /// Prints a signed link to one export and query, working with no other token until it
+    /// expires: `daftra-bridge link invoices.csv --filter payment_status=unpaid --expires 7d`.
+    Link(keys::LinkArgs),
     /// One-shot export to a file or standard output.
     Export {
         /// A resource (work_orders, invoices, ...) or a line-item export (invoices_invoice_item).
@@ -95,6 +106,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo(args) => crate::demo::run(args).await,
         Command::Check => crate::check::run().await,
         Command::Resources { json } => print_resources(json),
+        Command::Keys { command } => keys::keys(command),
+        Command::Link(args) => keys::link(args),
         Command::Export {
             resource,
             format,

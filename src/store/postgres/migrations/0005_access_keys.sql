@@ -1,0 +1,20 @@
+-- Access keys: a name, scopes (JSON), the SHA-256 of the secret (never the secret), expiry and
+-- revocation, use, and each key's limits. Times are Unix seconds.
+CREATE TABLE IF NOT EXISTS access_key (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    secret_hash TEXT NOT NULL,
+    scopes TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    expires_at BIGINT,
+    revoked_at BIGINT,
+    last_used_at BIGINT,
+    requests BIGINT NOT NULL DEFAULT 0,
+    max_exports BIGINT NOT NULL,
+    per_minute BIGINT NOT NULL
+);
+-- Values the bridge makes once and keeps (the link signing key, sealed like every secret).
+CREATE TABLE IF NOT EXISTS bridge_setting (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
