@@ -95,10 +95,7 @@ impl Application {
         let port = listener.local_addr()?.port();
         let metrics = Metrics::new();
         let store = open_store(&settings)?;
-        let link_key = match &settings.link_signing_key {
-            Some(k) => k.clone(),
-            None => store.link_signing_key().context("the link signing key")?,
-        };
+        let gate = gate(&settings, &store)?;
         let account = Account::new(DEFAULT_ACCOUNT, settings.daftra.clone(), metrics.clone());
         let feeds = Feeds::of(&account, &settings.resources);
         let names: Vec<&str> = feeds.all().iter().map(Feed::name).collect();
@@ -157,7 +154,7 @@ impl Application {
                 endpoints_changed: webhooks.endpoints_changed.clone(),
                 outbox: poller.outbox.clone(),
             },
-            access: Arc::new(Gate::new(settings.export_token.clone(), link_key)),
+            access: Arc::new(gate),
         };
         Ok(Application {
             listener,
@@ -279,6 +276,16 @@ fn open_store(settings: &Settings) -> anyhow::Result<Store> {
         );
     }
     Ok(store)
+}
+
+/// The credentials in force: `EXPORT_TOKEN` and the link signing key (`LINK_SIGNING_KEY`, or
+/// the one made once and kept in the store).
+fn gate(settings: &Settings, store: &Store) -> anyhow::Result<Gate> {
+    let link_key = match &settings.link_signing_key {
+        Some(k) => k.clone(),
+        None => store.link_signing_key().context("the link signing key")?,
+    };
+    Ok(Gate::new(settings.export_token.clone(), link_key))
 }
 
 /// Writes the access keys' use (requests, last use) to the store every few seconds, and once

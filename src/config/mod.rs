@@ -344,8 +344,7 @@ impl Settings {
         let database = crate::store::Location::from_setting(raw.database_url.as_deref())
             .map_err(|shown| err("DATABASE_URL", &shown, crate::store::DATABASE_URL_FORMS))?;
         let amqp_url = resolve_amqp_url(raw)?;
-        let bind_addr = resolve_bind_addr(raw)?;
-        let advertise_url = resolve_advertise_url(raw, bind_addr)?;
+        let (bind_addr, advertise_url) = resolve_addresses(raw)?;
         let log_format = resolve_log_format(raw)?;
         let (poll_strategy, full_scan_every, poll_overlap) = resolve_change_polling(raw)?;
         Ok(Settings {
@@ -487,12 +486,12 @@ impl AccessSettings {
     pub fn from_raw(raw: &RawEnv) -> Result<AccessSettings, ConfigError> {
         let database = crate::store::Location::from_setting(raw.database_url.as_deref())
             .map_err(|shown| err("DATABASE_URL", &shown, crate::store::DATABASE_URL_FORMS))?;
-        let bind_addr = resolve_bind_addr(raw)?;
+        let (_, advertise_url) = resolve_addresses(raw)?;
         Ok(AccessSettings {
             database,
             secrets_keys: resolve_secrets_keys(raw)?,
             link_signing_key: resolve_link_signing_key(raw)?,
-            advertise_url: resolve_advertise_url(raw, bind_addr)?,
+            advertise_url,
         })
     }
 }
@@ -531,6 +530,12 @@ fn resolve_link_signing_key(raw: &RawEnv) -> Result<Option<Secret>, ConfigError>
         )),
         other => Ok(other),
     }
+}
+
+/// `BIND_ADDR` and `ADVERTISE_URL`.
+fn resolve_addresses(raw: &RawEnv) -> Result<(SocketAddr, String), ConfigError> {
+    let bind_addr = resolve_bind_addr(raw)?;
+    Ok((bind_addr, resolve_advertise_url(raw, bind_addr)?))
 }
 
 fn resolve_bind_addr(raw: &RawEnv) -> Result<SocketAddr, ConfigError> {

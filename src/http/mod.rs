@@ -186,43 +186,49 @@ fn routes(cfg: &mut web::ServiceConfig) {
             "/webhooks/endpoints/{id}/deliveries",
             web::to(webhooks::deliveries),
         ))
-        .service(get_or_head(
-            "/records/{resource}/{id}",
-            web::to(records::get),
-        ))
-        .service(methods(
-            "/keys",
-            vec![
-                web::get().to(keys::list),
-                web::head().to(keys::list),
-                web::post().to(keys::create),
-            ],
-            "GET, HEAD, POST",
-        ))
-        .service(methods(
-            "/keys/{id}",
-            vec![
-                web::get().to(keys::get),
-                web::head().to(keys::get),
-                web::patch().to(keys::patch),
-                web::delete().to(keys::revoke),
-            ],
-            "GET, HEAD, PATCH, DELETE",
-        ))
-        .service(only("/links", web::post().to(keys::create_link), "POST"))
-        .service(get_or_head("/outbox/parked", web::to(parked::list)))
-        .service(methods(
-            "/outbox/parked/{id}",
-            vec![
-                web::get().to(parked::get),
-                web::head().to(parked::get),
-                web::delete().to(parked::drop),
-            ],
-            "GET, HEAD, DELETE",
-        ))
-        .service(only(
-            "/outbox/parked/{id}/retry",
-            web::post().to(parked::retry),
-            "POST",
-        ));
+        .configure(admin_routes);
+}
+
+/// The admin API beyond webhook endpoints: parked events, access keys, signed links; and the
+/// records events point at.
+fn admin_routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(get_or_head(
+        "/records/{resource}/{id}",
+        web::to(records::get),
+    ))
+    .service(methods(
+        "/keys",
+        vec![
+            web::get().to(keys::list),
+            web::head().to(keys::list),
+            web::post().to(keys::create),
+        ],
+        "GET, HEAD, POST",
+    ))
+    .service(methods(
+        "/keys/{id}",
+        vec![
+            web::get().to(keys::get),
+            web::head().to(keys::get),
+            web::patch().to(keys::patch),
+            web::delete().to(keys::revoke),
+        ],
+        "GET, HEAD, PATCH, DELETE",
+    ))
+    .service(only("/links", web::post().to(keys::create_link), "POST"))
+    .service(get_or_head("/outbox/parked", web::to(parked::list)))
+    .service(methods(
+        "/outbox/parked/{id}",
+        vec![
+            web::get().to(parked::get),
+            web::head().to(parked::get),
+            web::delete().to(parked::drop),
+        ],
+        "GET, HEAD, DELETE",
+    ))
+    .service(only(
+        "/outbox/parked/{id}/retry",
+        web::post().to(parked::retry),
+        "POST",
+    ));
 }

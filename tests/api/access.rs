@@ -907,3 +907,63 @@ async fn the_command_line_creates_lists_and_revokes_keys_and_signs_links() {
     assert_eq!(listed[0]["state"], "revoked");
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_browser_the_page_of_a_key_shows_its_exports_and_copies_a_signed_link() {
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    if !crate::index::browser_ready(&chromium) {
+        return;
+    }
+    let app = spawn_app(options("products,stock_transactions,invoices,journals")).await;
+    let (key, _) = create_key(
+        &app.http,
+        &app.base,
+        json!({"name": "warehouse", "exports": "inventory", "share": true}),
+    )
+    .await;
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/access.mjs");
+    let run = tokio::process::Command::new("node")
+        .arg(&script)
+        .arg(&app.base)
+        .env("CHROMIUM", &chromium)
+        .env("KEY", &key)
+        .env("EXPORT", "products")
+        .env("FIELDS", "id,name")
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(120), run)
+        .await
+        .expect("the browser script finishes in 2 minutes")
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "browser script failed: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen: Value = serde_json::from_str(stdout.trim()).expect("one JSON line");
+    let mut shown: Vec<String> = serde_json::from_value(seen["exports"].clone()).unwrap();
+    shown.sort();
+    let mut allowed: Vec<String> = app
+        .state
+        .served
+        .exports()
+        .iter()
+        .filter(|r| r.source().area == "inventory")
+        .map(|r| r.name.clone())
+        .collect();
+    allowed.sort();
+    assert_eq!(
+        shown, allowed,
+        "the page offers what the key may read, and only that"
+    );
+    assert_eq!(seen["status_link"], 0);
+    // The copied link opens with no token, and is the form's query.
+    let link = seen["link"].as_str().unwrap();
+    assert!(link.contains("fields=id%2Cname"), "{link}");
+    let opened = app.http.get(link).send().await.unwrap();
+    assert_eq!(opened.status(), 200);
+    let direct = get_with(&app, "/exports/products.csv?fields=id,name", &key).await;
+    assert_eq!(opened.text().await.unwrap(), direct.text().await.unwrap());
+    app.stop().await;
+}

@@ -172,7 +172,7 @@ async fn every_filter_of_every_export_has_a_form_input() {
 
 /// Whether the browser test can run here: Chromium, node and the installed playwright-core
 /// ([`require`]'s rule).
-fn browser_ready(chromium: &str) -> bool {
+pub(crate) fn browser_ready(chromium: &str) -> bool {
     let browser_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
     require(
         Path::new(chromium).exists(),

@@ -104,7 +104,7 @@ async fn metrics_count_the_pages_the_simulator_served() {
     assert!(m.contains("daftra_api_request_duration_seconds_bucket{operation=\"list\",resource=\"work_orders\",status=\"200\",le=\"60\"}"));
     assert!(
         m.contains(
-            "bridge_http_requests_total{method=\"GET\",route=\"/exports/{file}\",status=\"200\"} 1"
+            "bridge_http_requests_total{key=\"anonymous\",method=\"GET\",route=\"/exports/{file}\",status=\"200\"} 1"
         ),
         "route templates, not raw paths"
     );
