@@ -318,7 +318,8 @@ pub async fn require(
     req: &HttpRequest,
     scope: Scope,
 ) -> Result<Caller, ApiError> {
-    let links_allowed = matches!(scope, Scope::Export(_));
+    // Links are made for export files only (`keyring::link`).
+    let links_allowed = matches!(scope, Scope::Export(_)) && req.path().starts_with("/exports/");
     let caller = caller(state, req, links_allowed).await?;
     caller.require(&scope, state)?;
     Ok(caller)

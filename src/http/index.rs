@@ -314,10 +314,15 @@ pub async fn index(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpR
         }
     }
     let first = link_token.replacen("&amp;", "?", 1);
-    let status = match caller.allows(&Scope::Status) {
+    let mut status = match caller.allows(&Scope::Status) {
         true => format!(" · <a href=\"/status{first}\">/status</a>"),
         false => String::new(),
     };
+    if caller.allows(&Scope::Feed) {
+        status.push_str(&format!(
+            " · <a href=\"/events{first}\">/events</a> (change feed)"
+        ));
+    }
     html.push_str(&format!(
         "<footer><p><a href=\"/exports{first}\">/exports</a> (JSON){status} · \
          <a href=\"/metrics\">/metrics</a> · <a href=\"/openapi.json{first}\">/openapi.json</a></p>\

@@ -4,6 +4,7 @@ mod access;
 mod conditional;
 mod error;
 mod exports;
+pub mod feed;
 pub mod gate;
 mod inbound;
 mod index;
@@ -142,6 +143,7 @@ fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(get_or_head("/", web::to(index::index)))
         .service(get_or_head("/exports", web::to(exports::list)))
         .service(get_or_head("/exports/{file}", web::to(exports::download)))
+        .service(get_or_head("/events", web::to(feed::events)))
         .service(only("/poll/{resource}", web::post().to(ops::poll), "POST"))
         .service(get_or_head("/status", web::to(ops::status)))
         .service(get_or_head("/healthz", web::to(ops::healthz)))

@@ -133,6 +133,9 @@ pub trait Snapshots {
 /// The RabbitMQ sink's name in `sink_cursor`.
 pub const AMQP_SINK: &str = "amqp";
 
+/// The setting holding the highest outbox position ever pruned ([`Outbox::event_log_start`]).
+pub const PRUNED_THROUGH: &str = "event_log_pruned_through";
+
 /// A row of the outbox.
 #[derive(Clone, Debug)]
 pub struct OutboxRow {
@@ -159,6 +162,9 @@ pub trait Outbox {
     fn prune_event_log(&self, retention: std::time::Duration) -> Result<usize, StoreError>;
     /// The newest outbox position (0 when nothing was ever appended).
     fn outbox_head(&self) -> Result<i64, StoreError>;
+    /// The highest position ever pruned (0 when nothing was): every event after it is still
+    /// in the log, so a reader whose cursor is at or past it misses nothing.
+    fn event_log_start(&self) -> Result<i64, StoreError>;
 }
 
 /// An endpoint as given to `POST /webhooks/endpoints`, validated.

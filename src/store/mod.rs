@@ -17,7 +17,7 @@ pub mod sqlite;
 pub use interface::{
     AttemptLog, AttemptOutcome, AttemptRecord, DueMessage, Endpoint, EndpointPatch, NewEndpoint,
     Outbox, OutboxKey, OutboxRow, Parked, Parking, RowOrder, SnapshotWrite, Snapshots, Watermark,
-    Webhooks, AMQP_SINK, ATTEMPTS_KEPT,
+    Webhooks, AMQP_SINK, ATTEMPTS_KEPT, PRUNED_THROUGH,
 };
 
 use std::path::Path;

@@ -7,6 +7,7 @@ mod catalogue;
 mod delivery;
 mod events;
 mod exports;
+mod feed;
 mod first_contact;
 mod fixture;
 mod helpers;

@@ -2,7 +2,7 @@
 
 use super::Postgres;
 use crate::events::OutboxEvent;
-use crate::store::{Outbox, OutboxRow, StoreError, AMQP_SINK};
+use crate::store::{Outbox, OutboxRow, StoreError, AMQP_SINK, PRUNED_THROUGH};
 
 impl Outbox for Postgres {
     fn outbox_batch(&self, after_seq: i64, limit: usize) -> Result<Vec<OutboxRow>, StoreError> {
@@ -63,16 +63,40 @@ impl Outbox for Postgres {
     fn prune_event_log(&self, retention: std::time::Duration) -> Result<usize, StoreError> {
         let cutoff = chrono::Utc::now().timestamp() - retention.as_secs() as i64;
         self.fenced(true, |tx| {
-            let n = tx.execute(
-                "DELETE FROM outbox WHERE created_at < $1
+            // The highest position deleted is kept: the pull feed answers 410 to a cursor
+            // before it rather than skip what was pruned.
+            let row = tx.query_one(
+                "WITH pruned AS (
+                   DELETE FROM outbox WHERE created_at < $1
                    AND seq <= (SELECT min(seq) FROM (
                          SELECT seq FROM sink_cursor WHERE sink = $2
                          UNION ALL SELECT cursor FROM webhook_endpoint WHERE NOT disabled) AS cursors)
                    AND NOT EXISTS (SELECT 1 FROM webhook_message m WHERE m.seq = outbox.seq)
-                   AND NOT EXISTS (SELECT 1 FROM parked_event p WHERE p.seq = outbox.seq)",
+                   AND NOT EXISTS (SELECT 1 FROM parked_event p WHERE p.seq = outbox.seq)
+                   RETURNING seq)
+                 SELECT count(*), max(seq) FROM pruned",
                 &[&cutoff, &AMQP_SINK],
             )?;
+            let (n, through): (i64, Option<i64>) = (row.get(0), row.get(1));
+            if let Some(through) = through {
+                tx.execute(
+                    "INSERT INTO bridge_setting (name, value) VALUES ($1, $2::bigint::text)
+                     ON CONFLICT (name) DO UPDATE
+                     SET value = greatest(bridge_setting.value::bigint, excluded.value::bigint)::text",
+                    &[&PRUNED_THROUGH, &through.to_string()],
+                )?;
+            }
             Ok(n as usize)
+        })
+    }
+
+    fn event_log_start(&self) -> Result<i64, StoreError> {
+        self.with(|c| {
+            let row = c.query_opt(
+                "SELECT value::bigint FROM bridge_setting WHERE name = $1",
+                &[&PRUNED_THROUGH],
+            )?;
+            Ok(row.map_or(0, |r| r.get(0)))
         })
     }
 

@@ -4,7 +4,7 @@ use rusqlite::{params, OptionalExtension};
 
 use super::Sqlite;
 use crate::events::OutboxEvent;
-use crate::store::{Outbox, OutboxRow, StoreError, AMQP_SINK};
+use crate::store::{Outbox, OutboxRow, StoreError, AMQP_SINK, PRUNED_THROUGH};
 
 impl Outbox for Sqlite {
     fn outbox_batch(&self, after_seq: i64, limit: usize) -> Result<Vec<OutboxRow>, StoreError> {
@@ -62,16 +62,44 @@ impl Outbox for Sqlite {
 
     fn prune_event_log(&self, retention: std::time::Duration) -> Result<usize, StoreError> {
         let cutoff = chrono::Utc::now().timestamp() - retention.as_secs() as i64;
-        self.with(|c| {
-            c.execute(
-                "DELETE FROM outbox WHERE created_at < ?1
+        const PRUNABLE: &str = "FROM outbox WHERE created_at < ?1
                    AND seq <= (SELECT min(seq) FROM (
                          SELECT seq FROM sink_cursor WHERE sink = ?2
                          UNION ALL SELECT cursor FROM webhook_endpoint WHERE disabled = 0))
                    AND NOT EXISTS (SELECT 1 FROM webhook_message m WHERE m.seq = outbox.seq)
-                   AND NOT EXISTS (SELECT 1 FROM parked_event p WHERE p.seq = outbox.seq)",
+                   AND NOT EXISTS (SELECT 1 FROM parked_event p WHERE p.seq = outbox.seq)";
+        self.with(|c| {
+            let tx = c.transaction()?;
+            // The highest position deleted is kept: the pull feed answers 410 to a cursor
+            // before it rather than skip what was pruned.
+            let through: Option<i64> = tx.query_row(
+                &format!("SELECT max(seq) {PRUNABLE}"),
                 params![cutoff, AMQP_SINK],
+                |r| r.get(0),
+            )?;
+            let n = tx.execute(&format!("DELETE {PRUNABLE}"), params![cutoff, AMQP_SINK])?;
+            if let Some(through) = through {
+                tx.execute(
+                    "INSERT INTO bridge_setting (name, value) VALUES (?1, ?2)
+                     ON CONFLICT (name) DO UPDATE
+                     SET value = CAST(max(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER)) AS TEXT)",
+                    params![PRUNED_THROUGH, through.to_string()],
+                )?;
+            }
+            tx.commit()?;
+            Ok(n)
+        })
+    }
+
+    fn event_log_start(&self) -> Result<i64, StoreError> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT CAST(value AS INTEGER) FROM bridge_setting WHERE name = ?1",
+                [PRUNED_THROUGH],
+                |r| r.get(0),
             )
+            .optional()
+            .map(|v| v.unwrap_or(0))
         })
     }
 
