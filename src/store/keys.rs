@@ -67,6 +67,11 @@ pub trait AccessKeys {
     fn keys(&self) -> Result<Vec<StoredKey>, StoreError>;
     /// The key of public id `id`.
     fn key(&self, id: &str) -> Result<Option<StoredKey>, StoreError>;
+    /// Whether [`AccessKeys::key`] answers in microseconds with no network round trip (SQLite's
+    /// own read connection), so a request may call it in place rather than on a worker thread.
+    fn key_lookup_is_local(&self) -> bool {
+        false
+    }
     /// Writes `key` (found by its id) whole: a patched key; `false` when there is none.
     /// [`StoreError::Conflict`] when its new name is taken.
     fn replace_key(&self, key: &StoredKey) -> Result<bool, StoreError>;

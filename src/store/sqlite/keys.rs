@@ -60,13 +60,26 @@ impl AccessKeys for Sqlite {
     }
 
     fn key(&self, id: &str) -> Result<Option<StoredKey>, StoreError> {
-        self.with(|c| {
-            c.prepare_cached(&format!(
+        let mut slot = self.key_reader.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.is_none() {
+            *slot = Some(self.reader()?);
+        }
+        let conn = slot.as_ref().expect("opened above");
+        let found = conn
+            .prepare_cached(&format!(
                 "SELECT {KEY_COLUMNS} FROM access_key WHERE id = ?1"
             ))?
             .query_row([id], key_row)
-            .optional()
-        })
+            .optional();
+        if found.is_err() {
+            // Opened again at the next lookup (a file replaced, a schema changed).
+            *slot = None;
+        }
+        Ok(found?)
+    }
+
+    fn key_lookup_is_local(&self) -> bool {
+        true
     }
 
     fn replace_key(&self, k: &StoredKey) -> Result<bool, StoreError> {

@@ -28,6 +28,9 @@ use crate::record::content_hash;
 pub struct Sqlite {
     path: PathBuf,
     writer: Arc<Mutex<Connection>>,
+    /// A read-only connection of its own for the access-key lookup of every request: in WAL
+    /// mode it never waits for the writer, so a lookup takes microseconds even mid-commit.
+    key_reader: Mutex<Option<Connection>>,
 }
 
 impl Sqlite {
@@ -47,6 +50,7 @@ impl Sqlite {
         Ok(Sqlite {
             path: path.to_path_buf(),
             writer: Arc::new(Mutex::new(conn)),
+            key_reader: Mutex::new(None),
         })
     }
 
