@@ -32,6 +32,8 @@ pub struct Cli {
 pub enum FormatArg {
     Csv,
     Xlsx,
+    Jsonl,
+    Parquet,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -143,6 +145,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let format = match format {
                 FormatArg::Csv => Format::Csv,
                 FormatArg::Xlsx => Format::Xlsx,
+                FormatArg::Jsonl => Format::Jsonl,
+                FormatArg::Parquet => Format::Parquet,
             };
             let source = match source {
                 SourceArg::Live => Source::Live,
@@ -259,10 +263,12 @@ async fn export_command(
     let query = ExportQuery::parse(export, &pairs).map_err(flag_error)?;
     // `-o -` is standard output, as for most command-line tools.
     let output = output.filter(|p| p.as_os_str() != "-");
-    let job = ExportJob::new(query, format).map_err(flag_error)?;
-    if format == Format::Xlsx && output.is_none() {
+    let clock = crate::config::resolve_clock(&RawEnv::from_env()?)?;
+    let job = ExportJob::new(query, format, clock).map_err(flag_error)?;
+    if !format.streams() && output.is_none() {
         anyhow::bail!(
-            "--output FILE is required for XLSX (a workbook is not written to standard output)"
+            "--output FILE is required for {} (the file is not written to standard output)",
+            format.as_str().to_uppercase()
         );
     }
     let raw = RawEnv::from_env()?;
@@ -320,7 +326,7 @@ fn snapshot_rows(raw: &RawEnv, export: &'static Resource) -> anyhow::Result<Rows
 /// a reader of standard output that stops early (`| head`) is not a failure.
 fn write_export(job: &ExportJob, rows: Rows, output: Option<PathBuf>) -> anyhow::Result<u64> {
     match (job.format, output) {
-        (Format::Csv, Some(path)) => {
+        (format, Some(path)) if format.streams() => {
             let dir = path
                 .parent()
                 .filter(|d| !d.as_os_str().is_empty())
@@ -328,14 +334,15 @@ fn write_export(job: &ExportJob, rows: Rows, output: Option<PathBuf>) -> anyhow:
             let tmp = tempfile::NamedTempFile::new_in(dir)
                 .with_context(|| format!("creating a file in {}", dir.display()))?;
             let file = std::io::BufWriter::new(tmp.reopen()?);
-            let n = job.run(rows, Output::Csv(Box::new(file)), &())?;
+            let n = job.run(rows, Output::of(format, Box::new(file), path.clone()), &())?;
             tmp.persist(&path)
                 .with_context(|| format!("writing {}", path.display()))?;
             Ok(n)
         }
-        (Format::Csv, None) => {
+        (format, None) if format.streams() => {
             let out = std::io::BufWriter::new(std::io::stdout());
-            match job.run(rows, Output::Csv(Box::new(out)), &()) {
+            let output = Output::of(format, Box::new(out), PathBuf::new());
+            match job.run(rows, output, &()) {
                 Err(export::ExportError::Closed) => Ok(0),
                 Err(e) => Err(e.into()),
                 Ok(n) => {
@@ -344,8 +351,11 @@ fn write_export(job: &ExportJob, rows: Rows, output: Option<PathBuf>) -> anyhow:
                 }
             }
         }
-        (Format::Xlsx, Some(path)) => Ok(job.run(rows, Output::Xlsx(path), &())?),
-        (Format::Xlsx, None) => unreachable!("checked before the rows were read"),
+        (format, Some(path)) => {
+            let output = Output::of(format, Box::new(std::io::sink()), path);
+            Ok(job.run(rows, output, &())?)
+        }
+        (_, None) => unreachable!("checked before the rows were read"),
     }
 }
 

@@ -88,7 +88,7 @@ pub fn resolve_resources(
 
 /// `DAFTRA_TIMEZONE` (an IANA name, default `UTC`) and `DAFTRA_DATE_FORMAT` (`DD/MM/YYYY` or
 /// `MM/DD/YYYY`; default day-first, the form seen on Daftra accounts).
-pub(super) fn resolve_clock(raw: &RawEnv) -> Result<crate::record::Clock, ConfigError> {
+pub fn resolve_clock(raw: &RawEnv) -> Result<crate::record::Clock, ConfigError> {
     use crate::record::{Clock, DayOrder};
     let zone = match non_empty(&raw.daftra_timezone) {
         None => chrono_tz::Tz::UTC,

@@ -14,7 +14,8 @@ pub mod env;
 mod values;
 mod webhooks;
 
-use account::{poll_strategy, resolve_clock, resolve_intervals, resolve_strategies};
+pub use account::resolve_clock;
+use account::{poll_strategy, resolve_intervals, resolve_strategies};
 pub use account::{
     resolve_resources, PollStrategy, PER_RESOURCE_PREFIXES, POLL_INTERVAL_PREFIX,
     POLL_STRATEGY_PREFIX,

@@ -6,8 +6,11 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use super::csv::CsvSink;
+use super::jsonl::JsonlSink;
+use super::parquet::ParquetSink;
 use super::xlsx::XlsxSink;
 use super::{write_rows, ExportError, ExportQuery, Format, QueryError, Rows};
+use crate::record::Clock;
 
 /// Where an export writes.
 pub enum Output {
@@ -15,6 +18,22 @@ pub enum Output {
     Csv(Box<dyn Write + Send>),
     /// A workbook saved at this path (XLSX is a zip: it needs a file, not a stream).
     Xlsx(PathBuf),
+    /// JSON Lines to any writer.
+    Jsonl(Box<dyn Write + Send>),
+    /// A Parquet file saved at this path (its footer indexes what precedes).
+    Parquet(PathBuf),
+}
+
+impl Output {
+    /// The output of `format`: to `stream` for the streamed formats, else to a file at `path`.
+    pub fn of(format: Format, stream: Box<dyn Write + Send>, path: PathBuf) -> Output {
+        match format {
+            Format::Csv => Output::Csv(stream),
+            Format::Jsonl => Output::Jsonl(stream),
+            Format::Xlsx => Output::Xlsx(path),
+            Format::Parquet => Output::Parquet(path),
+        }
+    }
 }
 
 /// What an export did, as reported when it ends.
@@ -66,18 +85,25 @@ impl Observer for crate::metrics::Metrics {
 pub struct ExportJob {
     pub query: ExportQuery,
     pub format: Format,
+    /// The account's clock: JSON Lines and Parquet write timestamps as instants.
+    pub clock: Clock,
 }
 
 impl ExportJob {
-    /// The job of `query` in `format`; `bom` is refused for XLSX, naming the parameter.
-    pub fn new(query: ExportQuery, format: Format) -> Result<ExportJob, QueryError> {
-        if format == Format::Xlsx && query.bom {
+    /// The job of `query` in `format`, timestamps in `clock`'s zone; `bom` is refused but for
+    /// CSV, naming the parameter.
+    pub fn new(query: ExportQuery, format: Format, clock: Clock) -> Result<ExportJob, QueryError> {
+        if format != Format::Csv && query.bom {
             return Err(QueryError {
                 field: "bom".into(),
                 message: "applies to CSV only".into(),
             });
         }
-        Ok(ExportJob { query, format })
+        Ok(ExportJob {
+            query,
+            format,
+            clock,
+        })
     }
 
     /// Writes every matching row of `rows` to `output` (blocking: run it off the async
@@ -102,6 +128,15 @@ impl ExportJob {
                 truncated = sink.truncated;
                 written.and_then(|n| sink.save(q.columns.len()).map(|_| n))
             }
+            Output::Jsonl(out) => {
+                // Line items are nested unless `fields` picked the columns.
+                let groups = match q.fields_given {
+                    true => &[][..],
+                    false => &q.resource.line_items[..],
+                };
+                write_rows(rows, q, &mut JsonlSink::new(out, self.clock, groups))
+            }
+            Output::Parquet(path) => write_rows(rows, q, &mut ParquetSink::new(&path, self.clock)),
         };
         // The export's buffers are free now: hand them back, so a burst does not stay in RSS.
         crate::memory::release();

@@ -1,9 +1,11 @@
-//! Exports of a resource as CSV or XLSX: rows from the snapshot or read live from Daftra
+//! Exports of a resource as CSV, XLSX, JSON Lines or Parquet: rows from the snapshot or read live from Daftra
 //! ([`Rows`]), filtered and ordered by an [`ExportQuery`], written through a [`RowSink`] by one
 //! [`ExportJob`] for the HTTP API and the command line alike.
 
 pub mod csv;
 mod job;
+pub mod jsonl;
+pub mod parquet;
 pub mod query;
 pub mod row;
 mod rows;

@@ -44,6 +44,8 @@ pub struct ExportQuery {
     pub resource: &'static Resource,
     /// Columns in output order.
     pub columns: Vec<&'static Column>,
+    /// `fields` was given (JSON Lines then nests no line items).
+    pub fields_given: bool,
     /// Enum filters: the column and the values kept (`status=open,2`); `None` keeps rows with
     /// no value (a label such as "Unpaid" that Daftra documents for `null`).
     pub enums: Vec<(&'static Column, Vec<Option<i64>>)>,
@@ -175,6 +177,7 @@ impl ExportQuery {
         ExportQuery {
             resource,
             columns: resource.columns.iter().collect(),
+            fields_given: false,
             enums: Vec::new(),
             equals: Vec::new(),
             dates: Vec::new(),
@@ -215,7 +218,10 @@ impl ExportQuery {
     fn take(&mut self, key: &str, v: &str) -> Result<(), QueryError> {
         let resource = self.resource;
         match key {
-            "fields" => self.columns = parse_fields(resource, key, v)?,
+            "fields" => {
+                self.columns = parse_fields(resource, key, v)?;
+                self.fields_given = true;
+            }
             k if resource.enum_columns().any(|c| c.name == k) => {
                 let column = resource.column(k).expect("declared enum column");
                 self.enums.push((column, parse_enum(column, key, v)?));

@@ -31,6 +31,9 @@ pub enum Cell<'a> {
 pub trait Row {
     /// The cell of `column`; [`Cell::Empty`] when the row has no value.
     fn cell(&self, column: &Column) -> Cell<'_>;
+    /// The line items of the group `key` (`InvoiceItem`): each item's canonical fields; empty
+    /// when the row has none. Only the JSON Lines export, which nests them, asks.
+    fn items(&self, key: &str) -> Vec<Record>;
 }
 
 fn text_cell<'a>(kind: ColumnKind, s: &'a str) -> Cell<'a> {
@@ -43,7 +46,22 @@ fn text_cell<'a>(kind: ColumnKind, s: &'a str) -> Cell<'a> {
     }
 }
 
+/// The items of `key` in a canonical record.
+fn items_of(record: &Record, key: &str) -> Vec<Record> {
+    match record.get(key) {
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(|i| i.as_object().cloned())
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
 impl Row for Record {
+    fn items(&self, key: &str) -> Vec<Record> {
+        items_of(self, key)
+    }
+
     fn cell(&self, column: &Column) -> Cell<'_> {
         match self.get(&column.name) {
             None | Some(Value::Null) => Cell::Empty,
@@ -140,6 +158,8 @@ impl<'de> Deserialize<'de> for Scalar<'de> {
 /// One snapshot record read in place from its JSON text.
 pub struct StoredRow<'a> {
     fields: Vec<(Cow<'a, str>, Scalar<'a>)>,
+    /// The JSON text it was read from (line items are read from it when asked).
+    text: &'a str,
 }
 
 impl<'de> Deserialize<'de> for StoredRow<'de> {
@@ -155,7 +175,7 @@ impl<'de> Deserialize<'de> for StoredRow<'de> {
                 while let Some((Text(k), v)) = map.next_entry::<Text, Scalar>()? {
                     fields.push((k, v));
                 }
-                Ok(StoredRow { fields })
+                Ok(StoredRow { fields, text: "" })
             }
         }
         d.deserialize_map(V)
@@ -165,11 +185,19 @@ impl<'de> Deserialize<'de> for StoredRow<'de> {
 impl<'a> StoredRow<'a> {
     /// Reads a record from the snapshot's canonical JSON.
     pub fn parse(text: &'a str) -> serde_json::Result<Self> {
-        serde_json::from_str(text)
+        let mut row: StoredRow<'a> = serde_json::from_str(text)?;
+        row.text = text;
+        Ok(row)
     }
 }
 
 impl Row for StoredRow<'_> {
+    fn items(&self, key: &str) -> Vec<Record> {
+        serde_json::from_str::<Record>(self.text)
+            .map(|r| items_of(&r, key))
+            .unwrap_or_default()
+    }
+
     fn cell(&self, column: &Column) -> Cell<'_> {
         match self
             .fields

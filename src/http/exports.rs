@@ -54,7 +54,7 @@ fn resolve<'s>(
 ) -> Result<(&'s Feed, &'static Resource, Format), ApiError> {
     let (name, ext) = file.rsplit_once('.').ok_or_else(|| {
         ApiError::NotFound(format!(
-            "no export named {file:?}; add .csv or .xlsx (GET /exports lists them)"
+            "no export named {file:?}; add .csv, .xlsx, .jsonl or .parquet (GET /exports lists them)"
         ))
     })?;
     let (feed, resource) = state.served.export(name).ok_or_else(|| {
@@ -68,8 +68,11 @@ fn resolve<'s>(
         };
         ApiError::NotFound(hint)
     })?;
-    let format = Format::parse(ext)
-        .ok_or_else(|| ApiError::NotFound(format!("no format {ext:?}; use csv or xlsx")))?;
+    let format = Format::parse(ext).ok_or_else(|| {
+        ApiError::NotFound(format!(
+            "no format {ext:?}; use csv, xlsx, jsonl or parquet"
+        ))
+    })?;
     Ok((feed, resource, format))
 }
 
@@ -98,7 +101,7 @@ impl Request {
         let query = ExportQuery::parse(resource, &pairs)?;
         Ok(Request {
             feed: feed.clone(),
-            job: ExportJob::new(query, format)?,
+            job: ExportJob::new(query, format, feed.account.clock)?,
             pairs,
         })
     }
@@ -192,13 +195,6 @@ fn provenance(state: &AppState, feed: &Feed, from_snapshot: bool) -> Vec<(&'stat
     }
 }
 
-fn content_type(format: Format) -> &'static str {
-    match format {
-        Format::Csv => "text/csv; charset=utf-8",
-        Format::Xlsx => "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-    }
-}
-
 /// `GET /exports/{resource}.{csv|xlsx}`: 304 when the client holds this snapshot version, the
 /// headers alone for HEAD, else the file (CSV streamed, XLSX built into a temporary file).
 pub async fn download(
@@ -223,7 +219,7 @@ pub async fn download(
         for h in validators.iter().flat_map(Validators::headers) {
             builder.insert_header(h);
         }
-        builder.content_type(content_type(format));
+        builder.content_type(format.content_type());
         builder.insert_header(disposition.clone());
         builder
     };
@@ -245,15 +241,15 @@ pub async fn download(
     }
     let permit = caller.export_permit(&state)?;
     let response = answer(HttpResponse::Ok());
-    match format {
-        Format::Csv => stream_csv(&state, r, from_snapshot, response, permit).await,
-        Format::Xlsx => send_xlsx(&state, r, from_snapshot, validators, response, permit).await,
+    match format.streams() {
+        true => stream(&state, r, from_snapshot, response, permit).await,
+        false => send_built(&state, r, from_snapshot, validators, response, permit).await,
     }
 }
 
-/// Streams the CSV as it is written: the body ends with an error (a broken download, never a
-/// short file) when the export fails midway.
-async fn stream_csv(
+/// Streams the CSV or JSON Lines as it is written: the body ends with an error (a broken
+/// download, never a short file) when the export fails midway.
+async fn stream(
     state: &AppState,
     r: Request,
     from_snapshot: bool,
@@ -265,7 +261,11 @@ async fn stream_csv(
     let metrics = state.metrics.clone();
     tokio::task::spawn_blocking(move || {
         let err_tx = tx.clone();
-        let output = Output::Csv(Box::new(ChannelWriter::new(tx)));
+        let output = Output::of(
+            r.job.format,
+            Box::new(ChannelWriter::new(tx)),
+            Default::default(),
+        );
         if let Err(e) = r.job.run(rows, output, &metrics) {
             let _ = err_tx.blocking_send(Err(std::io::Error::other(e.to_string())));
         }
@@ -273,9 +273,9 @@ async fn stream_csv(
     Ok(response.streaming(holding(ReceiverStream::new(rx), permit)))
 }
 
-/// Builds the workbook (shared by identical requests of one snapshot version) and sends it
-/// with its length.
-async fn send_xlsx(
+/// Builds the workbook or Parquet file (shared by identical requests of one snapshot version)
+/// and sends it with its length.
+async fn send_built(
     state: &AppState,
     r: Request,
     from_snapshot: bool,
@@ -284,7 +284,7 @@ async fn send_xlsx(
     permit: Option<OwnedSemaphorePermit>,
 ) -> Result<HttpResponse, ApiError> {
     let st = state.clone();
-    let build = || async move { build_xlsx(st, r, from_snapshot).await };
+    let build = || async move { build_file(st, r, from_snapshot).await };
     let tmp = match &validators {
         Some(v) => match state
             .exports
@@ -344,9 +344,9 @@ async fn snapshot_validators(
     Ok(version.map(|v| Validators::new(v, &r.query().resource.name, r.job.format, &r.pairs)))
 }
 
-/// Builds the workbook of `r` into a temporary file on a worker thread, holding one of the
-/// `EXPORT_MAX_XLSX_BUILDS` permits.
-async fn build_xlsx(
+/// Builds the file of `r` (XLSX or Parquet) into a temporary file on a worker thread, holding
+/// one of the `EXPORT_MAX_XLSX_BUILDS` permits.
+async fn build_file(
     state: AppState,
     r: Request,
     from_snapshot: bool,
@@ -367,7 +367,11 @@ async fn build_xlsx(
     tokio::task::spawn_blocking(move || {
         let _permit = permit;
         let tmp = tempfile::NamedTempFile::new()?;
-        let output = Output::Xlsx(tmp.path().to_path_buf());
+        let output = Output::of(
+            r.job.format,
+            Box::new(std::io::sink()),
+            tmp.path().to_path_buf(),
+        );
         r.job.run(rows, output, &state.metrics)?;
         Ok::<_, ExportError>(tmp)
     })
@@ -399,8 +403,8 @@ fn describe(r: &Resource) -> serde_json::Value {
         "area": r.area,
         "line_items_of": r.parent.as_ref().map(|(p, _)| p),
         "group": r.parent.as_ref().map(|(_, g)| g),
-        "formats": ["csv", "xlsx"],
-        "urls": {"csv": format!("/exports/{}.csv", r.name), "xlsx": format!("/exports/{}.xlsx", r.name)},
+        "formats": Format::ALL.iter().map(|f| f.as_str()).collect::<Vec<_>>(),
+        "urls": Format::ALL.iter().map(|f| (f.as_str().to_string(), json!(format!("/exports/{}.{}", r.name, f.as_str())))).collect::<serde_json::Map<_, _>>(),
         "columns": r.columns.iter().map(|c| json!({"name": c.name, "kind": format!("{:?}", c.kind).to_lowercase()})).collect::<Vec<_>>(),
         "filters": {
             "fields": "comma-separated columns, in output order",

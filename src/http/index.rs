@@ -252,10 +252,11 @@ fn section(
         "<section class=\"export\" id=\"export-{n}\" data-export=\"{n}\" data-state=\"{s}\">\
          <{level}>{title} <small><code>{n}</code></small></{level}>{meta}\
          <p><a href=\"/exports/{n}.csv?bom=true{link_token}\">CSV (Excel)</a> · <a href=\"/exports/{n}.csv?source=snapshot{link_token}\">CSV</a> · \
-         <a href=\"/exports/{n}.xlsx?source=snapshot{link_token}\">XLSX</a></p><details><summary>Columns and filters</summary><p>{cols}</p>\
+         <a href=\"/exports/{n}.xlsx?source=snapshot{link_token}\">XLSX</a> · \
+         <a href=\"/exports/{n}.jsonl?source=snapshot{link_token}\">JSON Lines</a> · <a href=\"/exports/{n}.parquet?source=snapshot{link_token}\">Parquet</a></p><details><summary>Columns and filters</summary><p>{cols}</p>\
          <form action=\"/exports/{n}.csv\" data-path=\"/exports/{n}\" method=\"get\">{form_token}\
          <label>format <select class=\"format\" onchange=\"this.form.action=this.form.dataset.path+'.'+this.value;\
-         if(this.form.bom)this.form.bom.disabled=this.value!=='csv'\"><option value=\"csv\" selected>csv</option><option value=\"xlsx\">xlsx</option></select></label> \
+         if(this.form.bom)this.form.bom.disabled=this.value!=='csv'\"><option value=\"csv\" selected>csv</option><option value=\"xlsx\">xlsx</option><option value=\"jsonl\">jsonl</option><option value=\"parquet\">parquet</option></select></label> \
          {controls}<button>Download</button></form></details></section>",
         s = fresh.as_str(),
         title = html_escape(&r.title),

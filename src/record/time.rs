@@ -190,6 +190,18 @@ impl Clock {
     /// twice (the hour a clock goes back) takes the first; one that never occurs (the hour it
     /// goes forward) takes the offset in force before the change.
     pub fn rfc3339(&self, wall_clock: &str) -> Option<String> {
+        let at = self.zoned(wall_clock)?;
+        Some(at.to_rfc3339_opts(chrono::SecondsFormat::Secs, false))
+    }
+
+    /// Microseconds since the Unix epoch (UTC) of a canonical wall-clock timestamp, read as
+    /// [`Clock::rfc3339`] reads it; `None` for anything else.
+    pub fn utc_micros(&self, wall_clock: &str) -> Option<i64> {
+        Some(self.zoned(wall_clock)?.timestamp_micros())
+    }
+
+    /// The instant of a canonical wall-clock timestamp in the account's zone.
+    fn zoned(&self, wall_clock: &str) -> Option<DateTime<FixedOffset>> {
         let naive = NaiveDateTime::parse_from_str(wall_clock, "%Y-%m-%d %H:%M:%S").ok()?;
         let at = match self.zone.from_local_datetime(&naive).earliest() {
             Some(at) => at.fixed_offset(),
@@ -203,7 +215,7 @@ impl Clock {
                 )
             }
         };
-        Some(at.to_rfc3339_opts(chrono::SecondsFormat::Secs, false))
+        Some(at)
     }
 }
 

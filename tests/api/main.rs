@@ -8,6 +8,7 @@ mod delivery;
 mod events;
 mod exports;
 mod feed;
+mod files;
 mod first_contact;
 mod fixture;
 mod helpers;
