@@ -124,6 +124,7 @@ impl Application {
                 settings.full_scan_every,
                 settings.poll_overlap,
             )),
+            schema_base: Some(settings.public_url.as_str().into()),
         };
         let publisher = Publisher {
             store: store.clone(),
@@ -155,6 +156,7 @@ impl Application {
                 outbox: poller.outbox.clone(),
             },
             access: Arc::new(gate),
+            docs: Arc::new(event_docs(&settings)),
         };
         Ok(Application {
             listener,
@@ -276,6 +278,16 @@ fn open_store(settings: &Settings) -> anyhow::Result<Store> {
         );
     }
     Ok(store)
+}
+
+/// The AsyncAPI document and the events' schemas of the served resources.
+fn event_docs(settings: &Settings) -> http::schemas::EventDocs {
+    http::schemas::EventDocs::new(&crate::events::asyncapi::Deployment {
+        resources: &settings.resources,
+        amqp_url: &crate::config::redact_url(settings.amqp_url.expose()),
+        exchange: &settings.amqp_exchange,
+        public_url: &settings.public_url,
+    })
 }
 
 /// The credentials in force: `EXPORT_TOKEN` and the link signing key (`LINK_SIGNING_KEY`, or

@@ -101,6 +101,9 @@ pub struct Settings {
     /// The address other replicas name as the leader's (`ADVERTISE_URL`; default
     /// `http://<hostname>:<port of BIND_ADDR>`).
     pub advertise_url: String,
+    /// The address consumers reach the bridge at (`PUBLIC_URL`, default `ADVERTISE_URL`):
+    /// events' `dataschema` points under it.
+    pub public_url: String,
     /// RabbitMQ URL; holds a password, so it is a secret.
     pub amqp_url: Secret,
     pub amqp_exchange: String,
@@ -196,6 +199,7 @@ pub struct RawEnv {
     pub publish_confirm_timeout_secs: Option<String>,
     pub bind_addr: Option<String>,
     pub advertise_url: Option<String>,
+    pub public_url: Option<String>,
     pub export_token: Option<String>,
     pub export_max_xlsx_builds: Option<String>,
     pub shutdown_deadline_secs: Option<String>,
@@ -346,6 +350,7 @@ impl Settings {
             .map_err(|shown| err("DATABASE_URL", &shown, crate::store::DATABASE_URL_FORMS))?;
         let amqp_url = resolve_amqp_url(raw)?;
         let (bind_addr, advertise_url) = resolve_addresses(raw)?;
+        let public_url = resolve_public_url(raw, &advertise_url)?;
         let log_format = resolve_log_format(raw)?;
         let (poll_strategy, full_scan_every, poll_overlap) = resolve_change_polling(raw)?;
         Ok(Settings {
@@ -375,6 +380,7 @@ impl Settings {
             poll_emit_initial: boolean("POLL_EMIT_INITIAL", &raw.poll_emit_initial, false)?,
             database,
             advertise_url,
+            public_url,
             amqp_url,
             amqp_exchange: non_empty(&raw.amqp_exchange)
                 .unwrap_or("daftra.events")
@@ -561,6 +567,24 @@ fn resolve_advertise_url(raw: &RawEnv, bind_addr: SocketAddr) -> Result<String, 
         ));
     }
     Ok(u.trim_end_matches('/').to_string())
+}
+
+/// `PUBLIC_URL`, or `ADVERTISE_URL`.
+fn resolve_public_url(raw: &RawEnv, advertise_url: &str) -> Result<String, ConfigError> {
+    let Some(u) = non_empty(&raw.public_url) else {
+        return Ok(advertise_url.to_string());
+    };
+    let parsed = url::Url::parse(u)
+        .ok()
+        .filter(|p| matches!(p.scheme(), "http" | "https") && p.host_str().is_some());
+    match parsed {
+        Some(_) => Ok(u.trim_end_matches('/').to_string()),
+        None => Err(err(
+            "PUBLIC_URL",
+            &redact_url(u),
+            "the http:// or https:// address consumers reach the bridge at, for example https://bridge.example.com",
+        )),
+    }
 }
 
 fn resolve_log_format(raw: &RawEnv) -> Result<LogFormat, ConfigError> {

@@ -63,7 +63,9 @@ pub struct OutboxEvent {
     pub record_id: i64,
 }
 
+pub mod asyncapi;
 mod items;
+pub mod schema;
 
 pub use items::{GroupChanges, ItemChange};
 
@@ -153,7 +155,20 @@ struct CloudEvent<'a> {
     subject: String,
     time: &'a str,
     datacontenttype: &'static str,
+    /// The JSON Schema of `data` (`GET /schemas/{type}.json`), when the bridge knows its address.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dataschema: Option<String>,
     data: Data<'a>,
+}
+
+/// The CloudEvents `type` of `op` on `resource`: `com.daftra.invoice.created`.
+pub fn event_type(resource: &Resource, op: Op) -> String {
+    format!("com.daftra.{}.{}", resource.singular, op.as_str())
+}
+
+/// The path where the bridge serves the schema of the `data` of events of `event_type`.
+pub fn schema_path(event_type: &str) -> String {
+    format!("/schemas/{event_type}.json")
 }
 
 /// The id of a change: a hash of the resource, record id, operation, both images and the time
@@ -224,7 +239,21 @@ pub fn to_outbox(
     change: &Change,
     clock: &Clock,
 ) -> OutboxEvent {
-    to_outbox_within(resource, source_base, time, change, clock, usize::MAX)
+    let origin = Origin {
+        source: source_base,
+        schemas: None,
+    };
+    to_outbox_within(resource, &origin, time, change, clock, usize::MAX)
+}
+
+/// Where an event comes from, and where the bridge serves the schema of its `data`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Origin<'a> {
+    /// The Daftra site root: the CloudEvents `source` is it and the resource's list path.
+    pub source: &'a str,
+    /// The bridge's public address (`PUBLIC_URL`): `dataschema` is
+    /// `{schemas}/schemas/{type}.json`; `None` leaves `dataschema` out.
+    pub schemas: Option<&'a str>,
 }
 
 /// The path where the bridge serves record `id` of `resource` whole (`GET /records/...`).
@@ -239,7 +268,7 @@ pub fn record_path(resource: &Resource, id: i64) -> String {
 /// delete). The event's id is that of the whole change.
 pub fn to_outbox_within(
     resource: &Resource,
-    source_base: &str,
+    origin: &Origin<'_>,
     time: &str,
     change: &Change,
     clock: &Clock,
@@ -251,7 +280,7 @@ pub fn to_outbox_within(
         Op::Updated => items::summarise(resource, old, new, false),
         _ => Default::default(),
     };
-    let mut body = event_body(resource, source_base, time, change, clock, (&id, summary));
+    let mut body = event_body(resource, origin, time, change, clock, (&id, summary));
     // Too large: first the images keep only the items that changed; still too large (a record
     // created or deleted with hundreds of items, or most items replaced), none, the summary
     // naming them. A deleted record is no longer served whole, so it gets no `url`.
@@ -280,7 +309,7 @@ pub fn to_outbox_within(
                 url.as_deref(),
             );
         }
-        body = event_body(resource, source_base, time, &cut, clock, (&id, summary));
+        body = event_body(resource, origin, time, &cut, clock, (&id, summary));
     }
     OutboxEvent {
         resource: resource.name.to_string(),
@@ -295,18 +324,22 @@ pub fn to_outbox_within(
 /// The CloudEvents JSON of `change` with the event `id` and the line-item `summary`.
 fn event_body(
     resource: &Resource,
-    source_base: &str,
+    origin: &Origin<'_>,
     time: &str,
     change: &Change,
     clock: &Clock,
     (id, summary): (&str, std::collections::BTreeMap<String, GroupChanges>),
 ) -> String {
-    let source = format!("{source_base}/{}", resource.list_path);
+    let source = format!("{}/{}", origin.source, resource.list_path);
+    let kind = event_type(resource, change.op);
     let event = CloudEvent {
         specversion: "1.0",
         id,
         source: &source,
-        kind: format!("com.daftra.{}.{}", resource.singular, change.op.as_str()),
+        dataschema: origin
+            .schemas
+            .map(|base| format!("{base}{}", schema_path(&kind))),
+        kind,
         subject: change.id.to_string(),
         time,
         datacontenttype: "application/json",

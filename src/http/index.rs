@@ -326,7 +326,7 @@ pub async fn index(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpR
     }
     html.push_str(&format!(
         "<footer><p><a href=\"/exports{first}\">/exports</a> (JSON){status} · \
-         <a href=\"/metrics\">/metrics</a> · <a href=\"/openapi.json{first}\">/openapi.json</a></p>\
+         <a href=\"/metrics\">/metrics</a> · <a href=\"/openapi.json{first}\">/openapi.json</a> · <a href=\"/asyncapi.json\">/asyncapi.json</a> (events)</p>\
          <p>Generated {}.</p></footer></body></html>",
         now.to_rfc3339_opts(SecondsFormat::Secs, true)
     ));

@@ -13,6 +13,7 @@ mod openapi;
 mod ops;
 mod parked;
 mod records;
+pub mod schemas;
 mod shared_builds;
 mod state;
 mod webhooks;
@@ -150,6 +151,8 @@ fn routes(cfg: &mut web::ServiceConfig) {
         .service(get_or_head("/readyz", web::to(ops::readyz)))
         .service(get_or_head("/metrics", web::to(ops::metrics)))
         .service(get_or_head("/openapi.json", web::to(openapi::document)))
+        .service(get_or_head("/asyncapi.json", web::to(schemas::asyncapi)))
+        .service(get_or_head("/schemas/{file}", web::to(schemas::schema)))
         .service(only(
             "/webhooks/daftra/{resource}",
             web::post().to(inbound::inbound),

@@ -29,6 +29,8 @@ pub struct AppState {
     pub admin: Admin,
     /// Credentials: `EXPORT_TOKEN`, access keys, signed links, each key's share.
     pub access: Arc<super::gate::Gate>,
+    /// The AsyncAPI document and the events' schemas.
+    pub docs: Arc<super::schemas::EventDocs>,
 }
 
 /// The feeds this deployment serves, with their poll triggers and intervals by feed key.

@@ -13,7 +13,7 @@ use tokio::sync::Semaphore;
 
 use crate::changes::Strategy;
 use crate::daftra::FetchError;
-use crate::events::{to_outbox_within, Op, OutboxEvent};
+use crate::events::{to_outbox_within, Op, Origin, OutboxEvent};
 use crate::feed::Feed;
 use crate::metrics::{Metrics, PollFailure, PollMode};
 use crate::record::RecordError;
@@ -57,6 +57,8 @@ pub struct Poller {
     pub unreadable_seen: Arc<Mutex<HashSet<(String, i64, String)>>>,
     /// How polls find what changed, and where each feed stands.
     pub changes: Arc<ChangePolicy>,
+    /// The bridge's public address (`PUBLIC_URL`), for events' `dataschema`.
+    pub schema_base: Option<Arc<str>>,
 }
 
 /// What one successful poll did.
@@ -208,8 +210,19 @@ impl Poller {
         plan.changes
             .iter()
             .map(|c| {
-                let (base, clock) = (&account.base_url, &account.clock);
-                to_outbox_within(feed.resource, base, &time, c, clock, self.event_max_bytes)
+                let origin = Origin {
+                    source: &account.base_url,
+                    schemas: self.schema_base.as_deref(),
+                };
+                let clock = &account.clock;
+                to_outbox_within(
+                    feed.resource,
+                    &origin,
+                    &time,
+                    c,
+                    clock,
+                    self.event_max_bytes,
+                )
             })
             .collect()
     }

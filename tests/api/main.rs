@@ -5,6 +5,7 @@ mod access;
 mod architecture;
 mod catalogue;
 mod delivery;
+mod event_docs;
 mod events;
 mod exports;
 mod feed;
