@@ -69,7 +69,7 @@ struct Args {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "poll,events,snapshot,live,baseline,catalogue,memory,incremental"
+        default_value = "poll,events,feed,snapshot,live,baseline,catalogue,memory,incremental"
     )]
     phases: Vec<Phase>,
     /// Print the table only; leave BENCHMARKS.md alone.
@@ -102,6 +102,9 @@ enum Phase {
     Poll,
     /// Outbox to RabbitMQ.
     Events,
+    /// The pull feed `GET /events` read by one consumer in pages of 500 (after `events`, or
+    /// over an outbox filled here).
+    Feed,
     /// CSV and XLSX exports of the large snapshot.
     Snapshot,
     /// CSV and XLSX exports read live from the simulator.
@@ -116,7 +119,7 @@ enum Phase {
     Incremental,
 }
 
-const ALL_PHASES: usize = 8;
+const ALL_PHASES: usize = 9;
 
 /// One row of the table.
 struct Figure {
@@ -892,6 +895,52 @@ impl Bench {
         Ok(())
     }
 
+    /// One consumer reads the whole event log through `GET /events` in pages of 500, over HTTP
+    /// from the bridge's own routes, parsing each page as a consumer would.
+    async fn feed_per_second(&mut self) -> anyhow::Result<()> {
+        let store = self.poller().store.clone();
+        if store.outbox_head()? < self.args.events as i64 {
+            let (n, base, store) = (self.args.events, self.sim.base_url.clone(), store.clone());
+            log(&format!("building {n} events"));
+            tokio::task::spawn_blocking(move || fill_outbox(&store, &base, n)).await??;
+        }
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let port = listener.local_addr()?.port();
+        let state = self.app.state.clone();
+        let server = actix_web::HttpServer::new(move || daftra_bridge::http::app(state.clone()))
+            .workers(1)
+            .disable_signals()
+            .listen(listener)?
+            .run();
+        let handle = server.handle();
+        tokio::spawn(server);
+        let client = reqwest::Client::new();
+        let (mut cursor, mut read) = (String::new(), 0usize);
+        log("reading the event log through GET /events in pages of 500");
+        let started = Instant::now();
+        loop {
+            let url = format!("http://127.0.0.1:{port}/events?limit=500&after={cursor}");
+            let page: Value =
+                serde_json::from_slice(&client.get(url).send().await?.bytes().await?)?;
+            let events = page["events"].as_array().map_or(0, Vec::len);
+            if events == 0 {
+                break;
+            }
+            read += events;
+            cursor = page["next_cursor"].as_str().unwrap_or_default().to_string();
+        }
+        let took = started.elapsed().as_secs_f64();
+        handle.stop(true).await;
+        anyhow::ensure!(read >= self.args.events, "read {read} events");
+        self.figures.push(Figure::at_least(
+            format!("Pull feed read by one consumer (`GET /events`, pages of 500, {read} events, JSON parsed)"),
+            read as f64 / took,
+            20_000.0,
+            Unit::PerSec("events"),
+        ));
+        Ok(())
+    }
+
     /// Exports of a 1,000,000-record snapshot by the built binary, in a child process.
     async fn snapshot_exports(&mut self) -> anyhow::Result<()> {
         let n = self.args.snapshot_records;
@@ -903,7 +952,13 @@ impl Bench {
             "DATABASE_URL".to_string(),
             format!("sqlite://{}", db.display()),
         )];
-        for (format, rate, peak) in [("csv", 500_000.0, 64.0), ("xlsx", 150_000.0, 256.0)] {
+        let formats = [
+            ("csv", 500_000.0, 64.0),
+            ("xlsx", 150_000.0, 256.0),
+            ("jsonl", 300_000.0, 64.0),
+            ("parquet", 150_000.0, 128.0),
+        ];
+        for (format, rate, peak) in formats {
             log(&format!("exporting the snapshot as {format}"));
             let run = self.export(format, "snapshot", &env).await?;
             anyhow::ensure!(run.rows == n as u64, "exported {} rows", run.rows);
@@ -1372,6 +1427,7 @@ async fn main() -> anyhow::Result<()> {
                 bench.upstream_costs().await?;
             }
             Phase::Events => bench.events_per_second().await?,
+            Phase::Feed => bench.feed_per_second().await?,
             Phase::Snapshot => bench.snapshot_exports().await?,
             Phase::Live => live = Some(bench.live_exports().await?),
             Phase::Baseline => bench.baseline(live.as_ref()).await?,

@@ -95,7 +95,6 @@ impl Application {
         let port = listener.local_addr()?.port();
         let metrics = Metrics::new();
         let store = open_store(&settings)?;
-        let gate = gate(&settings, &store)?;
         let account = Account::new(DEFAULT_ACCOUNT, settings.daftra.clone(), metrics.clone());
         let feeds = Feeds::of(&account, &settings.resources);
         let names: Vec<&str> = feeds.all().iter().map(Feed::name).collect();
@@ -155,7 +154,7 @@ impl Application {
                 endpoints_changed: webhooks.endpoints_changed.clone(),
                 outbox: poller.outbox.clone(),
             },
-            access: Arc::new(gate),
+            access: Arc::new(gate(&settings, &poller.store)?),
             docs: Arc::new(event_docs(&settings)),
         };
         Ok(Application {

@@ -210,6 +210,7 @@ pub struct RawEnv {
     pub webhook_timeout_secs: Option<String>,
     pub webhook_allow_private_targets: Option<String>,
     pub event_log_retention_secs: Option<String>,
+    pub feed_max_wait_secs: Option<String>,
     pub webhook_max_in_flight: Option<String>,
     pub inbound_min_interval_secs: Option<String>,
     pub event_max_bytes: Option<String>,
@@ -349,9 +350,7 @@ impl Settings {
         let database = crate::store::Location::from_setting(raw.database_url.as_deref())
             .map_err(|shown| err("DATABASE_URL", &shown, crate::store::DATABASE_URL_FORMS))?;
         let amqp_url = resolve_amqp_url(raw)?;
-        let (bind_addr, advertise_url) = resolve_addresses(raw)?;
-        let public_url = resolve_public_url(raw, &advertise_url)?;
-        let log_format = resolve_log_format(raw)?;
+        let (bind_addr, advertise_url, public_url) = resolve_addresses(raw)?;
         let (poll_strategy, full_scan_every, poll_overlap) = resolve_change_polling(raw)?;
         Ok(Settings {
             daftra,
@@ -408,7 +407,7 @@ impl Settings {
                 1,
                 3600,
             )?,
-            log_format,
+            log_format: resolve_log_format(raw)?,
             webhooks: WebhookSettings::from_raw(raw)?,
             event_max_bytes: int_in(
                 "EVENT_MAX_BYTES",
@@ -493,7 +492,7 @@ impl AccessSettings {
     pub fn from_raw(raw: &RawEnv) -> Result<AccessSettings, ConfigError> {
         let database = crate::store::Location::from_setting(raw.database_url.as_deref())
             .map_err(|shown| err("DATABASE_URL", &shown, crate::store::DATABASE_URL_FORMS))?;
-        let (_, advertise_url) = resolve_addresses(raw)?;
+        let (_, advertise_url, _) = resolve_addresses(raw)?;
         Ok(AccessSettings {
             database,
             secrets_keys: resolve_secrets_keys(raw)?,
@@ -539,10 +538,12 @@ fn resolve_link_signing_key(raw: &RawEnv) -> Result<Option<Secret>, ConfigError>
     }
 }
 
-/// `BIND_ADDR` and `ADVERTISE_URL`.
-fn resolve_addresses(raw: &RawEnv) -> Result<(SocketAddr, String), ConfigError> {
+/// `BIND_ADDR`, `ADVERTISE_URL` and `PUBLIC_URL`.
+fn resolve_addresses(raw: &RawEnv) -> Result<(SocketAddr, String, String), ConfigError> {
     let bind_addr = resolve_bind_addr(raw)?;
-    Ok((bind_addr, resolve_advertise_url(raw, bind_addr)?))
+    let advertise_url = resolve_advertise_url(raw, bind_addr)?;
+    let public_url = resolve_public_url(raw, &advertise_url)?;
+    Ok((bind_addr, advertise_url, public_url))
 }
 
 fn resolve_bind_addr(raw: &RawEnv) -> Result<SocketAddr, ConfigError> {

@@ -27,6 +27,9 @@ pub struct WebhookSettings {
     pub allow_private: bool,
     /// How long delivered events stay in the event log for replays (`EVENT_LOG_RETENTION_SECS`).
     pub event_log_retention: Duration,
+    /// The longest one `GET /events?wait=` holds its answer (`FEED_MAX_WAIT_SECS`); a longer
+    /// `wait` is cut to it (proxies close idle connections).
+    pub feed_max_wait: Duration,
     /// Delivery attempts in flight at once to one endpoint (`WEBHOOK_MAX_IN_FLIGHT`).
     pub max_in_flight: usize,
     /// Least time between two polls of one resource triggered by Daftra's webhook
@@ -84,6 +87,7 @@ impl WebhookSettings {
                 0,
                 366 * 86_400,
             )?,
+            feed_max_wait: secs("FEED_MAX_WAIT_SECS", &raw.feed_max_wait_secs, 60, 0, 60)?,
             max_in_flight: int_in(
                 "WEBHOOK_MAX_IN_FLIGHT",
                 &raw.webhook_max_in_flight,

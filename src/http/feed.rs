@@ -165,7 +165,8 @@ pub async fn events(
         }
         Some(After::Seq(seq)) => seq,
     };
-    let deadline = tokio::time::Instant::now() + q.wait;
+    let wait = q.wait.min(state.admin.settings.feed_max_wait);
+    let deadline = tokio::time::Instant::now() + wait;
     let mut appended = state.admin.outbox.subscribe();
     let (bodies, position) = loop {
         let (bodies, position) = read(&state, &caller, &q, after).await?;

@@ -318,6 +318,8 @@ async fn a_running_bridge_conforms_to_its_openapi_document() {
         // Endpoints schemathesis registers must be public https targets; no event is logged, so
         // none is delivered to.
         allow_private: false,
+        // schemathesis asks for long waits on GET /events: each holds at most a second.
+        extra: vec![("FEED_MAX_WAIT_SECS", "1".into())],
         ..Options::default()
     })
     .await;

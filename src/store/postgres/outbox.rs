@@ -83,7 +83,7 @@ impl Outbox for Postgres {
                     "INSERT INTO bridge_setting (name, value) VALUES ($1, $2::bigint::text)
                      ON CONFLICT (name) DO UPDATE
                      SET value = greatest(bridge_setting.value::bigint, excluded.value::bigint)::text",
-                    &[&PRUNED_THROUGH, &through.to_string()],
+                    &[&PRUNED_THROUGH, &through],
                 )?;
             }
             Ok(n as usize)
