@@ -23,8 +23,8 @@ pub struct Scopes {
     /// It may start polls (`POST /poll/{resource}`).
     #[serde(default)]
     pub poll: bool,
-    /// It may read the event feed.
-    #[serde(default)]
+    /// It may read the event feed (`GET /events`; `events` is accepted as its name too).
+    #[serde(default, alias = "events")]
     pub feed: bool,
     /// It may make signed links to the exports it may read.
     #[serde(default)]

@@ -45,8 +45,8 @@ pub struct CreateArgs {
     /// It may start polls (POST /poll).
     #[arg(long)]
     poll: bool,
-    /// It may read the event feed.
-    #[arg(long)]
+    /// It may read the event feed (GET /events).
+    #[arg(long, alias = "events")]
     feed: bool,
     /// It may make signed links to its exports.
     #[arg(long)]

@@ -6,8 +6,6 @@
 
 use std::io::Write;
 
-use serde_json::Value;
-
 use super::{Cell, ExportError, Row, RowSink};
 use crate::catalogue::{Column, LineItems};
 use crate::record::{Clock, Record};
@@ -33,24 +31,43 @@ impl<W: Write> JsonlSink<W> {
     }
 }
 
-/// The JSON value of one cell.
-fn value(cell: Cell<'_>, clock: &Clock) -> Value {
+/// Writes the JSON of one cell to `out`.
+fn write_value(out: &mut Vec<u8>, cell: Cell<'_>, clock: &Clock) {
+    let text = |out: &mut Vec<u8>, s: &str| {
+        // Writing a &str to a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, s);
+    };
     match cell {
-        Cell::Empty => Value::Null,
-        Cell::Int(i) => Value::from(i),
-        Cell::Float(f) => serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number),
-        Cell::Decimal(d) => Value::String(d.to_string()),
-        Cell::Text(t) | Cell::Date(t) => Value::String(t.to_string()),
-        Cell::Timestamp(t) => Value::String(clock.rfc3339(t).unwrap_or_else(|| t.to_string())),
+        Cell::Empty => out.extend_from_slice(b"null"),
+        Cell::Int(i) => out.extend_from_slice(i.to_string().as_bytes()),
+        Cell::Float(f) => match serde_json::Number::from_f64(f) {
+            Some(n) => out.extend_from_slice(n.to_string().as_bytes()),
+            None => out.extend_from_slice(b"null"),
+        },
+        Cell::Decimal(d) => text(out, d),
+        Cell::Text(t) | Cell::Date(t) => text(out, t),
+        Cell::Timestamp(t) => match clock.rfc3339(t) {
+            Some(at) => text(out, &at),
+            None => text(out, t),
+        },
     }
 }
 
-/// The object of `columns` of `row`.
-fn object(columns: &[&Column], row: &dyn Row, clock: &Clock) -> serde_json::Map<String, Value> {
-    columns
-        .iter()
-        .map(|c| (c.name.clone(), value(row.cell(c), clock)))
-        .collect()
+/// Writes the object of `columns` of `row` to `out`, leaving it open when `open` (more keys
+/// follow).
+fn write_object(out: &mut Vec<u8>, columns: &[&Column], row: &dyn Row, clock: &Clock, open: bool) {
+    out.push(b'{');
+    for (i, c) in columns.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        let _ = serde_json::to_writer(&mut *out, &c.name);
+        out.push(b':');
+        write_value(out, row.cell(c), clock);
+    }
+    if !open {
+        out.push(b'}');
+    }
 }
 
 impl<W: Write> RowSink for JsonlSink<W> {
@@ -59,18 +76,28 @@ impl<W: Write> RowSink for JsonlSink<W> {
     }
 
     fn row(&mut self, columns: &[&Column], row: &dyn Row) -> Result<(), ExportError> {
-        let mut map = object(columns, row, &self.clock);
+        self.line.clear();
+        let nested = !self.groups.is_empty();
+        write_object(&mut self.line, columns, row, &self.clock, nested);
         for group in self.groups {
             let item_columns: Vec<&Column> = group.columns.iter().collect();
-            let items: Vec<Value> = row
-                .items(&group.key)
-                .iter()
-                .map(|item: &Record| Value::Object(object(&item_columns, item, &self.clock)))
-                .collect();
-            map.insert(group.key.clone(), Value::Array(items));
+            if !self.line.ends_with(b"{") {
+                self.line.push(b',');
+            }
+            let _ = serde_json::to_writer(&mut self.line, &group.key);
+            self.line.extend_from_slice(b":[");
+            for (i, item) in row.items(&group.key).iter().enumerate() {
+                if i > 0 {
+                    self.line.push(b',');
+                }
+                let item: &Record = item;
+                write_object(&mut self.line, &item_columns, item, &self.clock, false);
+            }
+            self.line.push(b']');
         }
-        self.line.clear();
-        serde_json::to_writer(&mut self.line, &map).map_err(std::io::Error::from)?;
+        if nested {
+            self.line.push(b'}');
+        }
         self.line.push(b'\n');
         self.out.write_all(&self.line)?;
         Ok(())
@@ -86,6 +113,7 @@ impl<W: Write> RowSink for JsonlSink<W> {
 mod tests {
     use super::*;
     use crate::catalogue;
+    use serde_json::Value;
 
     #[test]
     fn lines_are_typed_exact_and_nest_line_items() {

@@ -20,6 +20,7 @@ const KEY_FIELDS: &[&str] = &[
     "status",
     "poll",
     "feed",
+    "events",
     "share",
     "expires",
     "max_exports",
@@ -92,14 +93,16 @@ fn scopes(map: &Map<String, Value>, mut base: Scopes) -> Result<Scopes, ApiError
     if let Some(e) = exports_field(map)? {
         base.exports = e;
     }
-    for (name, slot) in [
-        ("status", &mut base.status),
-        ("poll", &mut base.poll),
-        ("feed", &mut base.feed),
-        ("share", &mut base.share),
-    ] {
-        if let Some(b) = bool_field(map, name)? {
-            *slot = b;
+    for name in ["status", "poll", "feed", "events", "share"] {
+        let Some(on) = bool_field(map, name)? else {
+            continue;
+        };
+        match name {
+            "status" => base.status = on,
+            "poll" => base.poll = on,
+            // `events` names the feed's scope too.
+            "feed" | "events" => base.feed = on,
+            _ => base.share = on,
         }
     }
     Ok(base)

@@ -227,7 +227,7 @@ async fn a_key_reads_the_feed_only_with_its_scope_and_only_its_resources() {
         }
     };
     let without = key(json!({"name": "nofeed", "exports": "*"})).await;
-    let sales = key(json!({"name": "sales", "exports": "sales", "feed": true})).await;
+    let sales = key(json!({"name": "sales", "exports": "sales", "events": true})).await;
     let r = app
         .http
         .get(format!("{}/events", app.base))
