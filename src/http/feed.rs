@@ -83,16 +83,20 @@ impl FeedQuery {
                 })
                 .collect::<Result<_, ApiError>>()?,
         };
-        let number = |name: &str, default: u64, max: u64| -> Result<u64, ApiError> {
+        let number = |name: &str, default: u64, (min, max): (u64, u64)| -> Result<u64, ApiError> {
             match q.get(name) {
                 None => Ok(default),
-                Some(v) => v.parse::<u64>().ok().filter(|n| *n <= max).ok_or_else(|| {
-                    Invalid::new(name, format!("a whole number, 0 to {max}")).into()
-                }),
+                Some(v) => v
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|n| (min..=max).contains(n))
+                    .ok_or_else(|| {
+                        Invalid::new(name, format!("a whole number, {min} to {max}")).into()
+                    }),
             }
         };
-        let limit = number("limit", DEFAULT_LIMIT as u64, MAX_LIMIT as u64)?.max(1) as usize;
-        let wait = Duration::from_secs(number("wait", 0, MAX_WAIT_SECS)?);
+        let limit = number("limit", DEFAULT_LIMIT as u64, (1, MAX_LIMIT as u64))? as usize;
+        let wait = Duration::from_secs(number("wait", 0, (0, MAX_WAIT_SECS))?);
         Ok(FeedQuery {
             after,
             types,

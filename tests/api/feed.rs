@@ -160,9 +160,21 @@ async fn a_cursor_older_than_the_log_keeps_is_410_naming_the_oldest_still_availa
         assert_eq!(status, 200);
         assert_eq!(page["events"].as_array().unwrap().len(), 1, "{page}");
     }
-    // A cursor that is not one: 400 naming `after`.
-    let (status, bad) = feed(&app, "after=12").await;
-    assert_eq!((status, bad["field"].as_str()), (400, Some("after")));
+    // A cursor that is not one, or a number out of range: 400 naming the parameter.
+    let cases = [
+        ("after=12", "after"),
+        ("limit=0", "limit"),
+        ("limit=1001", "limit"),
+        ("wait=61", "wait"),
+    ];
+    for (query, field) in cases {
+        let (status, bad) = feed(&app, query).await;
+        assert_eq!(
+            (status, bad["field"].as_str()),
+            (400, Some(field)),
+            "{query}"
+        );
+    }
     app.stop().await;
 }
 
