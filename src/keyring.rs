@@ -27,7 +27,7 @@ pub enum KeyringError {
         field: &'static str,
         message: String,
     },
-    #[error("a key named {0:?} exists already; choose another name or revoke it")]
+    #[error("a key named {0:?} exists already (revoked keys keep their names): choose another name")]
     NameTaken(String),
     #[error(transparent)]
     Store(#[from] StoreError),

@@ -78,6 +78,20 @@ pub struct LinkArgs {
     base_url: Option<String>,
 }
 
+/// A keyring error in the command line's words: its field as the flag that sets it.
+fn flag_error(e: keyring::KeyringError) -> anyhow::Error {
+    match e {
+        keyring::KeyringError::Invalid { field, message } => {
+            let flag = match field {
+                "exports" => "resources".to_string(),
+                other => other.replace('_', "-"),
+            };
+            anyhow::anyhow!("--{flag}: {message}")
+        }
+        other => other.into(),
+    }
+}
+
 fn now() -> i64 {
     chrono::Utc::now().timestamp()
 }
@@ -117,7 +131,7 @@ pub fn keys(command: KeysCommand) -> anyhow::Result<()> {
                 max_exports: a.max_exports,
                 per_minute: a.per_minute,
             };
-            let (key, token) = keyring::create(&store, spec, at)?;
+            let (key, token) = keyring::create(&store, spec, at).map_err(flag_error)?;
             writeln!(out, "{}", token.expose())?;
             let expires = key.expires_at.map_or_else(|| "never".into(), rfc3339);
             eprintln!(
@@ -194,7 +208,22 @@ pub fn link(args: LinkArgs) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("--expires: {e}"))?
         .context("--expires: a link must expire (7d, 12h, a time or a date)")?;
     let base = args.base_url.unwrap_or(settings.advertise_url);
-    let url = keyring::link(&signing_key, &base, &args.file, &pairs, expires_at)?;
+    let url =
+        keyring::link(&signing_key, &base, &args.file, &pairs, expires_at).map_err(
+            |e| match e {
+                keyring::KeyringError::Invalid {
+                    field: "query",
+                    message,
+                } => {
+                    anyhow::anyhow!("--filter: {message}")
+                }
+                keyring::KeyringError::Invalid {
+                    field: "export",
+                    message,
+                } => anyhow::anyhow!("{message}"),
+                other => flag_error(other),
+            },
+        )?;
     writeln!(std::io::stdout(), "{url}")?;
     eprintln!("The link works until {}.", rfc3339(expires_at));
     Ok(())
