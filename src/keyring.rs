@@ -15,6 +15,9 @@ use crate::store::{Store, StoreError, StoredKey};
 pub const DEFAULT_MAX_EXPORTS: i64 = 2;
 /// Requests a new key may make per minute, unless it is given its own limit.
 pub const DEFAULT_PER_MINUTE: i64 = 120;
+/// The longest a signed link may work: a year.
+pub const MAX_LINK_SECS: i64 = 366 * 86_400;
+
 /// Upper bounds of the per-key limits (a typo of 10,000,000 is refused, not obeyed).
 const MAX_EXPORTS_BOUND: i64 = 100;
 const PER_MINUTE_BOUND: i64 = 1_000_000;
@@ -27,7 +30,9 @@ pub enum KeyringError {
         field: &'static str,
         message: String,
     },
-    #[error("a key named {0:?} exists already (revoked keys keep their names): choose another name")]
+    #[error(
+        "a key named {0:?} exists already (revoked keys keep their names): choose another name"
+    )]
     NameTaken(String),
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -92,6 +97,13 @@ pub fn create(store: &Store, spec: KeySpec, now: i64) -> Result<(StoredKey, Secr
     validate_name(&spec.name)?;
     validate_limits(spec.max_exports, spec.per_minute)?;
     spec.scopes.validate().map_err(|e| invalid("exports", e))?;
+    let sc = &spec.scopes;
+    if sc.exports.is_empty() && !(sc.status || sc.poll || sc.feed || sc.share) {
+        return Err(invalid(
+            "exports",
+            "the key would allow nothing: name exports or areas, or give status, poll or feed",
+        ));
+    }
     if spec.expires_at.is_some_and(|at| at <= now) {
         return Err(invalid("expires", "the expiry is in the past"));
     }
@@ -186,6 +198,13 @@ pub fn link(
         ));
     }
     ExportQuery::parse(export, pairs).map_err(|e| invalid("query", e.to_string()))?;
+    let now = chrono::Utc::now().timestamp();
+    if expires_at <= now {
+        return Err(invalid("expires", "the expiry is in the past"));
+    }
+    if expires_at > now + MAX_LINK_SECS {
+        return Err(invalid("expires", "a link works for at most a year (366d)"));
+    }
     let path = format!("/exports/{file}");
     let query = links::sign(signing_key.expose().as_bytes(), &path, pairs, expires_at);
     Ok(format!("{}{path}?{query}", base.trim_end_matches('/')))

@@ -265,7 +265,7 @@ fn open_store(settings: &Settings) -> anyhow::Result<Store> {
     // naming the variable, rather than every delivery failing later.
     store.endpoints()?;
     if !settings.secrets_keys.seals() {
-        tracing::warn!("BRIDGE_SECRETS_KEY is not set: webhook signing secrets are stored in clear in the database (README: Webhooks)");
+        tracing::warn!("BRIDGE_SECRETS_KEY is not set: webhook signing secrets and the link signing key are stored in clear in the database (README: Webhooks, Access)");
     }
     let resealed = store
         .reseal_secrets()

@@ -87,20 +87,36 @@ pub fn parse_expiry(text: &str, now: i64) -> Result<Option<i64>, String> {
         if n <= 0 {
             return Err(expected());
         }
-        return Ok(Some(now + n.checked_mul(u).ok_or_else(expected)?));
+        let at = n
+            .checked_mul(u)
+            .and_then(|d| now.checked_add(d))
+            .ok_or_else(expected)?;
+        return within_years(at, text);
     }
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
-        return Ok(Some(t.timestamp()));
+        return within_years(t.timestamp(), text);
     }
     if let Ok(d) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
-        return Ok(Some(
-            d.and_hms_opt(0, 0, 0)
-                .expect("midnight")
-                .and_utc()
-                .timestamp(),
-        ));
+        let at = d
+            .and_hms_opt(0, 0, 0)
+            .expect("midnight")
+            .and_utc()
+            .timestamp();
+        return within_years(at, text);
     }
     Err(expected())
+}
+
+/// The last second of the year 9999: expiries past it are refused (nothing shows them).
+const LATEST: i64 = 253_402_300_799;
+
+fn within_years(at: i64, text: &str) -> Result<Option<i64>, String> {
+    match at <= LATEST {
+        true => Ok(Some(at)),
+        false => Err(format!(
+            "{text:?} is after the year 9999; give a nearer expiry, or never"
+        )),
+    }
 }
 
 /// Unix seconds as RFC 3339 UTC.

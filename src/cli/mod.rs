@@ -73,7 +73,7 @@ pub enum Command {
         resource: String,
         #[arg(long, value_enum, default_value = "csv")]
         format: FormatArg,
-        /// Output file; standard output when absent (CSV only).
+        /// Output file; standard output when absent (CSV and JSON Lines only).
         #[arg(short, long)]
         output: Option<PathBuf>,
         /// Read Daftra now (default) or the poller's snapshot in DATABASE_URL.

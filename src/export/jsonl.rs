@@ -7,7 +7,7 @@
 use std::io::Write;
 
 use super::{Cell, ExportError, Row, RowSink};
-use crate::catalogue::{Column, LineItems};
+use crate::catalogue::{Column, ColumnKind, LineItems};
 use crate::record::{Clock, Record};
 
 /// Writes rows as JSON Lines to any writer.
@@ -32,11 +32,19 @@ impl<W: Write> JsonlSink<W> {
 }
 
 /// Writes the JSON of one cell to `out`.
-fn write_value(out: &mut Vec<u8>, cell: Cell<'_>, clock: &Clock) {
+fn write_value(out: &mut Vec<u8>, column: &Column, cell: Cell<'_>, clock: &Clock) {
     let text = |out: &mut Vec<u8>, s: &str| {
         // Writing a &str to a Vec cannot fail.
         let _ = serde_json::to_writer(&mut *out, s);
     };
+    // An exact decimal is a string even when it is whole, so a reader types the column once.
+    if column.kind == ColumnKind::Decimal {
+        match cell {
+            Cell::Int(i) => return text(out, &i.to_string()),
+            Cell::Float(f) => return text(out, &f.to_string()),
+            _ => {}
+        }
+    }
     match cell {
         Cell::Empty => out.extend_from_slice(b"null"),
         Cell::Int(i) => out.extend_from_slice(i.to_string().as_bytes()),
@@ -63,7 +71,7 @@ fn write_object(out: &mut Vec<u8>, columns: &[&Column], row: &dyn Row, clock: &C
         }
         let _ = serde_json::to_writer(&mut *out, &c.name);
         out.push(b':');
-        write_value(out, row.cell(c), clock);
+        write_value(out, c, row.cell(c), clock);
     }
     if !open {
         out.push(b'}');
@@ -120,7 +128,8 @@ mod tests {
         let invoices = catalogue::by_name("invoices").unwrap();
         let raw = serde_json::json!({"id": "13", "no": "INV-٠١", "summary_total": "12345678901234567890.12",
             "created": "2026-03-05 14:21:35", "date": "2026-03-05",
-            "InvoiceItem": [{"id": "1300", "quantity": "2.5", "item": "شاي"}]});
+            "summary_paid": 46581,
+            "InvoiceItem": [{"id": "1300", "quantity": "2.5", "item": "شاي"}, {"id": "1301", "quantity": 2}]});
         let record = crate::record::normalise(invoices, raw.as_object().unwrap()).unwrap();
         let clock = Clock {
             zone: "Africa/Cairo".parse().unwrap(),
@@ -128,10 +137,18 @@ mod tests {
         };
         let mut out = Vec::new();
         let mut sink = JsonlSink::new(&mut out, clock, &invoices.line_items);
-        let columns: Vec<&Column> = ["id", "no", "summary_total", "created", "date", "client_id"]
-            .iter()
-            .map(|n| invoices.column(n).unwrap())
-            .collect();
+        let columns: Vec<&Column> = [
+            "id",
+            "no",
+            "summary_total",
+            "summary_paid",
+            "created",
+            "date",
+            "client_id",
+        ]
+        .iter()
+        .map(|n| invoices.column(n).unwrap())
+        .collect();
         sink.row(&columns, &record).unwrap();
         sink.finish().unwrap();
         let text = String::from_utf8(out).unwrap();
@@ -145,5 +162,10 @@ mod tests {
         assert_eq!(line["client_id"], Value::Null);
         assert_eq!(line["InvoiceItem"][0]["quantity"], "2.5");
         assert_eq!(line["InvoiceItem"][0]["item"], "شاي");
+        assert_eq!(
+            line["summary_paid"], "46581",
+            "a whole decimal is a string too"
+        );
+        assert_eq!(line["InvoiceItem"][1]["quantity"], "2");
     }
 }

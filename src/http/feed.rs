@@ -167,6 +167,13 @@ pub async fn events(
                 cursor(start)
             )))
         }
+        Some(After::Seq(seq)) if seq > head => {
+            return Err(Invalid::new(
+                "after",
+                "this cursor is ahead of the event log (a cursor of another database, or one restored from a backup): start again with after=now, or with no cursor",
+            )
+            .into())
+        }
         Some(After::Seq(seq)) => seq,
     };
     let wait = q.wait.min(state.admin.settings.feed_max_wait);
@@ -183,6 +190,10 @@ pub async fn events(
             _ = tokio::time::sleep_until(deadline) => {}
         }
     };
+    if !wait.is_zero() && matches!(caller, Caller::Key(_)) {
+        // A key revoked or expired while the request waited gets nothing more.
+        gate::require(&state, &req, Scope::Feed).await?;
+    }
     let mut body = String::from("{\"events\":[");
     body.push_str(&bodies.join(","));
     body.push_str("],\"next_cursor\":");

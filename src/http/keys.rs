@@ -240,18 +240,32 @@ fn query_field(map: &Map<String, Value>) -> Result<Vec<(String, String)>, ApiErr
     }
 }
 
-/// Who may sign: `ADMIN_TOKEN`, or a caller with `share` that may read `export` (403 naming
-/// what it lacks).
-async fn may_sign(state: &AppState, req: &HttpRequest, export: &str) -> Result<(), ApiError> {
+/// Who may sign: `ADMIN_TOKEN`, or a caller with `share` (`EXPORT_TOKEN`, or a key) that may
+/// read `export` (403 naming what it lacks), of an enabled resource. `Some(at)`: the links
+/// cannot outlive the key that makes them, which expires `at`.
+async fn may_sign(
+    state: &AppState,
+    req: &HttpRequest,
+    export: &str,
+) -> Result<Option<i64>, ApiError> {
+    let name = export.rsplit_once('.').map_or(export, |(n, _)| n);
     let admin_token = state.admin.settings.admin_token.as_ref();
-    if let (Some(expected), Some(given)) = (admin_token, access::bearer(req)) {
-        if access::matches(&given, expected) {
-            return Ok(());
+    let by_admin = match (admin_token, access::bearer(req)) {
+        (Some(expected), Some(given)) => access::matches(&given, expected),
+        _ => false,
+    };
+    let mut key_expires = None;
+    if !by_admin {
+        let caller = gate::require(state, req, Scope::Share).await?;
+        caller.require(&Scope::Export(name.to_string()), state)?;
+        if let gate::Caller::Key(k) = &caller {
+            key_expires = k.expires_at;
         }
     }
-    let caller = gate::require(state, req, Scope::Share).await?;
-    let name = export.rsplit_once('.').map_or(export, |(n, _)| n);
-    caller.require(&Scope::Export(name.to_string()), state)
+    if state.served.export(name).is_none() {
+        return Err(super::unserved(name));
+    }
+    Ok(key_expires)
 }
 
 /// `POST /links`: `{"export": "invoices.csv", "query": {...}, "expires": "7d"}` → 201
@@ -266,7 +280,7 @@ pub async fn create_link(
     let map = object(&body, &["export", "query", "expires"])?;
     let export = text_field(&map, "export", 200)?
         .ok_or_else(|| bad("export", "required: the export file, e.g. invoices.csv"))?;
-    may_sign(&state, &req, &export).await?;
+    let key_expires = may_sign(&state, &req, &export).await?;
     let expires_at = match map.get("expires") {
         None => parse_expiry("7d", now()).map_err(|e| bad("expires", e))?,
         Some(_) => expires_field(&map)?.flatten(),
@@ -277,8 +291,14 @@ pub async fn create_link(
             "a link must expire: give a duration (7d), a time or a date",
         )
     })?;
-    if expires_at <= now() {
-        return Err(bad("expires", "the expiry is in the past"));
+    if let Some(at) = key_expires.filter(|at| expires_at > *at) {
+        return Err(bad(
+            "expires",
+            format!(
+                "a link cannot outlive the key that makes it (it expires at {})",
+                rfc3339(at)
+            ),
+        ));
     }
     let pairs = query_field(&map)?;
     let info = req.connection_info();

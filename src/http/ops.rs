@@ -158,7 +158,7 @@ pub async fn status(
     state: web::Data<AppState>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    gate::require(&state, &req, Scope::Status).await?;
+    let caller = gate::require(&state, &req, Scope::Status).await?;
     let role = *state.health.role.borrow();
     let store = state.store.clone();
     let (pending, saved, leader) = web::block(move || {
@@ -186,13 +186,26 @@ pub async fn status(
             },
             "refused": refusal(&state),
         },
-        "resources": state.health.status.snapshot(),
+        "resources": readable_statuses(&caller, state.health.status.snapshot()),
         "outbox_pending": pending,
         "broker": state.health.broker.get(),
         "publish_failures": state.health.broker.failures(),
         "webhooks": super::webhooks::status_part(&state).await,
         "parked": super::parked::status_part(&state).await,
     })))
+}
+
+/// The poll statuses of the resources `caller` may read: a key sees nothing of the others.
+fn readable_statuses<V: serde::Serialize>(
+    caller: &gate::Caller,
+    all: std::collections::BTreeMap<String, V>,
+) -> std::collections::BTreeMap<String, V> {
+    if !matches!(caller, gate::Caller::Key(_)) {
+        return all;
+    }
+    all.into_iter()
+        .filter(|(name, _)| crate::catalogue::by_name(name).is_some_and(|r| caller.may_export(r)))
+        .collect()
 }
 
 /// `POST /poll/{resource}[?full=true]`: 202; starts a poll now or joins the one running. With

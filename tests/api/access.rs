@@ -109,6 +109,21 @@ async fn a_key_scoped_to_inventory_reads_stock_and_products_and_nothing_else() {
             "nothing else is hinted: {message}"
         );
     }
+    // With `status`, a key sees the status of its own resources only.
+    let (watcher, _) = create_key(
+        &app.http,
+        &app.base,
+        json!({"name": "watcher", "exports": "inventory", "status": true}),
+    )
+    .await;
+    let status: Value = get_with(&app, "/status", &watcher)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let mut shown: Vec<&String> = status["resources"].as_object().unwrap().keys().collect();
+    shown.sort();
+    assert_eq!(shown, ["products", "stock_transactions"], "{status}");
     let poll = app
         .http
         .post(format!("{}/poll/products", app.base))
@@ -284,7 +299,13 @@ async fn keys_are_changed_over_the_admin_api_and_bad_input_names_the_field() {
         json!({"name": "bi", "exports": "invoices"}),
     )
     .await;
-    assert_eq!(post(json!({"name": "bi"})).await.unwrap().status(), 409);
+    assert_eq!(
+        post(json!({"name": "bi", "exports": "sales"}))
+            .await
+            .unwrap()
+            .status(),
+        409
+    );
     let id = shown["id"].as_str().unwrap();
     assert_eq!(get_with(&app, "/status", &key).await.status(), 403);
     let r = app
@@ -536,6 +557,52 @@ async fn only_a_key_with_share_signs_and_only_its_own_exports() {
     )
     .await;
     assert_eq!(r.status(), 400);
+    // No link lives longer than a year, nor longer than the key that makes it.
+    for expires in ["9000-01-01", "367d", "99999999d"] {
+        let r = make_link(
+            &app,
+            ADMIN,
+            json!({"export": "invoices.csv", "expires": expires}),
+        )
+        .await;
+        let b: Value = r.json().await.unwrap();
+        assert_eq!(b["field"], "expires", "{expires}: {b}");
+    }
+    let (brief, _) = create_key(
+        &app.http,
+        &app.base,
+        json!({"name": "brief", "exports": "invoices", "share": true, "expires": "1h"}),
+    )
+    .await;
+    let r = make_link(
+        &app,
+        &brief,
+        json!({"export": "invoices.csv", "expires": "2d"}),
+    )
+    .await;
+    let (status, message) = status_and_message(r).await;
+    assert_eq!(status, 400);
+    assert!(message.contains("cannot outlive the key"), "{message}");
+    let r = make_link(
+        &app,
+        &brief,
+        json!({"export": "invoices.csv", "expires": "30m"}),
+    )
+    .await;
+    assert_eq!(r.status(), 201);
+    // Only enabled exports get links; a key must allow something.
+    let r = make_link(&app, ADMIN, json!({"export": "suppliers.csv"})).await;
+    assert_eq!(r.status(), 404);
+    let r = app
+        .http
+        .post(format!("{}/keys", app.base))
+        .bearer_auth(ADMIN)
+        .json(&json!({"name": "nothing"}))
+        .send()
+        .await
+        .unwrap();
+    let b: Value = r.json().await.unwrap();
+    assert_eq!(b["field"], "exports", "{b}");
     app.stop().await;
 }
 

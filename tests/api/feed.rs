@@ -160,6 +160,14 @@ async fn a_cursor_older_than_the_log_keeps_is_410_naming_the_oldest_still_availa
         assert_eq!(status, 200);
         assert_eq!(page["events"].as_array().unwrap().len(), 1, "{page}");
     }
+    // A cursor ahead of the log (another database, a restored backup) is not taken silently.
+    let ahead = format!("after={}", daftra_bridge::http::feed::cursor(head + 1000));
+    let (status, bad) = feed(&app, &ahead).await;
+    assert_eq!(
+        (status, bad["field"].as_str()),
+        (400, Some("after")),
+        "{bad}"
+    );
     // A cursor that is not one, or a number out of range: 400 naming the parameter.
     let cases = [
         ("after=12", "after"),
@@ -292,6 +300,33 @@ async fn a_key_reads_the_feed_only_with_its_scope_and_only_its_resources() {
         (r.status().as_u16(), r.json::<Value>().await.unwrap())
     };
     assert_eq!((status, bad["field"].as_str()), (400, Some("types")));
+    // A key revoked while its long poll waits hears nothing of what came after.
+    let waiting = {
+        let (http, url) = (
+            app.http.clone(),
+            format!("{}/events?after=now&wait=10", app.base),
+        );
+        let sales = sales.clone();
+        tokio::spawn(async move { http.get(url).bearer_auth(sales).send().await.unwrap() })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let id = &sales[4..16];
+    let r = app
+        .http
+        .delete(format!("{}/keys/{id}", app.base))
+        .bearer_auth("feed-admin")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let edit = json!({"notes": "after the revocation"});
+    app.sim
+        .state
+        .update_in("invoices", 2, edit.as_object().unwrap().clone());
+    app.poll_resource("invoices").await;
+    let answer = waiting.await.unwrap();
+    assert_eq!(answer.status(), 401);
+    assert!(answer.text().await.unwrap().contains("revoked"));
     app.stop().await;
 }
 
