@@ -198,7 +198,7 @@ pub fn link(
         ));
     }
     ExportQuery::parse(export, pairs).map_err(|e| invalid("query", e.to_string()))?;
-    let now = chrono::Utc::now().timestamp();
+    let now = keys::now();
     if expires_at <= now {
         return Err(invalid("expires", "the expiry is in the past"));
     }

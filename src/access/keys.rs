@@ -119,6 +119,11 @@ fn within_years(at: i64, text: &str) -> Result<Option<i64>, String> {
     }
 }
 
+/// The time now, in Unix seconds: what expiries are compared with.
+pub fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
 /// Unix seconds as RFC 3339 UTC.
 pub fn rfc3339(at: i64) -> String {
     chrono::DateTime::from_timestamp(at, 0)

@@ -6,7 +6,7 @@ use std::io::Write;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 
-use crate::access::keys::{parse_expiry, rfc3339};
+use crate::access::keys::{self, parse_expiry, rfc3339};
 use crate::access::Scopes;
 use crate::config::{AccessSettings, RawEnv};
 use crate::keyring::{self, KeySpec, DEFAULT_MAX_EXPORTS, DEFAULT_PER_MINUTE};
@@ -92,10 +92,6 @@ fn flag_error(e: keyring::KeyringError) -> anyhow::Error {
     }
 }
 
-fn now() -> i64 {
-    chrono::Utc::now().timestamp()
-}
-
 fn open() -> anyhow::Result<(AccessSettings, Store)> {
     let settings = AccessSettings::from_raw(&RawEnv::from_env()?)?;
     let store = Store::connect(&settings.database)
@@ -115,7 +111,7 @@ pub fn keys(command: KeysCommand) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     match command {
         KeysCommand::Create(a) => {
-            let at = now();
+            let at = keys::now();
             let spec = KeySpec {
                 name: a.name,
                 scopes: Scopes {
@@ -145,7 +141,7 @@ pub fn keys(command: KeysCommand) -> anyhow::Result<()> {
             let found = keyring::find(&store, &key)?.with_context(|| {
                 format!("no access key with the id or name {key:?} (keys list shows them)")
             })?;
-            match store.revoke_key(&found.id, now())? {
+            match store.revoke_key(&found.id, keys::now())? {
                 true => eprintln!("Revoked the key {:?} ({}).", found.name, found.id),
                 false => eprintln!(
                     "The key {:?} ({}) was revoked already.",
@@ -158,7 +154,7 @@ pub fn keys(command: KeysCommand) -> anyhow::Result<()> {
 }
 
 fn list(store: &Store, json: bool, out: &mut impl Write) -> anyhow::Result<()> {
-    let at = now();
+    let at = keys::now();
     let all = store.keys()?;
     if json {
         let shown: Vec<_> = all.iter().map(|k| keyring::shown(k, at)).collect();
@@ -204,7 +200,7 @@ pub fn link(args: LinkArgs) -> anyhow::Result<()> {
                 .with_context(|| format!("--filter {f:?}: expected NAME=VALUE"))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let expires_at = parse_expiry(&args.expires, now())
+    let expires_at = parse_expiry(&args.expires, keys::now())
         .map_err(|e| anyhow::anyhow!("--expires: {e}"))?
         .context("--expires: a link must expire (7d, 12h, a time or a date)")?;
     let base = args.base_url.unwrap_or(settings.advertise_url);

@@ -9,17 +9,21 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+mod access;
 mod account;
+mod addresses;
 pub mod env;
 mod values;
 mod webhooks;
 
+pub use access::AccessSettings;
 pub use account::resolve_clock;
 use account::{poll_strategy, resolve_intervals, resolve_strategies};
 pub use account::{
     resolve_resources, PollStrategy, PER_RESOURCE_PREFIXES, POLL_INTERVAL_PREFIX,
     POLL_STRATEGY_PREFIX,
 };
+use addresses::resolve_addresses;
 
 pub use crate::secret::{redact_url, Secret};
 pub use values::parse_bool;
@@ -476,34 +480,10 @@ fn resolve_amqp_url(raw: &RawEnv) -> Result<Secret, ConfigError> {
     Ok(Secret::new(url))
 }
 
-/// What the `keys` and `link` commands need: the store, its sealing keys, the link signing key
-/// and the address links start with. Daftra's and the broker's settings are not read, so the
-/// commands run wherever the database is reachable.
-pub struct AccessSettings {
-    pub database: crate::store::Location,
-    pub secrets_keys: crate::secret::SealingKeys,
-    pub link_signing_key: Option<Secret>,
-    /// `ADVERTISE_URL`, or `http://<hostname>:<port of BIND_ADDR>`.
-    pub advertise_url: String,
-}
-
-impl AccessSettings {
-    /// Reads them from `raw`; the error names the first bad variable.
-    pub fn from_raw(raw: &RawEnv) -> Result<AccessSettings, ConfigError> {
-        let database = crate::store::Location::from_setting(raw.database_url.as_deref())
-            .map_err(|shown| err("DATABASE_URL", &shown, crate::store::DATABASE_URL_FORMS))?;
-        let (_, advertise_url, _) = resolve_addresses(raw)?;
-        Ok(AccessSettings {
-            database,
-            secrets_keys: resolve_secrets_keys(raw)?,
-            link_signing_key: resolve_link_signing_key(raw)?,
-            advertise_url,
-        })
-    }
-}
-
 /// `BRIDGE_SECRETS_KEY` and `BRIDGE_SECRETS_KEY_PREVIOUS`: 32 random bytes each, in base64.
-fn resolve_secrets_keys(raw: &RawEnv) -> Result<crate::secret::SealingKeys, ConfigError> {
+pub(super) fn resolve_secrets_keys(
+    raw: &RawEnv,
+) -> Result<crate::secret::SealingKeys, ConfigError> {
     let key = |name: &'static str, v: &Option<String>| {
         non_empty(v)
             .map(|text| {
@@ -527,7 +507,7 @@ fn resolve_secrets_keys(raw: &RawEnv) -> Result<crate::secret::SealingKeys, Conf
 }
 
 /// `LINK_SIGNING_KEY`: at least 32 characters (an HMAC-SHA256 key, RFC 2104 section 3).
-fn resolve_link_signing_key(raw: &RawEnv) -> Result<Option<Secret>, ConfigError> {
+pub(super) fn resolve_link_signing_key(raw: &RawEnv) -> Result<Option<Secret>, ConfigError> {
     match secret(&raw.link_signing_key) {
         Some(k) if k.expose().len() < 32 => Err(err(
             "LINK_SIGNING_KEY",
@@ -535,56 +515,6 @@ fn resolve_link_signing_key(raw: &RawEnv) -> Result<Option<Secret>, ConfigError>
             "at least 32 characters, e.g. the output of `openssl rand -hex 32`",
         )),
         other => Ok(other),
-    }
-}
-
-/// `BIND_ADDR`, `ADVERTISE_URL` and `PUBLIC_URL`.
-fn resolve_addresses(raw: &RawEnv) -> Result<(SocketAddr, String, String), ConfigError> {
-    let bind_addr = resolve_bind_addr(raw)?;
-    let advertise_url = resolve_advertise_url(raw, bind_addr)?;
-    let public_url = resolve_public_url(raw, &advertise_url)?;
-    Ok((bind_addr, advertise_url, public_url))
-}
-
-fn resolve_bind_addr(raw: &RawEnv) -> Result<SocketAddr, ConfigError> {
-    let bind = non_empty(&raw.bind_addr).unwrap_or("0.0.0.0:8080");
-    bind.parse::<SocketAddr>()
-        .map_err(|_| err("BIND_ADDR", bind, "host:port, for example 0.0.0.0:8080"))
-}
-
-/// `ADVERTISE_URL`, or `http://<hostname>:<port of BIND_ADDR>`.
-fn resolve_advertise_url(raw: &RawEnv, bind_addr: SocketAddr) -> Result<String, ConfigError> {
-    let Some(u) = non_empty(&raw.advertise_url) else {
-        return Ok(format!("http://{}:{}", host_name(), bind_addr.port()));
-    };
-    let parsed = url::Url::parse(u)
-        .ok()
-        .filter(|p| matches!(p.scheme(), "http" | "https") && p.host_str().is_some());
-    if parsed.is_none() {
-        return Err(err(
-            "ADVERTISE_URL",
-            &redact_url(u),
-            "an http:// or https:// URL other replicas reach this one at, for example http://10.0.0.7:8080",
-        ));
-    }
-    Ok(u.trim_end_matches('/').to_string())
-}
-
-/// `PUBLIC_URL`, or `ADVERTISE_URL`.
-fn resolve_public_url(raw: &RawEnv, advertise_url: &str) -> Result<String, ConfigError> {
-    let Some(u) = non_empty(&raw.public_url) else {
-        return Ok(advertise_url.to_string());
-    };
-    let parsed = url::Url::parse(u)
-        .ok()
-        .filter(|p| matches!(p.scheme(), "http" | "https") && p.host_str().is_some());
-    match parsed {
-        Some(_) => Ok(u.trim_end_matches('/').to_string()),
-        None => Err(err(
-            "PUBLIC_URL",
-            &redact_url(u),
-            "the http:// or https:// address consumers reach the bridge at, for example https://bridge.example.com",
-        )),
     }
 }
 
@@ -601,13 +531,3 @@ fn resolve_log_format(raw: &RawEnv) -> Result<LogFormat, ConfigError> {
 
 #[cfg(test)]
 mod tests;
-
-/// This machine's host name (the pod name on Kubernetes), or `localhost`.
-fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "localhost".to_string())
-}

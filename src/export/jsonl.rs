@@ -87,14 +87,18 @@ impl<W: Write> RowSink for JsonlSink<W> {
         self.line.clear();
         let nested = !self.groups.is_empty();
         write_object(&mut self.line, columns, row, &self.clock, nested);
-        for group in self.groups {
+        let items = match nested {
+            true => row.items(self.groups),
+            false => Vec::new(),
+        };
+        for (group, items) in self.groups.iter().zip(items) {
             let item_columns: Vec<&Column> = group.columns.iter().collect();
             if !self.line.ends_with(b"{") {
                 self.line.push(b',');
             }
             let _ = serde_json::to_writer(&mut self.line, &group.key);
             self.line.extend_from_slice(b":[");
-            for (i, item) in row.items(&group.key).iter().enumerate() {
+            for (i, item) in items.iter().enumerate() {
                 if i > 0 {
                     self.line.push(b',');
                 }

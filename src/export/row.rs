@@ -8,7 +8,7 @@ use std::fmt;
 use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::Value;
 
-use crate::catalogue::{Column, ColumnKind};
+use crate::catalogue::{Column, ColumnKind, LineItems};
 use crate::record::Record;
 
 /// A typed cell value of one column of one row.
@@ -31,9 +31,10 @@ pub enum Cell<'a> {
 pub trait Row {
     /// The cell of `column`; [`Cell::Empty`] when the row has no value.
     fn cell(&self, column: &Column) -> Cell<'_>;
-    /// The line items of the group `key` (`InvoiceItem`): each item's canonical fields; empty
-    /// when the row has none. Only the JSON Lines export, which nests them, asks.
-    fn items(&self, key: &str) -> Vec<Record>;
+    /// The line items of each of `groups` (`InvoiceItem`, ...), in that order: each item's
+    /// canonical fields; empty when the row has none. Only the JSON Lines export, which nests
+    /// them, asks.
+    fn items(&self, groups: &[LineItems]) -> Vec<Vec<Record>>;
 }
 
 fn text_cell<'a>(kind: ColumnKind, s: &'a str) -> Cell<'a> {
@@ -46,20 +47,21 @@ fn text_cell<'a>(kind: ColumnKind, s: &'a str) -> Cell<'a> {
     }
 }
 
-/// The items of `key` in a canonical record.
-fn items_of(record: &Record, key: &str) -> Vec<Record> {
-    match record.get(key) {
+/// The items of each of `groups` in a canonical record.
+fn items_of(record: &Record, groups: &[LineItems]) -> Vec<Vec<Record>> {
+    let one = |key: &str| match record.get(key) {
         Some(Value::Array(items)) => items
             .iter()
             .filter_map(|i| i.as_object().cloned())
             .collect(),
         _ => Vec::new(),
-    }
+    };
+    groups.iter().map(|g| one(&g.key)).collect()
 }
 
 impl Row for Record {
-    fn items(&self, key: &str) -> Vec<Record> {
-        items_of(self, key)
+    fn items(&self, groups: &[LineItems]) -> Vec<Vec<Record>> {
+        items_of(self, groups)
     }
 
     fn cell(&self, column: &Column) -> Cell<'_> {
@@ -192,10 +194,12 @@ impl<'a> StoredRow<'a> {
 }
 
 impl Row for StoredRow<'_> {
-    fn items(&self, key: &str) -> Vec<Record> {
-        serde_json::from_str::<Record>(self.text)
-            .map(|r| items_of(&r, key))
-            .unwrap_or_default()
+    fn items(&self, groups: &[LineItems]) -> Vec<Vec<Record>> {
+        // One parse of the record for all its groups.
+        match serde_json::from_str::<Record>(self.text) {
+            Ok(r) => items_of(&r, groups),
+            Err(_) => vec![Vec::new(); groups.len()],
+        }
     }
 
     fn cell(&self, column: &Column) -> Cell<'_> {

@@ -5,7 +5,7 @@
 //! expiry holds at the next request on every replica; links need no store at all.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use actix_web::{HttpMessage, HttpRequest};
 
@@ -38,9 +38,10 @@ impl Caller {
     /// Ok when the caller may do `scope`; else 403 naming the scope (and nothing else that
     /// exists).
     pub fn require(&self, scope: &Scope, state: &AppState) -> Result<(), ApiError> {
+        if self.allows(scope) {
+            return Ok(());
+        }
         match self {
-            Caller::Open | Caller::ExportToken => Ok(()),
-            Caller::Key(k) if k.scopes.allows(scope) => Ok(()),
             Caller::Key(k) => {
                 state.metrics.auth_failure(AuthFailure::Scope);
                 Err(ApiError::Forbidden(format!(
@@ -48,9 +49,7 @@ impl Caller {
                     k.name
                 )))
             }
-            // The link's signature covers its path: it reaches nothing else.
-            Caller::Link if matches!(scope, Scope::Export(_)) => Ok(()),
-            Caller::Link => Err(ApiError::Forbidden(format!(
+            _ => Err(ApiError::Forbidden(format!(
                 "a signed link opens its own export only, not {scope}"
             ))),
         }
@@ -61,7 +60,8 @@ impl Caller {
         match self {
             Caller::Open | Caller::ExportToken => true,
             Caller::Key(k) => k.scopes.allows(scope),
-            Caller::Link => false,
+            // The link's signature covers its path: it reaches nothing else.
+            Caller::Link => matches!(scope, Scope::Export(_)),
         }
     }
 
@@ -152,10 +152,6 @@ impl Gate {
     }
 }
 
-fn now() -> i64 {
-    chrono::Utc::now().timestamp()
-}
-
 fn refuse(state: &AppState, reason: AuthFailure, error: ApiError) -> ApiError {
     state.metrics.auth_failure(reason);
     error
@@ -198,7 +194,7 @@ async fn key_caller(state: &AppState, id: &str, secret: &str) -> Result<Caller, 
             ApiError::Denied(message),
         ));
     }
-    let now = now();
+    let now = keys::now();
     if let Some(at) = key.expires_at.filter(|at| *at <= now) {
         let message = format!(
             "the access key {:?} expired at {}",
@@ -233,7 +229,7 @@ fn link_caller(
     pairs: &[(String, String)],
 ) -> Result<Caller, ApiError> {
     let key = state.access.link_key.expose().as_bytes();
-    match links::verify(key, req.path(), pairs, now()) {
+    match links::verify(key, req.path(), pairs, keys::now()) {
         Ok(_) => Ok(Caller::Link),
         Err(e @ links::LinkError::Expired(_)) => Err(refuse(
             state,
@@ -330,6 +326,3 @@ pub async fn require(
     caller.require(&scope, state)?;
     Ok(caller)
 }
-
-/// The share of the state a gate lives in.
-pub type SharedGate = Arc<Gate>;

@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 use super::access::{self, admin};
 use super::webhooks::{bad, object, read_body, text_field, ADMIN_BODY_LIMIT};
 use super::{gate, on_store, ApiError, AppState};
-use crate::access::keys::{parse_expiry, rfc3339};
+use crate::access::keys::{self, parse_expiry, rfc3339};
 use crate::access::{Scope, Scopes};
 use crate::keyring::{self, KeySpec, DEFAULT_MAX_EXPORTS, DEFAULT_PER_MINUTE};
 use crate::store::KeyPatch;
@@ -26,10 +26,6 @@ const KEY_FIELDS: &[&str] = &[
     "max_exports",
     "per_minute",
 ];
-
-fn now() -> i64 {
-    chrono::Utc::now().timestamp()
-}
 
 fn no_key(id: &str) -> ApiError {
     ApiError::NotFound(format!("no access key {id}"))
@@ -81,7 +77,7 @@ fn expires_field(map: &Map<String, Value>) -> Result<Option<Option<i64>>, ApiErr
     match map.get("expires") {
         None => Ok(None),
         Some(Value::Null) => Ok(Some(None)),
-        Some(Value::String(s)) => parse_expiry(s, now())
+        Some(Value::String(s)) => parse_expiry(s, keys::now())
             .map(Some)
             .map_err(|e| bad("expires", e)),
         Some(_) => Err(bad("expires", "a duration (90d), a time, a date, or never")),
@@ -125,7 +121,7 @@ pub async fn create(
         max_exports: int_field(&map, "max_exports")?.unwrap_or(DEFAULT_MAX_EXPORTS),
         per_minute: int_field(&map, "per_minute")?.unwrap_or(DEFAULT_PER_MINUTE),
     };
-    let at = now();
+    let at = keys::now();
     let made = web::block(move || keyring::create(&state.store, spec, at))
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?;
@@ -141,7 +137,7 @@ pub async fn list(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpRe
     admin(&state, &req)?;
     access::query_params(&req, &[])?;
     let all = on_store(&state, |s| s.keys()).await?;
-    let at = now();
+    let at = keys::now();
     let shown: Vec<Value> = all.iter().map(|k| keyring::shown(k, at)).collect();
     Ok(HttpResponse::Ok().json(serde_json::json!({ "keys": shown })))
 }
@@ -158,7 +154,7 @@ pub async fn get(
     let key = on_store(&state, move |s| s.key(&owned))
         .await?
         .ok_or_else(|| no_key(&id))?;
-    Ok(HttpResponse::Ok().json(keyring::shown(&key, now())))
+    Ok(HttpResponse::Ok().json(keyring::shown(&key, keys::now())))
 }
 
 /// `PATCH /keys/{id}`: changes its name, scopes, expiry or limits; the next request of the key
@@ -194,7 +190,7 @@ pub async fn patch(
         return Err(no_key(&id));
     }
     tracing::info!(key = %changed.name, scopes = %changed.scopes.summary(), "Access key changed");
-    Ok(HttpResponse::Ok().json(keyring::shown(&changed, now())))
+    Ok(HttpResponse::Ok().json(keyring::shown(&changed, keys::now())))
 }
 
 /// `DELETE /keys/{id}`: revokes the key (204). It stays listed, refused from its next request
@@ -206,7 +202,7 @@ pub async fn revoke(
 ) -> Result<HttpResponse, ApiError> {
     admin(&state, &req)?;
     access::query_params(&req, &[])?;
-    let (owned, at) = (id.to_string(), now());
+    let (owned, at) = (id.to_string(), keys::now());
     let key = on_store(&state, move |s| {
         let key = s.key(&owned)?;
         s.revoke_key(&owned, at)?;
@@ -282,7 +278,7 @@ pub async fn create_link(
         .ok_or_else(|| bad("export", "required: the export file, e.g. invoices.csv"))?;
     let key_expires = may_sign(&state, &req, &export).await?;
     let expires_at = match map.get("expires") {
-        None => parse_expiry("7d", now()).map_err(|e| bad("expires", e))?,
+        None => parse_expiry("7d", keys::now()).map_err(|e| bad("expires", e))?,
         Some(_) => expires_field(&map)?.flatten(),
     }
     .ok_or_else(|| {
