@@ -122,20 +122,6 @@ pub fn data_schema(resource: &Resource, op: Op, id: &str) -> Value {
     })
 }
 
-/// The resource and operation of an event type (`com.daftra.invoice.created`) among `served`.
-pub fn parse_type(
-    event_type: &str,
-    served: &[&'static Resource],
-) -> Option<(&'static Resource, Op)> {
-    let rest = event_type.strip_prefix("com.daftra.")?;
-    let (singular, op) = rest.rsplit_once('.')?;
-    let op = Op::parse(op)?;
-    served
-        .iter()
-        .find(|r| r.singular == singular)
-        .map(|r| (*r, op))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,11 +140,5 @@ mod tests {
             .as_str()
             .unwrap()
             .contains("Unpaid"));
-        let served = [invoices];
-        assert_eq!(
-            parse_type("com.daftra.invoice.deleted", &served).map(|(r, op)| (r.name.as_str(), op)),
-            Some(("invoices", Op::Deleted))
-        );
-        assert!(parse_type("com.daftra.client.created", &served).is_none());
     }
 }
