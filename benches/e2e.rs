@@ -823,13 +823,12 @@ impl Bench {
         let pages: Vec<_> = client.pages(default_resource()).try_collect().await?;
         let fetch = started.elapsed().as_secs_f64();
         let started = Instant::now();
-        for raw in pages
-            .into_iter()
-            .flat_map(|p| p.into_records(default_resource()).collect::<Vec<_>>())
-        {
-            let raw = raw.map_err(anyhow::Error::msg)?;
-            let r = record::normalise_owned(default_resource(), raw, &Default::default())?.record;
-            black_box(Scanned::new(record::key(default_resource(), &r), &r));
+        let clock = record::Clock::default();
+        for page in pages {
+            for decoded in page.decode(default_resource(), &clock) {
+                let n = decoded.map_err(|i| i.error)?;
+                black_box(Scanned::from_canonical(n.key(), n.canonical()));
+            }
         }
         let normalise = started.elapsed().as_secs_f64();
         self.figures.push(Figure::info(
@@ -849,7 +848,7 @@ impl Bench {
         ));
         self.figures.push(Figure::info(
             format!(
-                "  `record::normalise_owned` + `Scanned::new` of {} records (CPU, one thread)",
+                "  `Page::decode` + `Scanned::from_canonical` of {} records (CPU, one thread)",
                 self.args.records
             ),
             Unit::Millis.show(normalise * 1000.0),

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::daftra::{FetchError, Page};
 use crate::diff::Scanned;
 use crate::feed::Feed;
-use crate::record::{self, Record, RecordError};
+use crate::record::{self, Decoded, Invalid, Record, RecordError};
 
 /// How a feed finds what changed since its last poll.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,8 +61,27 @@ pub fn horizon(feed: &Feed) -> String {
 
 /// The change time of a normalised record of `feed`, when it has a readable one.
 pub fn changed_at(feed: &Feed, record: &Record) -> Option<String> {
-    let column = feed.resource.changed_at.as_deref()?;
-    match record.get(column)? {
+    change_time(
+        feed.resource
+            .changed_at
+            .as_deref()
+            .and_then(|c| record.get(c)),
+    )
+}
+
+/// As [`changed_at`], of a record as decoded from a page.
+pub fn decoded_changed_at(feed: &Feed, record: &Decoded<'_>) -> Option<String> {
+    change_time(
+        feed.resource
+            .changed_at
+            .as_deref()
+            .and_then(|c| record.get(c)),
+    )
+}
+
+/// A canonical timestamp's `YYYY-MM-DD HH:MM:SS`.
+fn change_time(value: Option<&serde_json::Value>) -> Option<String> {
+    match value? {
         serde_json::Value::String(s) if s.len() >= 19 && s.as_bytes()[4] == b'-' => {
             Some(s[..19].to_string())
         }
@@ -114,27 +133,26 @@ impl Changed {
     fn take(
         &mut self,
         feed: &Feed,
-        raw: serde_json::Map<String, serde_json::Value>,
+        decoded: Result<Decoded<'_>, Invalid>,
         since: &str,
         horizon: &str,
     ) -> Option<String> {
-        let resource = feed.resource;
         self.read += 1;
-        let key = record::raw_key(resource, &raw);
-        let n = match record::normalise_owned(resource, raw, &feed.account.clock) {
+        let mut n = match decoded {
             Ok(n) => n,
-            Err(e) => {
-                self.invalid.push((key, e));
+            Err(invalid) => {
+                self.invalid.push((invalid.key, invalid.error));
                 return None;
             }
         };
-        let id = record::key(resource, &n.record);
-        let at = changed_at(feed, &n.record);
+        let id = n.key();
+        let at = decoded_changed_at(feed, &n);
         if at.as_deref().is_some_and(|t| t >= since) && self.keys.insert(id) {
-            self.unreadable
-                .extend(n.unreadable.into_iter().map(|e| (id, e)));
+            let unreadable = n.take_unreadable().into_iter().map(|e| (id, e));
+            self.unreadable.extend(unreadable);
             Newest::see(&mut self.newest, at.clone(), id, horizon);
-            self.records.push(Scanned::new(id, &n.record));
+            self.records
+                .push(Scanned::from_canonical(id, n.canonical()));
         }
         at
     }
@@ -175,19 +193,9 @@ async fn read_sorted(feed: &Feed, since: &str, page_size: u32) -> Result<Changed
         if number == 1 {
             previous = None; // a new run of pages: the order is checked within it
         }
-        for raw in page.into_records(feed.resource) {
-            let Ok(raw) = raw else {
-                let field = feed.resource.model_key.clone();
-                out.invalid.push((
-                    None,
-                    RecordError {
-                        field,
-                        message: "unreadable row".into(),
-                    },
-                ));
-                continue;
-            };
-            let Some(at) = out.take(feed, raw, since, &horizon) else {
+        let clock = feed.account.clock;
+        for decoded in page.decode(feed.resource, &clock) {
+            let Some(at) = out.take(feed, decoded, since, &horizon) else {
                 continue;
             };
             if previous.as_deref().is_some_and(|p| at.as_str() > p) {
@@ -247,7 +255,8 @@ async fn read_indexed(feed: &Feed, since: &str, page_size: u32) -> Result<Change
         out.requests += 1;
         // Gone since the index was read: a full scan proves deletes.
         if let Some(raw) = client.get_record(resource, id).await? {
-            out.take(feed, raw, since, &horizon);
+            let clock = feed.account.clock;
+            out.take(feed, record::decode(resource, &clock, raw), since, &horizon);
         }
     }
     Ok(out)
@@ -278,10 +287,9 @@ async fn probe_sorted(feed: &Feed, known: &Newest) -> Result<(), Refusal> {
         .await
         .map_err(|e| format!("the sorted list failed: {e}"))?;
     let mut times = Vec::new();
-    for raw in page.into_records(feed.resource).flatten() {
-        if let Ok(n) = record::normalise_owned(feed.resource, raw, &feed.account.clock) {
-            times.extend(changed_at(feed, &n.record));
-        }
+    let clock = feed.account.clock;
+    for n in page.decode(feed.resource, &clock).flatten() {
+        times.extend(decoded_changed_at(feed, &n));
     }
     if times.len() < 2 {
         return Err("too few records to see an order".into());

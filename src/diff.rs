@@ -19,7 +19,11 @@ pub struct Scanned {
 impl Scanned {
     /// The canonical text of a normalised record (keys sorted, so equal records give equal text).
     pub fn new(id: i64, record: &Record) -> Self {
-        let canonical = serde_json::to_string(record).unwrap_or_default();
+        Scanned::from_canonical(id, serde_json::to_string(record).unwrap_or_default())
+    }
+
+    /// From a record's canonical text ([`crate::record::Decoded::canonical`]).
+    pub fn from_canonical(id: i64, canonical: String) -> Self {
         Scanned {
             id,
             hash: crate::record::content_hash(&canonical),

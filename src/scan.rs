@@ -12,7 +12,7 @@ use crate::changes::{self, Newest};
 use crate::daftra::{FetchError, Page};
 use crate::diff::{Known, Scanned};
 use crate::feed::Feed;
-use crate::record::{self, RecordError};
+use crate::record::RecordError;
 use crate::store::{Store, StoreError};
 
 /// Why a scan stopped.
@@ -163,29 +163,22 @@ impl Scanning<'_> {
         self.totals.insert(page.pagination.total_results);
         self.scan.read += page.len();
         let mut baseline_rows = Vec::new();
-        for raw in page.into_records(resource) {
-            let raw = match raw {
-                Ok(raw) => raw,
-                Err(message) => {
-                    let field = resource.model_key.clone();
-                    self.scan
-                        .invalid
-                        .push((None, RecordError { field, message }));
+        let clock = self.feed.account.clock;
+        for decoded in page.decode(resource, &clock) {
+            let mut n = match decoded {
+                Ok(n) => n,
+                Err(invalid) => {
+                    self.scan.invalid.push((invalid.key, invalid.error));
                     continue;
                 }
             };
-            let key = record::raw_key(resource, &raw);
-            match record::normalise_owned(resource, raw, &self.feed.account.clock) {
-                Ok(n) => {
-                    let id = record::key(resource, &n.record);
-                    let at = changes::changed_at(self.feed, &n.record);
-                    Newest::see(&mut self.scan.newest, at, id, &self.horizon);
-                    let unreadable = n.unreadable.into_iter().map(|e| (id, e));
-                    self.scan.unreadable.extend(unreadable);
-                    self.keep_record(Scanned::new(id, &n.record), keep, &mut baseline_rows);
-                }
-                Err(e) => self.scan.invalid.push((key, e)),
-            }
+            let id = n.key();
+            let at = changes::decoded_changed_at(self.feed, &n);
+            Newest::see(&mut self.scan.newest, at, id, &self.horizon);
+            let unreadable = n.take_unreadable().into_iter().map(|e| (id, e));
+            self.scan.unreadable.extend(unreadable);
+            let scanned = Scanned::from_canonical(id, n.canonical());
+            self.keep_record(scanned, keep, &mut baseline_rows);
         }
         baseline_rows
     }

@@ -3,10 +3,14 @@
 //! once. Nothing here is written per resource: a resource is a path, a model key, a key field,
 //! typed columns with enum labels, line-item groups and list parameters.
 
+mod shape;
+
 use std::sync::LazyLock;
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
+
+pub use shape::{Entry, Field, Shape};
 
 /// The resource served when `DAFTRA_RESOURCES` is unset (the bridge's first resource).
 pub const DEFAULT_RESOURCE: &str = "work_orders";
@@ -93,6 +97,9 @@ pub struct LineItems {
     /// The item's key field, when the docs give one: `id`.
     pub item_key: Option<String>,
     pub columns: Vec<Column>,
+    /// How an item is decoded (built with the catalogue).
+    #[serde(skip)]
+    pub shape: Shape,
 }
 
 /// A Daftra list resource (for example `invoices`), or the export of one of its line-item groups.
@@ -145,6 +152,9 @@ pub struct Resource {
     /// For a line-item export: the parent resource's name and the group's key.
     #[serde(skip)]
     pub parent: Option<(String, String)>,
+    /// How a record is decoded (built with the catalogue).
+    #[serde(skip)]
+    pub shape: Shape,
 }
 
 #[derive(Deserialize)]
@@ -213,6 +223,7 @@ fn line_item_export(parent: &Resource, group: &LineItems) -> Resource {
         withheld: Vec::new(),
         notes: Vec::new(),
         parent: Some((parent.name.clone(), group.key.clone())),
+        shape: Shape::default(),
     }
 }
 
@@ -223,7 +234,9 @@ static CATALOGUE: LazyLock<Catalogue> = LazyLock::new(|| {
         r.columns = with_label_columns(std::mem::take(&mut r.columns));
         for g in &mut r.line_items {
             g.columns = with_label_columns(std::mem::take(&mut g.columns));
+            g.shape = Shape::new(&g.columns, &[], g.item_key.as_deref(), &[]);
         }
+        r.shape = Shape::new(&r.columns, &r.line_items, Some(&r.key), &r.withheld);
     }
     let line_item_exports = resources
         .iter()

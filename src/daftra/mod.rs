@@ -19,6 +19,7 @@ use serde_json::{Map, Value};
 use crate::catalogue::Resource;
 use crate::config::DaftraSettings;
 use crate::metrics::{Metrics, Operation};
+use crate::record::{self, Clock, Decoded, Invalid};
 use auth::Authenticator;
 use retry::RetryReason;
 
@@ -111,20 +112,17 @@ impl Page {
         self.items.is_empty()
     }
 
-    /// Each item's record (the object under the model key), parsed as it is taken; an item that
-    /// is not `{"Model": {...}}` is an `Err` saying so.
-    pub fn into_records(
+    /// Each item's record (the object under the model key) of `resource`, decoded and
+    /// normalised in `clock`'s zone as it is taken ([`record::decode_item`]); an item that is
+    /// not `{"Model": {...}}`, or whose key cannot be read, is an [`Invalid`].
+    pub fn decode<'r>(
         self,
-        resource: &Resource,
-    ) -> impl Iterator<Item = Result<Map<String, Value>, String>> + '_ {
-        self.items.into_iter().map(move |raw| {
-            let mut item: Map<String, Value> = serde_json::from_str(raw.get())
-                .map_err(|e| format!("an item of data is not an object: {e}"))?;
-            match item.remove(&resource.model_key) {
-                Some(Value::Object(r)) => Ok(r),
-                _ => Err(format!("an item has no {} object", resource.model_key)),
-            }
-        })
+        resource: &'r Resource,
+        clock: &'r Clock,
+    ) -> impl Iterator<Item = Result<Decoded<'r>, Invalid>> + 'r {
+        self.items
+            .into_iter()
+            .map(move |raw| record::decode_item(resource, clock, raw.get()))
     }
 }
 

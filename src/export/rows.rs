@@ -31,14 +31,12 @@ pub fn live_pages(
     tokio::spawn(async move {
         while let Some(page) = pages.recv().await {
             let msg = page.map(|p| {
-                p.into_records(resource)
-                    .filter_map(|raw| {
-                        match raw.map(|raw| record::normalise_owned(resource, raw, &clock)) {
-                            Ok(Ok(n)) => Some(n.record),
-                            Ok(Err(_)) | Err(_) => {
-                                observer.invalid_record(&resource.name);
-                                None
-                            }
+                p.decode(resource, &clock)
+                    .filter_map(|decoded| match decoded {
+                        Ok(n) => Some(n.into_record()),
+                        Err(_) => {
+                            observer.invalid_record(&resource.name);
+                            None
                         }
                     })
                     .flat_map(|r| match export.parent {

@@ -3,15 +3,21 @@
 //! The normalised form is what the snapshot stores, what the diff compares and what events
 //! carry, so a change of representation alone (`"42"` to `42`) is no change.
 
+mod canonical;
+mod decode;
+mod decoded;
+#[cfg(test)]
+mod reference;
 mod time;
 mod values;
 
 use serde_json::{Map, Value};
 
-use crate::catalogue::{Column, ColumnKind, LineItems, Resource};
+use crate::catalogue::Resource;
+pub use decoded::{decode, decode_item, Decoded, Invalid};
 pub use time::{Clock, DayOrder};
+use values::int;
 pub use values::{ascii_digits, canonical_decimal, canonical_extra};
-use values::{decimal, int, text};
 
 /// A normalised record: known columns with normalised values (derived ones included), plus any
 /// extra field Daftra sent, kept as sent. Keys are sorted, so its JSON text is canonical.
@@ -32,14 +38,6 @@ fn bad(field: &str, message: impl Into<String>) -> RecordError {
     }
 }
 
-/// The undeclared fields in canonical form; an empty one (`null`, `""`, `[]`, `{}`) is left
-/// out, so a field going from absent to empty is no change.
-fn canonical_extras(raw: Map<String, Value>) -> impl Iterator<Item = (String, Value)> {
-    raw.into_iter()
-        .map(|(k, v)| (k, canonical_extra(v)))
-        .filter(|(_, v)| !v.is_null())
-}
-
 /// A record normalised by [`normalise_owned`], with the values that could not be read as their
 /// column's kind: those are kept as text in their field, so the record is never dropped and its
 /// other fields still diff.
@@ -49,172 +47,27 @@ pub struct Normalised {
     pub unreadable: Vec<RecordError>,
 }
 
-/// Normalises the declared columns of `raw` into `out`, keeping an unreadable value as text and
-/// noting it in `unreadable`; what is left in `raw` are the fields beyond the columns.
-fn normalise_columns(
-    columns: &[Column],
-    clock: &Clock,
-    raw: &mut Map<String, Value>,
-    out: &mut Record,
-    unreadable: &mut Vec<RecordError>,
-) {
-    for column in columns {
-        if column.kind == ColumnKind::Derived {
-            continue;
-        }
-        // The key moves over with its value: no copy of the name per field and record.
-        let (name, v) = raw
-            .remove_entry(&column.name)
-            .unwrap_or_else(|| (column.name.clone(), Value::Null));
-        // The raw value moves into the record when it is already canonical; only a value that
-        // cannot be read falls back to its text.
-        let value = match column.kind {
-            ColumnKind::Text => Ok(None),
-            ColumnKind::Int => int(&column.name, &v).map(Some),
-            ColumnKind::Decimal => decimal(&column.name, &v).map(Some),
-            ColumnKind::Date => clock.normalise(&column.name, &v, false),
-            ColumnKind::Timestamp => clock.normalise(&column.name, &v, true),
-            ColumnKind::Derived => continue,
-        };
-        let value = match value {
-            Ok(Some(normalised)) => normalised,
-            Ok(None) => text(v),
-            Err(e) => {
-                unreadable.push(e);
-                text(v)
-            }
-        };
-        out.insert(name, value);
-    }
-}
-
-fn derive_labels(resource_columns: &[Column], label_source: &Resource, out: &mut Record) {
-    for column in resource_columns
-        .iter()
-        .filter(|c| c.kind == ColumnKind::Derived)
-    {
-        let value = label_source.derive(column, out);
-        out.insert(column.name.clone(), value);
-    }
-}
-
-/// The items of a line-item group as Daftra sends them: an array, a PHP map of index to item,
-/// or nothing (`null`, `[]`, `{}`, absent).
-fn items_of(v: Value) -> Vec<Map<String, Value>> {
-    let items: Vec<Value> = match v {
-        Value::Array(a) => a,
-        Value::Object(o) => o.into_iter().map(|(_, v)| v).collect(),
-        _ => Vec::new(),
-    };
-    items
-        .into_iter()
-        .filter_map(|i| match i {
-            Value::Object(o) => Some(o),
-            _ => None,
-        })
-        .collect()
-}
-
-/// Normalises one line-item group: each item by the group's columns, then sorted by the item's
-/// key (then by content), so a reorder alone is no change.
-fn normalise_group(
-    group: &LineItems,
-    clock: &Clock,
-    v: Value,
-    unreadable: &mut Vec<RecordError>,
-) -> Value {
-    let mut items: Vec<(Option<i64>, String, Record)> = items_of(v)
-        .into_iter()
-        .map(|mut raw| {
-            let mut item = Record::new();
-            normalise_columns(&group.columns, clock, &mut raw, &mut item, unreadable);
-            for column in group
-                .columns
-                .iter()
-                .filter(|c| c.kind == ColumnKind::Derived)
-            {
-                let value = column
-                    .label_of
-                    .as_deref()
-                    .and_then(|n| group.columns.iter().find(|c| c.name == n))
-                    .and_then(|src| {
-                        let v = match item.get(&src.name) {
-                            None | Some(Value::Null) => None,
-                            Some(v) => Some(v.as_i64()?),
-                        };
-                        src.label(v).map(Value::from)
-                    })
-                    .unwrap_or(Value::Null);
-                item.insert(column.name.clone(), value);
-            }
-            item.extend(canonical_extras(raw));
-            let key = group
-                .item_key
-                .as_deref()
-                .and_then(|k| item.get(k))
-                .and_then(Value::as_i64);
-            // Content breaks ties only where the docs give no item key.
-            let text = if key.is_none() {
-                serde_json::to_string(&item).unwrap_or_default()
-            } else {
-                String::new()
-            };
-            (key, text, item)
-        })
-        .collect();
-    items.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
-    Value::Array(
-        items
-            .into_iter()
-            .map(|(_, _, i)| Value::Object(i))
-            .collect(),
-    )
-}
-
-/// Normalises one raw record (the object under the model key) of `resource`.
+/// Normalises one raw record (the object under the model key) of `resource`, in UTC.
 ///
 /// Errors only when the key is missing or unreadable; callers keep the previous snapshot of
 /// such a record rather than treat it as missing. A value of the wrong type in another field is
-/// kept as text and listed in [`Normalised::unreadable`].
+/// kept as text.
 pub fn normalise(resource: &Resource, raw: &Map<String, Value>) -> Result<Record, RecordError> {
-    normalise_owned(resource, raw.clone(), &Clock::default()).map(|n| n.record)
+    let clock = Clock::default();
+    let decoded = decode(resource, &clock, raw).map_err(|i| i.error)?;
+    Ok(decoded.into_record())
 }
 
-/// As [`normalise`], taking the raw record by value so its text moves instead of being copied
-/// (the poller's hot path), and telling which values could not be read.
+/// As [`normalise`], in the account's zone, telling which values could not be read.
 pub fn normalise_owned(
     resource: &Resource,
-    mut raw: Map<String, Value>,
+    raw: Map<String, Value>,
     clock: &Clock,
 ) -> Result<Normalised, RecordError> {
-    for field in &resource.withheld {
-        raw.remove(field);
-    }
-    let mut out = Record::new();
-    let mut unreadable = Vec::new();
-    normalise_columns(
-        &resource.columns,
-        clock,
-        &mut raw,
-        &mut out,
-        &mut unreadable,
-    );
-    if !out.get(&resource.key).is_some_and(Value::is_i64) {
-        return Err(bad(&resource.key, "missing or unreadable key"));
-    }
-    derive_labels(&resource.columns, resource, &mut out);
-    for group in &resource.line_items {
-        let v = raw.remove(&group.key).unwrap_or(Value::Null);
-        out.insert(
-            group.key.clone(),
-            normalise_group(group, clock, v, &mut unreadable),
-        );
-    }
-    // What is left are the fields Daftra sent beyond the known columns.
-    // Compared after the same canonical form as the declared columns.
-    out.extend(canonical_extras(raw));
+    let mut decoded = decode(resource, clock, raw).map_err(|i| i.error)?;
+    let unreadable = decoded.take_unreadable();
     Ok(Normalised {
-        record: out,
+        record: decoded.into_record(),
         unreadable,
     })
 }

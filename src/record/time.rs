@@ -162,10 +162,20 @@ impl Clock {
         let Value::String(s) = v else {
             return Err(bad(field, format!("expected a date, got {v}")));
         };
+        self.normalise_str(field, s, with_time)
+    }
+
+    /// As [`Clock::normalise`], for a value sent as a string.
+    pub fn normalise_str(
+        &self,
+        field: &str,
+        s: &str,
+        with_time: bool,
+    ) -> Result<Option<Value>, RecordError> {
         if is_canonical(s, with_time) {
             return Ok(None);
         }
-        if is_zero_date(s) {
+        if s.trim().is_empty() || is_zero_date(s) {
             return Ok(Some(Value::Null));
         }
         let at = self.instant(s).ok_or_else(|| {

@@ -152,14 +152,31 @@ pub fn decimal(field: &str, v: &Value) -> Result<Value, RecordError> {
     if let Some(i) = v.as_i64() {
         return Ok(i.into());
     }
-    let text = match v {
-        Value::Number(n) => n.to_string(),
-        Value::String(s) => ascii_digits(s.trim()).replace(',', ""),
-        _ => return Err(bad(field, format!("expected a number, got {v}"))),
+    match v {
+        Value::String(s) => decimal_str(field, s),
+        Value::Number(n) => canonical_decimal(&n.to_string())
+            .map(decimal_value)
+            .ok_or_else(|| bad(field, format!("expected a number, got {v}"))),
+        _ => Err(bad(field, format!("expected a number, got {v}"))),
+    }
+}
+
+/// As [`decimal`], for a value sent as a string.
+pub fn decimal_str(field: &str, s: &str) -> Result<Value, RecordError> {
+    let trimmed = s.trim();
+    if trimmed.is_empty() {
+        return Ok(Value::Null);
+    }
+    let digits = ascii_digits(trimmed);
+    let text = if digits.contains(',') {
+        std::borrow::Cow::Owned(digits.replace(',', ""))
+    } else {
+        digits
     };
-    canonical_decimal(&text)
-        .map(decimal_value)
-        .ok_or_else(|| bad(field, format!("expected a number, got {v}")))
+    canonical_decimal(&text).map(decimal_value).ok_or_else(|| {
+        let given = Value::String(s.to_string());
+        bad(field, format!("expected a number, got {given}"))
+    })
 }
 
 /// Text as given; numbers and booleans become their text; `""`/`null`/`[]`/`{}` mean no value.
