@@ -526,6 +526,7 @@ impl Bench {
             latency_ms: self.args.latency_ms,
             ..Default::default()
         });
+        sim.state.render_list_items();
         log("catalogue: three rounds of `daftra-bridge serve` with DAFTRA_RESOURCES=all");
         let state = sim.state.clone();
         let rounds = round::measure(

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use xxhash_rust::xxh3::Xxh3DefaultBuilder;
+use rustc_hash::FxBuildHasher;
 
 use super::{Column, ColumnKind, LineItems};
 
@@ -36,7 +36,7 @@ pub struct Entry {
 /// normalisation has always done.
 #[derive(Clone, Debug, Default)]
 pub struct Shape {
-    fields: HashMap<String, Field, Xxh3DefaultBuilder>,
+    fields: HashMap<String, Field, FxBuildHasher>,
     /// The canonical record's declared keys, in order.
     pub entries: Vec<Entry>,
     /// Each label column's slot with the slot of the enum column it labels.
@@ -54,7 +54,7 @@ impl Shape {
         key: Option<&str>,
         withheld: &[String],
     ) -> Self {
-        let mut fields: HashMap<String, Field, Xxh3DefaultBuilder> = HashMap::default();
+        let mut fields: HashMap<String, Field, FxBuildHasher> = HashMap::default();
         let mut order: BTreeMap<String, Field> = BTreeMap::new();
         for (i, c) in columns.iter().enumerate() {
             order.insert(c.name.clone(), Field::Column(i));

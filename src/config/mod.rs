@@ -93,7 +93,8 @@ pub struct Settings {
     pub poll_overlap: Duration,
     /// Time before a resource the account cannot read (401, 403, 404) is tried again.
     pub unavailable_retry: Duration,
-    /// Polls that hold their scan in memory at once; the others wait their turn.
+    /// Polls that run at once (4); the others wait their turn. Each holds a few pages and the
+    /// records that changed; all share the account's request budget.
     pub poll_max_parallel: usize,
     /// Overall deadline of one poll; past it the poll fails and changes nothing.
     pub poll_deadline: Duration,
@@ -371,7 +372,7 @@ impl Settings {
                 1,
                 86_400,
             )?,
-            poll_max_parallel: int_in("POLL_MAX_PARALLEL", &raw.poll_max_parallel, 1, 1, 64)?,
+            poll_max_parallel: int_in("POLL_MAX_PARALLEL", &raw.poll_max_parallel, 4, 1, 64)?,
             poll_interval: secs("POLL_INTERVAL_SECS", &raw.poll_interval_secs, 60, 1, 86_400)?,
             poll_deadline: secs(
                 "POLL_DEADLINE_SECS",

@@ -455,6 +455,19 @@ impl SimState {
         self.lock().access_tokens.clear();
     }
 
+    /// Serialises every record's list item (line items included) ahead of the first request
+    /// for it, as a real Daftra answers from its database without that cost: a benchmark's
+    /// first round then times the bridge, not the simulator's first serialisation.
+    pub fn render_list_items(&self) {
+        let mut inner = self.lock();
+        for table in inner.tables.values_mut() {
+            let ids: Vec<i64> = table.records.keys().copied().collect();
+            for id in ids {
+                table.item_json(id, true);
+            }
+        }
+    }
+
     /// Invalidates every refresh token (a refresh answers `invalid_grant`).
     pub fn revoke_refresh_tokens(&self) {
         self.lock().refresh_tokens.clear();

@@ -39,6 +39,11 @@ const MIGRATIONS: &[(i64, &str, Step)] = &[
         "access keys",
         Step::Sql(include_str!("migrations/0006_access_keys.sql")),
     ),
+    (
+        7,
+        "snapshot hash index",
+        Step::Sql(include_str!("migrations/0007_snapshot_hash_index.sql")),
+    ),
 ];
 
 /// Applies the migrations not yet recorded. Returns how many ran.
