@@ -91,6 +91,10 @@ struct Args {
     /// Work orders of the `incremental` phase (one incremental poll after 10 changes).
     #[arg(long, default_value_t = 1_000_000)]
     incremental_records: usize,
+    /// Another build of `daftra-bridge` (an older commit) whose CSV and XLSX exports of the same
+    /// snapshot are timed beside this build's, in the same run.
+    #[arg(long)]
+    old_bin: Option<std::path::PathBuf>,
     #[arg(long, hide = true)]
     bench: bool,
 }
@@ -511,6 +515,42 @@ impl Bench {
         Ok(())
     }
 
+    /// CPU per record of reading a page (`parse_list`, `Page::decode`, canonical text, content
+    /// hash) on one thread, for the five resources with the most columns (line items counted),
+    /// from pages already fetched: the scan's own cost, without HTTP.
+    async fn widest_resources(&mut self, base_url: &str, n: usize) -> anyhow::Result<()> {
+        let mut widest: Vec<&'static daftra_bridge::catalogue::Resource> =
+            daftra_bridge::catalogue::all().iter().collect();
+        let width = |r: &daftra_bridge::catalogue::Resource| {
+            r.columns.len() + r.line_items.iter().map(|g| g.columns.len()).sum::<usize>()
+        };
+        widest.sort_by_key(|r| std::cmp::Reverse(width(r)));
+        let http = reqwest::Client::new();
+        for resource in widest.into_iter().take(5) {
+            let mut bodies = Vec::new();
+            for page in 1..=n.div_ceil(1000) {
+                let mut url = format!("{base_url}/{}.json?page={page}&limit=1000", resource.list_path);
+                for (k, v) in &resource.list_params {
+                    url.push_str(&format!("&{k}={v}"));
+                }
+                let resp = http.get(&url).header("apikey", "sim-api-key").send().await?;
+                bodies.push(resp.error_for_status()?.bytes().await?);
+            }
+            let bytes: usize = bodies.iter().map(|b| b.len()).sum();
+            let (records, cpu) = tokio::task::spawn_blocking(move || decode_pages(resource, &bodies)).await??;
+            self.figures.push(Figure::info(
+                format!(
+                    "CPU per record of reading `{}` pages ({} columns with line items; {:.1} KB of JSON a record): parse, decode, canonical text, hash; one thread, best of 3",
+                    resource.name,
+                    width(resource),
+                    bytes as f64 / records as f64 / 1024.0
+                ),
+                format!("{:.1} µs", cpu / records as f64 * 1e6),
+            ));
+        }
+        Ok(())
+    }
+
     /// Every declared resource, `--catalogue-records` each, 50 ms a page: one full round of
     /// `daftra-bridge serve` against total pages × latency / concurrency, its peak RSS and CPU.
     async fn catalogue_round(&mut self) -> anyhow::Result<()> {
@@ -522,11 +562,12 @@ impl Bench {
             records: n,
             ..Default::default()
         })?;
+        sim.state.render_list_items();
+        self.widest_resources(&sim.base_url, n).await?;
         sim.state.set_faults(Faults {
             latency_ms: self.args.latency_ms,
             ..Default::default()
         });
-        sim.state.render_list_items();
         log("catalogue: three rounds of `daftra-bridge serve` with DAFTRA_RESOURCES=all");
         let state = sim.state.clone();
         let rounds = round::measure(
@@ -964,6 +1005,58 @@ impl Bench {
             anyhow::ensure!(run.rows == n as u64, "exported {} rows", run.rows);
             self.push_export_figures(&format!("snapshot, {n} rows"), format, &run, rate, peak);
         }
+        if let Some(old) = self.args.old_bin.clone() {
+            self.old_and_new(&old, &db, n).await?;
+        }
+        Ok(())
+    }
+
+    /// CSV and XLSX exports of the same snapshot by the build at `old` and by this one, one
+    /// after the other (old, new, old, new; the faster of each pair shown). The old build reads
+    /// a copy of the snapshot without the migrations it does not know.
+    async fn old_and_new(&mut self, old: &Path, db: &Path, n: usize) -> anyhow::Result<()> {
+        let copy = self.dir.path().join("snapshot-old.sqlite3");
+        std::fs::copy(db, &copy)?;
+        let conn = rusqlite::Connection::open(&copy)?;
+        conn.execute_batch(
+            "DROP INDEX IF EXISTS snapshot_hashes; DELETE FROM schema_migrations WHERE version > 6;",
+        )?;
+        drop(conn);
+        let env_of = |db: &Path| vec![("DATABASE_URL".to_string(), format!("sqlite://{}", db.display()))];
+        let commit = old_commit(old);
+        for format in ["csv", "xlsx"] {
+            let mut best = [f64::INFINITY, f64::INFINITY];
+            let mut rss = [0.0f64, 0.0];
+            for _ in 0..2 {
+                log(&format!("exporting the snapshot as {format}: old build, then this one"));
+                let runs = [
+                    self.export_with(&old.display().to_string(), format, "snapshot", &env_of(&copy))
+                        .await?,
+                    self.export(format, "snapshot", &env_of(db)).await?,
+                ];
+                for (i, run) in runs.iter().enumerate() {
+                    anyhow::ensure!(run.rows == n as u64, "exported {} rows", run.rows);
+                    best[i] = best[i].min(run.seconds);
+                    rss[i] = rss[i].max(run.max_rss);
+                }
+            }
+            self.figures.push(Figure::info(
+                format!(
+                    "{} export of the same {n}-row snapshot: old build ({commit}) vs this one (best of two each, alternated)",
+                    format.to_uppercase()
+                ),
+                format!(
+                    "{} rows/s ({:.2} s, {}) vs {} rows/s ({:.2} s, {}): {:.2}×",
+                    thousands(n as f64 / best[0]),
+                    best[0],
+                    Unit::Bytes.show(rss[0]),
+                    thousands(n as f64 / best[1]),
+                    best[1],
+                    Unit::Bytes.show(rss[1]),
+                    best[0] / best[1]
+                ),
+            ));
+        }
         Ok(())
     }
 
@@ -982,7 +1075,41 @@ impl Bench {
         }
         let xlsx = runs.pop().expect("two runs");
         let csv = runs.pop().expect("two runs");
+        self.live_exports_at_latency(&env).await?;
         Ok((csv, xlsx))
+    }
+
+    /// Live CSV and XLSX exports with the bench's latency a page, against the network's limit
+    /// (pages × latency / concurrency): CSV within 1.1× of it, XLSX within 1.3×.
+    async fn live_exports_at_latency(&mut self, env: &[(String, String)]) -> anyhow::Result<()> {
+        let (n, latency, c) = (
+            self.args.records,
+            self.args.latency_ms,
+            self.args.concurrency,
+        );
+        self.set_latency(latency);
+        let pages = n.div_ceil(1000);
+        let limit = pages as f64 * latency as f64 / 1000.0 / c as f64;
+        for (format, within) in [("csv", 1.1), ("xlsx", 1.3)] {
+            log(&format!("exporting live as {format} at {latency} ms a page"));
+            let run = self.export(format, "live", env).await?;
+            anyhow::ensure!(run.rows == n as u64, "exported {} rows", run.rows);
+            self.figures.push(Figure::at_most(
+                format!(
+                    "Live {} export of {n} work orders at {latency} ms a page (`daftra-bridge export`, wall time); limit = {pages} × {latency} ms / {c} = {limit:.2} s, target {within} × limit",
+                    format.to_uppercase()
+                ),
+                run.seconds,
+                within * limit,
+                Unit::Secs,
+            ));
+            self.figures.push(Figure::info(
+                "  CPU of the export process (user + system) and peak memory",
+                format!("{:.2} s, {}", run.cpu_seconds, Unit::Bytes.show(run.max_rss)),
+            ));
+        }
+        self.set_latency(0);
+        Ok(())
     }
 
     fn live_env(&self) -> Vec<(String, String)> {
@@ -1027,8 +1154,19 @@ impl Bench {
         source: &str,
         env: &[(String, String)],
     ) -> anyhow::Result<ChildRun> {
+        self.export_with(env!("CARGO_BIN_EXE_daftra-bridge"), format, source, env)
+            .await
+    }
+
+    /// As [`Bench::export`], with the build at `bin`.
+    async fn export_with(
+        &self,
+        bin: &str,
+        format: &str,
+        source: &str,
+        env: &[(String, String)],
+    ) -> anyhow::Result<ChildRun> {
         let out = self.dir.path().join(format!("export.{format}"));
-        let bin = env!("CARGO_BIN_EXE_daftra-bridge");
         let args = [
             bin,
             "export",
@@ -1214,6 +1352,8 @@ fn fill_snapshot(path: &Path, n: usize) -> anyhow::Result<()> {
 /// A child process run under GNU time.
 struct ChildRun {
     seconds: f64,
+    /// User + system CPU seconds (GNU time).
+    cpu_seconds: f64,
     /// Max RSS in bytes.
     max_rss: f64,
     /// From the bridge's `Exported N rows`.
@@ -1230,6 +1370,54 @@ impl ChildRun {
 
 /// Runs `args` under `/usr/bin/time -f "%e %M"` in `dir` with `env` added (and no variable of
 /// ours inherited), timing the wall clock here.
+/// CPU seconds of the calling thread.
+fn thread_cpu_secs() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec for the call to fill.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
+}
+
+/// Reads every body as a scan does (parse, decode, canonical text, hash), three times; returns
+/// the records read and the least CPU time of the three.
+fn decode_pages(
+    resource: &'static daftra_bridge::catalogue::Resource,
+    bodies: &[bytes::Bytes],
+) -> anyhow::Result<(usize, f64)> {
+    let clock = record::Clock::default();
+    let mut best = f64::INFINITY;
+    let mut records = 0;
+    for _ in 0..3 {
+        records = 0;
+        let started = thread_cpu_secs();
+        for body in bodies {
+            let page = daftra_bridge::daftra::parse_list(body).map_err(anyhow::Error::msg)?;
+            for decoded in page.decode(resource, &clock) {
+                let n = decoded.map_err(|i| i.error)?;
+                black_box(Scanned::from_canonical(n.key(), n.canonical()));
+                records += 1;
+            }
+        }
+        best = best.min(thread_cpu_secs() - started);
+    }
+    Ok((records, best))
+}
+
+/// The short commit of the checkout a build at `bin` was made in (its `target/` sits in it).
+fn old_commit(bin: &Path) -> String {
+    let commit = bin.ancestors().find(|d| d.join(".git").exists()).and_then(|dir| {
+        let out = std::process::Command::new("git")
+            .args(["-C", &dir.display().to_string(), "rev-parse", "--short", "HEAD"])
+            .output()
+            .ok()?;
+        Some(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    });
+    commit.filter(|c| !c.is_empty()).unwrap_or_else(|| bin.display().to_string())
+}
+
 async fn timed_child(
     dir: &Path,
     args: &[String],
@@ -1238,7 +1426,7 @@ async fn timed_child(
     let time_file = dir.join("time.txt");
     let mut cmd = tokio::process::Command::new(GNU_TIME);
     cmd.arg("-f")
-        .arg("%e %M")
+        .arg("%e %M %U %S")
         .arg("-o")
         .arg(&time_file)
         .args(args)
@@ -1259,12 +1447,16 @@ async fn timed_child(
         anyhow::bail!("{} failed: {stderr}", args.join(" "));
     }
     let timing = std::fs::read_to_string(&time_file)?;
-    let max_kb: f64 = timing
+    let fields: Vec<f64> = timing
         .lines()
         .last()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(f64::NAN);
+        .unwrap_or("")
+        .split_whitespace()
+        .map(|v| v.parse().unwrap_or(f64::NAN))
+        .collect();
+    let field = |i: usize| fields.get(i).copied().unwrap_or(f64::NAN);
+    let max_kb = field(1);
+    let cpu_seconds = field(2) + field(3);
     let rows = stderr
         .lines()
         .find_map(|l| {
@@ -1276,6 +1468,7 @@ async fn timed_child(
         .unwrap_or(0);
     Ok(ChildRun {
         seconds,
+        cpu_seconds,
         max_rss: max_kb * 1024.0,
         rows,
         stdout,

@@ -140,9 +140,16 @@ pub struct DaftraClient {
     credentials: credentials::Credentials,
 }
 
-fn parse_list(body: &[u8]) -> Result<Page, String> {
+/// Parses the body of a list answer into its page: the items kept as JSON text, decoded by
+/// [`Page::decode`]. Errors (naming what is wrong) when the body is not UTF-8, not the list
+/// envelope, not `"successful"`, has no pagination, or has an item that is not an object.
+pub fn parse_list(body: &[u8]) -> Result<Page, String> {
+    // The body is checked as UTF-8 once, with SIMD, so no string or item is checked again
+    // (a page is mostly text: this was a tenth of a full scan's CPU).
+    let text = simdutf8::basic::from_utf8(body)
+        .map_err(|_| "not the list envelope: the body is not UTF-8".to_string())?;
     let env: ListEnvelope =
-        serde_json::from_slice(body).map_err(|e| format!("not the list envelope: {e}"))?;
+        serde_json::from_str(text).map_err(|e| format!("not the list envelope: {e}"))?;
     if env.result.as_deref().is_some_and(|r| r != "successful") {
         return Err(format!("result is {:?}", env.result.unwrap_or_default()));
     }
@@ -622,5 +629,10 @@ mod tests {
         assert!(parse_list(b"<html>502</html>").is_err());
         assert!(parse_list(br#"{"result":"failed","data":[],"pagination":{"page":1,"page_count":1,"total_results":0}}"#).is_err());
         assert!(parse_list(br#"{"result":"successful","data":[]}"#).is_err());
+        let mut latin1 = br#"{"result":"successful","data":[{"WorkOrder":{"id":1,"title":"caf"#.to_vec();
+        latin1.extend([0xe9]);
+        latin1.extend(br#""}}],"pagination":{"page":1,"page_count":1,"total_results":1}}"#);
+        let e = parse_list(&latin1).unwrap_err();
+        assert!(e.contains("not UTF-8"), "{e}");
     }
 }
