@@ -529,15 +529,23 @@ impl Bench {
         for resource in widest.into_iter().take(5) {
             let mut bodies = Vec::new();
             for page in 1..=n.div_ceil(1000) {
-                let mut url = format!("{base_url}/{}.json?page={page}&limit=1000", resource.list_path);
+                let mut url = format!(
+                    "{base_url}/{}.json?page={page}&limit=1000",
+                    resource.list_path
+                );
                 for (k, v) in &resource.list_params {
                     url.push_str(&format!("&{k}={v}"));
                 }
-                let resp = http.get(&url).header("apikey", "sim-api-key").send().await?;
+                let resp = http
+                    .get(&url)
+                    .header("apikey", "sim-api-key")
+                    .send()
+                    .await?;
                 bodies.push(resp.error_for_status()?.bytes().await?);
             }
             let bytes: usize = bodies.iter().map(|b| b.len()).sum();
-            let (records, cpu) = tokio::task::spawn_blocking(move || decode_pages(resource, &bodies)).await??;
+            let (records, cpu) =
+                tokio::task::spawn_blocking(move || decode_pages(resource, &bodies)).await??;
             self.figures.push(Figure::info(
                 format!(
                     "CPU per record of reading `{}` pages ({} columns with line items; {:.1} KB of JSON a record): parse, decode, canonical text, hash; one thread, best of 3",
@@ -1022,16 +1030,28 @@ impl Bench {
             "DROP INDEX IF EXISTS snapshot_hashes; DELETE FROM schema_migrations WHERE version > 6;",
         )?;
         drop(conn);
-        let env_of = |db: &Path| vec![("DATABASE_URL".to_string(), format!("sqlite://{}", db.display()))];
+        let env_of = |db: &Path| {
+            vec![(
+                "DATABASE_URL".to_string(),
+                format!("sqlite://{}", db.display()),
+            )]
+        };
         let commit = old_commit(old);
         for format in ["csv", "xlsx"] {
             let mut best = [f64::INFINITY, f64::INFINITY];
             let mut rss = [0.0f64, 0.0];
             for _ in 0..2 {
-                log(&format!("exporting the snapshot as {format}: old build, then this one"));
+                log(&format!(
+                    "exporting the snapshot as {format}: old build, then this one"
+                ));
                 let runs = [
-                    self.export_with(&old.display().to_string(), format, "snapshot", &env_of(&copy))
-                        .await?,
+                    self.export_with(
+                        &old.display().to_string(),
+                        format,
+                        "snapshot",
+                        &env_of(&copy),
+                    )
+                    .await?,
                     self.export(format, "snapshot", &env_of(db)).await?,
                 ];
                 for (i, run) in runs.iter().enumerate() {
@@ -1091,7 +1111,9 @@ impl Bench {
         let pages = n.div_ceil(1000);
         let limit = pages as f64 * latency as f64 / 1000.0 / c as f64;
         for (format, within) in [("csv", 1.1), ("xlsx", 1.3)] {
-            log(&format!("exporting live as {format} at {latency} ms a page"));
+            log(&format!(
+                "exporting live as {format} at {latency} ms a page"
+            ));
             let run = self.export(format, "live", env).await?;
             anyhow::ensure!(run.rows == n as u64, "exported {} rows", run.rows);
             self.figures.push(Figure::at_most(
@@ -1105,7 +1127,11 @@ impl Bench {
             ));
             self.figures.push(Figure::info(
                 "  CPU of the export process (user + system) and peak memory",
-                format!("{:.2} s, {}", run.cpu_seconds, Unit::Bytes.show(run.max_rss)),
+                format!(
+                    "{:.2} s, {}",
+                    run.cpu_seconds,
+                    Unit::Bytes.show(run.max_rss)
+                ),
             ));
         }
         self.set_latency(0);
@@ -1408,14 +1434,25 @@ fn decode_pages(
 
 /// The short commit of the checkout a build at `bin` was made in (its `target/` sits in it).
 fn old_commit(bin: &Path) -> String {
-    let commit = bin.ancestors().find(|d| d.join(".git").exists()).and_then(|dir| {
-        let out = std::process::Command::new("git")
-            .args(["-C", &dir.display().to_string(), "rev-parse", "--short", "HEAD"])
-            .output()
-            .ok()?;
-        Some(String::from_utf8_lossy(&out.stdout).trim().to_string())
-    });
-    commit.filter(|c| !c.is_empty()).unwrap_or_else(|| bin.display().to_string())
+    let commit = bin
+        .ancestors()
+        .find(|d| d.join(".git").exists())
+        .and_then(|dir| {
+            let out = std::process::Command::new("git")
+                .args([
+                    "-C",
+                    &dir.display().to_string(),
+                    "rev-parse",
+                    "--short",
+                    "HEAD",
+                ])
+                .output()
+                .ok()?;
+            Some(String::from_utf8_lossy(&out.stdout).trim().to_string())
+        });
+    commit
+        .filter(|c| !c.is_empty())
+        .unwrap_or_else(|| bin.display().to_string())
 }
 
 async fn timed_child(

@@ -629,7 +629,8 @@ mod tests {
         assert!(parse_list(b"<html>502</html>").is_err());
         assert!(parse_list(br#"{"result":"failed","data":[],"pagination":{"page":1,"page_count":1,"total_results":0}}"#).is_err());
         assert!(parse_list(br#"{"result":"successful","data":[]}"#).is_err());
-        let mut latin1 = br#"{"result":"successful","data":[{"WorkOrder":{"id":1,"title":"caf"#.to_vec();
+        let mut latin1 =
+            br#"{"result":"successful","data":[{"WorkOrder":{"id":1,"title":"caf"#.to_vec();
         latin1.extend([0xe9]);
         latin1.extend(br#""}}],"pagination":{"page":1,"page_count":1,"total_results":1}}"#);
         let e = parse_list(&latin1).unwrap_err();
