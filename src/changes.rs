@@ -71,12 +71,8 @@ pub fn changed_at(feed: &Feed, record: &Record) -> Option<String> {
 
 /// As [`changed_at`], of a record as decoded from a page.
 pub fn decoded_changed_at(feed: &Feed, record: &Decoded<'_>) -> Option<String> {
-    change_time(
-        feed.resource
-            .changed_at
-            .as_deref()
-            .and_then(|c| record.get(c)),
-    )
+    let at = record.get_str(feed.resource.changed_at.as_deref()?)?;
+    change_time(Some(&serde_json::Value::String(at)))
 }
 
 /// A canonical timestamp's `YYYY-MM-DD HH:MM:SS`.

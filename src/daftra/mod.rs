@@ -115,13 +115,13 @@ impl Page {
     /// Each item's record (the object under the model key) of `resource`, decoded and
     /// normalised in `clock`'s zone as it is taken ([`record::decode_item`]); an item that is
     /// not `{"Model": {...}}`, or whose key cannot be read, is an [`Invalid`].
-    pub fn decode<'r>(
-        self,
-        resource: &'r Resource,
-        clock: &'r Clock,
-    ) -> impl Iterator<Item = Result<Decoded<'r>, Invalid>> + 'r {
+    pub fn decode<'a>(
+        &'a self,
+        resource: &'a Resource,
+        clock: &'a Clock,
+    ) -> impl Iterator<Item = Result<Decoded<'a>, Invalid>> + 'a {
         self.items
-            .into_iter()
+            .iter()
             .map(move |raw| record::decode_item(resource, clock, raw.get()))
     }
 }

@@ -4,7 +4,7 @@
 
 use serde_json::{Map, Value};
 
-use super::decode::{Item, Layout, Object};
+use super::decode::{Item, Layout, Object, Slot};
 use crate::catalogue::Field;
 
 /// One key of the canonical object, in key order: a declared entry or an extra (an extra
@@ -15,7 +15,7 @@ enum Member<'a> {
 }
 
 /// The members of `object` in canonical key order.
-fn members<'a>(layout: &'a Layout<'_>, object: &'a Object) -> impl Iterator<Item = Member<'a>> {
+fn members<'a>(layout: &'a Layout<'_>, object: &'a Object<'_>) -> impl Iterator<Item = Member<'a>> {
     let mut declared = layout.shape.entries.iter().peekable();
     let mut extras = object.extras.iter().peekable();
     std::iter::from_fn(move || match (declared.peek(), extras.peek()) {
@@ -44,8 +44,26 @@ fn write_value(out: &mut Vec<u8>, v: &Value) {
     serde_json::to_writer(&mut *out, v).expect("a Value writes to memory");
 }
 
+/// Writes a slot as `serde_json` writes the same value: text without a character to escape
+/// (no `"`, `\\` or control character: almost all of it) is copied between quotes.
+fn write_slot(out: &mut Vec<u8>, slot: &Slot<'_>) {
+    match slot {
+        Slot::Text(t) if !t.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') => {
+            out.push(b'"');
+            out.extend_from_slice(t.as_bytes());
+            out.push(b'"');
+        }
+        Slot::Text(t) => write_value_str(out, t),
+        Slot::Value(v) => write_value(out, v),
+    }
+}
+
+fn write_value_str(out: &mut Vec<u8>, s: &str) {
+    serde_json::to_writer(&mut *out, s).expect("a str writes to memory");
+}
+
 /// Writes `object` as canonical JSON: `{"key":value,...}`, keys in byte order, no spaces.
-pub(super) fn write_object(out: &mut Vec<u8>, layout: &Layout<'_>, object: &Object) {
+pub(super) fn write_object(out: &mut Vec<u8>, layout: &Layout<'_>, object: &Object<'_>) {
     out.push(b'{');
     for (i, member) in members(layout, object).enumerate() {
         if i > 0 {
@@ -55,13 +73,13 @@ pub(super) fn write_object(out: &mut Vec<u8>, layout: &Layout<'_>, object: &Obje
             Member::Declared(entry) => {
                 out.extend_from_slice(&entry.prefix);
                 match entry.slot {
-                    Field::Column(slot) => write_value(out, &object.slots[slot]),
+                    Field::Column(slot) => write_slot(out, &object.slots[slot]),
                     Field::Group(g) => write_items(out, layout, g, &object.groups[g].0),
                     Field::Withheld => out.extend_from_slice(b"null"),
                 }
             }
             Member::Extra(k, v) => {
-                write_value(out, &Value::from(k));
+                write_value_str(out, k);
                 out.push(b':');
                 write_value(out, v);
             }
@@ -80,7 +98,7 @@ fn item_layout<'a>(layout: &Layout<'a>, g: usize) -> Layout<'a> {
     }
 }
 
-fn write_items(out: &mut Vec<u8>, layout: &Layout<'_>, g: usize, items: &[Item]) {
+fn write_items(out: &mut Vec<u8>, layout: &Layout<'_>, g: usize, items: &[Item<'_>]) {
     let item_layout = item_layout(layout, g);
     out.push(b'[');
     for (i, item) in items.iter().enumerate() {
@@ -97,15 +115,15 @@ fn write_items(out: &mut Vec<u8>, layout: &Layout<'_>, g: usize, items: &[Item])
 }
 
 /// The canonical text of `object`.
-pub(super) fn object_text(layout: &Layout<'_>, object: &Object) -> String {
+pub(super) fn object_text(layout: &Layout<'_>, object: &Object<'_>) -> String {
     let mut out = Vec::with_capacity(256);
     write_object(&mut out, layout, object);
     String::from_utf8(out).expect("JSON text is UTF-8")
 }
 
 /// `object` as a record, its values moved out.
-pub(super) fn into_map(layout: &Layout<'_>, mut object: Object) -> Map<String, Value> {
-    let mut groups: Vec<Option<Vec<Item>>> = std::mem::take(&mut object.groups)
+pub(super) fn into_map(layout: &Layout<'_>, mut object: Object<'_>) -> Map<String, Value> {
+    let mut groups: Vec<Option<Vec<Item<'_>>>> = std::mem::take(&mut object.groups)
         .into_iter()
         .map(|(items, _)| Some(items))
         .collect();
@@ -115,7 +133,9 @@ pub(super) fn into_map(layout: &Layout<'_>, mut object: Object) -> Map<String, V
         match member {
             Member::Declared(entry) => {
                 let value = match entry.slot {
-                    Field::Column(slot) => std::mem::take(&mut slots[slot]),
+                    Field::Column(slot) => {
+                        std::mem::replace(&mut slots[slot], Slot::NULL).into_value()
+                    }
                     Field::Group(g) => {
                         let items = groups[g].take().unwrap_or_default();
                         let item_layout = item_layout(layout, g);

@@ -30,9 +30,56 @@ pub(super) struct Layout<'r> {
     pub clock: &'r Clock,
 }
 
+/// A canonical value as a slot holds it: text borrowed from the page where it can be (most
+/// text, dates and times arrive canonical already), any other value as a JSON value.
+#[derive(Clone, Debug)]
+pub(super) enum Slot<'a> {
+    Value(Value),
+    Text(Cow<'a, str>),
+}
+
+impl Slot<'_> {
+    pub const NULL: Slot<'static> = Slot::Value(Value::Null);
+
+    pub fn as_i64(&self) -> Option<i64> {
+        match self {
+            Slot::Value(v) => v.as_i64(),
+            Slot::Text(_) => None,
+        }
+    }
+
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Slot::Value(v) => v.as_str(),
+            Slot::Text(t) => Some(t),
+        }
+    }
+
+    pub fn is_null(&self) -> bool {
+        matches!(self, Slot::Value(Value::Null))
+    }
+
+    /// As a JSON value.
+    pub fn into_value(self) -> Value {
+        match self {
+            Slot::Value(v) => v,
+            Slot::Text(t) => Value::String(t.into_owned()),
+        }
+    }
+
+    /// Text as given, `null` when blank (as [`text`] reads a string).
+    fn text(s: Cow<'_, str>) -> Slot<'_> {
+        if s.trim().is_empty() {
+            Slot::NULL
+        } else {
+            Slot::Text(s)
+        }
+    }
+}
+
 /// One item of a line-item group, normalised, with what orders it among its group.
-pub(super) struct Item {
-    pub object: Object,
+pub(super) struct Item<'a> {
+    pub object: Object<'a>,
     /// The item's key field, when it has one and it is a whole number.
     pub key: Option<i64>,
     /// The item's canonical text, where it has no key (content breaks ties then).
@@ -41,19 +88,19 @@ pub(super) struct Item {
 
 /// A decoded object: a value per column (label columns included once finished), the items of
 /// each group with the values they could not read, and the undeclared fields.
-pub(super) struct Object {
-    pub slots: Vec<Value>,
+pub(super) struct Object<'a> {
+    pub slots: Vec<Slot<'a>>,
     /// Values that could not be read as their column's kind, by slot.
     errors: Vec<(usize, RecordError)>,
-    pub groups: Vec<(Vec<Item>, Vec<RecordError>)>,
+    pub groups: Vec<(Vec<Item<'a>>, Vec<RecordError>)>,
     /// Undeclared fields: as sent until [`Object::finish`], then canonical, sorted, none empty.
     pub extras: Vec<(String, Value)>,
 }
 
-impl Object {
-    fn new(layout: &Layout<'_>) -> Object {
+impl<'a> Object<'a> {
+    fn new(layout: &Layout<'_>) -> Object<'a> {
         Object {
-            slots: vec![Value::Null; layout.columns.len()],
+            slots: vec![Slot::NULL; layout.columns.len()],
             errors: Vec::new(),
             groups: (0..layout.groups.len())
                 .map(|_| (Vec::new(), Vec::new()))
@@ -66,13 +113,14 @@ impl Object {
     /// the last of repeated fields wins, then empty ones are dropped (as a JSON map reads them).
     pub fn finish(&mut self, layout: &Layout<'_>) {
         for &(label, source) in &layout.shape.labels {
-            let value = match &self.slots[source] {
-                Value::Null => Some(None),
-                v => v.as_i64().map(Some),
+            let source_slot = &self.slots[source];
+            let value = match source_slot.is_null() {
+                true => Some(None),
+                false => source_slot.as_i64().map(Some),
             };
             self.slots[label] = value
                 .and_then(|v| layout.columns[source].label(v))
-                .map_or(Value::Null, Value::from);
+                .map_or(Slot::NULL, |l| Slot::Value(Value::from(l)));
         }
         if self.extras.is_empty() {
             return;
@@ -104,15 +152,18 @@ impl Object {
     }
 
     /// The value of field `name` as the canonical record has it (an extra, else a column).
-    pub fn get<'a>(&'a self, layout: &Layout<'_>, name: &str) -> Option<&'a Value> {
+    pub fn get(&self, layout: &Layout<'_>, name: &str) -> Option<Slot<'_>> {
         if let Ok(i) = self.extras.binary_search_by(|(k, _)| k.as_str().cmp(name)) {
-            return Some(&self.extras[i].1);
+            return Some(Slot::Value(self.extras[i].1.clone()));
         }
         let i = layout.columns.iter().position(|c| c.name == name)?;
-        Some(&self.slots[i])
+        Some(match &self.slots[i] {
+            Slot::Text(t) => Slot::Text(Cow::Borrowed(t)),
+            Slot::Value(v) => Slot::Value(v.clone()),
+        })
     }
 
-    fn set(&mut self, slot: usize, column: &Column, clock: &Clock, raw: Raw<'_>) {
+    fn set(&mut self, slot: usize, column: &Column, clock: &Clock, raw: Raw<'a>) {
         if !self.errors.is_empty() {
             // A repeated field: the last one is the value, and only its error counts.
             self.errors.retain(|(s, _)| *s != slot);
@@ -128,30 +179,39 @@ impl Object {
 }
 
 /// The canonical value of one column; an unreadable value comes back as text with its error.
-fn column_value(
+#[allow(clippy::type_complexity)]
+fn column_value<'a>(
     column: &Column,
     clock: &Clock,
-    raw: Raw<'_>,
-) -> Result<Value, (Value, RecordError)> {
+    raw: Raw<'a>,
+) -> Result<Slot<'a>, (Slot<'a>, RecordError)> {
     let name = column.name.as_str();
     let s = match raw {
-        Raw::Other(v) => return other_value(column, clock, v),
+        Raw::Other(v) => {
+            return other_value(column, clock, v)
+                .map(Slot::Value)
+                .map_err(|(v, e)| (Slot::Value(v), e))
+        }
         Raw::Str(s) => s,
     };
     let read = match column.kind {
         ColumnKind::Text | ColumnKind::Derived => Ok(None),
         ColumnKind::Int => match s.parse::<i64>() {
-            Ok(i) => return Ok(i.into()),
-            Err(_) => return other_value(column, clock, Value::String(s.into_owned())),
+            Ok(i) => return Ok(Slot::Value(i.into())),
+            Err(_) => {
+                return other_value(column, clock, Value::String(s.into_owned()))
+                    .map(Slot::Value)
+                    .map_err(|(v, e)| (Slot::Value(v), e))
+            }
         },
         ColumnKind::Decimal => decimal_str(name, &s).map(Some),
         ColumnKind::Date => clock.normalise_str(name, &s, false),
         ColumnKind::Timestamp => clock.normalise_str(name, &s, true),
     };
     match read {
-        Ok(Some(v)) => Ok(v),
-        Ok(None) => Ok(text(Value::String(s.into_owned()))),
-        Err(e) => Err((text(Value::String(s.into_owned())), e)),
+        Ok(Some(v)) => Ok(Slot::Value(v)),
+        Ok(None) => Ok(Slot::text(s)),
+        Err(e) => Err((Slot::text(s), e)),
     }
 }
 
@@ -258,7 +318,7 @@ impl<'de> Visitor<'de> for RawSeed {
 pub(super) struct ObjectSeed<'r>(pub Layout<'r>);
 
 impl<'de> DeserializeSeed<'de> for ObjectSeed<'_> {
-    type Value = Option<Object>;
+    type Value = Option<Object<'de>>;
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_any(self)
     }
@@ -292,7 +352,7 @@ macro_rules! anything_else {
 }
 
 impl<'de> Visitor<'de> for ObjectSeed<'_> {
-    type Value = Option<Object>;
+    type Value = Option<Object<'de>>;
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("an object")
     }
@@ -333,7 +393,7 @@ impl<'de> Visitor<'de> for ObjectSeed<'_> {
 struct GroupSeed<'r>(&'r LineItems, &'r Clock);
 
 impl<'de> DeserializeSeed<'de> for GroupSeed<'_> {
-    type Value = (Vec<Item>, Vec<RecordError>);
+    type Value = (Vec<Item<'de>>, Vec<RecordError>);
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_any(self)
     }
@@ -350,7 +410,7 @@ impl GroupSeed<'_> {
     }
 
     /// Finishes each item, then orders them by key, then by content.
-    fn items(&self, objects: Vec<Object>) -> (Vec<Item>, Vec<RecordError>) {
+    fn items<'a>(&self, objects: Vec<Object<'a>>) -> (Vec<Item<'a>>, Vec<RecordError>) {
         let layout = self.layout();
         let mut errors = Vec::new();
         let mut items: Vec<Item> = objects
@@ -362,7 +422,7 @@ impl GroupSeed<'_> {
                     Some(slot) => object.get(&layout, &layout.columns[slot].name),
                     None => (self.0.item_key.as_deref()).and_then(|k| object.get(&layout, k)),
                 }
-                .and_then(Value::as_i64);
+                .and_then(|v| v.as_i64());
                 let text = if key.is_none() {
                     super::canonical::object_text(&layout, &object)
                 } else {
@@ -377,7 +437,7 @@ impl GroupSeed<'_> {
 }
 
 impl<'de> Visitor<'de> for GroupSeed<'_> {
-    type Value = (Vec<Item>, Vec<RecordError>);
+    type Value = (Vec<Item<'de>>, Vec<RecordError>);
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("line items")
     }
@@ -390,12 +450,13 @@ impl<'de> Visitor<'de> for GroupSeed<'_> {
         Ok(self.items(objects))
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut entries: Vec<(Cow<'de, str>, Option<Object>)> = Vec::new();
+        let mut entries: Vec<(Cow<'de, str>, Option<Object<'de>>)> = Vec::new();
         while let Some(key) = map.next_key_seed(Key)? {
             entries.push((key, map.next_value_seed(ObjectSeed(self.layout()))?));
         }
         entries.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut objects: Vec<(Cow<'de, str>, Option<Object>)> = Vec::with_capacity(entries.len());
+        let mut objects: Vec<(Cow<'de, str>, Option<Object<'de>>)> =
+            Vec::with_capacity(entries.len());
         for (k, o) in entries {
             match objects.last_mut() {
                 Some(last) if last.0 == k => last.1 = o,
@@ -414,14 +475,14 @@ pub(super) struct ItemSeed<'r> {
 }
 
 impl<'de> DeserializeSeed<'de> for ItemSeed<'_> {
-    type Value = Option<Option<Object>>;
+    type Value = Option<Option<Object<'de>>>;
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_map(self)
     }
 }
 
 impl<'de> Visitor<'de> for ItemSeed<'_> {
-    type Value = Option<Option<Object>>;
+    type Value = Option<Option<Object<'de>>>;
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("an object")
     }

@@ -4,7 +4,6 @@
 //! only where one is needed (events, live exports).
 
 use serde::de::{DeserializeSeed, Deserializer};
-use serde_json::Value;
 
 use super::canonical::{into_map, object_text};
 use super::decode::{ItemSeed, Layout, Object, ObjectSeed};
@@ -21,7 +20,7 @@ pub struct Invalid {
 /// One normalised record of `resource`, its key a whole number.
 pub struct Decoded<'r> {
     layout: Layout<'r>,
-    object: Object,
+    object: Object<'r>,
     key: i64,
     /// Values kept as text because they could not be read as their column's kind.
     unreadable: Vec<RecordError>,
@@ -41,11 +40,11 @@ fn layout<'r>(resource: &'r Resource, clock: &'r Clock) -> Layout<'r> {
 ///
 /// Errors only when the record is not an object or its key is missing or unreadable; callers
 /// keep the previous snapshot of such a record rather than treat it as missing.
-pub fn decode<'de, 'r, D: Deserializer<'de>>(
-    resource: &'r Resource,
-    clock: &'r Clock,
+pub fn decode<'a, D: Deserializer<'a>>(
+    resource: &'a Resource,
+    clock: &'a Clock,
     raw: D,
-) -> Result<Decoded<'r>, Invalid> {
+) -> Result<Decoded<'a>, Invalid> {
     let layout = layout(resource, clock);
     let not_object = |message: String| Invalid {
         key: None,
@@ -63,11 +62,11 @@ pub fn decode<'de, 'r, D: Deserializer<'de>>(
 
 /// Normalises one list item, `{"Model": {...}}` as JSON text, of `resource`: the object under
 /// the resource's model key, read straight from the text (see [`decode`]).
-pub fn decode_item<'r>(
-    resource: &'r Resource,
-    clock: &'r Clock,
-    item: &str,
-) -> Result<Decoded<'r>, Invalid> {
+pub fn decode_item<'a>(
+    resource: &'a Resource,
+    clock: &'a Clock,
+    item: &'a str,
+) -> Result<Decoded<'a>, Invalid> {
     let layout = layout(resource, clock);
     let seed = ItemSeed {
         model_key: &resource.model_key,
@@ -92,14 +91,15 @@ impl<'r> Decoded<'r> {
     /// Checks the key (field `key_name`), then fills label columns and canonical extras.
     fn finish(
         layout: Layout<'r>,
-        mut object: Object,
+        mut object: Object<'r>,
         key_name: &str,
     ) -> Result<Decoded<'r>, Invalid> {
         let key_value = layout.shape.key.map(|slot| &object.slots[slot]);
-        let Some(key) = key_value.and_then(Value::as_i64) else {
+        let Some(key) = key_value.and_then(|v| v.as_i64()) else {
             let name = key_name;
             // What the raw value reads as, when the column kept it as text.
-            let key = key_value.and_then(|v| int(name, v).ok()?.as_i64());
+            let raw = key_value.map(|v| v.clone().into_value());
+            let key = raw.and_then(|v| int(name, &v).ok()?.as_i64());
             return Err(Invalid {
                 key,
                 error: bad(name, "missing or unreadable key"),
@@ -120,10 +120,13 @@ impl<'r> Decoded<'r> {
         self.key
     }
 
-    /// The value of field `name` as the record has it (`None` for a line-item group or a
-    /// field it does not have).
-    pub fn get(&self, name: &str) -> Option<&Value> {
-        self.object.get(&self.layout, name)
+    /// The text of field `name` as the record has it (`None` for a value that is not text, a
+    /// line-item group or a field it does not have).
+    pub fn get_str(&self, name: &str) -> Option<String> {
+        self.object
+            .get(&self.layout, name)?
+            .as_str()
+            .map(str::to_string)
     }
 
     /// The values that could not be read as their column's kind (kept as text in the record),

@@ -138,14 +138,9 @@ fn normalise_group(
     )
 }
 
-/// Normalises one raw record (the object under the model key) of `resource`.
-///
-/// Errors only when the key is missing or unreadable; callers keep the previous snapshot of
-/// such a record rather than treat it as missing. A value of the wrong type in another field is
-/// kept as text and listed in [`Normalised::unreadable`].
-
-/// As [`normalise`], taking the raw record by value so its text moves instead of being copied
-/// (the poller's hot path), and telling which values could not be read.
+/// Normalises one raw record (the object under the model key) of `resource`, as the bridge did
+/// before records were decoded from the page: errors only when the key is missing or
+/// unreadable; a value of the wrong type is kept as text and listed as unreadable.
 pub fn normalise_owned(
     resource: &Resource,
     mut raw: Map<String, Value>,
