@@ -154,12 +154,12 @@ pub fn parse_list(body: &[u8]) -> Result<Page, String> {
         return Err(format!("result is {:?}", env.result.unwrap_or_default()));
     }
     let pagination = env.pagination.ok_or("no pagination object")?;
-    // Items are checked for the model key as they are parsed ([`Page::into_records`]); one
+    // Items are checked for the model key as they are decoded ([`Page::decode`]); one
     // that is not even an object means this is not a list page.
     if env
         .data
         .iter()
-        .any(|i| !i.get().trim_start().starts_with('{'))
+        .any(|i| !i.get().trim_start().starts_with("{"))
     {
         return Err("an item of data is not an object".into());
     }
