@@ -121,14 +121,26 @@ fn parse(text: &str) -> Record {
     serde_json::from_str(text).unwrap_or_default()
 }
 
+/// A stored image, without the `withheld` fields a snapshot made before they were withheld
+/// may still hold: they are neither announced nor a change.
+pub fn stored_image(text: &str, withheld: &[String]) -> Record {
+    let mut record = parse(text);
+    for field in withheld {
+        record.remove(field);
+    }
+    record
+}
+
 /// Diffs `scan` against `snapshot` (id -> canonical JSON). `keep` are ids present in Daftra whose
-/// record could not be read: never missing, never changed. With `describe` false (a silent
-/// baseline) only the writes and counts are produced.
+/// record could not be read: never missing, never changed. `withheld` are the resource's
+/// credential fields, dropped from stored images ([`stored_image`]). With `describe` false (a
+/// silent baseline) only the writes and counts are produced.
 pub fn diff(
     snapshot: &HashMap<i64, String>,
     scan: Vec<Scanned>,
     keep: &HashSet<i64>,
     describe: bool,
+    withheld: &[String],
 ) -> Diff {
     let mut out = Diff::default();
     let mut seen = HashSet::with_capacity(scan.len());
@@ -139,7 +151,7 @@ pub fn diff(
         match snapshot.get(&s.id) {
             Some(old) if *old == s.canonical => continue,
             Some(old) => {
-                let (before, after) = (parse(old), parse(&s.canonical));
+                let (before, after) = (stored_image(old, withheld), parse(&s.canonical));
                 let changed = changed_fields(&before, &after);
                 // No changed field: the same content stored in another key order; the stored
                 // text is refreshed, nothing is announced.
@@ -198,6 +210,23 @@ mod tests {
     }
 
     #[test]
+    fn a_credential_an_older_snapshot_held_is_no_change_and_is_rewritten_away() {
+        let snap: HashMap<i64, String> =
+            [(1, text(json!({"id": 1, "name": "a", "password": "secret"})))].into();
+        let scan = vec![Scanned::new(1, &rec(json!({"id": 1, "name": "a"})))];
+        let withheld = ["password".to_string()];
+        let d = diff(&snap, scan, &HashSet::new(), true, &withheld);
+        assert!(d.changes.is_empty(), "{:?}", d.changes);
+        assert_eq!(d.updated, 0);
+        assert_eq!(d.writes.len(), 1, "the stored row is rewritten without it");
+        let changed = vec![Scanned::new(1, &rec(json!({"id": 1, "name": "b"})))];
+        let d = diff(&snap, changed, &HashSet::new(), true, &withheld);
+        assert_eq!(d.changes[0].changed, vec!["name".to_string()]);
+        let before = d.changes[0].before.as_ref().unwrap();
+        assert!(!before.contains_key("password"), "never in an image");
+    }
+
+    #[test]
     fn known_hashes_mark_what_a_scan_saw() {
         let mut k = Known::new(vec![(9, 90), (3, 30), (5, 50), (3, 31)]);
         assert_eq!(k.len(), 3);
@@ -226,14 +255,14 @@ mod tests {
                 Scanned::new(5, &rec(json!({"id": 5}))),
             ]
         };
-        let d = diff(&snap, scan(), &HashSet::from([4]), true);
+        let d = diff(&snap, scan(), &HashSet::from([4]), true, &[]);
         let ops: Vec<_> = d.changes.iter().map(|c| (c.op, c.id)).collect();
         assert_eq!(ops, vec![(Op::Updated, 2), (Op::Created, 5)]);
         assert_eq!(d.changes[0].changed, vec!["status".to_string()]);
         assert_eq!(d.changes[0].before.as_ref().unwrap()["status"], json!(1));
         assert_eq!(d.missing, vec![3]);
         assert_eq!(d.writes.len(), 2);
-        let silent = diff(&snap, scan(), &HashSet::from([4]), false);
+        let silent = diff(&snap, scan(), &HashSet::from([4]), false, &[]);
         assert!(silent.changes.is_empty());
         assert_eq!(
             (silent.created, silent.updated, silent.writes.len()),

@@ -74,6 +74,7 @@ impl Poller {
                 .map(|id| (*id, images.get(id).map(String::as_str)))
                 .collect(),
             describe: emit,
+            withheld: &feed.resource.withheld,
         });
         drop(before);
         let missed = audit::missed(

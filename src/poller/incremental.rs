@@ -56,6 +56,7 @@ impl Poller {
             keep: &keep,
             gone: Vec::new(),
             describe: true,
+            withheld: &feed.resource.withheld,
         });
         drop(before);
         let events = self.events(feed, &plan);

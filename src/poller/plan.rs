@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::diff::{diff, Scanned};
+use crate::diff::{diff, stored_image, Scanned};
 use crate::events::{Change, Op};
 use crate::store::SnapshotWrite;
 
@@ -21,6 +21,8 @@ pub struct PlanInput<'a> {
     pub gone: Vec<(i64, Option<&'a str>)>,
     /// Describe the changes (`false` on a silent first poll: writes and counts only).
     pub describe: bool,
+    /// The resource's credential fields, dropped from stored images.
+    pub withheld: &'a [String],
 }
 
 /// What a poll commits.
@@ -50,7 +52,13 @@ impl Plan {
 /// Plans a poll: creates and updates from the diff of the scanned records against their
 /// `before` images, then a delete (with its last image) for each record confirmed gone.
 pub fn plan(input: PlanInput<'_>) -> Plan {
-    let d = diff(input.before, input.scanned, input.keep, input.describe);
+    let d = diff(
+        input.before,
+        input.scanned,
+        input.keep,
+        input.describe,
+        input.withheld,
+    );
     let mut plan = Plan {
         writes: d.writes,
         changes: d.changes,
@@ -66,7 +74,9 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
                 op: Op::Deleted,
                 id,
                 changed: vec![],
-                before: image.and_then(|t| serde_json::from_str(t).ok()),
+                before: image
+                    .filter(|t| serde_json::from_str::<serde_json::Value>(t).is_ok())
+                    .map(|t| stored_image(t, input.withheld)),
                 after: None,
             });
         }
@@ -102,6 +112,7 @@ mod tests {
             before,
             keep,
             gone,
+            withheld: &[],
             describe,
         }
     }
@@ -165,6 +176,7 @@ mod tests {
             keep: &keep,
             gone: vec![],
             describe: true,
+            withheld: &[],
         });
         assert!(p.changes.is_empty() && p.writes.is_empty());
     }
