@@ -56,7 +56,7 @@ fn bench_diff(c: &mut Criterion) {
     g.throughput(Throughput::Elements(DIFF_RECORDS as u64));
     g.bench_function("100k_1pct_changed", |b| {
         b.iter(|| {
-            let d = diff(&snapshot, scanned(&scan), &keep, true);
+            let d = diff(&snapshot, scanned(&scan), &keep, true, &[]);
             assert_eq!(d.changes.len(), changes);
             d
         })
@@ -64,7 +64,7 @@ fn bench_diff(c: &mut Criterion) {
     g.bench_function("100k_1pct_changed_diff_only", |b| {
         b.iter_batched(
             || scanned(&scan),
-            |scanned| diff(&snapshot, scanned, &keep, true),
+            |scanned| diff(&snapshot, scanned, &keep, true, &[]),
             BatchSize::PerIteration,
         )
     });
