@@ -400,7 +400,7 @@ impl Bench {
         let ids: Vec<i64> = scanned.records.iter().map(|s| s.id).collect();
         let (d, diff_step) = Step::measure(|| {
             let before = store.load_many(&name, &ids).expect("snapshot rows");
-            diff(&before, scanned.records, &HashSet::new(), true)
+            diff(&before, scanned.records, &HashSet::new(), true, &[])
         });
         anyhow::ensure!(d.changes.len() == n / 100, "{} changes", d.changes.len());
         let latency = self.args.latency_ms;
