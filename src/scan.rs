@@ -12,7 +12,7 @@ use crate::changes::{self, Newest};
 use crate::daftra::{FetchError, Page};
 use crate::diff::{Known, Scanned};
 use crate::feed::Feed;
-use crate::record::RecordError;
+use crate::record::{self, RecordError};
 use crate::store::{Store, StoreError};
 
 /// Why a scan stopped.
@@ -164,6 +164,7 @@ impl Scanning<'_> {
         self.scan.read += page.len();
         let mut baseline_rows = Vec::new();
         let clock = self.feed.account.clock;
+        let mut canonical = Vec::new();
         for decoded in page.decode(resource, &clock) {
             let mut n = match decoded {
                 Ok(n) => n,
@@ -177,26 +178,40 @@ impl Scanning<'_> {
             Newest::see(&mut self.scan.newest, at, id, &self.horizon);
             let unreadable = n.take_unreadable().into_iter().map(|e| (id, e));
             self.scan.unreadable.extend(unreadable);
-            let scanned = Scanned::from_canonical(id, n.canonical());
-            self.keep_record(scanned, keep, &mut baseline_rows);
+            // Into one buffer for the page: an unchanged record's text is hashed, never kept.
+            n.canonical_into(&mut canonical);
+            let hash = record::content_hash_bytes(&canonical);
+            self.keep_record((id, hash, &canonical), keep, &mut baseline_rows);
         }
         baseline_rows
     }
 
-    /// Keeps one normalised record as `keep` says, skipping repeats of a key already seen.
-    fn keep_record(&mut self, s: Scanned, keep: &mut Keep<'_>, baseline: &mut Vec<(i64, String)>) {
-        if keep.was_seen(s.id) {
+    /// Keeps one normalised record (key, content hash, canonical text) as `keep` says,
+    /// skipping repeats of a key already seen; its text is copied only when it is kept.
+    fn keep_record(
+        &mut self,
+        (id, hash, canonical): (i64, i64, &[u8]),
+        keep: &mut Keep<'_>,
+        baseline: &mut Vec<(i64, String)>,
+    ) {
+        if keep.was_seen(id) {
             return;
         }
-        let stored = keep.known().and_then(|known| known.see(s.id));
-        if stored.is_none() && !self.new_ids.insert(s.id) {
+        let stored = keep.known().and_then(|known| known.see(id));
+        if stored.is_none() && !self.new_ids.insert(id) {
             return;
         }
+        if matches!(keep, Keep::Changed(_)) && stored == Some(hash) {
+            return;
+        }
+        let text = String::from_utf8(canonical.to_vec()).expect("canonical text is UTF-8");
         match keep {
-            Keep::All => self.scan.records.push(s),
-            Keep::Changed(_) if stored == Some(s.hash) => {}
-            Keep::Changed(_) => self.scan.records.push(s),
-            Keep::Baseline(..) => baseline.push((s.id, s.canonical)),
+            Keep::Baseline(..) => baseline.push((id, text)),
+            _ => self.scan.records.push(Scanned {
+                id,
+                hash,
+                canonical: text,
+            }),
         }
     }
 

@@ -5,7 +5,7 @@
 
 use serde::de::{DeserializeSeed, Deserializer};
 
-use super::canonical::{into_map, object_text};
+use super::canonical::{into_map, object_text, write_object};
 use super::decode::{ItemSeed, Layout, Object, ObjectSeed};
 use super::{bad, int, Clock, Record, RecordError};
 use crate::catalogue::Resource;
@@ -139,6 +139,13 @@ impl<'r> Decoded<'r> {
     /// the content hash is taken of.
     pub fn canonical(&self) -> String {
         object_text(&self.layout, &self.object)
+    }
+
+    /// [`Decoded::canonical`] as bytes, written into `out` (cleared first), so one buffer
+    /// serves a whole page.
+    pub fn canonical_into(&self, out: &mut Vec<u8>) {
+        out.clear();
+        write_object(out, &self.layout, &self.object);
     }
 
     /// The record as a map.

@@ -80,7 +80,12 @@ pub fn raw_key(resource: &Resource, raw: &Map<String, Value>) -> Option<i64> {
 /// A stable 64-bit hash of a record's canonical JSON text (XXH3), stored beside each snapshot
 /// row so a poll compares hashes and reads in full only the records that changed.
 pub fn content_hash(canonical: &str) -> i64 {
-    xxhash_rust::xxh3::xxh3_64(canonical.as_bytes()) as i64
+    content_hash_bytes(canonical.as_bytes())
+}
+
+/// [`content_hash`] of canonical text given as bytes.
+pub fn content_hash_bytes(canonical: &[u8]) -> i64 {
+    xxhash_rust::xxh3::xxh3_64(canonical) as i64
 }
 
 /// The key of a normalised record.
