@@ -23,6 +23,7 @@ fn defaults_follow_the_contract() {
         crate::store::Location::Sqlite(std::path::PathBuf::from("data/daftra-bridge.sqlite3"))
     );
     assert_eq!(s.amqp_exchange, "daftra.events");
+    assert_eq!(s.poll_max_parallel, 4, "polls keep the request budget busy");
 }
 
 #[test]

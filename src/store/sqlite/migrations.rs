@@ -164,6 +164,23 @@ mod tests {
     }
 
     #[test]
+    fn a_poll_reads_the_snapshot_hashes_from_their_own_index() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        apply(&mut conn).unwrap();
+        let plan: Vec<String> = conn
+            .prepare(
+                "EXPLAIN QUERY PLAN SELECT id, hash FROM snapshot WHERE resource = ?1 ORDER BY id",
+            )
+            .unwrap()
+            .query_map(["work_orders"], |r| r.get(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let plan = plan.join("; ");
+        assert!(plan.contains("COVERING INDEX snapshot_hashes"), "{plan}");
+    }
+
+    #[test]
     fn a_newer_schema_is_refused() {
         let mut conn = Connection::open_in_memory().unwrap();
         apply(&mut conn).unwrap();
